@@ -4,6 +4,7 @@ work with any model in the registry."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -33,3 +34,24 @@ class GenreModel(nn.Module):
     def layer(self, dotted: str) -> nn.Module:
         """The submodule named by a dotted path (e.g. "features.3")."""
         return self.get_submodule(dotted)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One entry of the model registry `genre_core.models.MODELS`.
+
+    `input_kind` names what the model eats: "handcrafted" (a (N, 57) numpy table, sklearn
+    estimators), or a torch feature module: "logmel", "mfcc", "musicnn" (input (B, 1, F, T)).
+    For torch models `build(n_classes, n_features, tiny)` returns a GenreModel; for
+    sklearn baselines `build(seed)` returns an unfitted estimator.
+    """
+
+    name: str
+    family: str  # "baseline" | "cnn" | "rnn" | "crnn" | "transformer" | "pretrained"
+    input_kind: str
+    build: Callable[..., Any]
+    description: str = ""
+
+    @property
+    def is_torch(self) -> bool:
+        return self.input_kind != "handcrafted"
