@@ -1,0 +1,31 @@
+# Thin wrappers. Everything runs inside the project's own virtual environment.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo app test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps musicnn==0.1.0
+	touch $(STAMP)
+
+demo: setup
+	$(PY) -m training demo
+	$(MAKE) app
+
+app: setup
+	$(VENV)/bin/streamlit run app.py
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf $(VENV) data/genrelens.duckdb data/demo data/cache

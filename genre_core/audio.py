@@ -1,0 +1,170 @@
+"""Decode, resample, downmix and segment audio.
+
+Every failure is an `AudioError` that names the file and says why, so ingest can record the
+reason (`tracks.error`) and carry on with the rest of the corpus.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+AUDIO_EXTENSIONS = (".wav", ".au", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+DEFAULT_SR = 22050  # GTZAN's native rate: no resampling for the reference corpus
+MIN_SECONDS = 1.0  # shorter clips cannot fill even a third of a 3-s window
+SILENCE_DBFS = -60.0  # peak below this is "silent": 16-bit dither sits near -90 dBFS
+
+
+class AudioError(Exception):
+    """A file that cannot serve as audio. `kind` is "unreadable", "silent" or "too_short"."""
+
+    def __init__(self, path: Path | str, reason: str, kind: str = "unreadable"):
+        self.path = Path(path)
+        self.reason = reason
+        self.kind = kind
+        super().__init__(f"{self.path}: {reason}")
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    path: Path
+    sample_rate: int
+    channels: int
+    frames: int
+    format: str  # container, e.g. "WAV", "AU", "MP3"
+    subtype: str  # sample encoding, e.g. "PCM_16", "FLOAT"
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise AudioError(path, "no such file")
+    if path.is_dir():
+        raise AudioError(path, "is a directory, not an audio file")
+    if path.stat().st_size == 0:
+        raise AudioError(path, "empty file (0 bytes)")
+
+
+def probe(path: Path | str) -> AudioInfo:
+    """Header facts of an audio file without decoding it."""
+    path = Path(path)
+    _check_file(path)
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise AudioError(path, f"not decodable audio ({_short(exc)})") from exc
+    if info.frames <= 0 or info.samplerate <= 0:
+        raise AudioError(path, "header declares no audio frames")
+    return AudioInfo(path, info.samplerate, info.channels, info.frames, info.format, info.subtype)
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    # libsndfile prefixes its messages with the path we already report.
+    return text.split(": ", 1)[-1] if text.startswith("Error opening") else text
+
+
+def to_mono(y: np.ndarray) -> np.ndarray:
+    """(frames, channels) or (frames,) -> (frames,) by averaging channels."""
+    return y if y.ndim == 1 else y.mean(axis=1)
+
+
+def resample(y: np.ndarray, orig_sr: int, sr: int) -> np.ndarray:
+    """(N,) at orig_sr -> (N * sr / orig_sr,) at sr, float32 (soxr high quality)."""
+    if orig_sr == sr:
+        return y.astype(np.float32, copy=False)
+    return soxr.resample(y, orig_sr, sr, quality="HQ").astype(np.float32, copy=False)
+
+
+def peak_dbfs(y: np.ndarray) -> float:
+    peak = float(np.max(np.abs(y))) if y.size else 0.0
+    return 20.0 * np.log10(peak) if peak > 0 else float("-inf")
+
+
+def load(
+    path: Path | str,
+    sr: int | None = DEFAULT_SR,
+    min_seconds: float = MIN_SECONDS,
+    reject_silent: bool = True,
+) -> np.ndarray:
+    """Decode any supported file to mono float32 at `sr` (None: the file's own rate).
+    Returns (N,) samples in [-1, 1].
+
+    Raises AudioError for undecodable, truncated, non-finite, too short or silent audio.
+    """
+    info = probe(path)
+    try:
+        data, native_sr = sf.read(str(info.path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise AudioError(info.path, f"decoding failed ({_short(exc)})") from exc
+    return _validate(to_mono(data), native_sr, sr, info.path, min_seconds, reject_silent)
+
+
+def _validate(
+    y: np.ndarray, native_sr: int, sr: int | None, path: Path, min_seconds: float, reject_silent: bool
+) -> np.ndarray:
+    if y.size == 0:
+        raise AudioError(path, "decoded to zero samples (truncated file?)")
+    if not np.all(np.isfinite(y)):
+        raise AudioError(path, "contains NaN or infinite samples")
+    seconds = y.size / native_sr
+    if seconds < min_seconds:
+        raise AudioError(path, f"too short: {seconds:.2f} s < {min_seconds:.2f} s", "too_short")
+    if reject_silent and peak_dbfs(y) < SILENCE_DBFS:
+        raise AudioError(path, f"silent: peak {peak_dbfs(y):.1f} dBFS", "silent")
+    return resample(y, native_sr, sr or native_sr)
+
+
+def segment(
+    y: np.ndarray, sr: int, window_s: float = 3.0, hop_s: float = 1.5
+) -> tuple[np.ndarray, np.ndarray]:
+    """Slice (N,) samples into fixed windows: returns ((W, L) windows, (W,) start times in s).
+
+    A clip shorter than one window is zero-padded to one window; the tail after the last
+    full window is dropped (at most one hop of audio), so every window is real audio.
+    """
+    length, hop = int(round(window_s * sr)), int(round(hop_s * sr))
+    if y.size < length:
+        y = np.pad(y, (0, length - y.size))
+    n_windows = 1 + (y.size - length) // hop
+    starts = np.arange(n_windows) * hop
+    windows = np.lib.stride_tricks.sliding_window_view(y, length)[starts]  # (W, L)
+    return np.ascontiguousarray(windows), starts / sr
+
+
+def stream_blocks(path: Path | str, sr: int, block_s: float = 10.0) -> Iterator[np.ndarray]:
+    """Yield mono float32 blocks at `sr` from a file of any length, never loading it whole."""
+    info = probe(path)
+    resampler = None if info.sample_rate == sr else soxr.ResampleStream(
+        info.sample_rate, sr, 1, dtype="float32", quality="HQ"
+    )
+    block_frames = max(1, int(block_s * info.sample_rate))
+    try:
+        with sf.SoundFile(str(info.path)) as f:
+            while True:
+                data = f.read(block_frames, dtype="float32", always_2d=True)
+                last = len(data) < block_frames
+                mono = to_mono(data)
+                yield mono if resampler is None else resampler.resample_chunk(mono, last=last)
+                if last:
+                    return
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise AudioError(info.path, f"decoding failed ({_short(exc)})") from exc
+
+
+def file_sha1(path: Path | str, chunk: int = 1 << 20) -> str:
+    """SHA-1 of the file's bytes: identical files are exact duplicates whatever their names."""
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,68 @@
+"""The Free Music Archive: `fma_metadata/tracks.csv` plus `fma_small|fma_medium/XXX/XXXXXX.mp3`.
+
+Labels are the top-level genre (`track.genre_top`); FMA's official train/validation/test split
+(`set.split`) and artists (`artist.name`) come along, so artist-aware and official splits work.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from genre_core.datasets.base import DatasetError, DatasetScan, TrackEntry, is_audio
+
+SUBSETS = ("fma_small", "fma_medium", "fma_large", "fma_full")
+_SPLIT_NAMES = {"training": "train", "validation": "validation", "test": "test"}
+
+
+def read_fma_tracks(csv_path: Path) -> pd.DataFrame:
+    """tracks.csv (two header rows: section, field) -> DataFrame indexed by int track id
+    with columns genre_top, split, artist."""
+    try:
+        raw = pd.read_csv(csv_path, index_col=0, header=[0, 1], low_memory=False)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise DatasetError(f"{csv_path}: unreadable FMA metadata ({exc})") from exc
+    needed = [("track", "genre_top"), ("set", "split"), ("artist", "name")]
+    absent = [".".join(c) for c in needed if c not in raw.columns]
+    if absent:
+        raise DatasetError(f"{csv_path}: missing columns {', '.join(absent)}")
+    table = raw[needed].copy()
+    table.columns = ["genre_top", "split", "artist"]
+    table.index = pd.to_numeric(table.index, errors="coerce")
+    return table[table.index.notna()]
+
+
+def scan_fma(root: Path, subset: str | None = None) -> DatasetScan:
+    root = Path(root)
+    csv_path = root / "fma_metadata" / "tracks.csv"
+    if not csv_path.is_file():
+        raise DatasetError(f"{root}: fma_metadata/tracks.csv not found")
+    audio_root = _audio_root(root, subset)
+    table = read_fma_tracks(csv_path)
+    entries = []
+    for path in sorted(audio_root.glob("*/*")):
+        if not (is_audio(path) and path.stem.isdigit()):
+            continue
+        number = int(path.stem)
+        if number not in table.index or pd.isna(table.at[number, "genre_top"]):
+            continue  # tracks without a top-level genre cannot be labelled
+        row = table.loc[number]
+        entries.append(
+            TrackEntry(
+                path.stem, path, str(row["genre_top"]),
+                artist=None if pd.isna(row["artist"]) else str(row["artist"]),
+                official_split=_SPLIT_NAMES.get(str(row["split"])),
+            )
+        )
+    if not entries:
+        raise DatasetError(f"{audio_root}: no audio files with a genre_top label in tracks.csv")
+    return DatasetScan("fma", root, sorted({e.label for e in entries}), entries)
+
+
+def _audio_root(root: Path, subset: str | None) -> Path:
+    names = [subset] if subset else list(SUBSETS)
+    for name in names:
+        if (root / name).is_dir():
+            return root / name
+    raise DatasetError(f"{root}: none of {', '.join(names)} found beside fma_metadata/")

@@ -1,0 +1,138 @@
+"""Track-level splits. A split is decided on whole tracks (and whole artists when known)
+*before* any slicing into windows, so no track's windows ever sit on two sides.
+
+Every function takes parallel sequences (track ids, labels, ...) and returns `Split`s of
+track ids; all randomness comes from the `seed` argument.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
+
+from genre_core.datasets.base import DatasetError
+
+SIDES = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Split:
+    name: str  # "random", "kfold-2/5", "artist", ...
+    train: tuple[str, ...]
+    val: tuple[str, ...]
+    test: tuple[str, ...]
+
+    def side_of(self) -> dict[str, str]:
+        """{track_id: "train"|"val"|"test"}."""
+        return {t: side for side in SIDES for t in getattr(self, side)}
+
+    def check_disjoint(self) -> None:
+        seen = [set(self.train), set(self.val), set(self.test)]
+        overlap = (seen[0] & seen[1]) | (seen[0] & seen[2]) | (seen[1] & seen[2])
+        if overlap:
+            raise AssertionError(f"split {self.name}: tracks on two sides: {sorted(overlap)[:5]}")
+
+
+def _stratify(labels: np.ndarray) -> np.ndarray | None:
+    """sklearn refuses to stratify classes with a single member; fall back to unstratified."""
+    _, counts = np.unique(labels, return_counts=True)
+    return labels if counts.min() >= 2 else None
+
+
+def random_split(
+    track_ids: Sequence[str], labels: Sequence[str], *, val: float = 0.15, test: float = 0.2, seed: int = 0
+) -> Split:
+    """Seeded stratified random split of tracks."""
+    ids, y = np.asarray(track_ids), np.asarray(labels)
+    rest, test_ids, y_rest, _ = train_test_split(ids, y, test_size=test, random_state=seed, stratify=_stratify(y))
+    train_ids, val_ids = train_test_split(
+        rest, test_size=val / (1 - test), random_state=seed + 1, stratify=_stratify(y_rest)
+    )
+    return _make("random", train_ids, val_ids, test_ids)
+
+
+def kfold_splits(
+    track_ids: Sequence[str], labels: Sequence[str], *, k: int = 5, val: float = 0.15, seed: int = 0
+) -> list[Split]:
+    """Stratified k-fold over tracks; each fold's validation set is carved out of its training part."""
+    ids, y = np.asarray(track_ids), np.asarray(labels)
+    folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    splits = []
+    for i, (rest_idx, test_idx) in enumerate(folds.split(ids, y)):
+        train_ids, val_ids = train_test_split(
+            ids[rest_idx], test_size=val, random_state=seed + i, stratify=_stratify(y[rest_idx])
+        )
+        splits.append(_make(f"kfold-{i + 1}/{k}", train_ids, val_ids, ids[test_idx]))
+    return splits
+
+
+def artist_split(
+    track_ids: Sequence[str],
+    labels: Sequence[str],
+    artists: Sequence[str | None],
+    *,
+    val: float = 0.15,
+    test: float = 0.2,
+    seed: int = 0,
+) -> Split:
+    """No artist on two sides. Tracks with unknown artist each form their own group."""
+    ids, y = np.asarray(track_ids), np.asarray(labels)
+    groups = np.asarray([a if a else f"<unknown:{t}>" for t, a in zip(track_ids, artists)])
+    if len(set(groups)) < 3:
+        raise DatasetError("artist split needs at least 3 distinct artists")
+    rest_idx, test_idx = _group_fold(y, groups, test, seed)
+    sub_train, sub_val = _group_fold(y[rest_idx], groups[rest_idx], val / (1 - test), seed + 1)
+    return _make("artist", ids[rest_idx][sub_train], ids[rest_idx][sub_val], ids[test_idx])
+
+
+def _group_fold(y: np.ndarray, groups: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """One fold of a StratifiedGroupKFold with about `share` of the tracks held out."""
+    n_groups = len(set(groups))
+    n_splits = int(min(max(2, round(1 / share)), n_groups))
+    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    with np.errstate(all="ignore"):
+        keep, held = next(folds.split(np.zeros(len(y)), y, groups))
+    return keep, held
+
+
+def fault_filtered_split(track_ids: Sequence[str]) -> Split:
+    """GTZAN's fault-filtered partition (Kereliuk, Sturm & Larsen 2015: 443/197/290 tracks),
+    from the lists torchaudio ships. Tracks of the dataset not in the lists are left out."""
+    from torchaudio.datasets import gtzan
+
+    present = set(track_ids)
+    lists = [gtzan.filtered_train, gtzan.filtered_valid, gtzan.filtered_test]
+    sides = [[t for t in side if t in present] for side in lists]
+    if not any(sides):
+        raise DatasetError("fault-filtered split needs GTZAN track ids like 'blues.00029'")
+    return _make("fault-filtered", *sides)
+
+
+def official_split(track_ids: Sequence[str], official: Sequence[str | None]) -> Split:
+    """The corpus' own split (FMA's set.split: train / validation / test)."""
+    sides: dict[str, list[str]] = {"train": [], "validation": [], "test": []}
+    for track_id, side in zip(track_ids, official):
+        if side in sides:
+            sides[side].append(track_id)
+    if not sides["train"] or not sides["test"]:
+        raise DatasetError("this dataset has no official split (it needs train and test tracks)")
+    return _make("official", sides["train"], sides["validation"], sides["test"])
+
+
+def _make(name: str, train, val, test) -> Split:
+    split = Split(name, tuple(map(str, train)), tuple(map(str, val)), tuple(map(str, test)))
+    split.check_disjoint()
+    return split
+
+
+# name -> function(tracks DataFrame with track_id/label/artist/official_split, seed) -> Split
+SPLITS: dict[str, Callable[..., Split]] = {
+    "random": lambda t, seed: random_split(t.track_id, t.label, seed=seed),
+    "kfold": lambda t, seed: kfold_splits(t.track_id, t.label, seed=seed)[0],
+    "artist": lambda t, seed: artist_split(t.track_id, t.label, t.artist, seed=seed),
+    "fault-filtered": lambda t, seed: fault_filtered_split(t.track_id),
+    "official": lambda t, seed: official_split(t.track_id, t.official_split),
+}

@@ -1,0 +1,227 @@
+"""The DuckDB schema and every write (plus the reads the pipeline itself needs).
+
+DuckDB allows one writer process or many read-only ones, never both at once. So nothing
+holds a connection for long: each write opens the file, runs one transaction and closes it,
+and every open retries for a while when another process holds the lock. The app (read-only)
+and a training run (writer) therefore interleave instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import duckdb
+import pandas as pd
+
+SCHEMA_VERSION = 1
+DEFAULT_DB = Path("data/genrelens.duckdb")
+LOCK_WAIT_S = 30.0  # a run's final write takes well under a second; 30 s covers slow disks
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE SEQUENCE IF NOT EXISTS dataset_ids START 1;
+CREATE TABLE IF NOT EXISTS datasets (
+    dataset_id INTEGER PRIMARY KEY DEFAULT nextval('dataset_ids'),
+    name VARCHAR UNIQUE NOT NULL, kind VARCHAR NOT NULL, root VARCHAR NOT NULL,
+    genres VARCHAR[] NOT NULL, created_at TIMESTAMP NOT NULL, updated_at TIMESTAMP NOT NULL);
+CREATE TABLE IF NOT EXISTS tracks (
+    dataset_id INTEGER NOT NULL, track_id VARCHAR NOT NULL, path VARCHAR NOT NULL,
+    label VARCHAR NOT NULL, artist VARCHAR, title VARCHAR, duration_s DOUBLE,
+    sample_rate INTEGER, channels INTEGER, status VARCHAR NOT NULL, error VARCHAR,
+    error_kind VARCHAR, sha1 VARCHAR, official_split VARCHAR,
+    PRIMARY KEY (dataset_id, track_id));
+CREATE TABLE IF NOT EXISTS runs (
+    run_id VARCHAR PRIMARY KEY, dataset_id INTEGER NOT NULL, model VARCHAR NOT NULL,
+    representation VARCHAR, split VARCHAR NOT NULL, config JSON, status VARCHAR NOT NULL,
+    device VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP, seed INTEGER,
+    error VARCHAR, sweep VARCHAR);
+CREATE TABLE IF NOT EXISTS epochs (
+    run_id VARCHAR, epoch INTEGER, train_loss DOUBLE, val_loss DOUBLE, train_acc DOUBLE,
+    val_acc DOUBLE, lr DOUBLE, seconds DOUBLE);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id VARCHAR, split VARCHAR, name VARCHAR, value DOUBLE, ci_low DOUBLE, ci_high DOUBLE);
+CREATE TABLE IF NOT EXISTS predictions (
+    run_id VARCHAR, track_id VARCHAR, split VARCHAR, label VARCHAR, predicted VARCHAR,
+    probs FLOAT[]);
+CREATE TABLE IF NOT EXISTS segment_predictions (
+    run_id VARCHAR, track_id VARCHAR, start_s DOUBLE, probs FLOAT[]);
+CREATE TABLE IF NOT EXISTS embeddings (run_id VARCHAR, track_id VARCHAR, kind VARCHAR,
+    vector FLOAT[]);
+CREATE TABLE IF NOT EXISTS projections (
+    run_id VARCHAR, method VARCHAR, track_id VARCHAR, x DOUBLE, y DOUBLE);
+CREATE TABLE IF NOT EXISTS neighbours (
+    run_id VARCHAR, track_id VARCHAR, rank INTEGER, neighbour_id VARCHAR, distance DOUBLE);
+CREATE TABLE IF NOT EXISTS attributions (
+    run_id VARCHAR, track_id VARCHAR, method VARCHAR, target VARCHAR, n_bands INTEGER,
+    n_frames INTEGER, "values" FLOAT[]);
+CREATE TABLE IF NOT EXISTS taggrams (
+    run_id VARCHAR, track_id VARCHAR, tag_names VARCHAR[], n_frames INTEGER,
+    "values" FLOAT[]);
+CREATE TABLE IF NOT EXISTS faults (
+    dataset_id INTEGER, track_id VARCHAR, kind VARCHAR, group_id VARCHAR, score DOUBLE,
+    evidence JSON, source VARCHAR);
+CREATE TABLE IF NOT EXISTS reviews (
+    dataset_id INTEGER, track_id VARCHAR, kind VARCHAR, decision VARCHAR, note VARCHAR,
+    decided_at TIMESTAMP);
+"""
+
+TRACK_COLUMNS = (
+    "track_id", "path", "label", "artist", "title", "duration_s", "sample_rate", "channels",
+    "status", "error", "error_kind", "sha1", "official_split",
+)
+
+
+class StoreError(Exception):
+    """The database cannot be used: wrong schema version, locked too long, not DuckDB."""
+
+
+def default_db_path() -> Path:
+    return Path(os.environ.get("GENRELENS_DB", DEFAULT_DB))
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _connect(path: Path, read_only: bool, wait_s: float) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise StoreError(f"{path}: {str(exc).splitlines()[0]}") from exc
+            time.sleep(0.05)
+
+
+class Store:
+    """One DuckDB file. Use `open_store(path)` to get one with the schema checked."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+
+    @contextmanager
+    def write(self, wait_s: float = LOCK_WAIT_S) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One transaction: committed on success, rolled back (nothing half-written) on error."""
+        con = _connect(self.path, read_only=False, wait_s=wait_s)
+        try:
+            con.begin()
+            yield con
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+        finally:
+            con.close()
+
+    @contextmanager
+    def read(self, wait_s: float = 10.0) -> Iterator[duckdb.DuckDBPyConnection]:
+        con = _connect(self.path, read_only=True, wait_s=wait_s)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        with self.read() as con:
+            return con.execute(sql, list(params)).df()
+
+    # -- datasets and tracks -------------------------------------------------------------
+
+    def save_dataset(
+        self, name: str, kind: str, root: str, genres: Sequence[str], tracks: list[dict]
+    ) -> tuple[int, int]:
+        """Insert or update a dataset and its tracks in one transaction.
+
+        Re-ingesting updates rows in place (never duplicates). Tracks no longer on disk are
+        kept, marked status='missing', so predictions that refer to them stay meaningful.
+        Returns (dataset_id, number of tracks marked missing).
+        """
+        with self.write() as con:
+            dataset_id = _upsert_dataset(con, name, kind, root, list(genres))
+            con.execute("CREATE TEMP TABLE incoming AS SELECT * FROM tracks LIMIT 0")
+            frame = pd.DataFrame(tracks, columns=list(TRACK_COLUMNS))
+            frame.insert(0, "dataset_id", dataset_id)
+            con.register("incoming_frame", frame)
+            con.execute("INSERT INTO incoming SELECT * FROM incoming_frame")
+            missing = con.execute(
+                "UPDATE tracks SET status = 'missing', error = 'file no longer under root' "
+                "WHERE dataset_id = ? AND track_id NOT IN (SELECT track_id FROM incoming)",
+                [dataset_id],
+            ).fetchone()[0]
+            con.execute("INSERT OR REPLACE INTO tracks SELECT * FROM incoming")
+            con.execute("DROP TABLE incoming")
+        return dataset_id, int(missing or 0)
+
+    def dataset(self, name: str) -> dict:
+        """The dataset row as a dict; StoreError naming the known datasets when absent."""
+        rows = self.query("SELECT * FROM datasets WHERE name = ?", [name])
+        if rows.empty:
+            known = ", ".join(self.query("SELECT name FROM datasets ORDER BY name")["name"])
+            raise StoreError(f"no dataset named {name!r} in {self.path} (known: {known or 'none'})")
+        return rows.iloc[0].to_dict()
+
+    def tracks(self, dataset_name: str, usable_only: bool = True) -> pd.DataFrame:
+        """Tracks of a dataset, ordered by track_id; `usable_only` keeps status='ok'."""
+        dataset_id = int(self.dataset(dataset_name)["dataset_id"])
+        status = "AND status = 'ok'" if usable_only else ""
+        return self.query(
+            f"SELECT * FROM tracks WHERE dataset_id = ? {status} ORDER BY track_id", [dataset_id]
+        )
+
+
+def _upsert_dataset(con, name: str, kind: str, root: str, genres: list[str]) -> int:
+    row = con.execute("SELECT dataset_id FROM datasets WHERE name = ?", [name]).fetchone()
+    if row:
+        con.execute(
+            "UPDATE datasets SET kind = ?, root = ?, genres = ?, updated_at = ? "
+            "WHERE dataset_id = ?",
+            [kind, root, genres, now(), row[0]],
+        )
+        return int(row[0])
+    return int(
+        con.execute(
+            "INSERT INTO datasets (name, kind, root, genres, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) RETURNING dataset_id",
+            [name, kind, root, genres, now(), now()],
+        ).fetchone()[0]
+    )
+
+
+def open_store(path: Path | str | None = None, create: bool = True) -> Store:
+    """Open (and on first use create) the database, checking its schema version."""
+    path = Path(path) if path is not None else default_db_path()
+    if not path.exists():
+        if not create:
+            raise StoreError(f"{path}: no database yet (run: python -m training demo)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with Store(path).write() as con:
+            con.execute(SCHEMA)
+            con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+        return Store(path)
+    _check_version(path)
+    return Store(path)
+
+
+def _check_version(path: Path) -> None:
+    try:
+        with Store(path).read() as con:
+            row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except duckdb.Error as exc:
+        raise StoreError(f"{path}: not a GenreLens database ({str(exc).splitlines()[0]})") from exc
+    version = int(row[0]) if row else None
+    if version != SCHEMA_VERSION:
+        raise StoreError(
+            f"{path}: schema version {version}, this GenreLens expects {SCHEMA_VERSION}; "
+            "move the file aside and re-run ingest"
+        )
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)

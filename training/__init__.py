@@ -1,0 +1,1 @@
+"""GenreLens command line: `python -m training <command>` (see `--help`)."""
