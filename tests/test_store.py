@@ -1,0 +1,95 @@
+import subprocess
+import sys
+import time
+
+import duckdb
+import pytest
+
+from genre_core import store as store_mod
+from genre_core.ingest import ingest
+from genre_core.store import StoreError, open_store
+from tests.helpers import tone, write
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    root = tmp_path / "corpus"
+    for g in ("jazz", "rock"):
+        for i in range(3):
+            write(root / g / f"{i}.wav", tone(1.5, 300 + 100 * i))
+    (root / "rock" / "broken.wav").write_text("not audio")
+    return root
+
+
+def test_ingest_records_good_and_unreadable_tracks(tmp_path, corpus):
+    db = open_store(tmp_path / "g.duckdb")
+    summary = ingest(db, "folder", corpus, name="mine", progress=False)
+    assert (summary.n_tracks, summary.n_unreadable) == (7, 1)
+    tracks = db.tracks("mine", usable_only=False).set_index("track_id")
+    assert tracks.loc["rock/broken", "status"] == "unreadable"
+    assert "not decodable" in tracks.loc["rock/broken", "error"]
+    assert tracks.loc["jazz/0", "duration_s"] == pytest.approx(1.5)
+    assert len(tracks.loc["jazz/0", "sha1"]) == 40
+    assert len(db.tracks("mine")) == 6
+
+
+def test_reingest_updates_in_place_and_marks_vanished_files(tmp_path, corpus):
+    db = open_store(tmp_path / "g.duckdb")
+    ingest(db, "folder", corpus, name="mine", progress=False)
+    ingest(db, "folder", corpus, name="mine", progress=False)
+    assert len(db.tracks("mine", usable_only=False)) == 7
+    assert len(db.query("SELECT * FROM datasets")) == 1
+    (corpus / "jazz" / "0.wav").unlink()
+    summary = ingest(db, "folder", corpus, name="mine", progress=False)
+    assert summary.n_missing == 1
+    tracks = db.tracks("mine", usable_only=False).set_index("track_id")
+    assert tracks.loc["jazz/0", "status"] == "missing" and len(tracks) == 7
+
+
+def test_a_failed_write_leaves_nothing_half_written(tmp_path, corpus):
+    db = open_store(tmp_path / "g.duckdb")
+    ingest(db, "folder", corpus, name="mine", progress=False)
+    with pytest.raises(RuntimeError):
+        with db.write() as con:
+            con.execute("DELETE FROM tracks")
+            raise RuntimeError("killed mid-write")
+    assert len(db.tracks("mine", usable_only=False)) == 7
+
+
+def test_schema_version_is_checked_on_open(tmp_path):
+    path = tmp_path / "old.duckdb"
+    open_store(path)
+    con = duckdb.connect(str(path))
+    con.execute("UPDATE meta SET value = '0' WHERE key = 'schema_version'")
+    con.close()
+    with pytest.raises(StoreError, match="schema version 0"):
+        open_store(path)
+
+
+def test_a_non_database_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "x.duckdb"
+    path.write_text("hello")
+    with pytest.raises(StoreError, match="x.duckdb"):
+        open_store(path)
+
+
+def test_missing_database_is_not_created_for_readers(tmp_path):
+    with pytest.raises(StoreError, match="python -m training demo"):
+        open_store(tmp_path / "none.duckdb", create=False)
+
+
+def test_a_reader_waits_out_a_writer_in_another_process(tmp_path):
+    path = tmp_path / "busy.duckdb"
+    open_store(path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import duckdb, time, sys; c = duckdb.connect(sys.argv[1]); print('held', flush=True); "
+         "time.sleep(1.0); c.close()", str(path)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    started = time.monotonic()
+    rows = store_mod.Store(path).query("SELECT value FROM meta")
+    assert rows["value"].tolist() == ["1"]
+    assert time.monotonic() - started > 0.2  # it really had to wait for the lock
+    holder.wait(timeout=10)
