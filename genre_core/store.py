@@ -71,6 +71,12 @@ CREATE TABLE IF NOT EXISTS reviews (
     decided_at TIMESTAMP);
 """
 
+# Tables whose rows belong to one run (written by finish_run / analysis in one transaction).
+RUN_TABLES = (
+    "epochs", "metrics", "predictions", "segment_predictions", "embeddings", "projections",
+    "neighbours", "attributions", "taggrams",
+)
+
 TRACK_COLUMNS = (
     "track_id", "path", "label", "artist", "title", "duration_s", "sample_rate", "channels",
     "status", "error", "error_kind", "sha1", "official_split",
@@ -174,6 +180,55 @@ class Store:
         return self.query(
             f"SELECT * FROM tracks WHERE dataset_id = ? {status} ORDER BY track_id", [dataset_id]
         )
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def start_run(self, run: dict) -> None:
+        """Insert a run row with status 'running' (the app shows only complete runs)."""
+        row = {**run, "status": "running", "started_at": now(), "config": to_json(run["config"])}
+        with self.write() as con:
+            con.execute("DELETE FROM runs WHERE run_id = ?", [row["run_id"]])
+            con.execute(
+                f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                list(row.values()),
+            )
+
+    def finish_run(self, run_id: str, results: dict[str, pd.DataFrame]) -> None:
+        """Write every result table of a run and mark it complete, all in one transaction.
+
+        `results` maps table name (epochs, metrics, predictions, segment_predictions, ...)
+        to a frame with that table's columns minus run_id. Rows a previous attempt of the
+        same run left are replaced, so a resumed run never doubles its rows.
+        """
+        with self.write() as con:
+            for table, frame in results.items():
+                if table not in RUN_TABLES:
+                    raise ValueError(f"not a run table: {table}")
+                con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+                if len(frame):
+                    con.register("frame", frame.assign(run_id=run_id))
+                    cols = ", ".join(f'"{c}"' for c in ["run_id", *frame.columns])
+                    con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM frame")
+                    con.unregister("frame")
+            con.execute(
+                "UPDATE runs SET status = 'complete', finished_at = ?, error = NULL WHERE run_id = ?",
+                [now(), run_id],
+            )
+
+    def fail_run(self, run_id: str, error: str) -> None:
+        with self.write() as con:
+            con.execute(
+                "UPDATE runs SET status = 'failed', finished_at = ?, error = ? WHERE run_id = ?",
+                [now(), error[:2000], run_id],
+            )
+
+    def run(self, run_id: str) -> dict:
+        rows = self.query("SELECT * FROM runs WHERE run_id = ?", [run_id])
+        if rows.empty:
+            raise StoreError(f"no run {run_id!r} in {self.path}")
+        row = rows.iloc[0].to_dict()
+        row["config"] = json.loads(row["config"]) if row["config"] else {}
+        return row
 
 
 def _upsert_dataset(con, name: str, kind: str, root: str, genres: list[str]) -> int:

@@ -19,3 +19,25 @@ def write(path: Path, y: np.ndarray, sr: int = SR, **kwargs) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), y, sr, **kwargs)
     return path
+
+
+BANDS = {"low": (80.0, 300.0), "mid": (600.0, 1500.0), "high": (3000.0, 6000.0)}
+
+
+def band_clip(genre: str, seed: int, seconds: float = 4.0, sr: int = SR) -> np.ndarray:
+    """A learnable toy 'genre': a few random partials inside the genre's band, plus noise."""
+    rng = np.random.default_rng(seed)
+    lo, hi = BANDS[genre]
+    t = np.arange(int(seconds * sr)) / sr
+    freqs = rng.uniform(lo, hi, size=4)
+    y = sum(np.sin(2 * np.pi * f * t + rng.uniform(0, 6.28)) for f in freqs)
+    y = y / 4 * 0.5 + 0.02 * rng.standard_normal(t.size)
+    return y.astype(np.float32)
+
+
+def make_toy_corpus(root: Path, per_genre: int = 8, seconds: float = 4.0) -> Path:
+    """`<root>/<genre>/<genre>_NN.wav` for the three BANDS genres."""
+    for g_index, genre in enumerate(BANDS):
+        for i in range(per_genre):
+            write(root / genre / f"{genre}_{i:02d}.wav", band_clip(genre, 100 * g_index + i, seconds))
+    return root

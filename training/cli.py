@@ -30,6 +30,18 @@ def cmd_ingest(args: argparse.Namespace) -> str:
     return summary.line(store.path)
 
 
+def cmd_train(args: argparse.Namespace) -> str:
+    from genre_core.training import resume_run, train_command
+
+    store = open_store(args.db)
+    if args.resume:
+        return resume_run(store, args.resume).summary
+    overrides = {k: v for k, v in vars(args).items()
+                 if k in ("split", "epochs", "device", "seed", "batch_size", "lr") and v is not None}
+    return train_command(store, args.dataset, args.model, fold=args.fold, tiny=args.tiny,
+                         augment=not args.no_augment, **overrides)
+
+
 def cmd_demo(args: argparse.Namespace) -> str:
     """The whole pipeline on the built-in corpus: synth -> ingest (later stages as they land)."""
     from genre_core.datasets.synth import SynthConfig, generate_corpus
@@ -64,6 +76,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", required=True, type=Path)
     p.add_argument("--name", help="dataset name in the database (default: the --dataset kind)")
     p.add_argument("--artist-index", type=Path, help="Sturm-format index: file ::: artist ::: title")
+
+    p = command("train", cmd_train, "train and evaluate one model (k-fold: one run per fold)")
+    p.add_argument("--dataset", help="dataset name in the database (see ingest --name)")
+    p.add_argument("--model", help="model name (see genre_core.models.MODELS)")
+    p.add_argument("--split", choices=["random", "kfold", "fault-filtered", "artist", "official"])
+    p.add_argument("--fold", type=int, help="with --split kfold: run only this fold (1-based)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--tiny", action="store_true", help="tiny model, 2 epochs: a smoke run in seconds")
+    p.add_argument("--no-augment", action="store_true", help="switch every augmentation off")
+    p.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run from its checkpoint")
 
     p = command("demo", cmd_demo, "synth -> ingest (-> train -> analyze -> faults) on the demo corpus")
     p.add_argument("--out", type=Path, default=DEMO_ROOT, help="where the demo corpus lives")

@@ -1,0 +1,208 @@
+"""The torch training loop: epochs, early stopping, checkpoints that resume exactly, and
+batched prediction. Device-agnostic; bf16 autocast on CUDA only (CPU autocast is slower)."""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from genre_core.augment import AugmentConfig, augment_waveform, mixup, spec_augment
+from genre_core.windows import WindowSet
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" -> cuda when available, else cpu; an explicit "cuda" without one is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but torch sees no CUDA device (use --device auto)")
+    return torch.device(name)
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    """LR multiplier: linear warm-up to 1, then cosine decay to 0 at `total_steps`."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+@dataclass
+class LoopSettings:
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    warmup_epochs: float
+    patience: int
+    grad_clip: float
+    augment: AugmentConfig
+    seed: int
+    stop_after_epoch: int | None = None  # for tests of resume: simulate a kill after this epoch
+
+
+@dataclass
+class LoopState:
+    epoch: int = 0
+    best_val_loss: float = float("inf")
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    history: list[dict] = field(default_factory=list)
+
+
+class Interrupted(Exception):
+    """Raised after `stop_after_epoch`: the checkpoint is on disk, the run can be resumed."""
+
+
+class Trainer:
+    """Owns model, front end (waveform -> features), optimiser, schedule and RNG streams."""
+
+    def __init__(self, model: nn.Module, frontend: nn.Module, settings: LoopSettings,
+                 device: torch.device, steps_per_epoch: int, sr: int):
+        self.model, self.frontend = model.to(device), frontend.to(device)
+        self.settings, self.device, self.sr = settings, device, sr
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+        total = max(1, settings.epochs * steps_per_epoch)
+        warmup = int(settings.warmup_epochs * steps_per_epoch)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(warmup, total))
+        # One explicit generator for shuffling and augmentation: saved in checkpoints, so a
+        # resumed run draws exactly the numbers the uninterrupted run would have drawn.
+        self.generator = torch.Generator().manual_seed(settings.seed)
+        self.state = LoopState()
+        self.best_weights = copy.deepcopy(model.state_dict())
+        self.autocast = device.type == "cuda"
+
+    # -- one batch -------------------------------------------------------------------------
+
+    def _features(self, audio: np.ndarray, train: bool) -> torch.Tensor:
+        y = torch.from_numpy(audio)
+        if self.device.type == "cuda":
+            y = y.pin_memory()
+        y = y.to(self.device, non_blocking=True)  # (B, L)
+        if train:
+            y = augment_waveform(y, self.sr, self.settings.augment, self.generator)
+        with torch.autocast(self.device.type, enabled=False):
+            x = self.frontend(y.float())  # (B, 1, F, T), features in fp32
+        if train:
+            x = spec_augment(x, self.settings.augment, self.generator)
+        return x
+
+    def _train_step(self, audio: np.ndarray, labels: np.ndarray) -> tuple[float, int]:
+        x = self._features(audio, train=True)
+        target = F.one_hot(torch.from_numpy(labels), self._n_classes).float().to(self.device)
+        if self.settings.augment.mixup_alpha > 0:
+            x, target = mixup(x, target, self.settings.augment.mixup_alpha, self.generator)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            logits = self.model(x).logits
+        loss = F.cross_entropy(logits.float(), target)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        correct = int((logits.argmax(1).cpu() == torch.from_numpy(labels)).sum())
+        return float(loss.detach()) * len(labels), correct
+
+    # -- epochs ----------------------------------------------------------------------------
+
+    def fit(self, train: WindowSet, val: WindowSet, n_classes: int,
+            checkpoint: Path | None, progress: bool = True) -> LoopState:
+        self._n_classes = n_classes
+        s = self.settings
+        while self.state.epoch < s.epochs:
+            started = time.perf_counter()
+            self.model.train()
+            order = torch.randperm(len(train), generator=self.generator).numpy()
+            loss_sum, correct = 0.0, 0
+            batches = range(0, len(order), s.batch_size)
+            for i in tqdm(batches, desc=f"epoch {self.state.epoch + 1}/{s.epochs}", unit="batch",
+                          disable=not progress, leave=False):
+                audio, labels, _ = train.batch(order[i : i + s.batch_size])
+                batch_loss, batch_correct = self._train_step(audio, labels)
+                loss_sum, correct = loss_sum + batch_loss, correct + batch_correct
+            val_loss, val_acc = self.evaluate_loss(val)
+            self._end_epoch(loss_sum / len(train), correct / len(train), val_loss, val_acc,
+                            time.perf_counter() - started)
+            if checkpoint is not None:
+                self.save(checkpoint)
+            if s.stop_after_epoch is not None and self.state.epoch >= s.stop_after_epoch:
+                raise Interrupted(f"stopped after epoch {self.state.epoch}")
+            if self.state.bad_epochs >= s.patience:
+                break
+        self.model.load_state_dict(self.best_weights)
+        return self.state
+
+    def _end_epoch(self, train_loss, train_acc, val_loss, val_acc, seconds) -> None:
+        st = self.state
+        st.epoch += 1
+        st.history.append(dict(epoch=st.epoch, train_loss=train_loss, val_loss=val_loss,
+                               train_acc=train_acc, val_acc=val_acc,
+                               lr=self.optimizer.param_groups[0]["lr"], seconds=seconds))
+        if val_loss < st.best_val_loss - 1e-4:
+            st.best_val_loss, st.best_epoch, st.bad_epochs = val_loss, st.epoch, 0
+            self.best_weights = copy.deepcopy(self.model.state_dict())
+        else:
+            st.bad_epochs += 1
+
+    def evaluate_loss(self, windows: WindowSet) -> tuple[float, float]:
+        """Window-level mean cross-entropy and accuracy (NaN, NaN for an empty set)."""
+        if len(windows) == 0:
+            return float("nan"), float("nan")
+        log_probs, _ = self.predict(windows, progress=False)
+        labels = windows.labels[windows.index[:, 0]]
+        loss = -log_probs[np.arange(len(labels)), labels].mean()
+        return float(loss), float((log_probs.argmax(1) == labels).mean())
+
+    @torch.no_grad()
+    def predict(self, windows: WindowSet, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Every window -> ((W, C) log-probabilities, (W, D) embeddings), in index order."""
+        self.model.eval()
+        out_lp, out_emb = [], []
+        bs = self.settings.batch_size * 2  # no gradients: twice the batch fits
+        for i in tqdm(range(0, len(windows), bs), desc="predict", unit="batch", disable=not progress, leave=False):
+            audio, _, _ = windows.batch(np.arange(i, min(i + bs, len(windows))))
+            x = self._features(audio, train=False)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                out = self.model(x)
+            out_lp.append(F.log_softmax(out.logits.float(), dim=1).cpu().numpy())
+            out_emb.append(out.embedding.float().cpu().numpy())
+        return np.concatenate(out_lp), np.concatenate(out_emb)
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    def save(self, path: Path) -> None:
+        """Everything needed to continue exactly where we are (written atomically)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = dict(model=self.model.state_dict(), best=self.best_weights,
+                       optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+                       generator=self.generator.get_state(), torch_rng=torch.get_rng_state(),
+                       state=self.state.__dict__)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+
+    def load(self, path: Path) -> None:
+        payload = torch.load(path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(payload["model"])
+        self.best_weights = payload["best"]
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        self.generator.set_state(payload["generator"])
+        torch.set_rng_state(payload["torch_rng"])
+        self.state = LoopState(**payload["state"])

@@ -1,0 +1,306 @@
+"""fit(config) -> RunResult: split tracks, slice windows, train, evaluate per track, store.
+
+Tracks are split first (by track, or by artist), then sliced into windows, so no track's
+windows ever sit on two sides. Evaluation aggregates window log-probabilities to one
+prediction per track; the stored metrics are track-level with bootstrap 95% CIs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import secrets
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from genre_core import evaluation
+from genre_core.augment import AugmentConfig
+from genre_core.datasets.splits import SPLITS, Split, kfold_splits
+from genre_core.features import FeatureConfig, build_feature, feature_bins
+from genre_core.models import build_model, get_spec
+from genre_core.store import Store
+from genre_core.torch_loop import Interrupted, LoopSettings, Trainer, resolve_device
+from genre_core.windows import WaveformCache, WindowSet, build_windows, handcrafted_windows
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    dataset: str
+    model: str
+    split: str = "random"  # random | kfold | artist | fault-filtered | official
+    fold: int = 1  # which fold (1-based) when split == "kfold"
+    k: int = 5  # folds when split == "kfold"
+    representation: str | None = None  # override the model's input ("logmel"|"mfcc") for ablations
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_epochs: float = 1.0
+    patience: int = 6  # epochs without val-loss improvement before stopping early
+    grad_clip: float = 1.0
+    window_s: float = 3.0  # the window length the GTZAN literature uses
+    hop_s: float = 1.5  # half-overlapping windows: twice the training windows, no leakage
+    eval_hop_s: float = 1.5
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig.default)
+    device: str = "auto"
+    seed: int = 0
+    tiny: bool = False  # small model widths: any model trains in seconds on a CPU
+
+    @classmethod
+    def tiny_preset(cls, dataset: str, model: str, **overrides) -> "TrainConfig":
+        """A run that finishes in seconds on a CPU: tiny widths, 2 epochs, no augmentation."""
+        base = dict(epochs=2, batch_size=16, tiny=True, augment=AugmentConfig.none(), warmup_epochs=0.0)
+        return cls(dataset=dataset, model=model, **{**base, **overrides})
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["augment"] = self.augment.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        data = dict(data)
+        data["features"] = FeatureConfig(**data["features"])
+        data["augment"] = AugmentConfig.from_dict(data["augment"])
+        return cls(**data)
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    status: str
+    report: evaluation.Report | None = None
+    ci: dict = field(default_factory=dict)
+    summary: str = ""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def new_run_id(model: str) -> str:
+    return f"{datetime.now():%Y%m%d-%H%M%S}-{model}-{secrets.token_hex(2)}"
+
+
+def choose_split(config: TrainConfig, tracks: pd.DataFrame) -> Split:
+    if config.split == "kfold":
+        folds = kfold_splits(tracks.track_id, tracks.label, k=config.k, seed=config.seed)
+        if not 1 <= config.fold <= config.k:
+            raise ValueError(f"--fold must be in 1..{config.k}")
+        return folds[config.fold - 1]
+    if config.split not in SPLITS:
+        raise ValueError(f"unknown split {config.split!r} (choose from {', '.join(SPLITS)})")
+    return SPLITS[config.split](tracks, config.seed)
+
+
+def input_pipeline(kind: str, features: FeatureConfig) -> tuple[torch.nn.Module, int, int]:
+    """(front end waveform -> (B, 1, F, T), its sample rate, F) for an input kind."""
+    if kind == "musicnn":
+        from genre_core.models.musicnn import MUSICNN_SR, MusicnnMel
+
+        return MusicnnMel(), MUSICNN_SR, 96
+    return build_feature(kind, features), features.sr, feature_bins(kind, features)
+
+
+@dataclass
+class Sides:
+    classes: list[str]
+    split: Split
+    tracks: dict[str, pd.DataFrame]  # side -> tracks of that side
+
+
+def prepare(store: Store, config: TrainConfig) -> Sides:
+    tracks = store.tracks(config.dataset)
+    if tracks.empty:
+        raise ValueError(f"dataset {config.dataset!r} has no usable tracks")
+    split = choose_split(config, tracks)
+    by_id = tracks.set_index("track_id", drop=False)
+    sides = {side: by_id.loc[list(getattr(split, side))] for side in ("train", "val", "test")}
+    if sides["train"].empty or sides["test"].empty:
+        raise ValueError(f"split {split.name} left no training or no test tracks")
+    return Sides(sorted(tracks.label.unique()), split, sides)
+
+
+def fit(store: Store, config: TrainConfig, *, run_id: str | None = None, resume: bool = False,
+        progress: bool = True, stop_after_epoch: int | None = None, sweep: str | None = None) -> RunResult:
+    """Train and evaluate one model; the run ends 'complete' with all results, or 'failed'."""
+    spec = get_spec(config.model)
+    seed_everything(config.seed)
+    data = prepare(store, config)
+    run_id = run_id or new_run_id(config.model)
+    dataset_id = int(store.dataset(config.dataset)["dataset_id"])
+    representation = config.representation or spec.input_kind
+    if not resume:
+        store.start_run(dict(run_id=run_id, dataset_id=dataset_id, model=config.model,
+                             representation=representation, split=data.split.name,
+                             config=config.to_dict(), device=str(resolve_device(config.device)),
+                             seed=config.seed, sweep=sweep))
+    try:
+        cache = WaveformCache(store.path.parent / "cache")
+        run_dir = store.path.parent / "runs" / run_id
+        if spec.is_torch:
+            outputs = _fit_torch(config, data, cache, representation, run_dir, resume, progress, stop_after_epoch)
+        else:
+            outputs = _fit_baseline(config, data, cache, progress)
+        result = _evaluate_and_store(store, run_id, config, data, outputs)
+    except Interrupted:
+        raise
+    except Exception as exc:
+        store.fail_run(run_id, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
+        raise
+    return result
+
+
+@dataclass
+class Outputs:
+    """Window-level predictions of the fitted model on val and test."""
+
+    epochs: list[dict]
+    windows: dict[str, WindowSet]  # side -> windows
+    log_probs: dict[str, np.ndarray]  # side -> (W, C)
+
+
+def _fit_torch(config, data: Sides, cache, representation, run_dir: Path, resume, progress,
+               stop_after_epoch) -> Outputs:
+    frontend, sr, n_bins = input_pipeline(representation, config.features)
+    windows = _windows(data, cache, sr, config, progress)
+    model = build_model(config.model, len(data.classes), n_bins, tiny=config.tiny)
+    settings = LoopSettings(config.epochs, config.batch_size, config.lr, config.weight_decay,
+                            config.warmup_epochs, config.patience, config.grad_clip,
+                            config.augment, config.seed, stop_after_epoch)
+    steps = -(-len(windows["train"]) // config.batch_size)
+    trainer = Trainer(model, frontend, settings, resolve_device(config.device), steps, sr)
+    checkpoint = run_dir / "checkpoint.pt"
+    if resume:
+        if not checkpoint.is_file():
+            raise ValueError(f"nothing to resume: {checkpoint} not found")
+        trainer.load(checkpoint)
+    state = trainer.fit(windows["train"], windows["val"], len(data.classes), checkpoint, progress)
+    torch.save(trainer.model.state_dict(), run_dir / "model.pt")
+    log_probs = {side: trainer.predict(windows[side], progress)[0] for side in ("val", "test")}
+    return Outputs(state.history, windows, log_probs)
+
+
+def _windows(data: Sides, cache, sr: int, config: TrainConfig, progress: bool) -> dict[str, WindowSet]:
+    hops = {"train": config.hop_s, "val": config.eval_hop_s, "test": config.eval_hop_s}
+    return {
+        side: build_windows(data.tracks[side], data.classes, cache, sr=sr, window_s=config.window_s,
+                            hop_s=hops[side], desc=f"load {side}", progress=progress)
+        for side in ("train", "val", "test")
+    }
+
+
+def _fit_baseline(config: TrainConfig, data: Sides, cache, progress: bool) -> Outputs:
+    import time
+
+    started = time.perf_counter()
+    # The handcrafted table has no use for overlap: one feature row per 3-s window.
+    hopless = dataclasses.replace(config, hop_s=config.window_s, eval_hop_s=config.window_s)
+    windows = _windows(data, cache, config.features.sr, hopless, progress)
+    tables = {side: handcrafted_windows(w, list(data.tracks[side].sha1), cache, progress)
+              for side, w in windows.items()}
+    labels = {side: w.labels[w.index[:, 0]] for side, w in windows.items()}
+    estimator = build_model(config.model, len(data.classes), 57, seed=config.seed)
+    estimator.fit(tables["train"], labels["train"])
+    log_probs = {side: _full_log_proba(estimator, tables[side], len(data.classes)) for side in ("val", "test")}
+    train_acc = float((estimator.predict(tables["train"]) == labels["train"]).mean())
+    val = log_probs["val"]
+    epoch = dict(epoch=1, train_loss=None, train_acc=train_acc, lr=None,
+                 val_loss=float(-val[np.arange(len(val)), labels["val"]].mean()) if len(val) else None,
+                 val_acc=float((val.argmax(1) == labels["val"]).mean()) if len(val) else None,
+                 seconds=time.perf_counter() - started)
+    return Outputs([epoch], windows, log_probs)
+
+
+def _full_log_proba(estimator, table: np.ndarray, n_classes: int) -> np.ndarray:
+    """(W, C) log-probabilities over all classes, even ones absent from the training set."""
+    probs = np.full((len(table), n_classes), 1e-6)
+    if len(table):
+        probs[:, estimator.classes_] = np.maximum(estimator.predict_proba(table), 1e-6)
+    probs /= probs.sum(axis=1, keepdims=True)
+    return np.log(probs)
+
+
+def _evaluate_and_store(store: Store, run_id: str, config: TrainConfig, data: Sides,
+                        outputs: Outputs) -> RunResult:
+    predictions, segments, metrics = [], [], []
+    report, ci = None, {}
+    for side in ("test", "val"):
+        w = outputs.windows[side]
+        if len(w) == 0:
+            continue
+        window_tracks = [w.track_ids[t] for t in w.index[:, 0]]
+        ids, track_lp = evaluation.aggregate_windows(window_tracks, outputs.log_probs[side])
+        label_of = dict(zip(w.track_ids, w.labels))
+        y_true = np.array([label_of[t] for t in ids])
+        probs = np.exp(track_lp)
+        side_report = evaluation.classification_report(y_true, probs, data.classes)
+        metrics += evaluation.metric_rows(side_report, y_true, probs, side, "track", config.seed)
+        window_probs = np.exp(outputs.log_probs[side])
+        window_y = w.labels[w.index[:, 0]]
+        metrics += evaluation.metric_rows(evaluation.classification_report(window_y, window_probs, data.classes),
+                                          window_y, window_probs, side, "window", config.seed, n_boot=200)
+        predictions += [dict(track_id=t, split=side, label=data.classes[y], predicted=data.classes[p.argmax()],
+                             probs=p.astype(np.float32).tolist()) for t, y, p in zip(ids, y_true, probs)]
+        segments += [dict(track_id=t, start_s=float(s), probs=p.astype(np.float32).tolist())
+                     for t, s, p in zip(window_tracks, w.start_seconds(), window_probs)]
+        if side == "test":
+            report = side_report
+            ci = evaluation.ci_from_rows([m for m in metrics if m["split"] == "test"])
+    epochs = pd.DataFrame(outputs.epochs, columns=["epoch", "train_loss", "val_loss", "train_acc",
+                                                   "val_acc", "lr", "seconds"])
+    store.finish_run(run_id, {
+        "epochs": epochs, "metrics": pd.DataFrame(metrics),
+        "predictions": pd.DataFrame(predictions), "segment_predictions": pd.DataFrame(segments),
+    })
+    return RunResult(run_id, "complete", report, ci, _summary_line(run_id, config, report, ci))
+
+
+def _summary_line(run_id: str, config: TrainConfig, report, ci: dict) -> str:
+    low, high = ci.get("accuracy", (float("nan"), float("nan")))
+    return (f"run {run_id}: {config.model} on {config.dataset} ({config.split}) — track accuracy "
+            f"{report.accuracy:.3f} [95% CI {low:.3f}-{high:.3f}] on {report.n} test tracks, "
+            f"macro-F1 {report.macro_f1:.3f}")
+
+
+def resume_run(store: Store, run_id: str, progress: bool = True) -> RunResult:
+    """Continue an interrupted (or failed) run from its last checkpoint."""
+    row = store.run(run_id)
+    if row["status"] == "complete":
+        raise ValueError(f"run {run_id} is already complete")
+    return fit(store, TrainConfig.from_dict(row["config"]), run_id=run_id, resume=True,
+               progress=progress)
+
+
+def train_command(store: Store, dataset: str | None, model: str | None, *, fold: int | None = None,
+                  tiny: bool = False, augment: bool = True, **overrides) -> str:
+    """What `python -m training train` does: one run, or one run per fold for k-fold.
+    Prints the compact report of each run; returns the one-line summary."""
+    if not dataset or not model:
+        raise ValueError("train needs --dataset and --model (or --resume RUN_ID)")
+    get_spec(model)  # fail fast on an unknown name, before touching the data
+    if not augment:
+        overrides["augment"] = AugmentConfig.none()
+    make = TrainConfig.tiny_preset if tiny else TrainConfig
+    base = make(dataset=dataset, model=model, **overrides)
+    if base.split != "kfold" or fold is not None:
+        result = fit(store, dataclasses.replace(base, fold=fold or 1))
+        print(evaluation.format_report(result.report, result.ci))
+        return result.summary
+    sweep = f"kfold-{secrets.token_hex(3)}"
+    accuracies = []
+    for k in range(1, base.k + 1):
+        result = fit(store, dataclasses.replace(base, fold=k), sweep=sweep)
+        print(result.summary)
+        accuracies.append(result.report.accuracy)
+    mean, std, n = evaluation.kfold_summary(accuracies)
+    return f"{model} on {dataset}, {n}-fold ({sweep}): track accuracy {mean:.3f} ± {std:.3f} (mean ± sd)"

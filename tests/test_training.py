@@ -1,0 +1,94 @@
+import dataclasses
+
+import numpy as np
+import pytest
+
+from genre_core.models import MODELS
+from genre_core.training import TrainConfig, fit, prepare, resume_run
+from genre_core.torch_loop import Interrupted
+
+TORCH_MODELS = [n for n, s in MODELS.items() if s.is_torch and s.input_kind != "musicnn"]
+BASELINES = [n for n, s in MODELS.items() if not s.is_torch]
+
+
+def _complete_run(store, run_id, n_test):
+    run = store.run(run_id)
+    assert run["status"] == "complete"
+    preds = store.query("SELECT * FROM predictions WHERE run_id = ? AND split = 'test'", [run_id])
+    assert len(preds) == n_test and preds.track_id.is_unique
+    assert np.allclose([sum(p) for p in preds.probs], 1.0, atol=1e-4)
+    metrics = store.query("SELECT * FROM metrics WHERE run_id = ?", [run_id]).set_index("name")
+    acc = metrics[metrics.split == "test"].loc["track/accuracy"]
+    assert acc.ci_low <= acc.value <= acc.ci_high
+    return run, preds
+
+
+@pytest.mark.parametrize("model", TORCH_MODELS + BASELINES)
+def test_every_model_completes_a_tiny_run_with_a_prediction_per_test_track(toy_store, model):
+    config = TrainConfig.tiny_preset("toy", model, epochs=1)
+    result = fit(toy_store, config, progress=False)
+    n_test = len(prepare(toy_store, config).split.test)
+    _complete_run(toy_store, result.run_id, n_test)
+    epochs = toy_store.query("SELECT * FROM epochs WHERE run_id = ?", [result.run_id])
+    assert len(epochs) == 1
+
+
+def test_a_track_never_has_windows_on_two_sides(toy_store):
+    data = prepare(toy_store, TrainConfig("toy", "cnn", split="random"))
+    sides = [set(data.tracks[s].track_id) for s in ("train", "val", "test")]
+    assert not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
+    assert sum(map(len, sides)) == 24
+
+
+def test_the_cnn_learns_the_toy_task(toy_store):
+    config = TrainConfig.tiny_preset("toy", "cnn", epochs=8, batch_size=4, lr=3e-3, seed=1)
+    result = fit(toy_store, config, progress=False)
+    assert result.report.accuracy >= 0.8
+    epochs = toy_store.query("SELECT * FROM epochs WHERE run_id = ? ORDER BY epoch", [result.run_id])
+    assert epochs.train_loss.iloc[-1] < epochs.train_loss.iloc[0]
+
+
+def test_resume_gives_the_same_result_as_an_uninterrupted_run(toy_store):
+    config = TrainConfig.tiny_preset("toy", "cnn_small", epochs=3, seed=3)
+    straight = fit(toy_store, config, progress=False)
+    with pytest.raises(Interrupted):
+        fit(toy_store, config, run_id="resume-me", progress=False, stop_after_epoch=1)
+    assert toy_store.run("resume-me")["status"] == "running"  # never shown as complete
+    resumed = resume_run(toy_store, "resume-me", progress=False)
+
+    def table(run_id, sql):
+        return toy_store.query(sql, [run_id])
+
+    a = table(straight.run_id, "SELECT epoch, train_loss, val_loss FROM epochs WHERE run_id = ? ORDER BY epoch")
+    b = table(resumed.run_id, "SELECT epoch, train_loss, val_loss FROM epochs WHERE run_id = ? ORDER BY epoch")
+    assert np.allclose(a.to_numpy(), b.to_numpy(), atol=1e-6)
+    pa = table(straight.run_id, "SELECT track_id, probs FROM predictions WHERE run_id = ? ORDER BY track_id")
+    pb = table(resumed.run_id, "SELECT track_id, probs FROM predictions WHERE run_id = ? ORDER BY track_id")
+    assert np.allclose(np.stack(pa.probs), np.stack(pb.probs), atol=1e-5)
+
+
+def test_a_run_that_crashes_is_marked_failed(toy_store, monkeypatch):
+    from genre_core import torch_loop
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("out of memory (simulated)")
+
+    monkeypatch.setattr(torch_loop.Trainer, "fit", boom)
+    with pytest.raises(RuntimeError):
+        fit(toy_store, TrainConfig.tiny_preset("toy", "cnn"), run_id="doomed", progress=False)
+    run = toy_store.run("doomed")
+    assert run["status"] == "failed" and "out of memory" in run["error"]
+    assert toy_store.query("SELECT * FROM predictions WHERE run_id = 'doomed'").empty
+
+
+def test_training_is_reproducible_under_a_seed(toy_store):
+    config = TrainConfig.tiny_preset("toy", "crnn", seed=5, augment=TrainConfig("x", "y").augment)
+    a, b = fit(toy_store, config, progress=False), fit(toy_store, config, progress=False)
+    q = "SELECT train_loss FROM epochs WHERE run_id = ? ORDER BY epoch"
+    assert np.allclose(toy_store.query(q, [a.run_id]).train_loss, toy_store.query(q, [b.run_id]).train_loss)
+
+
+def test_config_round_trips_through_json(toy_store):
+    config = TrainConfig.tiny_preset("toy", "cnn", seed=9)
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    assert dataclasses.asdict(TrainConfig.from_dict(config.to_dict())) == dataclasses.asdict(config)
