@@ -42,6 +42,15 @@ def cmd_train(args: argparse.Namespace) -> str:
                          augment=not args.no_augment, **overrides)
 
 
+def cmd_sweep(args: argparse.Namespace) -> str:
+    from genre_core.sweep import load_sweep, run_sweep
+
+    table = run_sweep(open_store(args.db), load_sweep(args.config))
+    print(table.drop(columns=["sweep"]).to_string(index=False, float_format="%.3f"))
+    failed = int(table.run_id.isna().sum())
+    return f"sweep {table.sweep.iloc[0]}: {len(table) - failed} runs complete, {failed} failed"
+
+
 def cmd_demo(args: argparse.Namespace) -> str:
     """The whole pipeline on the built-in corpus: synth -> ingest (later stages as they land)."""
     from genre_core.datasets.synth import SynthConfig, generate_corpus
@@ -90,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tiny", action="store_true", help="tiny model, 2 epochs: a smoke run in seconds")
     p.add_argument("--no-augment", action="store_true", help="switch every augmentation off")
     p.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run from its checkpoint")
+
+    p = command("sweep", cmd_sweep, "ablation sweep: representation x augmentation x model")
+    p.add_argument("--config", required=True, type=Path, help="TOML or JSON sweep file")
 
     p = command("demo", cmd_demo, "synth -> ingest (-> train -> analyze -> faults) on the demo corpus")
     p.add_argument("--out", type=Path, default=DEMO_ROOT, help="where the demo corpus lives")
