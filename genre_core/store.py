@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS runs (
     run_id VARCHAR PRIMARY KEY, dataset_id INTEGER NOT NULL, model VARCHAR NOT NULL,
     representation VARCHAR, split VARCHAR NOT NULL, config JSON, status VARCHAR NOT NULL,
     device VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP, seed INTEGER,
-    error VARCHAR, sweep VARCHAR);
+    error VARCHAR, sweep VARCHAR, classes VARCHAR[]);
 CREATE TABLE IF NOT EXISTS epochs (
     run_id VARCHAR, epoch INTEGER, train_loss DOUBLE, val_loss DOUBLE, train_acc DOUBLE,
     val_acc DOUBLE, lr DOUBLE, seconds DOUBLE);

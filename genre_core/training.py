@@ -10,11 +10,13 @@ from __future__ import annotations
 import dataclasses
 import random
 import secrets
+import time
 import traceback
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import joblib
 import numpy as np
 import pandas as pd
 import torch
@@ -27,6 +29,9 @@ from genre_core.models import build_model, get_spec
 from genre_core.store import Store
 from genre_core.torch_loop import Interrupted, LoopSettings, Trainer, resolve_device
 from genre_core.windows import WaveformCache, WindowSet, build_windows, handcrafted_windows
+
+
+MODEL_FILE = "model.pt"  # best weights of a torch run, under <db dir>/runs/<run_id>/
 
 
 @dataclass(frozen=True)
@@ -143,14 +148,14 @@ def fit(store: Store, config: TrainConfig, *, run_id: str | None = None, resume:
         store.start_run(dict(run_id=run_id, dataset_id=dataset_id, model=config.model,
                              representation=representation, split=data.split.name,
                              config=config.to_dict(), device=str(resolve_device(config.device)),
-                             seed=config.seed, sweep=sweep))
+                             seed=config.seed, sweep=sweep, classes=data.classes))
     try:
         cache = WaveformCache(store.path.parent / "cache")
         run_dir = store.path.parent / "runs" / run_id
         if spec.is_torch:
             outputs = _fit_torch(config, data, cache, representation, run_dir, resume, progress, stop_after_epoch)
         else:
-            outputs = _fit_baseline(config, data, cache, progress)
+            outputs = _fit_baseline(config, data, cache, run_dir, progress)
         result = _evaluate_and_store(store, run_id, config, data, outputs)
     except Interrupted:
         raise
@@ -185,7 +190,7 @@ def _fit_torch(config, data: Sides, cache, representation, run_dir: Path, resume
             raise ValueError(f"nothing to resume: {checkpoint} not found")
         trainer.load(checkpoint)
     state = trainer.fit(windows["train"], windows["val"], len(data.classes), checkpoint, progress)
-    torch.save(trainer.model.state_dict(), run_dir / "model.pt")
+    torch.save(trainer.model.state_dict(), run_dir / MODEL_FILE)
     log_probs = {side: trainer.predict(windows[side], progress)[0] for side in ("val", "test")}
     return Outputs(state.history, windows, log_probs)
 
@@ -199,9 +204,7 @@ def _windows(data: Sides, cache, sr: int, config: TrainConfig, progress: bool) -
     }
 
 
-def _fit_baseline(config: TrainConfig, data: Sides, cache, progress: bool) -> Outputs:
-    import time
-
+def _fit_baseline(config: TrainConfig, data: Sides, cache, run_dir: Path, progress: bool) -> Outputs:
     started = time.perf_counter()
     # The handcrafted table has no use for overlap: one feature row per 3-s window.
     hopless = dataclasses.replace(config, hop_s=config.window_s, eval_hop_s=config.window_s)
@@ -211,6 +214,8 @@ def _fit_baseline(config: TrainConfig, data: Sides, cache, progress: bool) -> Ou
     labels = {side: w.labels[w.index[:, 0]] for side, w in windows.items()}
     estimator = build_model(config.model, len(data.classes), 57, seed=config.seed)
     estimator.fit(tables["train"], labels["train"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    joblib.dump(estimator, run_dir / "model.joblib")
     log_probs = {side: _full_log_proba(estimator, tables[side], len(data.classes)) for side in ("val", "test")}
     train_acc = float((estimator.predict(tables["train"]) == labels["train"]).mean())
     val = log_probs["val"]

@@ -92,3 +92,20 @@ def test_config_round_trips_through_json(toy_store):
     config = TrainConfig.tiny_preset("toy", "cnn", seed=9)
     assert TrainConfig.from_dict(config.to_dict()) == config
     assert dataclasses.asdict(TrainConfig.from_dict(config.to_dict())) == dataclasses.asdict(config)
+
+
+@pytest.mark.parametrize("model", ["cnn_small", "logreg"])
+def test_a_loaded_run_reproduces_its_stored_window_predictions(toy_store, model):
+    from genre_core import audio
+    from genre_core.inference import load_run
+
+    result = fit(toy_store, TrainConfig.tiny_preset("toy", model, epochs=1), progress=False)
+    seg = toy_store.query(
+        "SELECT s.track_id, s.start_s, s.probs, t.path FROM segment_predictions s JOIN tracks t "
+        "USING (track_id) WHERE s.run_id = ? ORDER BY s.track_id, s.start_s LIMIT 1", [result.run_id])
+    loaded = load_run(toy_store, result.run_id, device="cpu")
+    y = audio.load(seg.path[0], sr=loaded.sr)
+    window = y[int(seg.start_s[0] * loaded.sr):][: int(loaded.window_s * loaded.sr)]
+    probs, _ = loaded.predict_windows(window[None, :])
+    assert np.allclose(probs[0], seg.probs[0], atol=1e-4)
+    assert loaded.classes == ["high", "low", "mid"]

@@ -1,0 +1,1 @@
+"""`make bench`: measured side by side on the demo corpus; never part of the tests."""

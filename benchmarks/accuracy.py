@@ -1,0 +1,36 @@
+"""Track-level test accuracy of every model family on one shared split of the demo corpus."""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+
+from genre_core.models import MODELS
+from genre_core.training import TrainConfig, fit
+
+# The replicas of the published projects' pipelines: the baselines to beat.
+REPLICAS = {"mlp": "replica: handcrafted 57 features + MLP", "cnn_small": "replica: small CNN on 128x128 mel"}
+
+
+def run(store, args) -> pd.DataFrame:
+    names = args.models or list(MODELS)
+    rows = []
+    for name in names:
+        spec = MODELS[name]
+        if spec.family == "pretrained" and name.endswith("finetune") and args.device != "cuda":
+            continue  # whole-network fine-tuning is a GPU job; the probe covers the CPU
+        config = TrainConfig(dataset="demo", model=name, epochs=args.epochs, device=args.device, seed=0)
+        started = time.perf_counter()
+        result = fit(store, config, progress=False)
+        low, high = result.ci["accuracy"]
+        rows.append(dict(model=name, family=spec.family, note=REPLICAS.get(name, ""),
+                         accuracy=result.report.accuracy, ci=f"[{low:.2f}, {high:.2f}]",
+                         macro_f1=result.report.macro_f1, test_tracks=result.report.n,
+                         seconds=time.perf_counter() - started, run_id=result.run_id))
+        print(f"  {name:18s} acc {result.report.accuracy:.3f} [{low:.2f}, {high:.2f}]  "
+              f"({rows[-1]['seconds']:.0f} s)", flush=True)
+    table = pd.DataFrame(rows)
+    print()
+    print(table.drop(columns=["run_id"]).to_markdown(index=False, floatfmt=".3f"))
+    return table

@@ -1,0 +1,81 @@
+"""Load a finished run's model for inference on new audio (the classify command, the app)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import numpy as np
+import torch
+
+from genre_core.models import build_model, get_spec
+from genre_core.store import Store, StoreError
+from genre_core.torch_loop import resolve_device
+from genre_core.training import MODEL_FILE, TrainConfig, input_pipeline
+
+
+@dataclass
+class LoadedRun:
+    run_id: str
+    config: TrainConfig
+    classes: list[str]
+    sr: int  # sample rate the model's front end expects
+    window_s: float
+    device: torch.device
+    model: torch.nn.Module | None = None  # torch runs
+    frontend: torch.nn.Module | None = None
+    estimator: object | None = None  # sklearn baselines
+
+    @torch.no_grad()
+    def predict_windows(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(B, L) float32 audio at `sr` -> ((B, C) probabilities, (B, D) embeddings or None)."""
+        if self.estimator is not None:
+            from genre_core.features import handcrafted
+
+            table = np.stack([handcrafted(w, sr=self.sr) for w in windows])
+            probs = np.full((len(windows), len(self.classes)), 0.0)
+            probs[:, self.estimator.classes_] = self.estimator.predict_proba(table)
+            return probs, None
+        x = self.frontend(torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(self.device))
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            out = self.model(x)
+        probs = torch.softmax(out.logits.float(), dim=1)
+        return probs.cpu().numpy(), out.embedding.float().cpu().numpy()
+
+
+def run_dir(store: Store, run_id: str) -> Path:
+    return store.path.parent / "runs" / run_id
+
+
+def latest_complete_run(store: Store) -> str:
+    rows = store.query("SELECT run_id FROM runs WHERE status = 'complete' ORDER BY finished_at DESC LIMIT 1")
+    if rows.empty:
+        raise StoreError(f"{store.path}: no complete run yet (train one: python -m training train ...)")
+    return str(rows.run_id[0])
+
+
+def load_run(store: Store, run_id: str | None = None, device: str = "auto") -> LoadedRun:
+    """The trained model of a complete run (default: the most recent one), in eval mode."""
+    run_id = run_id or latest_complete_run(store)
+    row = store.run(run_id)
+    if row["status"] != "complete":
+        raise StoreError(f"run {run_id} is {row['status']}, not complete")
+    config = TrainConfig.from_dict(row["config"])
+    spec, classes = get_spec(config.model), list(row["classes"])
+    folder, dev = run_dir(store, run_id), resolve_device(device)
+    if not spec.is_torch:
+        path = folder / "model.joblib"
+        if not path.is_file():
+            raise StoreError(f"run {run_id}: model file {path} is missing")
+        return LoadedRun(run_id, config, classes, config.features.sr, config.window_s, dev,
+                         estimator=joblib.load(path))
+    representation = row.get("representation") or spec.input_kind
+    frontend, sr, bins = input_pipeline(representation, config.features)
+    model = build_model(config.model, len(classes), bins, tiny=config.tiny)
+    path = folder / MODEL_FILE
+    if not path.is_file():
+        raise StoreError(f"run {run_id}: model file {path} is missing")
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return LoadedRun(run_id, config, classes, sr, config.window_s, dev,
+                     model=model.to(dev).eval(), frontend=frontend.to(dev).eval())
