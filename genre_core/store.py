@@ -60,6 +60,8 @@ CREATE TABLE IF NOT EXISTS neighbours (
 CREATE TABLE IF NOT EXISTS attributions (
     run_id VARCHAR, track_id VARCHAR, method VARCHAR, target VARCHAR, n_bands INTEGER,
     n_frames INTEGER, "values" FLOAT[]);
+CREATE TABLE IF NOT EXISTS band_importance (
+    run_id VARCHAR, genre VARCHAR, method VARCHAR, "values" FLOAT[]);
 CREATE TABLE IF NOT EXISTS taggrams (
     run_id VARCHAR, track_id VARCHAR, tag_names VARCHAR[], n_frames INTEGER,
     "values" FLOAT[]);
@@ -74,7 +76,7 @@ CREATE TABLE IF NOT EXISTS reviews (
 # Tables whose rows belong to one run (written by finish_run / analysis in one transaction).
 RUN_TABLES = (
     "epochs", "metrics", "predictions", "segment_predictions", "embeddings", "projections",
-    "neighbours", "attributions", "taggrams",
+    "neighbours", "attributions", "taggrams", "band_importance",
 )
 
 TRACK_COLUMNS = (
@@ -201,19 +203,16 @@ class Store:
         same run left are replaced, so a resumed run never doubles its rows.
         """
         with self.write() as con:
-            for table, frame in results.items():
-                if table not in RUN_TABLES:
-                    raise ValueError(f"not a run table: {table}")
-                con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
-                if len(frame):
-                    con.register("frame", frame.assign(run_id=run_id))
-                    cols = ", ".join(f'"{c}"' for c in ["run_id", *frame.columns])
-                    con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM frame")
-                    con.unregister("frame")
+            _replace_run_rows(con, run_id, results)
             con.execute(
                 "UPDATE runs SET status = 'complete', finished_at = ?, error = NULL WHERE run_id = ?",
                 [now(), run_id],
             )
+
+    def replace_run_rows(self, run_id: str, results: dict[str, pd.DataFrame]) -> None:
+        """Replace a run's rows in the given tables (analysis results), one transaction."""
+        with self.write() as con:
+            _replace_run_rows(con, run_id, results)
 
     def fail_run(self, run_id: str, error: str) -> None:
         with self.write() as con:
@@ -229,6 +228,18 @@ class Store:
         row = rows.iloc[0].to_dict()
         row["config"] = json.loads(row["config"]) if row["config"] else {}
         return row
+
+
+def _replace_run_rows(con, run_id: str, results: dict[str, pd.DataFrame]) -> None:
+    for table, frame in results.items():
+        if table not in RUN_TABLES:
+            raise ValueError(f"not a run table: {table}")
+        con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+        if len(frame):
+            con.register("frame", frame.assign(run_id=run_id))
+            cols = ", ".join(f'"{c}"' for c in ["run_id", *frame.columns])
+            con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM frame")
+            con.unregister("frame")
 
 
 def _upsert_dataset(con, name: str, kind: str, root: str, genres: list[str]) -> int:
