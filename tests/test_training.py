@@ -7,7 +7,7 @@ from genre_core.models import MODELS
 from genre_core.training import TrainConfig, fit, prepare, resume_run
 from genre_core.torch_loop import Interrupted
 
-TORCH_MODELS = [n for n, s in MODELS.items() if s.is_torch and s.input_kind != "musicnn"]
+TORCH_MODELS = [n for n, s in MODELS.items() if s.is_torch]
 BASELINES = [n for n, s in MODELS.items() if not s.is_torch]
 
 

@@ -1,0 +1,210 @@
+"""Feature extraction: torch modules that turn waveforms into model inputs, and the librosa
+handcrafted table the sklearn baselines eat.
+
+The torch modules (`LogMel`, `MFCC`) run batched on whatever device the model is on; their
+constants (window, mel filterbank, DCT matrix) are buffers, so `.to(device)` moves them.
+They are parameterised to agree with librosa's defaults (slaney mel scale and norm, zero
+padding for `center=True`), so features cached by either path are interchangeable; the
+tests pin the difference.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import librosa
+import numpy as np
+import torch
+import torchaudio
+from torch import nn
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Spectral analysis settings shared by every feature of one run (stored in runs.config)."""
+
+    sr: int = 22050  # GTZAN's native rate; resampling everything to it avoids a resample of GTZAN
+    n_fft: int = 2048  # ~93 ms window: resolves low notes (bass, kick) that separate genres
+    hop_length: int = 512  # ~23 ms hop; 3 s of audio -> 130 frames, 30 s -> 1292
+    n_mels: int = 128  # the 128-band mel image the published GTZAN CNNs use
+    n_mfcc: int = 20  # librosa's default and the GTZAN feature table's 20 coefficients
+    f_min: float = 0.0
+    f_max: float | None = None  # None means sr / 2 (Nyquist), as in librosa
+    top_db: float = 80.0  # dynamic range kept below each example's loudest bin (librosa default)
+
+    @property
+    def f_max_hz(self) -> float:
+        return float(self.f_max) if self.f_max is not None else self.sr / 2
+
+
+# librosa.power_to_db's floor: power below this is treated as this (-100 dB), before top_db.
+AMIN = 1e-10
+
+
+class LogMel(nn.Module):
+    """Waveform (B, N) float in [-1, 1] -> log-mel power spectrogram (B, 1, n_mels, T) in dB.
+
+    T = 1 + N // hop_length (centred frames, zero-padded like librosa >= 0.10). Values are
+    10*log10(power) relative to 1.0, clamped per example at its maximum minus `top_db`.
+    Equivalent to `librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr,
+    n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, fmin=f_min, fmax=f_max))`.
+    """
+
+    def __init__(self, config: FeatureConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or FeatureConfig()
+        # slaney scale + slaney norm + "constant" padding are librosa's defaults; torchaudio's
+        # defaults (htk, no norm, reflect) would give a different image.
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=config.sr,
+            n_fft=config.n_fft,
+            hop_length=config.hop_length,
+            f_min=config.f_min,
+            f_max=config.f_max_hz,
+            n_mels=config.n_mels,
+            power=2.0,
+            center=True,
+            pad_mode="constant",
+            norm="slaney",
+            mel_scale="slaney",
+        )
+        self.top_db = config.top_db
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        if y.dim() != 2:
+            raise ValueError(f"LogMel expects a waveform batch (B, N), got shape {tuple(y.shape)}")
+        # Follow the module's dtype (float32, or float64 after .double()), not the caller's.
+        y = y.to(self.mel.spectrogram.window.dtype)
+        power = self.mel(y)  # (B, n_mels, T)
+        db = 10.0 * torch.log10(power.clamp(min=AMIN))  # (B, n_mels, T)
+        # Clamp per example: torchaudio's AmplitudeToDB on a (B, M, T) tensor would take one
+        # maximum over the whole batch, so a loud clip would change a quiet one's image.
+        peak = db.amax(dim=(-2, -1), keepdim=True)  # (B, 1, 1)
+        db = torch.maximum(db, peak - self.top_db)
+        return db.unsqueeze(1)  # (B, 1, n_mels, T)
+
+
+class MFCC(nn.Module):
+    """Waveform (B, N) -> MFCC with deltas and delta-deltas, (B, 1, 3 * n_mfcc, T).
+
+    Rows [0, n_mfcc) equal `librosa.feature.mfcc(y=y, sr=sr, n_mfcc=n_mfcc, n_fft=n_fft,
+    hop_length=hop_length, n_mels=n_mels)` (DCT-II, ortho, of the `LogMel` image). Deltas use
+    a 9-frame regression window (= `librosa.feature.delta(width=9)` away from the edges; the
+    first and last 4 frames repeat the edge instead of librosa's polynomial fit); the
+    delta-deltas are deltas of the deltas (the HTK / Kaldi convention).
+    """
+
+    def __init__(self, config: FeatureConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or FeatureConfig()
+        self.logmel = LogMel(config)
+        # create_dct returns (n_mels, n_mfcc), the matrix that maps mel bins to coefficients.
+        dct = torchaudio.functional.create_dct(config.n_mfcc, config.n_mels, norm="ortho")
+        self.register_buffer("dct", dct)
+        self.deltas = torchaudio.transforms.ComputeDeltas(win_length=9, mode="replicate")
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        db = self.logmel(y)  # (B, 1, n_mels, T)
+        mfcc = torch.matmul(db.transpose(-2, -1), self.dct)  # (B, 1, T, n_mfcc)
+        mfcc = mfcc.transpose(-2, -1)  # (B, 1, n_mfcc, T)
+        d1 = self.deltas(mfcc)  # (B, 1, n_mfcc, T)
+        d2 = self.deltas(d1)  # (B, 1, n_mfcc, T)
+        return torch.cat([mfcc, d1, d2], dim=2)  # (B, 1, 3 * n_mfcc, T)
+
+
+FEATURES: dict[str, type[nn.Module]] = {"logmel": LogMel, "mfcc": MFCC}
+
+
+def build_feature(kind: str, config: FeatureConfig | None = None) -> nn.Module:
+    """The torch feature module named `kind` ("logmel" or "mfcc")."""
+    if kind not in FEATURES:
+        raise ValueError(f"unknown feature kind {kind!r}; valid kinds: {', '.join(FEATURES)}")
+    return FEATURES[kind](config or FeatureConfig())
+
+
+def feature_bins(kind: str, config: FeatureConfig | None = None) -> int:
+    """F, the number of feature rows a model fed by `kind` sees (its `n_features`)."""
+    config = config or FeatureConfig()
+    bins = {"logmel": config.n_mels, "mfcc": 3 * config.n_mfcc}
+    if kind not in bins:
+        raise ValueError(f"unknown feature kind {kind!r}; valid kinds: {', '.join(bins)}")
+    return bins[kind]
+
+
+# ---------------------------------------------------------------------------------------------
+# Handcrafted features (librosa, numpy): the table of the GTZAN "features_3_sec.csv" file that
+# published handcrafted-feature projects train on.
+
+_SPECTRAL = (
+    "chroma_stft",
+    "rms",
+    "spectral_centroid",
+    "spectral_bandwidth",
+    "rolloff",
+    "zero_crossing_rate",
+    "harmony",
+    "perceptr",
+)
+HANDCRAFTED_NAMES: tuple[str, ...] = (
+    *(f"{name}_{stat}" for name in _SPECTRAL for stat in ("mean", "var")),
+    "tempo",
+    *(f"mfcc{i}_{stat}" for i in range(1, 21) for stat in ("mean", "var")),
+)
+
+
+def handcrafted(
+    y: np.ndarray, sr: int = 22050, n_fft: int = 2048, hop_length: int = 512
+) -> np.ndarray:
+    """The 57 GTZAN table features of mono audio `y` (N,) at `sr` Hz, ordered as
+    `HANDCRAFTED_NAMES`; float64, shape (57,). Frequencies in Hz, tempo in BPM.
+
+    One STFT feeds every spectral feature, and one HPSS gives both harmony and perceptr,
+    which keeps a 3 s clip well under half a second (numba warm).
+    """
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim != 1:
+        raise ValueError(f"handcrafted expects mono audio (N,), got shape {y.shape}")
+    spec = librosa.stft(y, n_fft=n_fft, hop_length=hop_length)  # (1 + n_fft/2, T) complex
+    mag = np.abs(spec)
+    power = mag**2
+    mel_db = librosa.power_to_db(librosa.feature.melspectrogram(S=power, sr=sr))  # (128, T)
+    # = librosa.effects.harmonic / .percussive, sharing this STFT instead of taking two more.
+    harm_spec, perc_spec = librosa.decompose.hpss(spec)
+    harmonic = librosa.istft(harm_spec, hop_length=hop_length, length=len(y))
+    percussive = librosa.istft(perc_spec, hop_length=hop_length, length=len(y))
+    onset_env = librosa.onset.onset_strength(S=mel_db, sr=sr)  # (T,)
+    with warnings.catch_warnings():
+        # Silence has no pitched frames to estimate tuning from; librosa then assumes A440.
+        warnings.filterwarnings("ignore", message="Trying to estimate tuning from empty")
+        chromagram = librosa.feature.chroma_stft(S=power, sr=sr)  # (12, T)
+    series = [
+        chromagram,
+        librosa.feature.rms(S=mag, frame_length=n_fft),
+        librosa.feature.spectral_centroid(S=mag, sr=sr),
+        librosa.feature.spectral_bandwidth(S=mag, sr=sr),
+        librosa.feature.spectral_rolloff(S=mag, sr=sr),
+        librosa.feature.zero_crossing_rate(y, frame_length=n_fft, hop_length=hop_length),
+        harmonic,
+        percussive,
+    ]
+    stats = [s for f in series for s in (np.mean(f), np.var(f))]  # (16,)
+    tempo = librosa.feature.tempo(onset_envelope=onset_env, sr=sr, hop_length=hop_length)[0]
+    mfcc = librosa.feature.mfcc(S=mel_db, n_mfcc=20)  # (20, T)
+    per_coef = np.stack([mfcc.mean(axis=1), mfcc.var(axis=1)], axis=1).ravel()  # (40,)
+    out = np.concatenate([stats, [tempo], per_coef]).astype(np.float64)
+    # librosa keeps silence finite today; this guard keeps it so, since one NaN row makes
+    # the whole sklearn fit fail.
+    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def chroma(y: np.ndarray, sr: int = 22050, n_fft: int = 2048, hop_length: int = 512) -> np.ndarray:
+    """Chromagram (12, T) of mono `y`, each frame scaled to max 1 (librosa.feature.chroma_stft)."""
+    return librosa.feature.chroma_stft(y=y, sr=sr, n_fft=n_fft, hop_length=hop_length)
+
+
+def spectral_contrast(
+    y: np.ndarray, sr: int = 22050, n_fft: int = 2048, hop_length: int = 512
+) -> np.ndarray:
+    """Spectral contrast (7, T) in dB: peak-to-valley per octave band, six bands plus the rest."""
+    return librosa.feature.spectral_contrast(y=y, sr=sr, n_fft=n_fft, hop_length=hop_length)
