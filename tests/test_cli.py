@@ -33,3 +33,30 @@ def test_db_defaults_to_the_environment_variable(tmp_path, monkeypatch):
     )
     assert result.returncode == 0, result.stderr
     assert env_db.exists() and str(env_db) in result.stdout
+
+
+def test_classify_prints_sections_and_writes_the_timeline(toy_store, tmp_path, capsys):
+    import json
+
+    import numpy as np
+
+    from genre_core.training import TrainConfig, fit
+    from tests.helpers import band_clip
+
+    run = fit(toy_store, TrainConfig.tiny_preset("toy", "cnn_small", epochs=3, batch_size=4, lr=3e-3, seed=1),
+              progress=False)
+    mix = write(tmp_path / "mix.wav", np.concatenate([band_clip("low", 1, 9.0), band_clip("high", 2, 9.0)]))
+    out = tmp_path / "timeline.json"
+    code = main(["classify", str(mix), "--run", run.run_id, "--db", str(toy_store.path), "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "00:00-" in printed and f"run {run.run_id}" in printed
+    timeline = json.loads(out.read_text())
+    assert len(timeline["windows"]) >= 10 and timeline["sections"]
+
+
+def test_classify_an_unreadable_file_exits_2_naming_it(toy_store, tmp_path, capsys):
+    bad = tmp_path / "bad.wav"
+    bad.write_text("not audio")
+    assert main(["classify", str(bad), "--db", str(toy_store.path)]) == 2
+    assert str(bad) in capsys.readouterr().err

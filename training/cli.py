@@ -51,6 +51,17 @@ def cmd_sweep(args: argparse.Namespace) -> str:
     return f"sweep {table.sweep.iloc[0]}: {len(table) - failed} runs complete, {failed} failed"
 
 
+def cmd_classify(args: argparse.Namespace) -> str:
+    from genre_core.streaming import classify_file
+    from genre_core.timeline import format_sections
+
+    store = open_store(args.db, create=False)
+    result = classify_file(store, Path(args.file), args.run, window_s=args.window, hop_s=args.hop,
+                           method=args.smoothing, out=args.out, device=args.device)
+    print(format_sections(result.sections))
+    return result.summary()
+
+
 def cmd_demo(args: argparse.Namespace) -> str:
     """The whole pipeline on the built-in corpus: synth -> ingest (later stages as they land)."""
     from genre_core.datasets.synth import SynthConfig, generate_corpus
@@ -102,6 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("sweep", cmd_sweep, "ablation sweep: representation x augmentation x model")
     p.add_argument("--config", required=True, type=Path, help="TOML or JSON sweep file")
+
+    p = command("classify", cmd_classify, "genre timeline of any audio file, of any length")
+    p.add_argument("file", help="audio file (wav, au, flac, ogg, mp3, aiff)")
+    p.add_argument("--run", help="run whose model classifies (default: the latest complete run)")
+    p.add_argument("--window", type=float, help="window length in s (default: the run's, 3 s)")
+    p.add_argument("--hop", type=float, default=1.5, help="hop between windows in s (default 1.5)")
+    p.add_argument("--smoothing", choices=["viterbi", "median", "none"], default="viterbi")
+    p.add_argument("--out", type=Path, help="write the full timeline here (.csv or .json)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
 
     p = command("demo", cmd_demo, "synth -> ingest (-> train -> analyze -> faults) on the demo corpus")
     p.add_argument("--out", type=Path, default=DEMO_ROOT, help="where the demo corpus lives")
