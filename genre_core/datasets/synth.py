@@ -1,0 +1,331 @@
+"""The built-in demo corpus: a seeded, numpy-only synthesizer of a GTZAN-shaped corpus.
+
+Ten genres in GTZAN's Kaggle layout, each clip played by a made-up artist, with GTZAN's own
+kinds of faults planted on purpose and listed in `faults_truth.csv`, so that fault finders
+can be scored against the truth:
+
+    out/genres_original/<genre>/<genre>.000NN.wav   16-bit PCM mono
+    out/metadata.csv      track_id,label,true_genre,artist,title
+    out/artists.txt       Sturm's GTZAN index format: file ::: artist ::: title
+    out/faults_truth.csv  track_id,kind,group_id,source_track_id,detail
+
+Same config, same bytes: every random draw comes from a Generator seeded by
+(seed, genre, clip), never from global state. The music itself lives in synth_music.py
+(instruments, drums, one clip) and synth_styles.py (what each genre and artist sound like).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+import shutil
+import time
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from genre_core.datasets.synth_music import render_clip
+from genre_core.datasets.synth_styles import Artist, artist_name, make_artist, title
+
+GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
+FAULT_KINDS = ("exact_duplicate", "recording_duplicate", "label_issue", "distortion", "silence", "unreadable")
+
+# Where faults go at the default size, in planting order; smaller corpora take the first few,
+# larger ones cycle. Hosts follow GTZAN: metal.00058 is rock.00016, pop and reggae repeat
+# themselves, jazz.00054 does not decode.
+_EXACT = (("metal", "rock"), ("pop", "pop"), ("reggae", "reggae"))  # (filed in, copied from)
+_RECORDING = (("pop", "shift"), ("hiphop", "regain"), ("disco", "resample"), ("reggae", "trim"))
+_MISLABEL = (("metal", "rock"), ("blues", "jazz"), ("pop", "disco"), ("rock", "country"))  # (filed as, is)
+_CLIPPED, _DROPOUT, _SILENT, _UNREADABLE = ("pop", "metal"), ("classical", "jazz"), "reggae", "jazz"
+_DEFAULT_PER_GENRE = 24  # the fault counts above are for this size and scale with per_genre
+_PLAN, _ARTIST, _CLIP = 1, 2, 3  # seed streams, so adding draws to one leaves the others alone
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    per_genre: int = 24    # clips per genre (GTZAN has 100); faults are planted among these slots
+    seconds: float = 15.0  # clip length (GTZAN: 30 s); 15 s keeps the demo quick
+    sr: int = 22050        # GTZAN's rate
+    seed: int = 0
+
+    def __post_init__(self):
+        if not _is_int(self.per_genre) or not 4 <= self.per_genre <= 99999:
+            raise ValueError(f"per_genre must be an integer from 4 to 99999 (4 leaves room for every kind "
+                             f"of planted fault), got {self.per_genre!r}")
+        if not isinstance(self.seconds, (int, float)) or not 3.0 <= self.seconds <= 600.0:
+            raise ValueError(f"seconds must be a number from 3 to 600, got {self.seconds!r}")
+        if not _is_int(self.sr) or not 8000 <= self.sr <= 96000:
+            raise ValueError(f"sr must be an integer sample rate from 8000 to 96000 Hz, got {self.sr!r}")
+        if not _is_int(self.seed) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+
+    @classmethod
+    def tiny(cls, seed: int = 0) -> SynthConfig:
+        """The smallest corpus with every kind of fault: 40 clips of 3 s, about a second to make."""
+        return cls(per_genre=4, seconds=3.0, seed=seed)
+
+    @property
+    def n_samples(self) -> int:
+        return int(round(self.seconds * self.sr))
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+@dataclass
+class SynthSummary:
+    out: Path
+    n_files: int      # audio files written, the unreadable one included
+    n_faults: int     # faulty files planted (the originals of duplicate groups not counted)
+    seconds: float    # wall-clock time taken
+
+    def line(self) -> str:
+        return (f"wrote {self.n_files} clips ({self.n_faults} planted faults) to {self.out} "
+                f"in {self.seconds:.1f} s")
+
+
+@dataclass
+class _Slot:
+    """One file of the corpus and, if it is faulty, how."""
+
+    genre: str                  # folder it is filed under: the label
+    index: int
+    true_genre: str             # what was synthesized
+    artist: Artist
+    title: str
+    kind: str = ""              # one of FAULT_KINDS, or "" for a clean clip
+    variant: str = ""           # regain | shift | resample | trim | clip | dropout
+    source: _Slot | None = None
+    group: str = ""
+    detail: str = ""
+    original: bool = False      # the first of a duplicate group: clean itself, listed with its group
+    amount: float = 0.0         # of a recording duplicate's change: dB, s shifted, Hz, s kept
+    extra: int = 0              # samples rendered past the end, for a time-shifted copy
+    held: bool = False          # keep the render: a recording duplicate is made from it
+
+    @property
+    def track_id(self) -> str:
+        return f"{self.genre}.{self.index:05d}"
+
+
+def generate_corpus(out: Path, config: SynthConfig = SynthConfig(), progress: bool = True) -> SynthSummary:
+    """Write the corpus under `out` (see the module docstring) and return what was written.
+
+    Raises ValueError when `out` holds something other than an earlier synth corpus.
+    """
+    start = time.perf_counter()
+    out = Path(out)
+    _prepare(out)
+    slots = _plan(config)
+    held: dict[str, np.ndarray] = {}  # source track_id -> its longer render, for recording copies
+    for slot in tqdm(sorted(slots, key=lambda s: s.source is not None), desc="synth", unit="clip",
+                     disable=not progress):  # copies after their sources
+        _write_slot(out, slot, config, held)
+    _write_manifests(out, slots, config)
+    n_faults = sum(1 for s in slots if s.kind and not s.original)
+    return SynthSummary(out, len(slots), n_faults, time.perf_counter() - start)
+
+
+def _prepare(out: Path) -> None:
+    """Make `out`, clearing an earlier synth corpus there; refuse to touch anything else."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: exists and is not a directory")
+    if out.is_dir():
+        foreign = [p.name for p in out.iterdir() if p.name not in ("genres_original", *_MANIFESTS)]
+        if foreign:
+            raise ValueError(f"{out}: holds {foreign[0]!r}, so it is not an earlier synth corpus; "
+                             "choose an empty or new --out")
+        for genre in GENRES:
+            for path in (out / "genres_original" / genre).glob("*.wav"):
+                if _TRACK_FILE.match(path.name):
+                    path.unlink()
+        for name in _MANIFESTS:
+            (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+_MANIFESTS = ("metadata.csv", "artists.txt", "faults_truth.csv")
+_TRACK_FILE = re.compile(r"^[a-z]+\.\d{5}\.wav$")
+
+
+def _plan(config: SynthConfig) -> list[_Slot]:
+    """Every file of the corpus, in GTZAN order, with its artist and title; faults planted."""
+    rng = np.random.default_rng([config.seed, _PLAN])
+    names: set[str] = set()
+    slots: dict[tuple[str, int], _Slot] = {}
+    artists: dict[str, list[Artist]] = {}
+    n_artists = max(2, round(config.per_genre / 5))
+    for g, genre in enumerate(GENRES):
+        palettes = [np.random.default_rng([config.seed, _ARTIST, g, a]) for a in range(n_artists)]
+        artists[genre] = [make_artist(artist_name(genre, rng, names), genre, p) for p in palettes]
+        # GTZAN files an artist's songs next to each other, so artists are contiguous blocks
+        for a, block in enumerate(np.array_split(np.arange(config.per_genre), n_artists)):
+            for i in map(int, block):
+                slots[genre, i] = _Slot(genre, i, genre, artists[genre][a], title(genre, rng))
+    _plant(slots, artists, config, rng)
+    return list(slots.values())
+
+
+def _plant(slots: dict, artists: dict[str, list[Artist]], config: SynthConfig, rng: np.random.Generator
+           ) -> None:
+    """Turn clean slots into faults, each in a slot no other fault or source uses."""
+    free = {genre: list(range(config.per_genre)) for genre in GENRES}
+
+    def take(genre: str) -> _Slot:
+        if not free[genre]:
+            raise ValueError(f"per_genre={config.per_genre} leaves no room in {genre} for the planted faults")
+        return slots[genre, free[genre].pop(int(rng.integers(len(free[genre]))))]
+
+    def count(hosts: tuple) -> range:
+        return range(max(1, round(len(hosts) * config.per_genre / _DEFAULT_PER_GENRE)))
+
+    for i in count(_EXACT):
+        host, origin = _EXACT[i % len(_EXACT)]
+        source, copy = take(origin), take(host)
+        detail = f"byte-identical copy of {source.track_id}"
+        _duplicate(source, copy, "exact_duplicate", f"exact-{i + 1:02d}", detail)
+    for i in count(_RECORDING):
+        host, variant = _RECORDING[i % len(_RECORDING)]
+        source, copy = take(host), take(host)
+        amount, detail = _recording_variant(variant, config, rng)
+        _duplicate(source, copy, "recording_duplicate", f"recording-{i + 1:02d}", detail)
+        copy.variant, copy.amount, source.held = variant, amount, True
+        if variant == "shift":
+            source.extra = max(source.extra, round(amount * config.sr))
+    for i in count(_MISLABEL):
+        host, really = _MISLABEL[i % len(_MISLABEL)]
+        slot = take(host)
+        slot.true_genre, slot.artist = really, artists[really][int(rng.integers(len(artists[really])))]
+        slot.kind, slot.detail = "label_issue", f"true genre {really} filed as {host}"
+    for hosts, variant in ((_CLIPPED, "clip"), (_DROPOUT, "dropout")):
+        for i in count(hosts):
+            slot = take(hosts[i % len(hosts)])
+            slot.kind, slot.variant = "distortion", variant  # detail once the damage is measured
+    take(_SILENT).kind = "silence"
+    take(_UNREADABLE).kind = "unreadable"
+
+
+def _duplicate(source: _Slot, copy: _Slot, kind: str, group: str, detail: str) -> None:
+    copy.true_genre, copy.artist, copy.title = source.true_genre, source.artist, source.title
+    copy.kind, copy.group, copy.source, copy.detail = kind, group, source, detail
+    source.kind, source.group, source.original, source.detail = kind, group, True, f"original of {group}"
+
+
+def _recording_variant(variant: str, config: SynthConfig, rng: np.random.Generator) -> tuple[float, str]:
+    """(amount, detail) of another recording of the same rendering: dB, s, Hz or s."""
+    if variant == "regain":
+        db = -round(float(rng.uniform(3.0, 7.0)), 1)
+        return db, f"re-gained {db:.1f} dB"
+    if variant == "shift":
+        shift = round(float(rng.uniform(0.5, min(2.0, 0.2 * config.seconds))), 2)
+        return shift, f"time-shifted {shift:.2f} s"
+    if variant == "resample":
+        return config.sr / 2, f"resampled via {config.sr // 2} Hz"
+    length = math.floor(config.seconds * 2 / 3 * 10) / 10
+    return length, f"trimmed to {length:.1f} s"
+
+
+def _write_slot(out: Path, slot: _Slot, config: SynthConfig, held: dict[str, np.ndarray]) -> None:
+    path = _path(out, slot)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng([config.seed, _CLIP, GENRES.index(slot.genre), slot.index])
+    if slot.kind == "unreadable":
+        # RIFF/WAVE magic that promises a whole clip, then noise where the fmt and data chunks go
+        garbage = rng.bytes(500)
+        path.write_bytes(b"RIFF" + (36 + 2 * config.n_samples).to_bytes(4, "little") + b"WAVE" + garbage)
+        slot.detail = f"garbled header (no fmt or data chunk), truncated to {len(garbage) + 12} bytes"
+        return
+    if slot.kind == "exact_duplicate" and not slot.original:
+        shutil.copyfile(_path(out, slot.source), path)
+        return
+    if slot.kind == "recording_duplicate" and not slot.original:
+        y = _rerecord(held[slot.source.track_id], slot, config, rng)
+    elif slot.kind == "silence":
+        y = np.zeros(config.n_samples)
+        slot.detail = "digital silence: every sample is 0"
+    else:
+        y = render_clip(slot.true_genre, slot.artist, config.n_samples + slot.extra, config.sr, rng)
+        y *= rng.uniform(0.5, 0.9) / max(float(np.max(np.abs(y))), 1e-12)  # a sane peak, in dBFS terms -6..-1
+        if slot.held:
+            held[slot.track_id] = y
+        y = y[: config.n_samples]
+        if slot.kind == "distortion":
+            y = _damage(y.copy(), slot, config.sr, rng)
+    _write_wav(path, y, config.sr)
+
+
+def _rerecord(y: np.ndarray, slot: _Slot, config: SynthConfig, rng: np.random.Generator) -> np.ndarray:
+    """A recording duplicate: the source's rendering (with any extra tail) changed as planned. (N,)"""
+    n, sr = config.n_samples, config.sr
+    if slot.variant == "regain":
+        return y[:n] * 10 ** (slot.amount / 20)
+    if slot.variant == "shift":
+        start = round(slot.amount * sr)
+        return y[start:start + n]
+    if slot.variant == "resample":  # down to amount Hz and back = an ideal low-pass at amount / 2
+        spec = np.fft.rfft(y[:n])
+        spec[np.fft.rfftfreq(n, 1 / sr) > slot.amount / 2] = 0
+        return np.fft.irfft(spec, n)
+    length = round(slot.amount * sr)
+    start = int(rng.integers(0, n - length + 1))
+    return y[start:start + length]
+
+
+def _damage(y: np.ndarray, slot: _Slot, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """Clip or punch holes into a clip, and say by how much in `slot.detail`. (N,)"""
+    if slot.variant == "clip":
+        level = round(float(rng.uniform(0.25, 0.45)), 2)
+        gain = level / np.quantile(np.abs(y), 1 - rng.uniform(0.03, 0.06))  # 3-6% beyond the rail
+        y = np.clip(y * gain, -level, level)
+        share = float(np.mean(np.abs(y) >= level))
+        slot.detail = f"clipping at {level:.2f} full scale, {100 * share:.1f}% samples clipped"
+        return y
+    n_gaps, gap = int(rng.integers(2, 5)), round(float(rng.uniform(0.2, 0.5)), 2)
+    zone, width = len(y) // n_gaps, round(gap * sr)
+    for z in range(n_gaps):  # one gap somewhere in each of n_gaps equal zones: they never overlap
+        start = z * zone + int(rng.integers(0, zone - width))
+        y[start:start + width] = 0.0
+    slot.detail = f"dropouts: {n_gaps} gaps of {gap:.2f} s"
+    return y
+
+
+def _path(out: Path, slot: _Slot) -> Path:
+    return out / "genres_original" / slot.genre / f"{slot.track_id}.wav"
+
+
+def _write_wav(path: Path, y: np.ndarray, sr: int) -> None:
+    """16-bit PCM mono via the standard library: no timestamps, so the bytes are reproducible."""
+    pcm = np.round(np.clip(y, -1.0, 1.0) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(sr)
+        f.writeframes(pcm.tobytes())
+
+
+def _write_manifests(out: Path, slots: list[_Slot], config: SynthConfig) -> None:
+    """faults_truth.csv and artists.txt, then metadata.csv last: its presence means "complete"."""
+    kinds = {kind: i for i, kind in enumerate(FAULT_KINDS)}
+    faulty = sorted((s for s in slots if s.kind),
+                    key=lambda s: (kinds[s.kind], s.group, not s.original, s.track_id))
+    rows = [(s.track_id, s.kind, s.group, s.source.track_id if s.source else "", s.detail) for s in faulty]
+    _write_csv(out / "faults_truth.csv", ("track_id", "kind", "group_id", "source_track_id", "detail"), rows)
+    header = [f"## GenreLens synthetic demo corpus: seed {config.seed}, {config.per_genre} clips per genre, "
+              f"{config.seconds:g} s at {config.sr} Hz",
+              "## Made-up artists and titles, in the format of B. L. Sturm's GTZAN index (MIRUM 2012)", "##"]
+    lines = [f"{s.track_id}.wav ::: {s.artist.name} ::: {s.title}" for s in slots]
+    (out / "artists.txt").write_text("\n".join(header + lines) + "\n", encoding="utf-8")
+    _write_csv(out / "metadata.csv", ("track_id", "label", "true_genre", "artist", "title"),
+               [(s.track_id, s.genre, s.true_genre, s.artist.name, s.title) for s in slots])
+
+
+def _write_csv(path: Path, header: tuple[str, ...], rows: list[tuple]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)

@@ -1,0 +1,268 @@
+"""What makes each genre of the demo corpus itself, and what each artist adds to it.
+
+Patterns are one 4/4 bar of steps (16 = straight sixteenths, 12 = swung/shuffled triplet
+eighths). Drum steps: X loud, x medium, o ghost, . rest. Bass steps name the interval:
+R root, 3 third, 5 fifth, 6 sixth, 7 seventh, O octave, a chromatic approach to the next
+root. Options separated by "|" vary per artist (drums) or per bar (everything else).
+Progressions are roman numerals relative to the key, one chord per bar.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+
+SCALES = {
+    "major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10),
+    "dorian": (0, 2, 3, 5, 7, 9, 10), "penta": (0, 2, 4, 7, 9), "blues": (0, 3, 5, 6, 7, 10),
+}
+_QUALITIES = {
+    "": (0, 4, 7), "m": (0, 3, 7), "7": (0, 4, 7, 10), "m7": (0, 3, 7, 10),
+    "maj7": (0, 4, 7, 11), "9": (0, 4, 10, 14), "m9": (0, 3, 10, 14), "maj9": (0, 4, 11, 14),
+    "5": (0, 7, 12),
+}
+_DEGREES = {"I": 0, "II": 2, "III": 4, "IV": 5, "V": 7, "VI": 9, "VII": 11}
+
+
+def parse_chord(symbol: str) -> tuple[int, tuple[int, ...]]:
+    """'bVII7' -> (10, (0, 4, 7, 10)): root in semitones above the key, chord intervals."""
+    flat, numeral, suffix = re.fullmatch(r"(b?)([IViv]+)(.*)", symbol).groups()
+    quality = suffix if suffix in ("5", "maj7", "maj9") else ("m" if numeral.islower() else "") + suffix
+    return (_DEGREES[numeral.upper()] - len(flat)) % 12, _QUALITIES[quality]
+
+
+@dataclass(frozen=True)
+class Part:
+    inst: str                # a key of synth_music.INSTRUMENTS
+    rhythm: str              # bar pattern(s); for a lead: the note lengths it picks from, in steps
+    gate: float = 1.0        # note length as a share of the gap to the next hit (0.3 = staccato)
+    low: int = 48            # MIDI note at the bottom of the register
+    gain: float = 1.0        # level inside its bus
+    strum: float = 0.0       # s between chord notes (a strummed guitar)
+
+
+@dataclass(frozen=True)
+class Style:
+    tempo: tuple[float, float]        # range of artist tempo centres, bpm
+    grid: int                         # steps per bar
+    drums: tuple[tuple[str, str], ...]
+    progressions: tuple[str, ...]
+    scale: str                        # a key of SCALES, for the lead
+    chords: tuple[Part, ...]
+    bass: Part
+    lead: Part | None = None
+    swing: float = 0.0                # delay of every second step, as a share of a step
+    drum_every: int = 1               # drums only on the first bar of each n (classical timpani)
+    fills: bool = False               # crash + snare fill at 4-bar phrase boundaries
+    drive: tuple[float, float] = (1.0, 1.0)    # guitar-bus overdrive gain range
+    bright: tuple[float, float] = (0.4, 0.8)   # artist brightness range
+    reverb: tuple[float, float] = (0.05, 0.2)  # wet level range
+    kick: tuple[float, float] = (50, 60)       # kick pitch range, Hz
+    kick_decay: tuple[float, float] = (0.12, 0.2)
+    noise_db: tuple[float, float] = (-55, -45)  # noise floor relative to the mix RMS
+    levels: tuple[float, ...] = (1.0, 0.8, 0.8, 0.6)  # drums, bass, chords, lead (each bus at unit RMS)
+    neighbours: tuple[str, ...] = ()  # genres a crossover artist may borrow from
+
+
+_BACKBEAT = "....X.......X..."
+STYLES: dict[str, Style] = {
+    "blues": Style(
+        tempo=(66, 100), grid=12,
+        drums=(("kick", "X.....X.....|X.....X..x.."), ("snare", "...X.....X..|...X.....X.o"),
+               ("hat", "X.xX.xX.xX.x|X.xX.xX.xX.x")),
+        progressions=("I7 I7 I7 I7 IV7 IV7 I7 I7 V7 IV7 I7 V7", "I7 IV7 I7 I7 IV7 IV7 I7 I7 V7 IV7 I7 V7",
+                      "i7 i7 i7 i7 iv7 iv7 i7 i7 bVI7 V7 i7 V7"),
+        scale="blues", chords=(Part("piano", "x.xx.xx.xx.x|X.xX.x......", 0.9, 55, 0.8),),
+        bass=Part("upright", "R.R3.35.56.6|R..3..5..6..", 0.9, 28),
+        lead=Part("eguitar", "3336612", 0.9, 62, 0.8), drive=(1.5, 3.0), bright=(0.3, 0.6),
+        reverb=(0.1, 0.25), kick_decay=(0.15, 0.25), neighbours=("jazz",)),
+    "jazz": Style(
+        tempo=(96, 180), grid=12,
+        drums=(("ride", "X..X.xX..X.x|X..X.xX..X.x"), ("hat", "...x.....x.."),
+               ("kick", "o.....o.....|o..o..o..o.."), ("snare", "........o..o|.....o......|...........o")),
+        progressions=("ii9 V9 Imaj9 Imaj9", "ii9 V9 Imaj9 vi9", "iii7 vi7 ii9 V9", "Imaj9 vi9 ii9 V9"),
+        scale="major",
+        chords=(Part("piano", "X....x......|..X.....x...|X.......x...|...x......x.", 0.8, 53, 0.7),),
+        bass=Part("upright", "R..3..5..a..|R..5..6..a..|R..O..5..a..", 0.95, 28),
+        lead=Part("horn", "3336621", 0.85, 60, 0.7), bright=(0.3, 0.6), reverb=(0.15, 0.3),
+        kick=(60, 75), kick_decay=(0.1, 0.15), levels=(0.45, 0.9, 0.8, 0.7), neighbours=("blues",)),
+    "classical": Style(
+        tempo=(56, 100), grid=16, drums=(("timp", "X.......X.......|X..............."),),
+        progressions=("I IV V I", "I vi IV V", "I V vi iii IV I IV V", "i iv V i", "i VI iv V"),
+        scale="major", chords=(Part("strings", "X...............", 1.0, 55),),
+        bass=Part("cello", "R...............|R.......5.......", 1.0, 36),
+        lead=Part("flute", "448228", 0.95, 67, 0.6), drum_every=4, bright=(0.2, 0.5),
+        levels=(0.5, 0.7, 1.0, 0.6),
+        reverb=(0.35, 0.6), kick=(48, 58), noise_db=(-60, -50)),
+    "country": Style(
+        tempo=(96, 140), grid=16,
+        drums=(("kick", "X.......X.......|X.......X.x....."), ("brush", "ooooXoooooooXooo|oxoxXxoxoxoxXxox")),
+        progressions=("I I IV IV V V I I", "I IV I V", "I IV V I", "I I V V IV IV I I"),
+        scale="penta", chords=(Part("pluck", _BACKBEAT + "|....X.x.....X.x.", 0.8, 55, 1.0, 0.012),),
+        bass=Part("pickbass", "R.......5.......|R.......5.....3.", 0.8, 33),
+        lead=Part("pluck", "2224", 0.8, 64, 0.6), drive=(1.0, 2.5), bright=(0.5, 0.8), kick_decay=(0.1, 0.16),
+        neighbours=("rock",)),
+    "disco": Style(
+        tempo=(110, 132), grid=16,
+        drums=(("kick", "X...X...X...X..."), ("clap", _BACKBEAT),
+               ("hat", "x.o.x.o.x.o.x.o.|xooox.ooxooox.oo"), ("ohat", "..X...X...X...X.")),
+        progressions=("i7 iv7 i7 iv7", "ii7 V7 Imaj7 vi7", "vi7 ii7 V7 Imaj7", "I V vi IV"),
+        scale="dorian", chords=(Part("stab", "..x...x...x...x.|x..x..x...x..x..", 0.4, 58),
+                                Part("strings", "X...............", 1.0, 62, 0.5)),
+        bass=Part("synthbass", "R.O.R.O.R.O.R.O.|R.ORR.O.R.ORR.O.", 0.7, 33),
+        fills=True, bright=(0.6, 0.9), kick_decay=(0.12, 0.18), neighbours=("pop",)),
+    "hiphop": Style(
+        tempo=(78, 98), grid=16, swing=0.3,
+        drums=(("kick", "X.........X.....|X......X..X.....|X.X.......X..x.."),
+               ("snare", _BACKBEAT + "|....X.......X..o"), ("hat", "x.x.x.x.x.x.x.x.|xxx.xxx.xxx.xxx.")),
+        progressions=("i7 iv7", "i9 bVImaj7 iv7 V7", "ii9 V9", "i7 i7 bVII7 bVI7"),
+        scale="dorian", chords=(Part("epiano", "X.......X.......|X.....X.........", 1.0, 55),),
+        bass=Part("sub", "R.........R.....|R......R..R.....", 1.0, 26),
+        bright=(0.2, 0.5), kick=(45, 55), kick_decay=(0.3, 0.45), noise_db=(-38, -30),
+        levels=(1.1, 1.0, 0.6, 0.6), neighbours=("jazz",)),
+    "metal": Style(
+        tempo=(140, 200), grid=16,
+        drums=(("kick", "XxXxXxXxXxXxXxXx|XxXx..XxXxXx..Xx"), ("snare", _BACKBEAT),
+               ("ride", "X...x...X...x..."), ("hat", "x.x.x.x.x.x.x.x.")),
+        progressions=("i5 bVI5 bVII5 i5", "i5 bII5 i5 bVII5", "i5 i5 bV5 iv5", "i5 bVII5 bVI5 bVII5"),
+        scale="minor", chords=(Part("power", "XxxxXxxxXxxxXxxx|XxxxXx.xXxxxXxx.", 0.55, 35),),
+        bass=Part("pickbass", "RRRRRRRRRRRRRRRR", 0.55, 23), fills=True,
+        drive=(12, 30), bright=(0.1, 0.35), reverb=(0.03, 0.1), kick=(55, 70), kick_decay=(0.06, 0.1),
+        levels=(0.8, 0.6, 1.1, 0.6), neighbours=("rock",)),
+    "pop": Style(
+        tempo=(96, 128), grid=16,
+        drums=(("kick", "X.....x.X.......|X.......X.x....."), ("clap", _BACKBEAT),
+               ("hat", "x.x.x.x.x.x.x.x.")),
+        progressions=("I V vi IV", "vi IV I V", "I vi IV V", "IV I V vi"),
+        scale="major", chords=(Part("piano", "x.x.x.x.x.x.x.x.|X..x..x.X..x..x.", 0.9, 57),
+                               Part("pad", "X...............", 1.0, 60, 0.4)),
+        bass=Part("synthbass", "R...R.R.R...R.R.|R.R.R.R.R.R.R.R.", 0.7, 33),
+        lead=Part("synthlead", "22448", 0.9, 64, 0.8), fills=True, bright=(0.6, 0.9), neighbours=("disco",)),
+    "reggae": Style(
+        tempo=(64, 88), grid=16, swing=0.15,
+        drums=(("kick", "........X.......|X.......X......."), ("rim", "........X......."),
+               ("hat", "x.x.x.x.x.x.x.x.|x.xxx.xxx.xxx.xx")),
+        progressions=("i iv", "I IV V IV", "i bVII", "i iv bVII i"),
+        scale="minor",
+        chords=(Part("skank", _BACKBEAT, 0.3, 57), Part("organ", "..x...x...x...x.", 0.35, 60, 0.5)),
+        bass=Part("synthbass", "R..R..5.R.......|R.....3.5..O....", 0.85, 28),
+        bright=(0.3, 0.6), reverb=(0.1, 0.3), kick=(48, 58), kick_decay=(0.2, 0.3),
+        levels=(0.8, 1.1, 0.7, 0.6), neighbours=("hiphop",)),
+    "rock": Style(
+        tempo=(108, 150), grid=16,
+        drums=(("kick", "X.......X.x.....|X.x.....X......."), ("snare", _BACKBEAT),
+               ("hat", "x.x.x.x.x.x.x.x.")),
+        progressions=("I5 bVII5 IV5 I5", "I5 IV5 V5 IV5", "i5 bVI5 bVII5 i5", "I5 V5 IV5 IV5"),
+        scale="blues", chords=(Part("power", "X.x.x.x.X.x.x.x.|X.x.x.x.x.x.X.x.", 0.95, 40),),
+        bass=Part("pickbass", "R.R.R.R.R.R.R.R.", 0.9, 28), fills=True,
+        drive=(3, 7), bright=(0.45, 0.8), kick_decay=(0.12, 0.18), neighbours=("metal", "country")),
+}
+
+
+@dataclass(frozen=True)
+class Artist:
+    """An artist's palette: every clip of the artist is rendered through it."""
+
+    name: str
+    genre: str
+    tempo: float              # bpm; clips jitter a few percent around it
+    key: int                  # pitch class of the tonic, 0 = C
+    brightness: float         # 0 dark .. 1 bright: filters, partial slopes, master shelf
+    drive: float              # guitar-bus overdrive gain
+    detune: float             # cents between ensemble voices
+    looseness: float          # timing jitter, s
+    kick: float               # Hz
+    kick_decay: float         # s
+    snare: float              # snare body pitch, Hz
+    cymbal: float             # base frequency of the metallic cymbal partials, Hz
+    reverb: float             # wet level
+    mix: tuple[float, ...]    # drums, bass, chords, lead
+    neighbour: str | None     # the genre this artist crosses over to, if any
+    borrow: float             # chance of taking each element from that genre
+    groove: int               # the artist's drum-pattern option
+    progressions: tuple[str, ...]
+
+
+def make_artist(name: str, genre: str, rng: np.random.Generator) -> Artist:
+    """A palette drawn inside the genre's ranges; its clips then vary around it."""
+    s = STYLES[genre]
+    u = rng.uniform
+    n_prog = len(s.progressions)
+    favourite = rng.choice(n_prog, size=min(n_prog, 2), replace=False)
+    return Artist(
+        name=name, genre=genre, tempo=u(*s.tempo), key=int(rng.integers(12)), brightness=u(*s.bright),
+        drive=u(*s.drive), detune=u(3, 14), looseness=u(0.002, 0.012), kick=u(*s.kick),
+        kick_decay=u(*s.kick_decay), snare=u(160, 240), cymbal=u(300, 480), reverb=u(*s.reverb),
+        mix=tuple(10 ** (rng.normal(0, 3.0, size=4) / 20)), groove=int(rng.integers(6)),
+        neighbour=str(rng.choice(s.neighbours)) if s.neighbours else None,
+        borrow=u(0.0, 0.4) if s.neighbours else 0.0,
+        progressions=tuple(s.progressions[i] for i in sorted(favourite)),
+    )
+
+
+# ---------------------------------------------------------------- names (all made up)
+
+_FIRST = ("Otis", "Mae", "Clarence", "Ida", "Lonnie", "Hattie", "Rufus", "Viola", "Earl", "Della",
+          "Amos", "Nell", "Cyrus", "Opal", "Jasper", "Lila", "Marcus", "Tess", "Felix", "Nina",
+          "Oscar", "Ruby", "Silas", "June", "Hugo", "Iris", "Dexter", "Cleo", "Wendell", "Pearl")
+_LAST = ("Calloway", "Whitlock", "Barrow", "Finch", "Hollis", "Mercer", "Tolliver", "Ashby", "Crane",
+         "Dunmore", "Everly", "Fairbanks", "Greer", "Holloway", "Ingram", "Jessup", "Kincaid", "Lowell",
+         "Marlowe", "Norwood", "Oakes", "Pruitt", "Rainey", "Sutter", "Thorne", "Vance", "Wexley")
+_WORDS = {  # per genre: name templates, then the word pools {a} and {b} draw from
+    "blues": (("{a} {f} {l}", "{f} '{b}' {l}"), ("Blind", "Big", "Little", "Slim", "Sweet", "Howlin'"),
+              ("Catfish", "Gravel", "Mudbone", "Ninefinger", "Smokestack")),
+    "jazz": (("The {f} {l} {a}", "{f} {l} {a}"), ("Trio", "Quartet", "Quintet", "Sextet", "Big Band"), ()),
+    "classical": (("{a} {b}",), ("Anton", "Clara", "Johann", "Ottilie", "Leopold", "Fanny", "Ignaz"),
+                  ("Havlicek", "Brenner", "Moravec", "Lindqvist", "Aubert", "Sollier", "Vandermeer")),
+    "country": (("{f} {l}", "The {a} {b}"), ("Red River", "Cumberland", "Dust Bowl", "Silver Creek", "Pecos"),
+                ("Ramblers", "Drifters", "Pickers", "Wranglers", "Playboys")),
+    "disco": (("{a} {b}", "{f} {l} & the {a} {b}"), ("Starlight", "Velvet", "Mirrorball", "Satin", "Neon"),
+              ("Express", "Machine", "Sisters", "Connection", "Affair")),
+    "hiphop": (("{b} {a}", "{b} {f}"), ("Kestrel", "Deuce", "Cipher", "Onyx", "Static", "Tundra", "Verbal"),
+               ("MC", "Lil", "DJ", "Young", "Grand")),
+    "metal": (("{a} {b}",), ("Iron", "Obsidian", "Grave", "Molten", "Ashen", "Dread", "Hollow"),
+              ("Sepulchre", "Monolith", "Wyrm", "Cathedral", "Tyrant", "Furnace", "Oath")),
+    "pop": (("{a} {l}", "{a}"), ("Kayla", "Jordan", "Skye", "Leo", "Maya", "Troy", "Ava", "Zane"), ()),
+    "reggae": (("{f} {l}", "{f} {l} & the {a}"), ("Roots Rockers", "Dub Lions", "Irie Band"), ()),
+    "rock": (("The {a} {b}",), ("Electric", "Rusty", "Wild", "Midnight", "Broken", "Loud", "Crimson"),
+             ("Wolves", "Engines", "Saints", "Rivals", "Vultures", "Radios", "Hearts")),
+}
+_TITLE = {  # per genre: title templates; {a} an adjective, {n} a noun
+    "blues": ("{n} Blues", "{a} {n} Blues", "Goin' Down to the {n}"),
+    "jazz": ("{a} {n}", "Blue {n}", "{n} in {k}"),
+    "classical": ("Sonata No. {i} in {k}", "Nocturne in {k}", "Suite No. {i}: {a} Dance", "Serenade No. {i}"),
+    "country": ("{a} {n}", "That {a} Old {n}", "{n} Road Home"),
+    "disco": ("{a} {n}", "Dance the {n}", "{n} Fever"),
+    "hiphop": ("{a} {n}", "{n} Theory", "Back to the {n}"),
+    "metal": ("{a} {n}", "Throne of the {n}", "{n} Unbound"),
+    "pop": ("{a} {n}", "{n} Tonight", "You and the {n}"),
+    "reggae": ("{a} {n}", "{n} Dub", "Rise Up {n}"),
+    "rock": ("{a} {n}", "{n} Highway", "Born of the {n}"),
+}
+_ADJECTIVES = ("Lonesome", "Midnight", "Golden", "Crooked", "Silver", "Restless", "Hollow", "Burning",
+               "Quiet", "Electric", "Broken", "Faded", "Wild", "Velvet", "Crimson", "Distant")
+_NOUNS = ("River", "Train", "Moon", "Highway", "Heart", "Rain", "Mirror", "Fire", "Garden", "Shadow",
+          "Station", "Harbor", "Mountain", "Letter", "Signal", "Morning")
+_KEYS = ("C major", "D minor", "E-flat major", "F minor", "G major", "A minor", "B-flat major")
+
+
+def artist_name(genre: str, rng: np.random.Generator, taken: set[str]) -> str:
+    """A made-up artist name in the genre's manner, not yet in `taken` (which it joins)."""
+    templates, a_words, b_words = _WORDS[genre]
+    for attempt in range(200):
+        name = str(rng.choice(templates)).format(
+            f=rng.choice(_FIRST), l=rng.choice(_LAST), a=rng.choice(a_words),
+            b=rng.choice(b_words) if b_words else "")
+        name = name if attempt < 100 else f"{name} {attempt}"  # a huge corpus runs out of names
+        if name not in taken:
+            taken.add(name)
+            return name
+    raise RuntimeError("no free artist name")  # unreachable: numbered names are unique
+
+
+def title(genre: str, rng: np.random.Generator) -> str:
+    return str(rng.choice(_TITLE[genre])).format(
+        a=rng.choice(_ADJECTIVES), n=rng.choice(_NOUNS), k=rng.choice(_KEYS), i=int(rng.integers(1, 13)))

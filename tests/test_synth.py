@@ -1,0 +1,221 @@
+"""The demo corpus generator: layout, planted faults, determinism, genres that differ."""
+
+from __future__ import annotations
+
+import collections
+import csv
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from genre_core.datasets.synth import FAULT_KINDS, GENRES, SynthConfig, _plan, generate_corpus
+
+CONFIG = SynthConfig(per_genre=5, seconds=4.0, seed=0)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth") / "corpus"
+    summary = generate_corpus(out, CONFIG, progress=False)
+    assert summary.n_files == len(GENRES) * CONFIG.per_genre
+    return out
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _wav(root: Path, track_id: str) -> Path:
+    return root / "genres_original" / track_id.split(".")[0] / f"{track_id}.wav"
+
+
+def _faults(root: Path, kind: str) -> list[dict[str, str]]:
+    return [r for r in _csv(root / "faults_truth.csv") if r["kind"] == kind]
+
+
+def _read_int16(path: Path) -> np.ndarray:
+    y, sr = sf.read(str(path), dtype="int16")
+    assert sr == CONFIG.sr and y.ndim == 1
+    return y
+
+
+def _sha1s(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _aligned_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of `a` and `b` where they overlap at their best lag."""
+    a, b = a.astype(float), b.astype(float)
+    size = len(a) + len(b)
+    xcorr = np.fft.irfft(np.fft.rfft(a, size) * np.conj(np.fft.rfft(b, size)), size)
+    lag = int(np.argmax(xcorr))
+    lag = lag - size if lag > len(a) else lag  # b[i] lines up with a[i + lag]
+    a_part, b_part = (a[lag:], b) if lag >= 0 else (a, b[-lag:])
+    n = min(len(a_part), len(b_part))
+    return float(np.corrcoef(a_part[:n], b_part[:n])[0, 1])
+
+
+def test_every_manifest_row_has_its_file(corpus):
+    meta = _csv(corpus / "metadata.csv")
+    assert [r["track_id"] for r in meta] == [f"{g}.{i:05d}" for g in GENRES for i in range(CONFIG.per_genre)]
+    for r in meta:
+        assert r["track_id"].startswith(r["label"] + ".") and _wav(corpus, r["track_id"]).is_file()
+    assert len(list((corpus / "genres_original").rglob("*.wav"))) == len(meta)
+    index = [line.split(" ::: ") for line in (corpus / "artists.txt").read_text().splitlines()
+             if not line.startswith("#")]
+    assert index == [[r["track_id"] + ".wav", r["artist"], r["title"]] for r in meta]
+
+
+def test_artists_have_several_clips_each(corpus):
+    meta = _csv(corpus / "metadata.csv")
+    clips = collections.Counter(r["artist"] for r in meta)
+    assert np.median(list(clips.values())) >= 2  # planted faults may leave an artist one clip
+    for genre in GENRES:
+        assert len({r["artist"] for r in meta if r["true_genre"] == genre}) >= 2
+
+
+def test_faults_truth_names_tracks_and_every_kind(corpus):
+    tracks = {r["track_id"] for r in _csv(corpus / "metadata.csv")}
+    rows = _csv(corpus / "faults_truth.csv")
+    assert {r["kind"] for r in rows} == set(FAULT_KINDS)
+    assert all(r["track_id"] in tracks and r["detail"] for r in rows)
+    copies = [r for r in rows if r["source_track_id"]]
+    originals = {r["track_id"]: r for r in rows if r["group_id"] and not r["source_track_id"]}
+    for copy in copies:
+        original = originals[copy["source_track_id"]]
+        assert (original["group_id"], original["kind"]) == (copy["group_id"], copy["kind"])
+
+
+def test_exact_duplicates_are_byte_identical(corpus):
+    copies = [r for r in _faults(corpus, "exact_duplicate") if r["source_track_id"]]
+    assert copies and any(r["track_id"].split(".")[0] != r["source_track_id"].split(".")[0] for r in copies)
+    for r in copies:
+        assert _wav(corpus, r["track_id"]).read_bytes() == _wav(corpus, r["source_track_id"]).read_bytes()
+
+
+def test_recording_duplicates_differ_but_correlate(corpus):
+    copies = [r for r in _faults(corpus, "recording_duplicate") if r["source_track_id"]]
+    assert copies
+    for r in copies:
+        copy, source = _wav(corpus, r["track_id"]), _wav(corpus, r["source_track_id"])
+        assert copy.read_bytes() != source.read_bytes()
+        assert _aligned_correlation(_read_int16(source), _read_int16(copy)) > 0.9, r
+
+
+def test_unreadable_file_does_not_decode(corpus):
+    (row,) = _faults(corpus, "unreadable")
+    with pytest.raises((sf.LibsndfileError, RuntimeError)):
+        sf.read(str(_wav(corpus, row["track_id"])))
+
+
+def test_silent_file_is_digital_zeros(corpus):
+    (row,) = _faults(corpus, "silence")
+    y = _read_int16(_wav(corpus, row["track_id"]))
+    assert len(y) == CONFIG.n_samples and not y.any()
+
+
+def test_distortions_are_measurable(corpus):
+    rows = _faults(corpus, "distortion")
+    clipped = [r for r in rows if r["detail"].startswith("clipping")]
+    dropouts = [r for r in rows if r["detail"].startswith("dropouts")]
+    assert clipped and dropouts
+    for r in clipped:
+        y = np.abs(_read_int16(_wav(corpus, r["track_id"])).astype(int))
+        level = float(r["detail"].split()[2])
+        assert abs(y.max() / 32767 - level) < 0.01
+        assert np.mean(y >= y.max() - 1) > 0.01  # a share of samples pinned at the rail
+    for r in dropouts:
+        y = _read_int16(_wav(corpus, r["track_id"]))
+        n_gaps, gap_s = int(r["detail"].split()[1]), float(r["detail"].split()[4])
+        edges = np.diff(np.concatenate([[0], (y == 0).astype(int), [0]]))
+        runs = np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)
+        assert np.sum(runs >= 0.9 * gap_s * CONFIG.sr) >= n_gaps
+
+
+def test_mislabels_are_filed_under_another_genre(corpus):
+    meta = {r["track_id"]: r for r in _csv(corpus / "metadata.csv")}
+    rows = _faults(corpus, "label_issue")
+    assert rows
+    for r in rows:
+        m = meta[r["track_id"]]
+        assert m["label"] != m["true_genre"]
+        assert r["detail"] == f"true genre {m['true_genre']} filed as {m['label']}"
+
+
+def test_clean_clips_have_a_sane_peak(corpus):
+    faulty = {r["track_id"] for r in _csv(corpus / "faults_truth.csv") if r["source_track_id"] or
+              r["kind"] in ("distortion", "silence", "unreadable")}
+    for r in _csv(corpus / "metadata.csv"):
+        if r["track_id"] not in faulty:
+            y = _read_int16(_wav(corpus, r["track_id"]))
+            assert len(y) == CONFIG.n_samples
+            assert 0.45 <= np.abs(y.astype(int)).max() / 32767 <= 0.95
+
+
+def test_fault_counts_scale_with_corpus_size():
+    def counts(per_genre: int) -> dict[str, int]:
+        slots = _plan(SynthConfig(per_genre=per_genre))  # the plan only: nothing is rendered
+        return dict(collections.Counter(s.kind for s in slots if s.kind and not s.original))
+
+    assert counts(24) == {"exact_duplicate": 3, "recording_duplicate": 4, "label_issue": 4,
+                          "distortion": 4, "silence": 1, "unreadable": 1}
+    assert set(counts(4)) == set(FAULT_KINDS)
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
+    small = SynthConfig(per_genre=4, seconds=3.0, seed=0)
+    generate_corpus(tmp_path / "a", small, progress=False)
+    generate_corpus(tmp_path / "b", small, progress=False)
+    first = _sha1s(tmp_path / "a")
+    assert first == _sha1s(tmp_path / "b")
+    # regenerating over an earlier corpus replaces it, other seed: other audio
+    generate_corpus(tmp_path / "a", SynthConfig(per_genre=4, seconds=3.0, seed=1), progress=False)
+    other = _sha1s(tmp_path / "a")
+    assert other.keys() == first.keys()
+    wavs = [k for k in first if k.endswith(".wav")]
+    assert sum(first[k] != other[k] for k in wavs) >= len(wavs) - 2  # the silent clips may agree
+
+
+def _spectra(y: np.ndarray, n_fft: int = 1024, hop: int = 512) -> np.ndarray:
+    idx = np.arange(0, len(y) - n_fft, hop)[:, None] + np.arange(n_fft)
+    return np.abs(np.fft.rfft(y[idx] * np.hanning(n_fft), axis=1))  # (T, F)
+
+
+def test_classical_is_tonal_and_drumless_next_to_metal(corpus):
+    """Strings are tonal and unhurried; distorted guitars and double kicks are noisy and busy."""
+    clean = {r["track_id"]: r for r in _csv(corpus / "metadata.csv") if r["label"] == r["true_genre"]}
+    for r in _csv(corpus / "faults_truth.csv"):
+        clean.pop(r["track_id"], None)
+    stats = collections.defaultdict(list)
+    for track_id, r in clean.items():
+        if r["label"] in ("classical", "metal"):
+            S = _spectra(_read_int16(_wav(corpus, track_id)) / 32768)
+            power = S**2 + 1e-12
+            flatness = np.mean(np.exp(np.mean(np.log(power), 1)) / np.mean(power, 1))
+            flux = np.mean(np.maximum(np.diff(np.log1p(100 * S), axis=0), 0).sum(1))
+            stats[r["label"]].append((flatness, flux))
+    classical, metal = np.array(stats["classical"]), np.array(stats["metal"])
+    assert len(classical) >= 2 and len(metal) >= 2
+    assert metal[:, 0].min() > 10 * classical[:, 0].max()
+    assert metal[:, 1].min() > 1.3 * classical[:, 1].max()
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"per_genre": 3}, {"per_genre": 2.5}, {"per_genre": True}, {"seconds": 1.0}, {"seconds": float("nan")},
+    {"seconds": "15"}, {"sr": 100}, {"seed": -1},
+])
+def test_bad_config_is_a_value_error(kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        SynthConfig(**kwargs)
+
+
+def test_refuses_a_folder_that_is_not_a_synth_corpus(tmp_path):
+    (tmp_path / "thesis.tex").write_text("precious")
+    with pytest.raises(ValueError, match="not an earlier synth corpus"):
+        generate_corpus(tmp_path, SynthConfig(per_genre=4, seconds=3.0), progress=False)
+    assert (tmp_path / "thesis.tex").read_text() == "precious"
