@@ -260,7 +260,10 @@ def _evaluate_and_store(store: Store, run_id: str, config: TrainConfig, data: Si
                      for t, s, p in zip(window_tracks, w.start_seconds(), window_probs)]
         if side == "test":
             report = side_report
-            ci = evaluation.ci_from_rows([m for m in metrics if m["split"] == "test"])
+            # Track-level rows only: the window-level CIs (ten times more items) are narrower
+            # and would misstate how sure we are about per-track accuracy.
+            ci = evaluation.ci_from_rows([m for m in metrics if m["split"] == "test"
+                                          and m["name"].startswith("track/")])
     epochs = pd.DataFrame(outputs.epochs, columns=["epoch", "train_loss", "val_loss", "train_acc",
                                                    "val_acc", "lr", "seconds"])
     store.finish_run(run_id, {

@@ -33,6 +33,15 @@ def test_every_model_completes_a_tiny_run_with_a_prediction_per_test_track(toy_s
     assert len(epochs) == 1
 
 
+def test_the_reported_ci_is_the_track_level_one(toy_store):
+    result = fit(toy_store, TrainConfig.tiny_preset("toy", "logreg"), progress=False)
+    stored = toy_store.query(
+        "SELECT ci_low, ci_high FROM metrics WHERE run_id = ? AND split = 'test' AND name = 'track/accuracy'",
+        [result.run_id])
+    assert result.ci["accuracy"] == (stored.ci_low[0], stored.ci_high[0])
+    assert result.report.n == len(prepare(toy_store, TrainConfig("toy", "logreg")).split.test)
+
+
 def test_a_track_never_has_windows_on_two_sides(toy_store):
     data = prepare(toy_store, TrainConfig("toy", "cnn", split="random"))
     sides = [set(data.tracks[s].track_id) for s in ("train", "val", "test")]
