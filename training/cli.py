@@ -10,7 +10,6 @@ from genre_core.audio import AudioError
 from genre_core.datasets import DATASETS, DatasetError
 from genre_core.store import StoreError, default_db_path, open_store
 
-DEMO_ROOT = Path("data/demo")
 USER_ERRORS = (AudioError, DatasetError, StoreError, ValueError, FileNotFoundError)
 
 
@@ -18,8 +17,7 @@ def cmd_synth(args: argparse.Namespace) -> str:
     from genre_core.datasets.synth import SynthConfig, generate_corpus
 
     config = SynthConfig(per_genre=args.per_genre, seconds=args.seconds, seed=args.seed)
-    summary = generate_corpus(Path(args.out), config, progress=True)
-    return f"wrote {summary.n_files} clips ({summary.n_faults} planted faults) to {args.out}"
+    return generate_corpus(Path(args.out), config, progress=True).line()
 
 
 def cmd_ingest(args: argparse.Namespace) -> str:
@@ -62,17 +60,25 @@ def cmd_classify(args: argparse.Namespace) -> str:
     return result.summary()
 
 
-def cmd_demo(args: argparse.Namespace) -> str:
-    """The whole pipeline on the built-in corpus: synth -> ingest (later stages as they land)."""
-    from genre_core.datasets.synth import SynthConfig, generate_corpus
-    from genre_core.ingest import ingest
+def cmd_analyze(args: argparse.Namespace) -> str:
+    from genre_core.analyze import analyze
 
-    root = Path(args.out)
-    if not (root / "metadata.csv").is_file():
-        generate_corpus(root, SynthConfig(per_genre=args.per_genre, seconds=args.seconds), progress=True)
-    store = open_store(args.db)
-    summary = ingest(store, "synth", root, name="demo")
-    return "demo: " + summary.line(store.path)
+    return analyze(open_store(args.db, create=False), args.run).line()
+
+
+def cmd_faults(args: argparse.Namespace) -> str:
+    from genre_core.faults import detect_faults
+
+    return detect_faults(open_store(args.db, create=False), args.dataset).line()
+
+
+def cmd_demo(args: argparse.Namespace) -> str:
+    """The whole pipeline on the built-in corpus (see genre_core.demo)."""
+    from genre_core.demo import DemoConfig, run_demo
+
+    config = DemoConfig(root=Path(args.out), per_genre=args.per_genre, seconds=args.seconds,
+                        epochs=args.epochs, device=args.device)
+    return run_demo(open_store(args.db), config, log=print)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,9 +129,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="write the full timeline here (.csv or .json)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
 
-    p = command("demo", cmd_demo, "synth -> ingest (-> train -> analyze -> faults) on the demo corpus")
-    p.add_argument("--out", type=Path, default=DEMO_ROOT, help="where the demo corpus lives")
+    p = command("analyze", cmd_analyze, "embeddings, projections, neighbours, Grad-CAM of a run")
+    p.add_argument("--run", required=True, help="run id (see the app's Overview or the runs table)")
+
+    p = command("faults", cmd_faults, "duplicates, label issues, distortions, artist repetition")
+    p.add_argument("--dataset", required=True, help="dataset name in the database")
+
+    p = command("demo", cmd_demo, "synth -> ingest -> train -> analyze -> faults on the demo corpus")
+    p.add_argument("--out", type=Path, default=Path("data/demo"), help="where the demo corpus lives")
     _corpus_size_args(p)
+    p.add_argument("--epochs", type=int, default=8, help="epochs of the demo's CNN (default 8)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     return parser
 
 
