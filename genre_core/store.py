@@ -229,6 +229,64 @@ class Store:
         row["config"] = json.loads(row["config"]) if row["config"] else {}
         return row
 
+    def predictions(self, run_id: str) -> pd.DataFrame:
+        """A run's track-level predictions (track_id, split, label, predicted, probs), by
+        split and track_id; the inputs of analysis."""
+        return self.query(
+            "SELECT track_id, split, label, predicted, probs FROM predictions WHERE run_id = ? "
+            "ORDER BY split, track_id", [run_id])
+
+    # -- faults ----------------------------------------------------------------------------
+
+    def replace_faults(self, dataset_id: int, source: str, frame: pd.DataFrame) -> None:
+        """Replace a dataset's fault rows of one source ('detected' | 'known') in one transaction.
+
+        `frame` has columns track_id, kind, group_id, score, evidence (a JSON string);
+        a re-run therefore replaces its earlier rows instead of adding to them.
+        """
+        columns = ["track_id", "kind", "group_id", "score", "evidence"]
+        rows = frame.reindex(columns=columns).astype(
+            {"track_id": str, "kind": str, "group_id": object, "score": float, "evidence": object})
+        with self.write() as con:
+            con.execute("DELETE FROM faults WHERE dataset_id = ? AND source = ?", [dataset_id, source])
+            if len(rows):
+                con.register("fault_frame", rows)
+                con.execute(
+                    "INSERT INTO faults (dataset_id, track_id, kind, group_id, score, evidence, source) "
+                    "SELECT ?, track_id, kind, CAST(group_id AS VARCHAR), score, "
+                    "CAST(evidence AS JSON), ? FROM fault_frame",
+                    [dataset_id, source],
+                )
+                con.unregister("fault_frame")
+
+    def kfold_test_predictions(self, dataset_id: int) -> pd.DataFrame:
+        """Test-side predictions of the dataset's complete k-fold runs, one row per (run, track).
+
+        Columns: run_id, sweep, fold_split (e.g. 'kfold-2/5'), classes, started_at, track_id,
+        label, probs. Choosing the sweep is left to the caller (genre_core.faults).
+        """
+        return self.query(
+            "SELECT r.run_id, r.sweep, r.split AS fold_split, r.classes, r.started_at, "
+            "p.track_id, p.label, p.probs FROM predictions p JOIN runs r USING (run_id) "
+            "WHERE r.dataset_id = ? AND r.status = 'complete' AND r.split LIKE 'kfold-%' "
+            "AND p.split = 'test' ORDER BY r.started_at, r.run_id, p.track_id",
+            [dataset_id],
+        )
+
+    # -- reviews ---------------------------------------------------------------------------
+
+    def save_review(self, dataset_id: int, track_id: str, kind: str, decision: str,
+                    note: str | None = None) -> None:
+        """A person's verdict on a fault finding ("confirmed" | "dismissed"); it replaces any
+        earlier verdict on the same (dataset, track, kind)."""
+        if decision not in ("confirmed", "dismissed"):
+            raise ValueError(f"decision must be 'confirmed' or 'dismissed', got {decision!r}")
+        with self.write() as con:
+            con.execute("DELETE FROM reviews WHERE dataset_id = ? AND track_id = ? AND kind = ?",
+                        [dataset_id, track_id, kind])
+            con.execute("INSERT INTO reviews (dataset_id, track_id, kind, decision, note, decided_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?)", [dataset_id, track_id, kind, decision, note, now()])
+
 
 def _replace_run_rows(con, run_id: str, results: dict[str, pd.DataFrame]) -> None:
     for table, frame in results.items():

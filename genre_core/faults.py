@@ -1,0 +1,414 @@
+"""Faults of a dataset: duplicates, distortions, silence, unreadable files, label issues and
+artist repetition -- detected, joined by the published ones, and stored in the faults table.
+
+Every detector returns rows (track_id, kind, group_id, score, evidence) whose evidence says
+in numbers why the track was flagged, so a person can judge each one in the app.
+
+Label issues follow confident learning (Northcutt, Jiang & Chuang, "Confident learning:
+estimating uncertainty in dataset labels", JAIR 70, 2021), implemented here from the paper
+because cleanlab is AGPL-3.0, a licence this product does not take on. It needs out-of-fold
+probabilities (each track scored by a model that never trained on it), which a k-fold run
+stores; in-sample probabilities would hide the very mislabels it looks for.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.fft
+from tqdm import tqdm
+
+from genre_core import audio
+from genre_core import fingerprint as fp
+from genre_core.known_faults import FAULT_COLUMNS, known_faults
+from genre_core.store import Store
+from genre_core.windows import WaveformCache
+
+KIND_ORDER = ("exact_duplicate", "recording_duplicate", "label_issue", "distortion", "silence",
+              "unreadable", "artist_repeat")
+CLIP_RUN = 3  # samples pinned at one extreme in a row: a real waveform rarely holds still 3 times
+CLIP_MIN_SHARE = 1e-3  # 0.1% of samples: one loud peak of a clean track stays far below this
+DROPOUT_MIN_S = 0.2  # a gap shorter than this is a rest or an edit, not a dropout
+DROPOUT_DBFS = -80.0  # RMS of ~3 16-bit steps: digital silence or bare dither; rooms are louder
+DROPOUT_BELOW_MEDIAN_DB = 40.0  # ... and far below the track's usual level
+DROPOUT_CUT_DB = 30.0  # level falls this much from the 30 ms before a gap into it: a cut, not a fade
+LOUD_MEDIAN_DBFS = -45.0  # "the rest is loud": a quiet track's pauses are music
+DC_MAX = 0.05  # mean sample value, full scale
+BAND_LIMIT_SHARE = 0.6  # of Nyquist: 16 kHz MP3 low-pass at 44.1 kHz (0.73) is normal
+BAND_ENERGY_DB = -70.0  # energy above the effective bandwidth, re total: the 16-bit floor is ~-90
+LOW_BITS = 9.0  # effective bits over the used range; 16-bit music uses 12 or more
+ARTIST_MAX_SHARE = 0.2  # one artist filling > 20% of a genre teaches artist, not genre
+KFOLD_HINT = "python -m training train --dataset {name} --model MODEL --split kfold"
+
+
+def _to_json(value: dict) -> str:
+    # Missing values arrive from pandas as NaN, which is not JSON: store null instead.
+    clean = {k: None if isinstance(v, float) and v != v else v for k, v in value.items()}
+    return json.dumps(clean, sort_keys=True, default=lambda v: v.item() if hasattr(v, "item") else str(v))
+
+
+def _row(track_id: str, kind: str, group_id: str | None, score: float, evidence: dict) -> dict:
+    return dict(track_id=track_id, kind=kind, group_id=group_id, score=float(score),
+                evidence=_to_json(evidence))
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=FAULT_COLUMNS)
+
+
+# -- distortions (one track's samples) ------------------------------------------------------
+
+def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, lengths) of the runs of True in a (N,) bool mask."""
+    edges = np.diff(np.concatenate(([0], mask.view(np.int8), [0])))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return starts, ends - starts
+
+
+def clipping(y: np.ndarray) -> dict | None:
+    """Samples pinned at the track's extremes in runs of >= CLIP_RUN. y: (N,) in [-1, 1].
+
+    Positive and negative rails are checked separately (a DC offset makes them unequal).
+    Evidence: share of samples in such runs, the rail levels (full scale), number of runs.
+    """
+    y = np.asarray(y, dtype=np.float32)
+    clipped, runs, levels = 0, 0, []
+    for level, side in ((float(y.max()), 1.0), (float(y.min()), -1.0)):
+        tolerance = max(abs(level) * 1e-4, 2.0**-16)  # a 16-bit step survives the float decode
+        near = y >= level - tolerance if side > 0 else y <= level + tolerance
+        if abs(level) < 1e-3 or np.count_nonzero(near) < CLIP_MIN_SHARE * y.size / 2:
+            continue  # too few samples at this rail to matter: skip the run search
+        _, lengths = _runs(near)
+        long = lengths[lengths >= CLIP_RUN]
+        clipped, runs = clipped + int(long.sum()), runs + long.size
+        levels.append(round(level, 4))
+    share = clipped / max(y.size, 1)
+    return None if share < CLIP_MIN_SHARE else dict(
+        problem="clipping", score=share, share=round(share, 5), levels=levels, runs=runs)
+
+
+def _block_dbfs(y: np.ndarray, sr: int, block_s: float = 0.01) -> np.ndarray:
+    """(N,) audio -> (B,) RMS level of 10-ms blocks in dBFS (-inf for digital silence)."""
+    block = max(1, int(sr * block_s))
+    n = y.size // block
+    frames = np.asarray(y[: n * block], dtype=np.float32).reshape(n, block)
+    power = np.einsum("ij,ij->i", frames, frames, dtype=np.float64) / block  # (B,)
+    with np.errstate(divide="ignore"):
+        return 10 * np.log10(power)
+
+
+def dropouts(y: np.ndarray, sr: int) -> dict | None:
+    """Near-silent gaps of >= DROPOUT_MIN_S that cut into an otherwise loud track.
+    y: (N,) at sr Hz.
+
+    Leading and trailing silence is not counted: excerpts and songs start and end quietly.
+    A gap must also begin abruptly, since music that stops decays into its rests.
+    Evidence: count, total_s, longest_s, starts_s (first five), median_dbfs.
+    """
+    level = _block_dbfs(y, sr)
+    median = float(np.median(level)) if level.size else -np.inf
+    if median < LOUD_MEDIAN_DBFS:
+        return None
+    quiet = (level < DROPOUT_DBFS) & (level < median - DROPOUT_BELOW_MEDIAN_DB)
+    starts, lengths = _runs(quiet)
+    inside = (starts > 0) & (starts + lengths < level.size) & (lengths * 0.01 >= DROPOUT_MIN_S)
+    with np.errstate(invalid="ignore"):  # -inf - -inf: silence after silence is no cut
+        fall = np.array([level[max(0, s - 3):s].max() - level[s:s + 3].max() if s else 0.0 for s in starts])
+    inside &= fall >= DROPOUT_CUT_DB
+    if not inside.any():
+        return None
+    gaps, lengths = starts[inside] * 0.01, lengths[inside] * 0.01
+    total = float(lengths.sum())
+    return dict(problem="dropouts", score=total / (level.size * 0.01), count=int(inside.sum()),
+                total_s=round(total, 2), longest_s=round(float(lengths.max()), 2),
+                starts_s=[round(float(s), 2) for s in gaps[:5]], median_dbfs=round(median, 1))
+
+
+def dc_offset(y: np.ndarray) -> dict | None:
+    """Mean sample value beyond DC_MAX of full scale. Evidence: the mean."""
+    mean = float(np.mean(y, dtype=np.float64))
+    return dict(problem="dc_offset", score=abs(mean), mean=round(mean, 4)) if abs(mean) > DC_MAX else None
+
+
+def bandwidth(y: np.ndarray, sr: int) -> float:
+    """Effective bandwidth in Hz: the lowest frequency above which the long-term spectrum
+    holds less than BAND_ENERGY_DB of the total energy. y: (N,) at sr Hz."""
+    y = np.pad(np.asarray(y, dtype=np.float32), (0, max(0, 2048 - len(y))))
+    # Every other 2048-sample frame: a long-term spectrum needs coverage, not overlap.
+    frames = np.lib.stride_tricks.sliding_window_view(y, 2048)[::4096] * np.hanning(2048)  # (K, 2048)
+    power = np.mean(np.abs(scipy.fft.rfft(frames.astype(np.float32), axis=1)) ** 2, axis=0)  # (F,)
+    above = np.cumsum(power[::-1])[::-1]  # energy at and above each frequency
+    inside = np.flatnonzero(above >= max(float(above[0]), 1e-30) * 10 ** (BAND_ENERGY_DB / 10))
+    return float(np.fft.rfftfreq(2048, 1 / sr)[inside[-1]]) if inside.size else 0.0
+
+
+def band_limited(y: np.ndarray, sr: int) -> dict | None:
+    """Audio with (almost) nothing above BAND_LIMIT_SHARE of Nyquist. Evidence: bandwidth_hz."""
+    width, nyquist = bandwidth(y, sr), sr / 2
+    return None if width >= BAND_LIMIT_SHARE * nyquist else dict(
+        problem="band_limited", score=1 - width / nyquist, bandwidth_hz=round(width), nyquist_hz=nyquist)
+
+
+def low_bit(y: np.ndarray, sample: int = 50_000) -> dict | None:
+    """Few distinct sample levels: effective bits = log2(range / smallest level step) < LOW_BITS.
+
+    A spread-out subset of the samples is enough to see the step and keeps this cheap.
+    Evidence: effective_bits, levels (distinct values in the subset), step (full scale).
+    """
+    y = np.asarray(y, dtype=np.float32)
+    values = np.unique(y[:: max(1, y.size // sample)])
+    if values.size < 2:
+        return None
+    step = float(np.min(np.diff(values)))
+    bits = float(np.log2((values[-1] - values[0]) / step))
+    return None if bits >= LOW_BITS else dict(problem="low_bit", score=1 - bits / 16, step=step,
+                                              effective_bits=round(bits, 2), levels=int(values.size))
+
+
+def distortions(y: np.ndarray, sr: int) -> list[dict]:
+    """Every distortion found in (N,) audio at its native rate sr: dicts with problem, score
+    and evidence numbers. Resampled audio would hide clipping plateaus and sample levels."""
+    found = [clipping(y), dropouts(y, sr), dc_offset(y), band_limited(y, sr), low_bit(y)]
+    return [f for f in found if f is not None]
+
+
+# -- faults the tracks table already records --------------------------------------------------
+
+def status_faults(tracks: pd.DataFrame) -> pd.DataFrame:
+    """Rows for tracks ingest could not use: error_kind 'silent' -> 'silence', else 'unreadable'.
+
+    `tracks` is the full tracks table of a dataset (status, error, error_kind columns).
+    Tracks whose file went missing after ingest are not a fault of the dataset: skipped.
+    """
+    bad = tracks[tracks["status"] == "unreadable"]
+    rows = [_row(t.track_id, "silence" if str(t.error_kind) == "silent" else "unreadable", None, 1.0,
+                 dict(reason=t.error, error_kind=t.error_kind)) for t in bad.itertuples()]
+    return _frame(rows)
+
+
+def artist_repeats(tracks: pd.DataFrame, max_share: float = ARTIST_MAX_SHARE) -> pd.DataFrame:
+    """Rows for every track of an artist holding > max_share of its genre's tracks.
+
+    `tracks` has track_id, label, artist (None when unknown; unknown artists still count in
+    the genre's size). Evidence: artist, share, n_tracks of the artist, genre_tracks.
+    """
+    rows = []
+    for genre, group in tracks.groupby("label"):
+        counts = group["artist"].dropna().value_counts()
+        for artist, n in counts.items():
+            share = n / len(group)
+            if n < 2 or share <= max_share:
+                continue
+            evidence = dict(artist=artist, genre=genre, share=round(share, 3), n_tracks=int(n),
+                            genre_tracks=len(group))
+            rows += [_row(t, "artist_repeat", f"artist:{genre}:{artist}", share, evidence)
+                     for t in group.loc[group["artist"] == artist, "track_id"]]
+    return _frame(rows)
+
+
+# -- label issues (confident learning) ---------------------------------------------------------
+
+def label_issues(track_ids: Sequence[str], labels: Sequence[str], probs: np.ndarray,
+                 classes: Sequence[str]) -> pd.DataFrame:
+    """Tracks whose given label looks wrong, by confident learning on out-of-fold probabilities.
+
+    probs: (N, C) out-of-fold class probabilities, columns in `classes` order. The threshold
+    of class j is the mean probability of j over the tracks labelled j (its self-confidence).
+    A track is flagged when its given label's probability is below that label's threshold
+    while another class reaches its own threshold; the suggestion is the most probable such
+    class. Returns track_id, label, suggested, score (margin: suggested minus given
+    probability), evidence (JSON), most suspicious first. Labels outside `classes` are skipped.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    index = {c: i for i, c in enumerate(classes)}
+    keep = np.array([label in index for label in labels], dtype=bool)
+    ids = np.asarray(track_ids, dtype=object)[keep]
+    given = np.array([index[label] for label in np.asarray(labels, dtype=object)[keep]], dtype=np.int64)
+    probs = probs[keep]
+    rows_ = np.arange(given.size)
+    self_conf = probs[rows_, given]
+    thresholds = np.array([self_conf[given == c].mean() if np.any(given == c) else np.inf
+                           for c in range(len(classes))])
+    confident = probs >= thresholds  # (N, C)
+    confident[rows_, given] = False
+    suggested = np.where(confident, probs, -np.inf).argmax(axis=1)
+    flagged = (self_conf < thresholds[given]) & confident.any(axis=1)
+    margin = probs[rows_, suggested] - self_conf
+    out = []
+    for i in np.flatnonzero(flagged):
+        g, s = int(given[i]), int(suggested[i])
+        evidence = dict(given_prob=round(self_conf[i], 4), given_threshold=round(thresholds[g], 4),
+                        suggested=classes[s], suggested_prob=round(probs[i, s], 4),
+                        suggested_threshold=round(thresholds[s], 4), method="confident learning, out-of-fold")
+        out.append(dict(track_id=ids[i], label=classes[g], suggested=classes[s], score=float(margin[i]),
+                        evidence=_to_json(evidence)))
+    frame = pd.DataFrame(out, columns=["track_id", "label", "suggested", "score", "evidence"])
+    return frame.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+
+
+@dataclass
+class OutOfFold:
+    """Out-of-fold predictions of one complete k-fold sweep: probs (N, C) in `classes` order."""
+
+    sweep: str
+    track_ids: list[str]
+    labels: list[str]
+    probs: np.ndarray
+    classes: list[str]
+
+
+_FOLD = re.compile(r"^kfold-(\d+)/(\d+)$")
+
+
+def out_of_fold_probs(predictions: pd.DataFrame) -> OutOfFold | None:
+    """The most recent complete k-fold sweep's test predictions, one per track, or None.
+
+    `predictions` is `Store.kfold_test_predictions` (run_id, sweep, fold_split, classes,
+    started_at, track_id, label, probs). A sweep is complete when every fold 1..k of
+    'kfold-i/k' has a run; runs without a sweep id count as sweeps of their own.
+    """
+    if predictions.empty:
+        return None
+    frame = predictions.assign(group=predictions["sweep"].fillna(predictions["run_id"]))
+    for group, rows in sorted(frame.groupby("group"), key=lambda g: g[1]["started_at"].max(), reverse=True):
+        folds = {m.groups() for m in map(_FOLD.match, rows["fold_split"].unique()) if m}
+        ks = {int(k) for _, k in folds}
+        if len(ks) != 1 or {int(i) for i, _ in folds} != set(range(1, ks.pop() + 1)):
+            continue
+        rows = rows.drop_duplicates("track_id", keep="last").sort_values("track_id")
+        classes = rows["classes"].iloc[0]  # NULL for runs stored before classes were recorded
+        ok = isinstance(classes, (list, tuple, np.ndarray)) and len(classes)
+        classes = list(classes) if ok else sorted(rows["label"].unique())
+        probs = np.stack([np.asarray(p, dtype=np.float64) for p in rows["probs"]])
+        return OutOfFold(str(group), list(rows["track_id"]), list(rows["label"]), probs, classes)
+    return None
+
+
+def _label_rows(oof: OutOfFold) -> pd.DataFrame:
+    issues = label_issues(oof.track_ids, oof.labels, oof.probs, oof.classes)
+    rows = [_row(t.track_id, "label_issue", f"label:{t.label}->{t.suggested}", t.score,
+                 dict(json.loads(t.evidence), label=t.label, sweep=oof.sweep)) for t in issues.itertuples()]
+    return _frame(rows)
+
+
+# -- one pass over the audio ----------------------------------------------------------------------
+
+@dataclass
+class _Scan:
+    """What one pass over a track's audio leaves: its fingerprint, keys and distortions."""
+
+    print: fp.Fingerprint | None = None
+    decoded: str | None = None
+    findings: list[dict] = field(default_factory=list)
+    error: str | None = None
+
+
+def _native_audio(track, cache: WaveformCache) -> tuple[np.ndarray, int]:
+    """(N,) samples at the file's own rate: through the training cache when that is its rate."""
+    sr = int(track.sample_rate)
+    if sr == audio.DEFAULT_SR and isinstance(track.sha1, str):
+        return cache.load(track.path, track.sha1, sr), sr
+    return audio.load(track.path, sr=None), sr
+
+
+def _scan_track(track, cache: WaveformCache, sr: int) -> _Scan:
+    try:
+        y, native = _native_audio(track, cache)
+    except audio.AudioError as exc:  # changed on disk since ingest
+        return _Scan(error=exc.reason)
+    return _Scan(fp.fingerprint(audio.resample(np.asarray(y), native, sr)), fp.decoded_key(y, native),
+                 distortions(y, native))
+
+
+# -- the whole pass ------------------------------------------------------------------------------
+
+@dataclass
+class FaultSummary:
+    dataset: str
+    counts: dict[str, int]  # kind -> tracks flagged (detected faults)
+    known: int  # tracks with a published fault stored alongside (source 'known')
+    label_sweep: str | None  # k-fold sweep the label check used; None when there was none
+    seconds: float
+    detected: pd.DataFrame = field(repr=False, default_factory=lambda: _frame([]))
+
+    def line(self) -> str:
+        found = ", ".join(f"{n} {kind}" for kind, n in self.counts.items() if n) or "none found"
+        text = f"faults on {self.dataset}: {found} ({self.seconds:.1f} s)"
+        if self.known:
+            text += f"; {self.known} tracks in published exact repetitions (Sturm 2013)"
+        if self.label_sweep is None:
+            text += f"; label issues: none (needs a k-fold run: {KFOLD_HINT.format(name=self.dataset)})"
+        return text
+
+
+def _scan_rows(ids: list[str], file_keys: list[str | None], scans: list[_Scan], load,
+               sr: int) -> pd.DataFrame:
+    """Duplicate and distortion rows (a distortion's group_id names the problem), and rows
+    for files that no longer decode."""
+    rows = [_row(**r) for r in fp.duplicate_groups(ids, file_keys, [s.decoded for s in scans],
+                                                   [s.print for s in scans], load, sr)]
+    for track_id, scan in zip(ids, scans):
+        for f in scan.findings:
+            evidence = {k: v for k, v in f.items() if k != "score"}
+            rows.append(_row(track_id, "distortion", f["problem"], f["score"], evidence))
+        if scan.error:
+            rows.append(_row(track_id, "unreadable", None, 1.0, dict(reason=scan.error)))
+    return _frame(rows)
+
+
+def _scan_all(tracks: pd.DataFrame, cache: WaveformCache, sr: int, progress: bool) -> list[_Scan]:
+    """One _Scan per row of `tracks`; byte-identical files are read once and share it, which
+    also keeps two threads from writing the same cache file at once."""
+    first = {}
+    for pos, sha1 in enumerate(tracks["sha1"]):
+        first.setdefault(sha1 if isinstance(sha1, str) else f"row-{pos}", pos)
+    todo = sorted(first.values())
+    # Decoding and FFTs release the GIL for long stretches: two threads use both cores.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        done = dict(zip(todo, tqdm(pool.map(lambda pos: _scan_track(tracks.iloc[pos], cache, sr), todo),
+                                   total=len(todo), desc="fault scan", unit="track", disable=not progress)))
+    return [done[first[sha1 if isinstance(sha1, str) else f"row-{pos}"]]
+            for pos, sha1 in enumerate(tracks["sha1"])]
+
+
+def detect_faults(store: Store, dataset_name: str, progress: bool = True, sr: int = fp.FP_SR) -> FaultSummary:
+    """Run every detector on a dataset and replace its stored faults (detected and known).
+
+    Audio is read once per track (through the training cache); duplicates are fingerprinted
+    at `sr` Hz, distortions measured at each file's own rate. Label issues need a complete
+    k-fold run of the dataset. Returns counts per kind and the time taken.
+    """
+    start = time.perf_counter()
+    info = store.dataset(dataset_name)
+    dataset_id = int(info["dataset_id"])
+    every = store.tracks(dataset_name, usable_only=False)
+    usable = every[every["status"] == "ok"].reset_index(drop=True)
+    cache = WaveformCache(store.path.parent / "cache")
+    scans = _scan_all(usable, cache, sr, progress)
+    ids = list(usable["track_id"])
+
+    @lru_cache(maxsize=16)
+    def load(i: int) -> np.ndarray:
+        y, native = _native_audio(usable.iloc[i], cache)
+        return audio.resample(np.asarray(y), native, sr)
+
+    file_keys = [k if isinstance(k, str) else None for k in usable["sha1"]]
+    parts = [_scan_rows(ids, file_keys, scans, load, sr), status_faults(every), artist_repeats(usable)]
+    oof = out_of_fold_probs(store.kfold_test_predictions(dataset_id))
+    if oof is not None:
+        parts.append(_label_rows(oof))
+    detected = pd.concat([p for p in parts if len(p)] or [_frame([])], ignore_index=True)
+    known = known_faults(every["track_id"]) if info["kind"] == "gtzan" else _frame([])
+    store.replace_faults(dataset_id, "detected", detected)
+    store.replace_faults(dataset_id, "known", known)
+    counts = {k: int(detected.loc[detected["kind"] == k, "track_id"].nunique()) for k in KIND_ORDER}
+    return FaultSummary(dataset_name, counts, int(known["track_id"].nunique()),
+                        oof.sweep if oof else None, time.perf_counter() - start, detected)

@@ -1,0 +1,131 @@
+"""Faults known from the literature, and how detections compare with a list of faults.
+
+GTZAN (Tzanetakis & Cook 2002) contains excerpts that are the very same audio filed more than
+once. Sturm catalogued them in
+
+    B. L. Sturm, "The GTZAN dataset: its contents, its faults, their effects on evaluation,
+    and its future use", arXiv:1306.1461, 2013.
+
+The table below restates which excerpt numbers form each exact-repetition group (50 surplus
+copies in all, one of them across genres: metal.00058 is rock.00016). It lists facts about the
+corpus, written down here for the product; Sturm's paper has the full account, including the
+repeated recordings and artists that are not exact copies and are not shipped here.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import pandas as pd
+
+CITATION = ('B. L. Sturm, "The GTZAN dataset: its contents, its faults, their effects on '
+            'evaluation, and its future use", arXiv:1306.1461, 2013')
+
+# Per genre, groups of excerpt numbers that hold the same audio (genre.000NN).
+EXACT_REPETITIONS: dict[str, tuple[tuple[int, ...], ...]] = {
+    "disco": ((50, 51, 70), (55, 60, 89), (71, 74), (98, 99)),
+    "hiphop": ((39, 45), (76, 78)),
+    "jazz": ((33, 51), (34, 53), (35, 55), (36, 58), (37, 60), (38, 62), (39, 65), (40, 67),
+             (42, 68), (43, 69), (44, 70), (45, 71), (46, 72)),
+    "metal": ((4, 13), (34, 94), (40, 61), (41, 62), (42, 63), (43, 64), (44, 65), (45, 66)),
+    "pop": ((15, 22), (30, 31), (45, 46), (47, 80), (52, 57), (54, 60), (56, 59), (67, 71),
+            (87, 90)),
+    "reggae": ((3, 54), (5, 56), (8, 57), (10, 60), (13, 58), (41, 69), (73, 74), (80, 81, 82),
+               (75, 91, 92)),
+}
+CROSS_GENRE_REPETITIONS: tuple[tuple[str, ...], ...] = (("metal.00058", "rock.00016"),)
+
+FAULT_COLUMNS = ["track_id", "kind", "group_id", "score", "evidence"]
+DUPLICATE_KINDS = ("exact_duplicate", "recording_duplicate")
+TRUTH_KINDS = ("exact_duplicate", "recording_duplicate", "label_issue", "distortion", "silence",
+               "unreadable")
+_GTZAN_ID = re.compile(r"^[a-z]+\.\d{5}$")
+
+
+def exact_repetition_groups() -> dict[str, tuple[str, ...]]:
+    """group_id -> member track ids, e.g. 'sturm-jazz-03' -> ('jazz.00035', 'jazz.00055')."""
+    groups = {}
+    for genre, members in EXACT_REPETITIONS.items():
+        for n, group in enumerate(members, 1):
+            groups[f"sturm-{genre}-{n:02d}"] = tuple(f"{genre}.{i:05d}" for i in group)
+    for n, group in enumerate(CROSS_GENRE_REPETITIONS, 1):
+        groups[f"sturm-cross-{n:02d}"] = group
+    return groups
+
+
+def known_faults(track_ids: Iterable[str]) -> pd.DataFrame:
+    """Published GTZAN exact repetitions among `track_ids` (GTZAN-style ids, e.g. 'jazz.00035').
+
+    A group is listed when at least two of its members are present; ids of another form
+    are ignored. Returns FAULT_COLUMNS rows, kind 'exact_duplicate', evidence a JSON string.
+    """
+    present = {t for t in track_ids if isinstance(t, str) and _GTZAN_ID.match(t)}
+    rows = []
+    for group_id, members in exact_repetition_groups().items():
+        here = [m for m in members if m in present]
+        if len(here) < 2:
+            continue
+        evidence = json.dumps({"members": list(members), "reference": CITATION,
+                               "note": "exact repetition (the same audio filed more than once)"})
+        rows += [dict(track_id=t, kind="exact_duplicate", group_id=group_id, score=1.0,
+                      evidence=evidence) for t in here]
+    return pd.DataFrame(rows, columns=FAULT_COLUMNS)
+
+
+def _family(kind: str) -> str:
+    # A published exact repetition may be found as a recording duplicate when the two files
+    # differ in a byte or a sample; both mean "the same audio twice".
+    return "duplicate" if kind in DUPLICATE_KINDS else kind
+
+
+def compare_faults(detected: pd.DataFrame, known: pd.DataFrame) -> pd.DataFrame:
+    """Per (track, kind family) whether a known fault was found, missed, or a detection is new.
+
+    Both frames have track_id, kind, group_id. Only kinds the known list covers are compared
+    (exact and recording duplicates count as one family). Returns track_id, kind, status
+    ('found' | 'missed' | 'new'), known_group, detected_kind, detected_group.
+    """
+    known = known.assign(family=known["kind"].map(_family))
+    families = set(known["family"])
+    detected = detected.assign(family=detected["kind"].map(_family))
+    detected = detected[detected["family"].isin(families)]
+    k = known.groupby(["track_id", "family"], as_index=False).agg(
+        kind=("kind", "first"), known_group=("group_id", "first"))
+    d = detected.groupby(["track_id", "family"], as_index=False).agg(
+        detected_kind=("kind", "first"), detected_group=("group_id", "first"))
+    both = k.merge(d, on=["track_id", "family"], how="outer", indicator=True)
+    both["status"] = both["_merge"].map({"both": "found", "left_only": "missed", "right_only": "new"})
+    both["kind"] = both["kind"].fillna(both["detected_kind"])
+    columns = ["track_id", "kind", "status", "known_group", "detected_kind", "detected_group"]
+    return both[columns].sort_values(["status", "track_id"]).reset_index(drop=True)
+
+
+def read_truth(path: Path) -> pd.DataFrame:
+    """A faults_truth.csv (track_id, kind, group_id, source_track_id, detail) as a frame."""
+    with open(path, newline="", encoding="utf-8") as f:
+        return pd.DataFrame(list(csv.DictReader(f)),
+                            columns=["track_id", "kind", "group_id", "source_track_id", "detail"])
+
+
+def score_against_truth(detected: pd.DataFrame, truth_csv: Path,
+                        kinds: Sequence[str] = TRUTH_KINDS) -> pd.DataFrame:
+    """Precision and recall per fault kind, counting tracks (a track flagged twice counts once).
+
+    `detected` has track_id and kind. The truth lists every member of a duplicate group,
+    the original included, as detection does. Returns kind, truth, detected, hits,
+    precision, recall (NaN where undefined: nothing detected, or nothing to find).
+    """
+    truth = read_truth(truth_csv)
+    rows = []
+    for kind in kinds:
+        want = set(truth.loc[truth["kind"] == kind, "track_id"])
+        got = set(detected.loc[detected["kind"] == kind, "track_id"])
+        hits = len(want & got)
+        rows.append(dict(kind=kind, truth=len(want), detected=len(got), hits=hits,
+                         precision=hits / len(got) if got else float("nan"),
+                         recall=hits / len(want) if want else float("nan")))
+    return pd.DataFrame(rows)

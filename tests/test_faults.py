@@ -1,0 +1,250 @@
+"""Fault detectors on planted faults, the published GTZAN table, and the whole pass end to end."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from genre_core import faults
+from genre_core.known_faults import (
+    CITATION, compare_faults, exact_repetition_groups, known_faults, score_against_truth)
+from tests.test_fingerprint import SR, pcm16, song
+
+REFERENCE_TSV = Path("/work/shared/reference/exact_repetitions_sturm.tsv")
+
+
+# -- distortions -------------------------------------------------------------------------------
+
+def test_clipping_found_at_the_planted_level():
+    y = pcm16(np.clip(song(1) * 2.5, -0.3, 0.3))
+    found = faults.clipping(y)
+    assert found is not None and found["share"] > 0.01
+    assert found["levels"] == [pytest.approx(0.3, abs=1e-3), pytest.approx(-0.3, abs=1e-3)]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_clean_music_is_not_flagged(seed):
+    y = pcm16(song(seed, seconds=8.0, artist=seed))
+    quiet_start = np.concatenate([np.zeros(SR // 2, np.float32), 0.1 * y])  # -26 dB, silent lead-in
+    assert faults.distortions(y, SR) == []
+    assert faults.distortions(pcm16(quiet_start), SR) == []
+
+
+def test_dropouts_counted_inside_the_track_only():
+    y = song(2, seconds=8.0).copy()
+    y[30000:36000] = 0.0  # 0.27 s
+    y[90000:97000] = 0.0  # 0.32 s
+    y[:8000] = 0.0  # a silent start is not a dropout
+    found = faults.dropouts(pcm16(y), SR)
+    assert found["count"] == 2
+    assert found["total_s"] == pytest.approx(0.59, abs=0.03)
+    short = song(2, seconds=8.0).copy()
+    short[30000:32000] = 0.0  # 0.09 s: an edit, not a dropout
+    assert faults.dropouts(short, SR) is None
+
+
+def test_dc_offset_band_limit_and_low_bit():
+    y = song(3, seconds=6.0)
+    assert faults.dc_offset(0.5 * y + 0.1)["mean"] == pytest.approx(0.1, abs=0.01)
+    spectrum = np.fft.rfft(y)
+    spectrum[np.fft.rfftfreq(y.size, 1 / SR) > 4000] = 0  # telephone-like
+    limited = faults.band_limited(pcm16(np.fft.irfft(spectrum, y.size)), SR)
+    assert limited["bandwidth_hz"] == pytest.approx(4000, abs=150)
+    assert faults.low_bit(np.round(y * 127) / 128)["effective_bits"] < 8.5
+
+
+# -- label issues --------------------------------------------------------------------------------
+
+def test_a_flipped_label_is_the_top_label_issue():
+    rng = np.random.default_rng(0)
+    classes = ["blues", "jazz", "rock"]
+    truth = np.repeat([0, 1, 2], 30)
+    logits = rng.normal(0, 1, (truth.size, 3))
+    logits[np.arange(truth.size), truth] += 2.5
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)  # (90, 3), mostly right
+    labels = [classes[t] for t in truth]
+    flipped = int(np.argmax(probs[:30, 0]))  # the most confident blues track, filed as rock
+    labels[flipped] = "rock"
+    ids = [f"t{i:02d}" for i in range(truth.size)]
+    issues = faults.label_issues(ids, labels, probs, classes)
+    top = issues.iloc[0]
+    assert (top.track_id, top.label, top.suggested) == (ids[flipped], "rock", "blues")
+    assert top.score == pytest.approx(probs[flipped, 0] - probs[flipped, 2])
+    assert json.loads(top.evidence)["given_prob"] < json.loads(top.evidence)["given_threshold"]
+    assert len(issues) < 20
+
+
+def _predictions(sweep: str, folds: list[int], k: int, started: int) -> pd.DataFrame:
+    rows = []
+    for fold in folds:
+        for t in range(fold, 6, k):
+            rows.append(dict(run_id=f"{sweep}-{fold}", sweep=sweep, fold_split=f"kfold-{fold}/{k}",
+                             classes=["a", "b"], started_at=datetime(2025, 1, started, fold),
+                             track_id=f"t{t}", label="ab"[t % 2], probs=[0.9, 0.1]))
+    return pd.DataFrame(rows)
+
+
+def test_out_of_fold_uses_the_latest_complete_sweep():
+    frame = pd.concat([_predictions("old", [1, 2], 2, 1), _predictions("new", [1], 2, 2)])
+    oof = faults.out_of_fold_probs(frame)
+    assert oof.sweep == "old" and oof.track_ids == [f"t{i}" for i in range(1, 6)]
+    assert oof.probs.shape == (5, 2) and oof.classes == ["a", "b"]
+    assert faults.out_of_fold_probs(_predictions("new", [1], 2, 2)) is None
+    assert faults.out_of_fold_probs(frame.iloc[:0]) is None
+
+
+# -- artist repetition and the tracks table ----------------------------------------------------
+
+def test_artist_repeats_flags_a_dominant_artist():
+    tracks = pd.DataFrame(dict(track_id=[f"t{i}" for i in range(10)], label=["pop"] * 10,
+                               artist=["Ava"] * 3 + ["Bo", "Cy", None, "Di", "Ed", "Fi", "Gu"]))
+    rows = faults.artist_repeats(tracks)
+    assert list(rows.track_id) == ["t0", "t1", "t2"]
+    assert json.loads(rows.evidence[0]) == dict(artist="Ava", genre="pop", share=0.3, n_tracks=3,
+                                                genre_tracks=10)
+
+
+def test_status_faults_from_ingest_errors():
+    tracks = pd.DataFrame(dict(track_id=["a", "b", "c", "d"],
+                               status=["ok", "unreadable", "unreadable", "missing"],
+                               error=[None, "silent: peak -inf dBFS", "no data chunk", "gone"],
+                               error_kind=[None, "silent", "unreadable", None]))
+    rows = faults.status_faults(tracks)
+    assert list(zip(rows.track_id, rows.kind)) == [("b", "silence"), ("c", "unreadable")]
+
+
+# -- known faults ------------------------------------------------------------------------------
+
+def test_known_table_matches_the_reference_tsv():
+    if not REFERENCE_TSV.is_file():
+        pytest.skip("reference TSV not available")
+    reference = set()
+    for line in REFERENCE_TSV.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            reference.add(frozenset(line.split("\t")[1].split()))
+    ours = {frozenset(members) for members in exact_repetition_groups().values()}
+    assert ours == reference
+    assert sum(len(g) - 1 for g in ours) == 50
+    assert frozenset({"metal.00058", "rock.00016"}) in ours
+
+
+def test_known_faults_lists_present_groups_only():
+    rows = known_faults(["metal.00058", "rock.00016", "jazz.00033", "blues/own_file", "pop.00015"])
+    assert sorted(rows.track_id) == ["metal.00058", "rock.00016"]
+    assert set(rows.kind) == {"exact_duplicate"} and rows.group_id.nunique() == 1
+    assert json.loads(rows.evidence[0])["reference"] == CITATION
+    assert known_faults(["blues/a", "blues/b"]).empty
+
+
+def test_compare_faults_found_missed_new():
+    known = pd.DataFrame(dict(track_id=["a", "b", "c", "d"], kind="exact_duplicate",
+                              group_id=["k1", "k1", "k2", "k2"]))
+    detected = pd.DataFrame(dict(track_id=["a", "b", "c", "e", "e", "f"],
+                                 kind=["exact_duplicate", "recording_duplicate", "exact_duplicate",
+                                       "recording_duplicate", "distortion", "distortion"],
+                                 group_id=["x1", "r1", "x2", "r2", "clipping", "clipping"]))
+    status = compare_faults(detected, known).set_index("track_id")["status"].to_dict()
+    assert status == dict(a="found", b="found", c="found", d="missed", e="new")
+
+
+def test_score_against_truth(tmp_path):
+    truth = tmp_path / "faults_truth.csv"
+    truth.write_text("track_id,kind,group_id,source_track_id,detail\n"
+                     "a,exact_duplicate,g1,,original\nb,exact_duplicate,g1,a,copy\n"
+                     "c,distortion,,,clipping\nd,silence,,,zeros\n")
+    detected = pd.DataFrame(dict(track_id=["a", "b", "c", "e"],
+                                 kind=["exact_duplicate"] * 2 + ["distortion"] * 2))
+    scores = score_against_truth(detected, truth).set_index("kind")
+    assert scores.loc["exact_duplicate", ["precision", "recall"]].tolist() == [1.0, 1.0]
+    assert scores.loc["distortion", ["precision", "recall"]].tolist() == [0.5, 1.0]
+    assert scores.loc["silence", "recall"] == 0.0 and np.isnan(scores.loc["silence", "precision"])
+
+
+# -- the whole pass ------------------------------------------------------------------------------
+
+def _gtzan_corpus(root: Path) -> Path:
+    """A GTZAN-layout corpus holding one of every detectable fault (5-s clips)."""
+    def write(track_id: str, y: np.ndarray) -> Path:
+        path = root / "genres" / track_id.split(".")[0] / f"{track_id}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(str(path), y, SR, subtype="PCM_16")
+        return path
+
+    clip = {i: song(i, seconds=5.0, artist=i // 2) for i in range(7)}
+    original = write("metal.00058", clip[0])
+    write("metal.00004", clip[1])  # published as a repetition of metal.00013, but not here
+    write("metal.00013", clip[2])
+    write("rock.00001", clip[3])
+    shutil.copyfile(original, root / "genres" / "rock" / "rock.00016.wav")  # as in GTZAN
+    write("rock.00002", 0.5 * clip[3])  # the same recording 6 dB down
+    write("jazz.00001", np.clip(2.5 * clip[4], -0.3, 0.3))
+    dropped = clip[5].copy()
+    dropped[40000:47000] = 0.0
+    write("jazz.00002", dropped)
+    write("jazz.00003", np.zeros(3 * SR))
+    (root / "genres" / "jazz" / "jazz.00004.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot audio")
+    write("jazz.00005", clip[6])
+    stereo = np.stack([song(7, seconds=5.0, sr=44100), song(8, seconds=5.0, sr=44100)], axis=1)
+    sf.write(str(root / "genres" / "rock" / "rock.00003.flac"), stereo, 44100)  # not the cache's rate
+    return root
+
+
+def _fake_kfold(store, dataset_id: int, ids: list[str], labels: list[str]) -> None:
+    """A complete 2-fold sweep whose models think jazz.00005 is rock."""
+    classes = ["jazz", "metal", "rock"]
+    for fold in (1, 2):
+        run_id = f"fake-fold{fold}"
+        store.start_run(dict(run_id=run_id, dataset_id=dataset_id, model="fake", split=f"kfold-{fold}/2",
+                             config={}, seed=0, sweep="kfold-fake", classes=classes))
+        rows = []
+        for t, label in list(zip(ids, labels))[fold - 1::2]:
+            probs = np.full(3, 0.1)
+            probs[classes.index("rock" if t == "jazz.00005" else label)] = 0.8
+            rows.append(dict(track_id=t, split="test", label=label, predicted=classes[int(probs.argmax())],
+                             probs=probs.astype(np.float32).tolist()))
+        store.finish_run(run_id, {"predictions": pd.DataFrame(rows)})
+
+
+def test_detect_faults_end_to_end(tmp_path):
+    from genre_core.ingest import ingest
+    from genre_core.store import open_store
+
+    corpus = _gtzan_corpus(tmp_path / "corpus")
+    store = open_store(tmp_path / "db" / "gl.duckdb")
+    ingest(store, "gtzan", corpus, name="mini", progress=False)
+    summary = faults.detect_faults(store, "mini", progress=False)
+    assert "needs a k-fold run" in summary.line()
+
+    usable = store.tracks("mini")
+    dataset_id = int(store.dataset("mini")["dataset_id"])
+    _fake_kfold(store, dataset_id, list(usable.track_id), list(usable.label))
+    summary = faults.detect_faults(store, "mini", progress=False)
+    stored = store.query("SELECT * FROM faults WHERE dataset_id = ? ORDER BY kind, track_id", [dataset_id])
+    detected = stored[stored.source == "detected"]
+    by_kind = detected.groupby("kind")["track_id"].apply(set).to_dict()
+    assert by_kind == {
+        "exact_duplicate": {"metal.00058", "rock.00016"}, "recording_duplicate": {"rock.00001", "rock.00002"},
+        "distortion": {"jazz.00001", "jazz.00002"}, "silence": {"jazz.00003"}, "unreadable": {"jazz.00004"},
+        "label_issue": {"jazz.00005"},
+    }
+    assert summary.counts["exact_duplicate"] == 2 and summary.label_sweep == "kfold-fake"
+    assert "needs a k-fold run" not in summary.line() and summary.line().startswith("faults on mini: 2 exact")
+    known = stored[stored.source == "known"]
+    assert set(known.track_id) == {"metal.00058", "rock.00016", "metal.00004", "metal.00013"}
+    status = compare_faults(detected, known).set_index("track_id")["status"].to_dict()
+    assert status == {"metal.00058": "found", "rock.00016": "found", "metal.00004": "missed",
+                      "metal.00013": "missed", "rock.00001": "new", "rock.00002": "new"}
+    evidence = json.loads(detected[detected.track_id == "rock.00002"].evidence.iloc[0])
+    assert evidence["gain_db"] == pytest.approx(-6.0, abs=0.1) and evidence["partner"] == "rock.00001"
+
+    faults.detect_faults(store, "mini", progress=False)  # a re-run replaces, never adds
+    again = store.query("SELECT count(*) AS n, count(DISTINCT source) AS s FROM faults WHERE dataset_id = ?",
+                        [dataset_id])
+    assert (int(again.n[0]), int(again.s[0])) == (len(stored), 2)
