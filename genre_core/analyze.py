@@ -1,0 +1,186 @@
+"""analyze(store, run_id): what the app shows about a finished run beyond its predictions.
+
+Embeddings of every usable track of the run's dataset, their t-SNE / UMAP maps and nearest
+neighbours, Grad-CAM maps of the explained split's tracks (for the predicted and the true
+genre), per-genre band importance (Grad-CAM and occlusion), and musicnn taggrams. All of it
+is written in one transaction at the end, replacing the run's earlier analysis rows, so a
+killed or repeated analysis never leaves half or double results.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from genre_core.embeddings import nearest_neighbours, project, track_embeddings
+from genre_core.explain import (
+    band_occlusion, band_profile, compact, normalise, track_features, track_map,
+)
+from genre_core.inference import LoadedRun, load_run
+from genre_core.store import Store
+from genre_core.windows import WaveformCache
+
+TAGGER = "MSD_musicnn"  # its 50 MSD tags include most genre words
+TAGGRAM_CHUNK = 16  # 3-s windows per tagger forward: bounds memory on long tracks
+
+
+@dataclass
+class AnalyzeSummary:
+    run_id: str
+    n_embeddings: int = 0
+    n_projections: int = 0
+    n_gradcam: int = 0
+    n_band_profiles: int = 0  # genres with a band-importance profile
+    n_taggrams: int = 0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # what was skipped, and why
+
+    def line(self) -> str:
+        text = (f"analyzed run {self.run_id}: {self.n_embeddings} embeddings, "
+                f"{self.n_projections} projections, {self.n_gradcam} Grad-CAM maps, "
+                f"{self.n_band_profiles} genre band profiles, {self.n_taggrams} taggrams "
+                f"in {self.seconds:.1f} s")
+        return text + "".join(f"; {note}" for note in self.notes)
+
+
+def analyze(store: Store, run_id: str, progress: bool = True, gradcam_split: str = "test",
+            taggrams: bool = True, methods: Sequence[str] = ("tsne", "umap"),
+            device: str = "auto", k: int = 10) -> AnalyzeSummary:
+    """Compute and store every analysis of a complete run; returns counts for the summary.
+
+    `gradcam_split`: the split (with stored predictions: "test" or "val") whose tracks get
+    Grad-CAM maps, band importance and taggrams. `taggrams` needs the musicnn wheel (skipped
+    with a note without it). `k`: neighbours kept per track.
+    """
+    started = time.perf_counter()
+    loaded = load_run(store, run_id, device)
+    summary = AnalyzeSummary(run_id)
+    tracks = _usable_tracks(store, loaded, summary)
+    predictions = store.predictions(run_id)
+    explained = predictions[predictions.split == gradcam_split]
+    if explained.empty:
+        splits = ", ".join(sorted(predictions.split.unique())) or "none"
+        raise ValueError(f"run {run_id} has no {gradcam_split!r} predictions (has: {splits})")
+    explained = explained[explained.track_id.isin(tracks.track_id)]
+    cache = WaveformCache(store.path.parent / "cache")
+    results = _embedding_tables(loaded, tracks, cache, methods, k, progress, summary)
+    results.update(_gradcam_tables(loaded, tracks, explained, cache, progress, summary))
+    if taggrams:
+        table = _taggram_table(loaded, tracks, explained, cache, progress, summary)
+        if table is not None:
+            results["taggrams"] = table
+    store.replace_run_rows(run_id, results)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _usable_tracks(store: Store, loaded: LoadedRun, summary: AnalyzeSummary) -> pd.DataFrame:
+    tracks = store.tracks(loaded.config.dataset)
+    # A dataset re-ingested with a new genre has tracks this run cannot place.
+    known = tracks[tracks.label.isin(loaded.classes)]
+    if len(known) < len(tracks):
+        summary.notes.append(f"{len(tracks) - len(known)} tracks of genres unknown to the run "
+                             "left out")
+    return known.reset_index(drop=True)
+
+
+def _embedding_tables(loaded: LoadedRun, tracks: pd.DataFrame, cache: WaveformCache,
+                      methods: Sequence[str], k: int, progress: bool,
+                      summary: AnalyzeSummary) -> dict[str, pd.DataFrame]:
+    ids, vectors, kind = track_embeddings(loaded, tracks, cache, progress)
+    if kind != "penultimate":
+        summary.notes.append(f"maps and neighbours use the {kind} features (no network embedding)")
+    maps = []
+    for method in tqdm(methods, desc="projections", unit="map", disable=not progress):
+        xy = project(vectors, method, seed=loaded.config.seed)  # (N, 2)
+        maps.append(pd.DataFrame({"method": method, "track_id": ids, "x": xy[:, 0], "y": xy[:, 1]}))
+    summary.n_embeddings, summary.n_projections = len(ids), len(methods)
+    return {
+        "embeddings": pd.DataFrame({"track_id": ids, "kind": kind,
+                                    "vector": [v.tolist() for v in vectors]}),
+        "projections": pd.concat(maps, ignore_index=True) if maps else pd.DataFrame(),
+        "neighbours": nearest_neighbours(ids, vectors, k=k),
+    }
+
+
+def _gradcam_tables(loaded: LoadedRun, tracks: pd.DataFrame, explained: pd.DataFrame,
+                    cache: WaveformCache, progress: bool,
+                    summary: AnalyzeSummary) -> dict[str, pd.DataFrame]:
+    """Grad-CAM maps (predicted and true genre) and band importance of explained tracks."""
+    model = loaded.model
+    if model is None or getattr(model, "gradcam_layer", None) is None:
+        why = "sklearn baseline" if model is None else f"{loaded.config.model} has no conv layer"
+        summary.notes.append(f"no Grad-CAM ({why})")
+        return {"attributions": pd.DataFrame(), "band_importance": pd.DataFrame()}
+    by_id = tracks.set_index("track_id")
+    column = {genre: i for i, genre in enumerate(loaded.classes)}
+    maps, profiles, drops = [], defaultdict(list), defaultdict(list)
+    for row in tqdm(explained.itertuples(), total=len(explained), desc="Grad-CAM",
+                    unit="track", disable=not progress):
+        track = by_id.loc[row.track_id]
+        feats = track_features(loaded, cache.load(track.path, track.sha1, loaded.sr))
+        for target in dict.fromkeys([row.predicted, row.label]):  # once when they agree
+            cam = track_map(model, feats, column[target])  # (F, T_total)
+            small = compact(cam, feats.frame_rate)  # (f, t) in [0, 1]
+            maps.append(dict(track_id=row.track_id, method="gradcam", target=target,
+                             n_bands=small.shape[0], n_frames=small.shape[1],
+                             values=small.ravel().tolist()))
+            if target == row.label:
+                profiles[target].append(band_profile(cam))
+        drops[row.label].append(band_occlusion(model, feats.x, column[row.label]))
+    bands = [dict(genre=g, method="gradcam",
+                  values=normalise(np.mean(profiles[g], axis=0)).tolist()) for g in sorted(profiles)]
+    bands += [dict(genre=g, method="occlusion", values=np.mean(drops[g], axis=0).tolist())
+              for g in sorted(drops)]
+    summary.n_gradcam, summary.n_band_profiles = len(maps), len(profiles)
+    return {"attributions": pd.DataFrame(maps), "band_importance": pd.DataFrame(bands)}
+
+
+def _taggram_table(loaded: LoadedRun, tracks: pd.DataFrame, explained: pd.DataFrame,
+                   cache: WaveformCache, progress: bool,
+                   summary: AnalyzeSummary) -> pd.DataFrame | None:
+    """MSD musicnn tag probabilities per 3-s window of each explained track: `values` is
+    (n_frames windows, 50 tags) flattened row-major. None when the wheel is missing."""
+    from genre_core.models.musicnn import MUSICNN_SR, MusicnnMel, load_tagger
+    from genre_core.models.musicnn_weights import MusicnnWeightsMissing, tag_names
+
+    try:
+        tagger = load_tagger(TAGGER).to(loaded.device)
+    except MusicnnWeightsMissing:
+        summary.notes.append("no taggrams (musicnn weights not installed: "
+                             "pip install --no-deps musicnn==0.1.0)")
+        return None
+    mel, names = MusicnnMel().to(loaded.device), list(tag_names(TAGGER))
+    by_id = tracks.set_index("track_id")
+    rows = []
+    for track_id in tqdm(explained.track_id, desc="taggrams", unit="track", disable=not progress):
+        track = by_id.loc[track_id]
+        y = np.array(cache.load(track.path, track.sha1, MUSICNN_SR), dtype=np.float32)  # (N,)
+        probs = _track_taggram(tagger, mel(torch.from_numpy(y).to(loaded.device)))  # (W, 50)
+        rows.append(dict(track_id=track_id, tag_names=names, n_frames=probs.shape[0],
+                         values=probs.ravel().tolist()))
+    summary.n_taggrams = len(rows)
+    return pd.DataFrame(rows)
+
+
+@torch.no_grad()
+def _track_taggram(tagger: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
+    """musicnn mel (1, 1, 96, T) -> (W, 50) tag probabilities of its 3-s windows; a track
+    shorter than one window is padded with silence (0 after musicnn's log) to one."""
+    from genre_core.models.musicnn import WINDOW_FRAMES, taggram
+
+    if x.shape[-1] < WINDOW_FRAMES:
+        x = F.pad(x, (0, WINDOW_FRAMES - x.shape[-1]))  # (1, 1, 96, 187)
+    n_windows = x.shape[-1] // WINDOW_FRAMES
+    chunk = TAGGRAM_CHUNK * WINDOW_FRAMES
+    parts = [taggram(tagger, x[..., start : min(start + chunk, n_windows * WINDOW_FRAMES)])[0]
+             for start in range(0, n_windows * WINDOW_FRAMES, chunk)]  # each (w, 50)
+    return torch.cat(parts).float().cpu().numpy()

@@ -1,0 +1,211 @@
+"""Where a model puts each track: penultimate embeddings, 2-D maps of them (t-SNE, UMAP),
+nearest neighbours, and the confusion analysis that reads those neighbours.
+
+A track's embedding is the mean of its windows' embeddings (the run's eval hop), so it
+summarises the whole track the way the track-level prediction does. Maps and neighbours
+use the direction of a vector, not its length (rows scaled to unit length; cosine
+distance), because ReLU embeddings of loud and quiet versions of a sound differ mostly
+in length.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from genre_core.explain import batch_size
+from genre_core.windows import WaveformCache, build_windows, handcrafted_windows
+
+NEIGHBOUR_COLUMNS = ["track_id", "rank", "neighbour_id", "distance"]
+CONFUSION_COLUMNS = [
+    "label", "predicted", "count", "share", "track_ids", "probs", "neighbour_ids",
+    "neighbour_labels", "neighbours_predicted_share",
+]
+
+
+def track_means(track_pos: np.ndarray, values: np.ndarray, n_tracks: int) -> np.ndarray:
+    """Per-window rows (W, D) with owner positions (W,) -> (n_tracks, D) per-track means."""
+    sums = np.zeros((n_tracks, values.shape[1]), dtype=np.float64)
+    np.add.at(sums, track_pos, values)
+    counts = np.bincount(track_pos, minlength=n_tracks)[:, None]  # (n_tracks, 1)
+    return (sums / np.maximum(counts, 1)).astype(np.float32)
+
+
+def track_embeddings(loaded_run, tracks: pd.DataFrame, cache: WaveformCache,
+                     progress: bool = True) -> tuple[list[str], np.ndarray, str]:
+    """Embed every track (columns track_id, path, sha1, label; labels among the run's
+    classes) -> (track ids, (N, D) float32 vectors, kind).
+
+    Torch runs: the penultimate layer (kind "penultimate"). sklearn baselines have none,
+    so their handcrafted table as the classifier sees it (standardised) stands in
+    (kind "handcrafted").
+    """
+    if loaded_run.estimator is not None:
+        return _handcrafted_embeddings(loaded_run, tracks, cache, progress)
+    windows = build_windows(tracks, loaded_run.classes, cache, sr=loaded_run.sr,
+                            window_s=loaded_run.window_s, hop_s=loaded_run.config.eval_hop_s,
+                            desc="load tracks", progress=progress)
+    chunks, batch = [], batch_size(loaded_run.device)
+    for start in tqdm(range(0, len(windows), batch), desc="embeddings", unit="batch",
+                      disable=not progress):
+        audio, _, _ = windows.batch(np.arange(start, min(start + batch, len(windows))))
+        chunks.append(loaded_run.predict_windows(audio)[1])  # (B, D)
+    vectors = track_means(windows.index[:, 0], np.concatenate(chunks), len(windows.track_ids))
+    return windows.track_ids, vectors, "penultimate"
+
+
+def _handcrafted_embeddings(loaded_run, tracks, cache, progress):
+    # The hop training used for baselines (one row per window), so the cached tables hit.
+    windows = build_windows(tracks, loaded_run.classes, cache, sr=loaded_run.sr,
+                            window_s=loaded_run.window_s, hop_s=loaded_run.window_s,
+                            desc="load tracks", progress=progress)
+    table = handcrafted_windows(windows, list(tracks.sha1), cache, progress)  # (W, 57)
+    estimator = loaded_run.estimator
+    if hasattr(estimator, "steps") and len(estimator.steps) > 1:
+        table = estimator[:-1].transform(table)  # Hz and BPM columns would swamp the rest
+    vectors = track_means(windows.index[:, 0], np.asarray(table), len(windows.track_ids))
+    return windows.track_ids, vectors, "handcrafted"
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """(N, D) -> (N, D) float64 rows of length 1 (all-zero rows stay zero)."""
+    x = np.asarray(vectors, dtype=np.float64)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)  # (N, 1)
+    return x / np.where(norms > 0, norms, 1.0)
+
+
+def _pca2(x: np.ndarray) -> np.ndarray:
+    """First two principal coordinates (zero-padded when there are fewer)."""
+    centred = x - x.mean(axis=0)
+    u, s, _ = np.linalg.svd(centred, full_matrices=False)
+    coords = u[:, :2] * s[:2]
+    return np.pad(coords, ((0, 0), (0, 2 - coords.shape[1])))
+
+
+def project(vectors: np.ndarray, method: str = "tsne", seed: int = 0) -> np.ndarray:
+    """(N, D) embeddings -> (N, 2) float32 map coordinates; the same seed gives the same map.
+
+    "tsne": PCA-initialised, perplexity min(30, (N - 1) / 3) (it must stay below N).
+    "umap": n_neighbors min(15, N - 1), single-threaded, since numba's parallel layout is
+    not reproducible. Fewer than 4 tracks are too few for either: they get PCA coordinates.
+    """
+    if method not in ("tsne", "umap"):
+        raise ValueError(f"unknown projection {method!r} (choose tsne or umap)")
+    x = unit_rows(vectors)
+    n = len(x)
+    if n < 4:
+        return _pca2(x).astype(np.float32)
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        tsne = TSNE(n_components=2, perplexity=min(30.0, (n - 1) / 3), init="pca",
+                    random_state=seed)
+        return tsne.fit_transform(x).astype(np.float32)
+    import umap  # slow import (numba): only when a UMAP map is wanted
+
+    k = min(15, n - 1)  # UMAP counts each point as its own first neighbour
+    # Exact neighbours handed in: the same answer UMAP's own search gives below 4096 points,
+    # and it spares numba compiling that search (10 s of a first call on a CPU).
+    indices, cosine = _knn(x, k - 1)
+    indices = np.concatenate([np.arange(n)[:, None], indices], axis=1)  # (N, k), self first
+    dists = np.sqrt(2.0 * np.concatenate([np.zeros((n, 1)), cosine], axis=1))  # unit-row L2
+    reducer = umap.UMAP(n_components=2, n_neighbors=k, random_state=seed, n_jobs=1,
+                        precomputed_knn=(indices, dists.astype(np.float32)))
+    threads = torch.get_num_threads()
+    try:
+        with warnings.catch_warnings():
+            # Only umap's .transform of new points needs its search index; we never call it.
+            warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]")
+            return np.asarray(reducer.fit_transform(x), dtype=np.float32)
+    finally:
+        # numba's OpenMP layer resets the process-wide OpenMP thread count, which torch
+        # shares: left alone, every later forward pass runs oversubscribed (10x slower).
+        torch.set_num_threads(threads)
+
+
+def _knn(x: np.ndarray, k: int, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Unit rows (N, D) -> ((N, k) indices, (N, k) cosine distances) of each row's k nearest
+    other rows, nearest first; ties go to the earlier row. Memory: chunk x N distances."""
+    indices, distances = [], []
+    for start in range(0, len(x), chunk):
+        dist = np.clip(1.0 - x[start : start + chunk] @ x.T, 0.0, 2.0)  # (c, N)
+        rows = np.arange(len(dist))
+        dist[rows, start + rows] = np.inf  # never yourself
+        candidates = np.argpartition(dist, k - 1, axis=1)[:, :k]  # (c, k), unordered
+        cand_dist = np.take_along_axis(dist, candidates, axis=1)  # (c, k)
+        order = np.lexsort((candidates, cand_dist), axis=1)  # (c, k): by distance, then row
+        indices.append(np.take_along_axis(candidates, order, axis=1))
+        distances.append(np.take_along_axis(cand_dist, order, axis=1))
+    return np.concatenate(indices), np.concatenate(distances)
+
+
+def nearest_neighbours(track_ids: Sequence[str], vectors: np.ndarray, k: int = 10,
+                       chunk: int = 1024) -> pd.DataFrame:
+    """The k nearest other tracks of each track by cosine distance (1 - cos, in [0, 2])
+    -> DataFrame(track_id, rank (1 = nearest), neighbour_id, distance). A track is never
+    its own neighbour; ties go to the earlier track. Memory: chunk x N distances."""
+    ids = np.asarray(list(track_ids), dtype=object)
+    k = min(k, len(ids) - 1)
+    if k < 1:
+        return pd.DataFrame(columns=NEIGHBOUR_COLUMNS)
+    nearest, distance = _knn(unit_rows(vectors), k, chunk)  # (N, k) each
+    return pd.DataFrame({
+        "track_id": np.repeat(ids, k),
+        "rank": np.tile(np.arange(1, k + 1), len(ids)),
+        "neighbour_id": ids[nearest.ravel()],
+        "distance": distance.ravel(),
+    })
+
+
+def confusion_analysis(predictions: pd.DataFrame, neighbours: pd.DataFrame,
+                       classes: Sequence[str], labels: Mapping[str, str] | None = None,
+                       split: str | None = "test", top: int = 3,
+                       n_neighbours: int = 5) -> pd.DataFrame:
+    """Failure analysis of stored rows: one row per (label, predicted) pair with
+    label != predicted, most frequent first.
+
+    predictions: rows of the `predictions` table (track_id, split, label, predicted, probs
+    in `classes` order); only `split` is analysed (None: all rows). neighbours: rows of the
+    `neighbours` table. labels: track_id -> genre for every track that may appear as a
+    neighbour (e.g. the dataset's tracks); default: the labels in `predictions`.
+
+    Columns: label, predicted, count, share (of that label's tracks), track_ids / probs
+    (the `top` most confidently wrong tracks and their predicted-genre probability),
+    neighbour_ids / neighbour_labels (each one's `n_neighbours` nearest tracks), and
+    neighbours_predicted_share (of all the pair's tracks' neighbours, the share labelled
+    with the predicted genre: high means the track sits among that genre, a hint of a
+    mislabel or of genuinely shared style).
+    """
+    label_of = dict(zip(predictions.track_id, predictions.label))
+    label_of.update(dict(labels or {}))
+    rows = predictions
+    if split is not None and "split" in rows.columns:
+        rows = rows[rows.split == split]
+    column = {genre: i for i, genre in enumerate(classes)}
+    rows = rows.assign(prob=[float(p[column[g]]) for p, g in zip(rows.probs, rows.predicted)])
+    support = rows.label.value_counts()
+    near = (neighbours.sort_values(["track_id", "rank"]).groupby("track_id").neighbour_id
+            .apply(lambda s: list(s)[:n_neighbours]).to_dict())
+    out = []
+    wrong = rows[rows.label != rows.predicted]
+    for (label, predicted), group in wrong.groupby(["label", "predicted"], sort=True):
+        worst = group.sort_values(["prob", "track_id"], ascending=[False, True]).head(top)
+        worst_near = [near.get(t, []) for t in worst.track_id]
+        pooled = [label_of.get(n) for t in group.track_id for n in near.get(t, [])]
+        out.append(dict(
+            label=label, predicted=predicted, count=len(group),
+            share=len(group) / int(support[label]),
+            track_ids=list(worst.track_id), probs=[float(p) for p in worst.prob],
+            neighbour_ids=worst_near,
+            neighbour_labels=[[label_of.get(n) for n in ids] for ids in worst_near],
+            neighbours_predicted_share=(float(np.mean([g == predicted for g in pooled]))
+                                        if pooled else float("nan")),
+        ))
+    frame = pd.DataFrame(out, columns=CONFUSION_COLUMNS)
+    return frame.sort_values(["count", "label", "predicted"], ascending=[False, True, True],
+                             ignore_index=True)

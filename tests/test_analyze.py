@@ -1,0 +1,134 @@
+"""analyze() end to end on the toy corpus: every analysis table gets its rows, a second
+analysis replaces the first, and baselines go through without Grad-CAM."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from genre_core.analyze import analyze
+from genre_core.training import TrainConfig, fit
+
+TABLES = ("embeddings", "projections", "neighbours", "attributions", "band_importance", "taggrams")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _musicnn_cache_in_tmp(tmp_path_factory):
+    # Converted tagger weights go to a scratch dir, never the checkout's data/.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GENRELENS_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+def _rows(store, run_id):
+    return {t: store.query(f"SELECT * FROM {t} WHERE run_id = ?", [run_id]) for t in TABLES}
+
+
+@pytest.fixture(scope="module")
+def cnn_run(toy_store):
+    config = TrainConfig.tiny_preset("toy", "cnn", epochs=8, batch_size=4, lr=3e-3, seed=1)
+    return fit(toy_store, config, progress=False).run_id
+
+
+@pytest.fixture(scope="module")
+def first_analysis(toy_store, cnn_run):
+    summary = analyze(toy_store, cnn_run, progress=False, device="cpu")
+    return summary, _rows(toy_store, cnn_run)
+
+
+def _test_predictions(store, run_id):
+    preds = store.predictions(run_id)
+    return preds[preds.split == "test"]
+
+
+def test_embeddings_maps_and_neighbours_cover_every_usable_track(toy_store, first_analysis):
+    summary, rows = first_analysis
+    usable = set(toy_store.tracks("toy").track_id)
+    emb = rows["embeddings"]
+    assert set(emb.track_id) == usable and len(emb) == 24 and set(emb.kind) == {"penultimate"}
+    assert {len(v) for v in emb.vector} == {32}  # the tiny cnn's embedding width
+    proj = rows["projections"]
+    assert proj.groupby("method").track_id.apply(set).to_dict() == {"tsne": usable, "umap": usable}
+    near = rows["neighbours"]
+    assert len(near) == 24 * 10 and not (near.track_id == near.neighbour_id).any()
+    assert summary.n_embeddings == 24 and summary.n_projections == 2
+
+
+def test_gradcam_maps_for_the_predicted_and_the_true_genre(toy_store, cnn_run, first_analysis):
+    summary, rows = first_analysis
+    attr = rows["attributions"]
+    preds = _test_predictions(toy_store, cnn_run)
+    expected = {(r.track_id, r.predicted) for r in preds.itertuples()}
+    expected |= {(r.track_id, r.label) for r in preds.itertuples()}
+    assert set(zip(attr.track_id, attr.target)) == expected and len(attr) == len(expected)
+    assert summary.n_gradcam == len(expected) and set(attr.method) == {"gradcam"}
+    for row in attr.itertuples():
+        values = np.asarray(row.values)
+        assert len(values) == row.n_bands * row.n_frames and row.n_bands == 64
+        assert values.min() >= 0 and values.max() == pytest.approx(1.0)
+
+
+def test_band_importance_for_each_genre_in_test(toy_store, cnn_run, first_analysis):
+    summary, rows = first_analysis
+    bands = rows["band_importance"].set_index(["genre", "method"])["values"]
+    genres = set(_test_predictions(toy_store, cnn_run).label)
+    assert set(bands.index) == {(g, m) for g in genres for m in ("gradcam", "occlusion")}
+    assert summary.n_band_profiles == len(genres)
+    assert all(len(bands[g, "gradcam"]) == 128 and len(bands[g, "occlusion"]) == 16 for g in genres)
+    if {"low", "high"} <= genres:  # the toy genres live in low and high mel bands
+        assert np.argmax(bands["low", "gradcam"]) < np.argmax(bands["high", "gradcam"])
+
+
+def test_taggrams_of_the_test_tracks(toy_store, cnn_run, first_analysis):
+    summary, rows = first_analysis
+    if summary.n_taggrams == 0:
+        assert "no taggrams" in summary.line()
+        pytest.skip("musicnn weights not installed")
+    tags = rows["taggrams"]
+    assert set(tags.track_id) == set(_test_predictions(toy_store, cnn_run).track_id)
+    for row in tags.itertuples():
+        assert len(row.tag_names) == 50 and row.n_frames == 1  # a 4-s track: one 3-s window
+        assert len(row.values) == 50 and 0 <= min(row.values) <= max(row.values) <= 1
+
+
+def test_summary_line(first_analysis):
+    line = first_analysis[0].line()
+    assert re.match(r"analyzed run \S+: 24 embeddings, 2 projections, \d+ Grad-CAM maps, "
+                    r"\d genre band profiles, \d+ taggrams in \d+\.\d s", line), line
+
+
+def test_reanalysing_replaces_rows_instead_of_adding(toy_store, cnn_run, first_analysis):
+    before = first_analysis[1]
+    analyze(toy_store, cnn_run, progress=False, device="cpu")
+    again = _rows(toy_store, cnn_run)
+    assert {t: len(f) for t, f in again.items()} == {t: len(f) for t, f in before.items()}
+    analyze(toy_store, cnn_run, progress=False, device="cpu", methods=("tsne",), taggrams=False)
+    after = _rows(toy_store, cnn_run)
+    assert set(after["projections"].method) == {"tsne"} and len(after["projections"]) == 24
+    assert len(after["embeddings"]) == 24
+    assert len(after["attributions"]) == len(before["attributions"])
+    assert len(after["taggrams"]) == len(before["taggrams"])  # not recomputed, so kept
+
+
+def test_a_baseline_run_is_analysed_without_gradcam(toy_store, monkeypatch):
+    from genre_core.models import musicnn
+    from genre_core.models.musicnn_weights import MusicnnWeightsMissing
+
+    def missing(*args, **kwargs):
+        raise MusicnnWeightsMissing("not installed (simulated)")
+
+    monkeypatch.setattr(musicnn, "load_tagger", missing)
+    run_id = fit(toy_store, TrainConfig.tiny_preset("toy", "logreg"), progress=False).run_id
+    summary = analyze(toy_store, run_id, progress=False, device="cpu", methods=("tsne",))
+    rows = _rows(toy_store, run_id)
+    assert len(rows["embeddings"]) == 24 and set(rows["embeddings"].kind) == {"handcrafted"}
+    assert len(rows["projections"]) == 24 and len(rows["neighbours"]) == 24 * 10
+    assert rows["attributions"].empty and rows["band_importance"].empty and rows["taggrams"].empty
+    assert "no Grad-CAM" in summary.line() and "no taggrams" in summary.line()
+
+
+def test_an_unknown_split_is_refused(toy_store, cnn_run):
+    with pytest.raises(ValueError, match="no 'train' predictions"):
+        analyze(toy_store, cnn_run, progress=False, device="cpu", gradcam_split="train")
