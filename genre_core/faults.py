@@ -45,7 +45,7 @@ DC_MAX = 0.05  # mean sample value, full scale
 BAND_LIMIT_SHARE = 0.6  # of Nyquist: 16 kHz MP3 low-pass at 44.1 kHz (0.73) is normal
 BAND_ENERGY_DB = -70.0  # energy above the effective bandwidth, re total: the 16-bit floor is ~-90
 LOW_BITS = 9.0  # effective bits over the used range; 16-bit music uses 12 or more
-ARTIST_MAX_SHARE = 0.2  # one artist filling > 20% of a genre teaches artist, not genre
+ARTIST_MAX_SHARE = 0.25  # one artist filling > a quarter of a genre teaches artist, not genre
 KFOLD_HINT = "python -m training train --dataset {name} --model MODEL --split kfold"
 
 
