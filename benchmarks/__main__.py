@@ -18,10 +18,16 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import accuracy, features, throughput
+from benchmarks import accuracy, faults, features, latency, throughput
 from genre_core.store import open_store
 
-SECTIONS = {"accuracy": accuracy.run, "throughput": throughput.run, "features": features.run}
+SECTIONS = {
+    "accuracy": accuracy.run,
+    "throughput": throughput.run,
+    "features": features.run,
+    "faults": faults.run,
+    "latency": latency.run,
+}
 BENCH_ROOT = Path("data/bench")
 
 

@@ -9,6 +9,7 @@ into memory-mapped waveforms: memory stays flat however large the corpus.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -43,9 +44,12 @@ class WaveformCache:
         _atomic_save(cached, y)
         return np.load(cached, mmap_mode="r")
 
+    def table_path(self, key: str) -> Path:
+        return self.root / "tables" / f"{key}.npy"
+
     def table(self, key: str, compute) -> np.ndarray:
         """A derived per-track array cached under `key` (computed by `compute()` once)."""
-        cached = self.root / "tables" / f"{key}.npy"
+        cached = self.table_path(key)
         if cached.is_file():
             return np.load(cached)
         value = np.asarray(compute())
@@ -132,19 +136,41 @@ def build_windows(
 
 def handcrafted_windows(windows: WindowSet, shas: Sequence[str], cache: WaveformCache,
                         progress: bool = True) -> np.ndarray:
-    """(W, 57) handcrafted feature table of every window, cached per track."""
+    """(W, 57) handcrafted feature table of every window, cached per track.
+
+    librosa's features are single-threaded Python, so tracks not yet cached are computed in
+    worker processes, one per core.
+    """
+    keys, jobs = [], {}
+    for pos, sha1 in enumerate(shas):
+        starts = windows.index[windows.index[:, 0] == pos, 1]
+        key = f"handcrafted-v{HANDCRAFTED_VERSION}-{sha1}-{windows.sr}-{windows.window_len}-" + "-".join(
+            map(str, (starts[0], starts[-1], len(starts))))
+        keys.append(key)
+        if not cache.table_path(key).is_file():
+            y = windows.waveforms[pos]
+            # Ship the cache file's name, not its samples: a GTZAN-sized queue stays small.
+            source = y.filename if isinstance(y, np.memmap) and y.filename else np.asarray(y)
+            jobs[key] = (source, starts, windows.window_len, windows.sr)
+    if jobs:
+        workers = max(1, min(os.cpu_count() or 1, len(jobs)))
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = pool.map(_handcrafted_rows, jobs.values(), chunksize=4)
+            for key, table in tqdm(zip(jobs, results), total=len(jobs), desc="handcrafted features",
+                                   unit="track", disable=not progress):
+                cache.table(key, lambda table=table: table)
+    tables = [cache.table(key, _missing) for key in keys]
+    return np.concatenate(tables) if tables else np.zeros((0, 57))
+
+
+def _handcrafted_rows(job: tuple[str | np.ndarray, np.ndarray, int, int]) -> np.ndarray:
+    """Worker: (cached .npy path or waveform, window starts, window length, sr) -> (n_windows, 57)."""
     from genre_core.features import handcrafted
 
-    tables = []
-    for pos, sha1 in enumerate(tqdm(shas, desc="handcrafted features", unit="track", disable=not progress)):
-        rows = np.flatnonzero(windows.index[:, 0] == pos)
-        starts = windows.index[rows, 1]
-        key = f"handcrafted-v{HANDCRAFTED_VERSION}-{sha1}-{windows.sr}-{windows.window_len}-" + "-".join(
-            map(str, (starts[0], starts[-1], len(starts)))
-        )
+    source, starts, length, sr = job
+    y = np.load(source, mmap_mode="r") if isinstance(source, str) else source
+    return np.stack([handcrafted(_window(y, int(s), length), sr=sr) for s in starts])
 
-        def compute(rows: np.ndarray = rows) -> list[np.ndarray]:
-            return [handcrafted(w, sr=windows.sr) for w in windows.batch(rows)[0]]
 
-        tables.append(cache.table(key, compute))
-    return np.concatenate(tables) if tables else np.zeros((0, 57))
+def _missing() -> np.ndarray:
+    raise RuntimeError("handcrafted table vanished from the cache while in use")
