@@ -168,7 +168,7 @@ def _handcrafted_rows(job: tuple[str | np.ndarray, np.ndarray, int, int]) -> np.
     from genre_core.features import handcrafted
 
     source, starts, length, sr = job
-    y = np.load(source, mmap_mode="r") if isinstance(source, str) else source
+    y = np.load(source, mmap_mode="r") if isinstance(source, (str, os.PathLike)) else source
     return np.stack([handcrafted(_window(y, int(s), length), sr=sr) for s in starts])
 
 
