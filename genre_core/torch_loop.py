@@ -139,6 +139,10 @@ class Trainer:
             val_loss, val_acc = self.evaluate_loss(val)
             self._end_epoch(loss_sum / len(train), correct / len(train), val_loss, val_acc,
                             time.perf_counter() - started)
+            if progress:
+                h = self.state.history[-1]
+                tqdm.write(f"epoch {h['epoch']:>3}: train loss {h['train_loss']:.3f} acc {h['train_acc']:.3f} | "
+                           f"val loss {h['val_loss']:.3f} acc {h['val_acc']:.3f} | {h['seconds']:.0f} s")
             if checkpoint is not None:
                 self.save(checkpoint)
             if s.stop_after_epoch is not None and self.state.epoch >= s.stop_after_epoch:
