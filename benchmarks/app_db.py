@@ -279,7 +279,8 @@ def page_queries(db, run_id: str, dataset_id: int, track_id: str) -> dict[str, l
                     ("per_genre x8", q.per_genre, (db, list(q.runs(db).run_id[:8]))),
                     ("epochs x8", q.epochs, (db, list(q.runs(db).run_id[:8]))),
                     ("mcnemar", q.mcnemar, (db, run_id, q.runs(db).run_id.iloc[-1])),
-                    ("sweeps", q.sweeps, (db,)), ("ablation", q.ablation, (db, q.sweeps(db).sweep.iloc[0]))],
+                    ("sweeps", q.sweeps, (db,)), ("ablation", q.ablation, (db, q.sweeps(db).sweep.iloc[0])),
+                    ("sweep_summary", q.sweep_summary, (db, q.sweeps(db).sweep.iloc[0]))],
     }
 
 

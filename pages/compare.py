@@ -1,0 +1,98 @@
+"""Compare: runs side by side, whether their difference is more than luck, and sweeps."""
+
+import streamlit as st
+
+from genre_core import app_state as S
+from genre_core import charts
+from genre_core import queries as q
+
+if S.DB not in st.session_state:  # a deep link served before app.py ran (streamlit's pages/ mode)
+    st.session_state[S.RETURN_TO] = "pages/compare.py"
+    st.switch_page("app.py")
+ctx = S.context(st.session_state)
+cached = st.cache_data(show_spinner=False, max_entries=128)
+
+st.title("Compare runs")
+st.write("Accuracy with 95% confidence intervals, per-genre F1 and training curves of several runs; "
+         "McNemar's test says whether two runs differ by more than chance on the same test tracks.")
+if ctx.run_id is None:
+    st.info("No complete run yet: train one (`python -m training train ...`) or run `make demo`.")
+    st.stop()
+run = cached(q.run_row)(ctx.db, ctx.run_id)
+runs = cached(q.leaderboard)(ctx.db, int(run.dataset_id))
+labels = {r.run_id: S.run_label(r.model, r.representation, r.run_id) + f" · {r.split}" for r in runs.itertuples()}
+
+
+def compare_controls() -> tuple[list[str], str, str]:
+    """(runs to show, run A, run B for McNemar)"""
+    ids = list(runs.run_id)
+    default = list(dict.fromkeys([ctx.run_id, *ids[:5]]))
+    box = st.expander("Controls") if ctx.presentation else st.container()
+    with box:
+        shown = st.multiselect(f"Runs on {run.dataset}", ids, default=default, format_func=labels.get,
+                               key="compare_runs")
+        left, right = st.columns(2)
+        a = left.selectbox("McNemar: run A", ids, index=ids.index(ctx.run_id), format_func=labels.get, key="mc_a")
+        split_of = dict(zip(runs.run_id, runs.split))  # same split first: they share test tracks
+        others = sorted((r for r in ids if r != a), key=lambda r: split_of[r] != split_of[a]) or ids
+        b = right.selectbox("run B", others, format_func=labels.get, key="mc_b")
+    return shown or default, a, b
+
+
+shown, run_a, run_b = compare_controls()
+chosen = runs[runs.run_id.isin(shown)].assign(label=lambda f: f.run_id.map(labels))
+
+st.subheader("Accuracy")
+st.plotly_chart(charts.accuracy_ci(chosen, highlight=ctx.run_id, presentation=ctx.presentation),
+                theme=None, config=charts.plot_config(ctx.image_format, "compare_accuracy"), key="cmp_acc")
+
+st.subheader("F1 per genre")
+st.plotly_chart(charts.f1_heatmap(cached(q.per_genre)(ctx.db, shown), labels, ctx.presentation),
+                theme=None, config=charts.plot_config(ctx.image_format, "compare_f1"), key="cmp_f1")
+
+st.subheader("Training curves")
+st.plotly_chart(charts.training_curves(cached(q.epochs)(ctx.db, shown), labels, ctx.presentation),
+                theme=None, config=charts.plot_config(ctx.image_format, "training_curves"), key="cmp_epochs")
+st.caption("Loss: solid = training, dashed = validation. A validation loss that rises while training loss "
+           "falls is overfitting.")
+
+st.subheader("Is the difference real? (McNemar)")
+test = cached(q.mcnemar)(ctx.db, run_a, run_b)
+if run_a == run_b:
+    st.info("Pick two different runs.")
+elif test.empty:
+    st.info("These two runs share no test track (different splits), so they cannot be compared track by track.")
+else:
+    t = test.iloc[0]
+    cols = st.columns(4)
+    cols[0].metric("shared test tracks", int(t.n_shared))
+    cols[1].metric("A right, B wrong", int(t.only_a))
+    cols[2].metric("B right, A wrong", int(t.only_b))
+    cols[3].metric("p-value", f"{t.p_value:.3g}")
+    verdict = ("a difference this large would be rare by chance alone (p < 0.05)" if t.p_value < 0.05
+               else "this could well be chance (p ≥ 0.05): do not call either run better")
+    st.write(f"On the {int(t.n_shared)} test tracks both runs predicted, A is right on {t.acc_a:.1%} and B on "
+             f"{t.acc_b:.1%}: {verdict}. Test: {t.test}.")
+
+st.subheader("Ablation sweeps")
+sweeps = cached(q.sweeps)(ctx.db)
+if sweeps.empty:
+    st.info("No sweep stored. Run one with `python -m training sweep CONFIG.toml`.")
+    st.stop()
+sweep = st.selectbox("Sweep", list(sweeps.sweep), key="sweep",
+                     format_func=lambda s: f"{s} ({int(sweeps.set_index('sweep').n_runs[s])} runs)")
+table = cached(q.ablation)(ctx.db, sweep)
+if table.empty:
+    st.info("This sweep has no complete run.")
+    st.stop()
+shown_table = table.assign(accuracy=[S.format_pct(a, lo, hi) for a, lo, hi in
+                                    zip(table.accuracy, table.ci_low, table.ci_high)])
+st.dataframe(shown_table.drop(columns=["ci_low", "ci_high"]),
+             hide_index=True, width="stretch",
+             column_config={"accuracy": "accuracy [95% CI]",
+                            "macro_f1": st.column_config.NumberColumn("macro-F1", format="%.3f")})
+summary = cached(q.sweep_summary)(ctx.db, sweep).iloc[0]
+if summary.kfold:
+    st.markdown(f"**{int(summary.n_runs)}-fold estimate:** accuracy {summary['mean']:.1%} ± {summary.sd:.1%} "
+                "(mean ± sample sd over folds).")
+st.caption("Only the settings that differ between the sweep's runs are shown.")

@@ -1,0 +1,204 @@
+"""Faults: what is wrong with the dataset itself, and a person's verdict on each finding."""
+
+import pandas as pd
+import streamlit as st
+
+from genre_core import app_state as S
+from genre_core import charts
+from genre_core import queries as q
+from genre_core.store import Store
+
+if S.DB not in st.session_state:  # a deep link served before app.py ran (streamlit's pages/ mode)
+    st.session_state[S.RETURN_TO] = "pages/faults.py"
+    st.switch_page("app.py")
+ctx = S.context(st.session_state)
+cached = st.cache_data(show_spinner=False, max_entries=128)
+EVIDENCE_WORDS = {"offset_s": "offset (s)", "matched_s": "matched (s)", "gain_db": "gain (dB)",
+                  "similarity": "similarity", "partner": "copy of", "matched_by": "matched by",
+                  "suggested": "suggested genre", "given": "given genre", "given_prob": "p(given)",
+                  "suggested_prob": "p(suggested)"}
+
+st.title("Dataset faults")
+st.write("Duplicates, doubtful labels, damaged audio and artists repeated across the split all make "
+         "accuracy look better or worse than it is. Mark each finding confirmed or dismissed; confirmed "
+         "faulty tracks can then be left out of the evaluation.")
+
+sets = cached(q.datasets)(ctx.db)
+run = cached(q.run_row)(ctx.db, ctx.run_id) if ctx.run_id else None
+
+
+def faults_controls() -> int:
+    """The dataset to inspect (default: the chosen run's)."""
+    names = dict(zip(sets.dataset_id, sets.name))
+    ids = list(names)
+    default = ids.index(int(run.dataset_id)) if run is not None and int(run.dataset_id) in ids else 0
+    box = st.expander("Controls") if ctx.presentation else st.container()
+    with box:
+        left, _ = st.columns([1, 2])
+        return left.selectbox("Dataset", ids, index=default, format_func=names.get, key="faults_dataset")
+
+
+dataset_id = int(faults_controls())
+run_id = ctx.run_id if run is not None and int(run.dataset_id) == dataset_id else None
+findings = cached(q.faults)(ctx.db, dataset_id)
+if findings.empty:
+    st.info("No faults recorded for this dataset yet. Look for them with "
+            f"`python -m training faults --dataset {dict(zip(sets.dataset_id, sets.name))[dataset_id]}`.")
+    st.stop()
+
+
+def evidence_text(evidence: dict) -> str:
+    return ", ".join(f"{EVIDENCE_WORDS.get(k, k.replace('_', ' '))}: {v}" for k, v in evidence.items()
+                     if v is not None and k not in ("members", "reference"))
+
+
+def save(reviews: list[dict]) -> None:
+    store = Store(ctx.db.path)
+    for review in reviews:
+        store.save_review(**review)
+    st.toast(f"Saved {len(reviews)} review{'s' if len(reviews) != 1 else ''}.", icon=":material/check:")
+
+
+def review_table(frame: pd.DataFrame, columns: list[str], key: str) -> None:
+    """Findings with editable decision and note columns and a button that stores the changes."""
+    if frame.empty:
+        st.info("Nothing found of this kind.")
+        return
+    shown = frame.assign(decision=frame.decision.where(frame.decision.notna(), None),
+                         note=frame.note.fillna(""), evidence=frame.evidence.map(evidence_text)).reset_index(drop=True)
+    base = ["dataset_id", "track_id", "kind"]
+    edited = st.data_editor(
+        shown[base + [c for c in columns if c not in base] + ["decision", "note"]], key=key, hide_index=True,
+        width="stretch", disabled=base + columns, column_order=["track_id"] + columns + ["decision", "note"],
+        column_config={"decision": st.column_config.SelectboxColumn("decision", options=list(S.DECISIONS)),
+                       "note": st.column_config.TextColumn("note"),
+                       "evidence": st.column_config.TextColumn("evidence", width="large"),
+                       "score": st.column_config.NumberColumn("score", format="%.2f")})
+    changes = S.review_changes(shown, edited)
+    if st.button(f"Save {len(changes)} review{'s' if len(changes) != 1 else ''}", key=f"{key}_save",
+                 disabled=not changes, icon=":material/save:"):
+        save(changes)
+        st.rerun()
+
+
+def listen(track_ids: list[str], key: str, labels: dict | None = None) -> None:
+    """A player for one track of a list, and a way to open it in the Track view."""
+    if not track_ids:
+        return
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    chosen = left.selectbox("Listen to", track_ids, key=key, format_func=lambda t: (labels or {}).get(t, t))
+    if right.button("Open in Track view", key=f"{key}_open", icon=":material/open_in_new:"):
+        S.open_track(st.session_state, dataset_id, chosen, S.Selection(f"Faults: {key}", tuple(track_ids), dataset_id))
+        st.switch_page("pages/track.py")
+    clip = cached(q.track_audio)(ctx.db, dataset_id, chosen)
+    if clip is None:
+        st.warning("This file cannot be played (unreadable or missing).")
+    else:
+        st.audio(clip[0], sample_rate=clip[1])
+
+
+tabs = st.tabs(["Duplicates", "Label issues", "Distortion & silence", "Artist repetition", "Known vs detected",
+                "Fairer evaluation"])
+
+with tabs[0]:
+    dups = cached(q.duplicate_groups)(ctx.db, dataset_id)
+    if dups.empty:
+        st.info("No duplicates detected.")
+    else:
+        groups = dups.groupby("group_id", sort=False)
+        a, b, c = st.columns(3)
+        a.metric("duplicate groups", groups.ngroups)
+        b.metric("tracks involved", dups.track_id.nunique())
+        c.metric("of them exact copies", int(dups[dups.kind == "exact_duplicate"].group_id.nunique()))
+        labels = {g: f"{g} · {part.kind.iloc[0].replace('_', ' ')} · {' ↔ '.join(part.track_id)}"
+                     + (f" · {part.decision.dropna().iloc[0]}" if part.decision.notna().any() else "")
+                  for g, part in groups}
+        group = st.selectbox("Group", list(labels), format_func=labels.get, key="dup_group")
+        members = dups[dups.group_id == group]
+        for col, member in zip(st.columns(min(len(members), 3)), members.itertuples()):
+            with col:
+                st.markdown(f"**{member.track_id}** · labelled {member.label} · {member.artist or 'unknown artist'}")
+                clip = cached(q.track_audio)(ctx.db, dataset_id, member.track_id)
+                if clip is not None:
+                    st.audio(clip[0], sample_rate=clip[1])
+                st.caption(evidence_text(member.evidence) or "no alignment evidence stored")
+        ok, no, _ = st.columns([1, 1, 3])
+        verdict = None
+        if ok.button("Confirm: same audio", key="dup_confirm", icon=":material/check:"):
+            verdict = "confirmed"
+        if no.button("Dismiss: different", key="dup_dismiss", icon=":material/close:"):
+            verdict = "dismissed"
+        if verdict:
+            save([dict(dataset_id=dataset_id, track_id=m.track_id, kind=m.kind, decision=verdict, note=None)
+                  for m in members.itertuples()])
+            st.rerun()
+        with st.expander("All duplicate findings"):
+            review_table(dups, ["group_id", "label", "score", "evidence"], "dup_table")
+
+with tabs[1]:
+    issues = cached(q.label_issues)(ctx.db, dataset_id, run_id)
+    st.caption("Most suspicious first. The model's opinion comes from the chosen run"
+               + ("" if run_id else " (none: the chosen run is on another dataset)") + ".")
+    if len(issues):
+        issues = issues.assign(suggested=issues.evidence.map(lambda e: e.get("suggested")),
+                               p_suggested=issues.evidence.map(lambda e: e.get("suggested_prob")))
+        review_table(issues, ["label", "suggested", "p_suggested", "score", "predicted", "confidence", "p_given",
+                              "evidence"], "label_table")
+        st.caption("suggested / p_suggested: the detector's out-of-fold opinion; predicted / confidence / "
+                   "p_given: the chosen run's, where it predicted the track (its validation and test sides).")
+        listen(list(issues.track_id), "label_listen",
+               {r.track_id: f"{r.track_id} · labelled {r.label}"
+                + (f", model says {r.predicted}" if isinstance(r.predicted, str) else "") for r in issues.itertuples()})
+    else:
+        st.info("No label issues detected.")
+
+with tabs[2]:
+    damaged = cached(q.faults)(ctx.db, dataset_id, ["distortion", "silence", "unreadable"], "detected")
+    review_table(damaged, ["kind", "label", "score", "status", "evidence"], "damage_table")
+    if len(damaged):
+        listen(list(damaged[damaged.status == "ok"].track_id), "damage_listen")
+
+with tabs[3]:
+    artists = cached(q.artist_repeats)(ctx.db, dataset_id, run_id)
+    if artists.empty:
+        st.info("No artist repeated (or no artist names in this dataset).")
+    else:
+        a, b = st.columns(2)
+        a.metric("artists with several tracks", len(artists))
+        b.metric("on both sides of the chosen run's split", int(artists.leak.sum()) if run_id else "–")
+        st.caption("Songs by one artist on both the training and the test side let a model score by recognising "
+                   "the artist rather than the genre. Train with `--split artist` to keep artists apart.")
+        st.dataframe(artists.drop(columns="track_ids"), hide_index=True, width="stretch",
+                     column_config={"leak": st.column_config.CheckboxColumn("train + test")})
+        with st.expander("Review artist findings per track"):
+            review_table(cached(q.faults)(ctx.db, dataset_id, ["artist_repeat"], "detected"),
+                         ["group_id", "label", "artist", "evidence"], "artist_table")
+
+with tabs[4]:
+    detail, summary = cached(q.known_vs_detected)(ctx.db, dataset_id)
+    if summary.empty:
+        st.info("No list of known faults is stored for this dataset (GTZAN gets Sturm's list on ingest).")
+    else:
+        st.caption("Known: faults published for this corpus. Found: detected and known; missed: known, not "
+                   "detected; new: detected, not on the list (a new fault, or a false alarm).")
+        st.dataframe(summary[["family", "known", "found", "missed", "new", "recall", "precision"]], hide_index=True,
+                     width="stretch", column_config={"recall": st.column_config.NumberColumn(format="%.2f"),
+                                                     "precision": st.column_config.NumberColumn(format="%.2f")})
+        status = st.radio("Show", ["missed", "new", "found"], horizontal=True, key="kvd_status")
+        st.dataframe(detail[detail.status == status], hide_index=True, width="stretch")
+
+with tabs[5]:
+    if run_id is None:
+        st.info("Choose a run on this dataset in the sidebar to re-score it without the confirmed faulty tracks.")
+    else:
+        clean = cached(q.clean_evaluation)(ctx.db, run_id)
+        st.caption(f"Run {run.model} · {run_id}: test accuracy on all test tracks, and without the tracks a person "
+                   "confirmed faulty (any kind) on this page.")
+        st.plotly_chart(charts.accuracy_ci(clean.assign(label=clean.subset), presentation=ctx.presentation),
+                        theme=None, config=charts.plot_config(ctx.image_format, "fair_evaluation"), key="clean_ci")
+        st.dataframe(clean.assign(accuracy=[S.format_pct(a, lo, hi) for a, lo, hi in
+                                            zip(clean.accuracy, clean.ci_low, clean.ci_high)])
+                     [["subset", "n", "excluded", "accuracy", "macro_f1"]],
+                     hide_index=True, width="stretch",
+                     column_config={"accuracy": "accuracy [95% CI]",
+                                    "macro_f1": st.column_config.NumberColumn("macro-F1", format="%.3f")})

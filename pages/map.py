@@ -1,0 +1,76 @@
+"""Map: the run's track embeddings in 2-D; nearby points sound alike to the model."""
+
+import streamlit as st
+
+from genre_core import app_state as S
+from genre_core import charts
+from genre_core import queries as q
+
+COLOUR_BY = {"true genre": "label", "predicted genre": "predicted", "correct / wrong": "outcome",
+             "fault kind": "fault"}
+
+if S.DB not in st.session_state:  # a deep link served before app.py ran (streamlit's pages/ mode)
+    st.session_state[S.RETURN_TO] = "pages/map.py"
+    st.switch_page("app.py")
+ctx = S.context(st.session_state)
+cached = st.cache_data(show_spinner=False, max_entries=64)
+
+st.title("Map")
+st.write("Each point is a track, placed so that tracks the model finds similar sit close together. "
+         "Draw a lasso or box to list tracks; click a point to hear it and open it.")
+if ctx.run_id is None:
+    st.info("No complete run yet: train one (`python -m training train ...`) or run `make demo`.")
+    st.stop()
+run = cached(q.run_row)(ctx.db, ctx.run_id)
+methods = cached(q.projection_methods)(ctx.db, ctx.run_id)
+if not methods:
+    st.info(f"Run {ctx.run_id} has no map yet. Compute it with `python -m training analyze --run {ctx.run_id}`.")
+    st.stop()
+
+
+def map_controls() -> tuple[str, str]:
+    """(projection method, column to colour by)"""
+    box = st.expander("Controls") if ctx.presentation else st.container()
+    with box:
+        left, right = st.columns([1, 3])
+        method = left.radio("Projection", methods, horizontal=True, key="map_method",
+                            format_func=lambda m: {"tsne": "t-SNE", "umap": "UMAP"}.get(m, m))
+        colour = right.radio("Colour by", list(COLOUR_BY), horizontal=True, key="map_colour")
+    return method, COLOUR_BY[colour]
+
+
+method, colour_by = map_controls()
+points = cached(q.projection)(ctx.db, ctx.run_id, method)
+if points.empty:
+    st.info("This projection holds no points.")
+    st.stop()
+event = st.plotly_chart(charts.embedding_map(points, colour_by, list(run.classes), ctx.presentation),
+                        on_select="rerun", selection_mode=("points", "box", "lasso"), key="map_chart",
+                        theme=None, config=charts.plot_config(ctx.image_format, f"map_{method}"))
+ids = S.selected_track_ids(event)
+dataset_id = int(run.dataset_id)
+if S.is_single_click(event):
+    current = st.session_state.get(S.SELECTION)
+    keep = current if current is not None and ids[0] in current.track_ids else S.Selection(
+        f"Map: the 20 tracks nearest {ids[0]}", tuple(S.nearest_on_map(points, ids[0], 20)), dataset_id)
+    S.open_track(st.session_state, dataset_id, ids[0], keep, autoplay=True)
+    st.switch_page("pages/track.py")
+if len(ids) > 1:
+    st.session_state[S.SELECTION] = S.Selection(f"Map: {len(ids)} tracks selected", tuple(ids), dataset_id)
+
+chosen = ctx.selection if len(ids) < 2 else st.session_state[S.SELECTION]
+if not chosen.source.startswith("Map") or len(chosen.track_ids) < 2:
+    st.caption(f"{len(points)} tracks · {method}. Tip: the lasso and box tools are in the chart's top-right toolbar.")
+    st.stop()
+rows = S.filter_tracks(points, chosen.track_ids)
+st.subheader(f"{len(rows)} selected tracks")
+counts = rows.label.value_counts()
+st.caption("True genres: " + ", ".join(f"{g} {n}" for g, n in counts.items())
+           + f" · {int((rows.outcome == 'wrong').sum())} misclassified")
+if st.button(f"Walk through them in the Track view, from {rows.track_id.iloc[0]}", icon=":material/play_arrow:",
+             key="map_open"):
+    S.open_track(st.session_state, dataset_id, rows.track_id.iloc[0], chosen)
+    st.switch_page("pages/track.py")
+st.dataframe(rows[["track_id", "label", "predicted", "confidence", "outcome", "fault", "split"]], hide_index=True,
+             width="stretch", column_config={"confidence": st.column_config.ProgressColumn(
+                 "confidence", format="percent", min_value=0, max_value=1)})

@@ -1,0 +1,163 @@
+"""Track: hear one track and see what the chosen run heard in it."""
+
+import streamlit as st
+
+from genre_core import app_state as S
+from genre_core import charts
+from genre_core import queries as q
+
+if S.DB not in st.session_state:  # a deep link served before app.py ran (streamlit's pages/ mode)
+    st.session_state[S.RETURN_TO] = "pages/track.py"
+    st.switch_page("app.py")
+ctx = S.context(st.session_state)
+cached = st.cache_data(show_spinner=False, max_entries=256)
+
+if ctx.run_id is None:
+    st.title("Track")
+    st.info("No complete run yet: train one (`python -m training train ...`) or run `make demo`.")
+    st.stop()
+run = cached(q.run_row)(ctx.db, ctx.run_id)
+dataset_id = int(run.dataset_id)
+tracks = cached(q.track_list)(ctx.db, ctx.run_id)
+if tracks.empty:
+    st.title("Track")
+    st.info(f"Dataset {run.dataset} has no tracks.")
+    st.stop()
+known = set(tracks.track_id)
+if not ctx.track or ctx.track[0] != dataset_id or ctx.track[1] not in known:
+    S.open_track(st.session_state, dataset_id, tracks.track_id.iloc[0])
+    ctx = S.context(st.session_state)
+track_id = ctx.track[1]
+
+
+def _go(track: str) -> None:
+    S.open_track(st.session_state, dataset_id, track)
+
+
+def _picked() -> None:
+    _go(st.session_state["_track_pick"])
+
+
+def track_controls() -> None:
+    """Prev/next through the selection and a track picker; their callbacks move S.TRACK
+    before the page runs, so there is nothing to return."""
+    labels = {r.track_id: f"{r.track_id} · {r.label}"
+              + (f" → {r.predicted}" if isinstance(r.predicted, str) else " (train)") for r in tracks.itertuples()}
+    previous, following, position = S.step(ctx.selection, track_id)
+    nav = st.columns([1, 4, 1], vertical_alignment="bottom")
+    nav[0].button("◀ previous", on_click=_go, args=(previous,), disabled=previous is None, key="prev",
+                  width="stretch")
+    nav[2].button("next ▶", on_click=_go, args=(following,), disabled=following is None, key="next", width="stretch")
+    where = "" if position is None else f"{position + 1} of {len(ctx.selection.track_ids)} · {ctx.selection.source}"
+    st.session_state["_track_pick"] = track_id
+    nav[1].selectbox(f"Track ({where})" if where else "Track", list(labels), key="_track_pick",
+                     format_func=labels.get, on_change=_picked,
+                     help="Tracks of the run's dataset: test first, then validation, then training")
+
+
+def cam_controls() -> tuple[str, float]:
+    """(Grad-CAM target: "predicted" | "true", overlay opacity)"""
+    box = st.expander("Grad-CAM settings") if ctx.presentation else st.container()
+    with box:
+        target, opacity = st.columns([2, 1])
+        chosen = target.radio("Grad-CAM for", ["predicted", "true"], horizontal=True, key="cam_target",
+                              format_func=lambda t: f"{t} genre")
+        alpha = opacity.slider("Overlay opacity", 0.0, 1.0, 0.6, 0.05, key="cam_opacity")
+    return chosen, alpha
+
+
+row = cached(q.track)(ctx.db, dataset_id, track_id)
+probs = cached(q.track_probs)(ctx.db, ctx.run_id, track_id)
+faults = cached(q.track_faults)(ctx.db, dataset_id, track_id)
+predicted = probs[probs.is_predicted].genre.iloc[0] if len(probs) else None
+
+st.title(f"Track {track_id}")
+verdict = ("not predicted by this run (a training track)" if predicted is None else
+           f"predicted **{predicted}** " + (":green[✓]" if predicted == row.label else ":red[✗]")
+           + f" ({probs.prob.max():.0%})")
+flags = " ".join(f":orange-badge[{k.replace('_', ' ')}]" for k in dict.fromkeys(faults.kind)) if len(faults) else ""
+st.markdown(f"True genre **{row.label}** · {verdict} · artist {row.artist or 'unknown'} · "
+            f"{(row.duration_s or 0):.0f} s · {probs.split.iloc[0] if len(probs) else 'train'} {flags}")
+track_controls()
+
+audio = cached(q.track_audio)(ctx.db, dataset_id, track_id)
+if audio is None:
+    st.warning(f"No playable audio: the file is {row.status}" + (f" ({row.error})" if row.error else "") + ".")
+else:
+    st.audio(audio[0], sample_rate=audio[1], autoplay=bool(st.session_state.pop(S.AUTOPLAY, False)))
+    st.plotly_chart(charts.waveform(cached(q.track_waveform)(ctx.db, dataset_id, track_id), ctx.presentation),
+                    theme=None, config=charts.plot_config(ctx.image_format, f"{track_id}_waveform"), key="waveform")
+
+st.subheader("What the model listened to")
+target_kind, opacity = cam_controls()
+genre = (predicted or row.label) if target_kind == "predicted" else row.label
+attrs = cached(q.attributions)(ctx.db, ctx.run_id, track_id)
+cam_row = attrs[attrs.target == genre]
+cam = cam_row["values"].iloc[0] if len(cam_row) else None
+overlay = run.representation in ("logmel", "musicnn")
+settings = q.mel_settings(run.config, run.representation)
+mel = cached(q.track_mel)(ctx.db, dataset_id, track_id, **settings) if audio else None
+if mel is not None:
+    st.plotly_chart(charts.spectrogram(mel, cam if overlay else None, opacity, genre, ctx.presentation),
+                    theme=None, config=charts.plot_config(ctx.image_format, f"{track_id}_spectrogram"),
+                    key="spectrogram")
+if cam is not None and not overlay:
+    st.plotly_chart(charts.attribution_grid(cam, float(row.duration_s or (mel["duration_s"] if mel else 30.0)),
+                                            f"{run.representation} coefficient", ctx.presentation),
+                    theme=None, config=charts.plot_config(ctx.image_format, f"{track_id}_gradcam"), key="gradcam_grid")
+if cam is not None:
+    st.caption(f"Grad-CAM: bright regions are where the network found evidence for **{genre}**.")
+    bands = cached(q.band_importance)(ctx.db, ctx.run_id)
+    profile = bands[(bands.genre == genre) & (bands.method == "gradcam")]
+    if len(profile):
+        with st.expander(f"Where the evidence for {genre} usually lies (all explained tracks of this run)"):
+            st.plotly_chart(charts.band_profile(profile["values"].iloc[0], genre, ctx.presentation), theme=None,
+                            config=charts.plot_config(ctx.image_format, f"{genre}_bands"), key="bands")
+elif len(attrs) == 0:
+    st.caption("No Grad-CAM map stored for this track (maps cover the analysed test tracks of CNN-like runs: "
+               f"`python -m training analyze --run {ctx.run_id}`).")
+else:
+    st.caption(f"No Grad-CAM map for {genre} (stored for: {', '.join(attrs.target)}).")
+
+segments = cached(q.segments)(ctx.db, ctx.run_id, track_id)
+if probs.empty:
+    st.info("This run made no prediction for this track: it was on the training side of the split.")
+else:
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        st.subheader("Genre over time")
+        st.plotly_chart(charts.window_timeline(segments, float(run.window_s or 3.0), list(run.classes),
+                                               ctx.presentation),
+                        theme=None, config=charts.plot_config(ctx.image_format, f"{track_id}_timeline"),
+                        key="timeline")
+    with right:
+        st.subheader("Overall")
+        st.plotly_chart(charts.probability_bars(probs, list(run.classes), ctx.presentation),
+                        theme=None, config=charts.plot_config(ctx.image_format, f"{track_id}_probs"), key="probs")
+
+tags = cached(q.taggram)(ctx.db, ctx.run_id, track_id)
+if tags is not None:
+    st.subheader("Tags a pretrained model hears")
+    st.plotly_chart(charts.taggram(tags, presentation=ctx.presentation),
+                    theme=None, config=charts.plot_config(ctx.image_format, f"{track_id}_taggram"), key="taggram")
+
+near = cached(q.neighbours)(ctx.db, ctx.run_id, track_id)
+if len(near):
+    st.subheader("Sounds closest to it (for this model)")
+    walk = S.Selection(f"neighbours of {track_id}", (track_id, *near.neighbour_id), dataset_id)
+    for col, other in zip(st.columns(4), near.head(4).itertuples()):
+        with col:
+            said = f" → {other.predicted}" if isinstance(other.predicted, str) else ""
+            st.markdown(f"**{other.neighbour_id}** · {other.label}{said}")
+            clip = cached(q.track_audio)(ctx.db, dataset_id, other.neighbour_id) if other.playable else None
+            if clip is not None:
+                st.audio(clip[0], sample_rate=clip[1])
+            st.button("open", key=f"nb_{other.neighbour_id}", on_click=S.open_track,
+                      args=(st.session_state, dataset_id, other.neighbour_id, walk))
+    st.dataframe(near, hide_index=True, width="stretch")
+
+if len(faults):
+    st.subheader("Fault flags")
+    st.dataframe(faults[["kind", "source", "score", "group_id", "decision", "evidence"]].assign(
+        evidence=faults.evidence.map(lambda e: ", ".join(f"{k}: {v}" for k, v in e.items()))),
+        hide_index=True, width="stretch")

@@ -1,0 +1,373 @@
+"""Every query the app makes, on a small fixture database, and the selection-to-filter logic.
+
+The fixture (`build_app_db`, shared with test_app.py and test_browser.py) holds the 3-genre toy
+corpus with a run really trained by `training.fit`, plus a 10-genre synthetic dataset with six
+complete runs (one sweep), a running and a failed run, analysis rows and faults written by
+benchmarks.app_db.build.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from genre_core import app_state as S
+from genre_core import evaluation
+from genre_core import queries as q
+from genre_core.store import open_store
+
+
+def build_app_db(root: Path) -> dict:
+    """Build the fixture database once per test session under `root` (reused when present)."""
+    info_file = root / "app_db.json"
+    if info_file.is_file():
+        return json.loads(info_file.read_text())
+    import torch
+
+    from benchmarks.app_db import build, fake_analysis
+    from genre_core.ingest import ingest
+    from genre_core.training import TrainConfig, fit
+    from tests.helpers import make_toy_corpus
+
+    torch.set_num_threads(1)
+    root.mkdir(parents=True, exist_ok=True)
+    store = open_store(root / "app.duckdb")
+    ingest(store, "folder", make_toy_corpus(root / "toy"), name="toy", progress=False)
+    toy = fit(store, TrainConfig.tiny_preset("toy", "cnn", epochs=1), progress=False)
+    classes = list(store.run(toy.run_id)["classes"])
+    store.replace_run_rows(toy.run_id, fake_analysis(store.tracks("toy"), store.predictions(toy.run_id), classes,
+                                                     4.0, 5, False, np.random.default_rng(0)))
+    ten = build(store, "ten", n_tracks=150, n_runs=6, seconds=4.0, files_per_genre=1, n_explained=12)
+    info = dict(db=str(store.path), toy_run=toy.run_id, ten_runs=list(ten.run_id),
+                sweep=ten.sweep.dropna().iloc[0], ten_id=int(store.dataset("ten")["dataset_id"]),
+                toy_id=int(store.dataset("toy")["dataset_id"]))
+    info_file.write_text(json.dumps(info))
+    return info
+
+
+@pytest.fixture(scope="session")
+def app_db(tmp_path_factory) -> dict:
+    return build_app_db(tmp_path_factory.getbasetemp() / "genrelens_app")
+
+
+@pytest.fixture
+def db(app_db):
+    return q.DbRef(app_db["db"], q.db_version(app_db["db"]))
+
+
+@pytest.fixture
+def writable(app_db, tmp_path):
+    """A copy of the fixture database that a test may write to."""
+    path = tmp_path / "copy.duckdb"
+    shutil.copy(app_db["db"], path)
+    return path
+
+
+def _cnn(app_db) -> str:
+    return app_db["ten_runs"][0]  # cnn on logmel, with Grad-CAM maps
+
+
+# -- the database ----------------------------------------------------------------------------
+
+
+def test_database_state_says_how_to_fill_it(tmp_path, app_db):
+    assert q.database_state(tmp_path / "none.duckdb")[0] == "missing"
+    assert "make demo" in q.database_state(tmp_path / "none.duckdb")[1]
+    empty = open_store(tmp_path / "empty.duckdb")
+    state, message = q.database_state(empty.path)
+    assert state == "empty" and "make demo" in message
+    (tmp_path / "junk.duckdb").write_text("not a database")
+    assert q.database_state(tmp_path / "junk.duckdb")[0] == "invalid"
+    assert q.database_state(app_db["db"]) == ("ok", "")
+
+
+def test_database_without_runs(tmp_path):
+    from genre_core.ingest import ingest
+    from tests.helpers import make_toy_corpus
+
+    store = open_store(tmp_path / "db.duckdb")
+    ingest(store, "folder", make_toy_corpus(tmp_path / "c", per_genre=2), name="t", progress=False)
+    assert q.database_state(store.path)[0] == "no_runs"
+    assert q.runs(store.path).empty and len(q.datasets(store.path)) == 1
+
+
+def test_queries_wait_while_a_training_process_writes(writable):
+    """DuckDB allows one writer process or many readers: reads retry until the writer is done."""
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); con.execute('BEGIN'); "
+        "print('locked', flush=True); time.sleep(1.5); con.execute('COMMIT')"), str(writable)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        started = time.monotonic()
+        assert len(q.runs(writable)) == 7
+        assert time.monotonic() - started > 0.3  # it did wait for the lock
+    finally:
+        holder.wait(timeout=30)
+
+
+def test_db_version_changes_when_a_review_is_saved(writable):
+    before = q.db_version(writable)
+    store = open_store(writable)
+    store.save_review(2, "blues.00000", "artist_repeat", "confirmed", None)
+    assert q.db_version(writable) != before
+
+
+# -- datasets, runs, leaderboard -------------------------------------------------------------
+
+
+def test_datasets_count_tracks_and_faults(db, app_db):
+    sets = q.datasets(db).set_index("name")
+    assert sets.loc["toy", "n_tracks"] == 24 and sets.loc["toy", "n_genres"] == 3
+    assert sets.loc["ten", "n_tracks"] == 150 and sets.loc["ten", "n_unreadable"] >= 1
+    assert sets.loc["ten", "n_faults"] > 0 and "duplicate" in sets.loc["ten", "faults"]
+
+
+def test_runs_are_complete_only(db, app_db):
+    runs = q.runs(db)
+    assert set(runs.run_id) == {app_db["toy_run"], *app_db["ten_runs"]}
+    assert not any("running" in r or "failed" in r for r in runs.run_id)
+    assert runs.accuracy.between(0, 1).all() and (runs.ci_low <= runs.accuracy).all()
+
+
+def test_leaderboard_marks_one_best_per_dataset(db):
+    board = q.leaderboard(db)
+    assert board.groupby("dataset").best.sum().eq(1).all()
+    ten = board[board.dataset == "ten"]
+    assert list(ten.accuracy) == sorted(ten.accuracy, reverse=True)
+    assert ten.iloc[0].best
+
+
+# -- predictions, confusion, per genre -------------------------------------------------------
+
+
+def test_confusion_matches_evaluation(db, app_db):
+    run = _cnn(app_db)
+    cells = q.confusion(db, run)
+    classes = list(q.run_row(db, run).classes)
+    preds = q.predictions(db, run)
+    expected = evaluation.confusion([classes.index(x) for x in preds.label],
+                                    [classes.index(x) for x in preds.predicted], len(classes))
+    assert cells.n.to_numpy().reshape(len(classes), len(classes)).tolist() == expected.tolist()
+    rows = cells[cells.row_total > 0].groupby("label").rate.sum()
+    assert np.allclose(rows, 1.0)
+
+
+def test_predictions_carry_confidence_and_fault_flags(db, app_db):
+    preds = q.predictions(db, _cnn(app_db), split=None)
+    assert set(preds.split) == {"test", "val"}
+    assert preds.confidence.between(0, 1).all() and (preds.p_true <= preds.confidence + 1e-6).all()
+    assert (preds.correct == (preds.label == preds.predicted)).all()
+    assert (preds.faults != "").any()
+
+
+def test_per_genre_scores(db, app_db):
+    run = _cnn(app_db)
+    frame = q.per_genre(db, run)
+    assert list(frame.genre) == list(q.run_row(db, run).classes)
+    assert frame[["precision", "recall", "f1"]].stack().between(0, 1).all()
+    both = q.per_genre(db, app_db["ten_runs"][:2])
+    assert set(both.run_id) == set(app_db["ten_runs"][:2])
+
+
+# -- map and track ---------------------------------------------------------------------------
+
+
+def test_projection_covers_every_usable_track(db, app_db):
+    run = _cnn(app_db)
+    assert q.projection_methods(db, run) == ["tsne", "umap"]
+    points = q.projection(db, run, "tsne")
+    assert len(points) == 150 - 1  # one unreadable track has no embedding
+    assert set(points.outcome) <= {"correct", "wrong", "training track"}
+    assert points.fault.isin(["none", *q.SEVERITY]).all()
+
+
+def test_track_views(db, app_db):
+    run = _cnn(app_db)
+    preds = q.predictions(db, run)
+    track_id = next(t for t in preds.track_id if len(q.attributions(db, run, t)))
+    ds = app_db["ten_id"]
+    audio, sr = q.track_audio(db, ds, track_id)
+    assert Path(audio).is_file() and sr is None
+    mel = q.track_mel(db, ds, track_id)
+    assert mel["mel"].shape[0] == 128 and mel["duration_s"] == pytest.approx(4.0, abs=0.01)
+    assert len(q.track_waveform(db, ds, track_id)) > 100
+    probs = q.track_probs(db, run, track_id)
+    assert probs.prob.sum() == pytest.approx(1.0, abs=1e-4) and probs.is_true.sum() == 1
+    segments = q.segments(db, run, track_id)
+    assert np.allclose(segments.groupby("start_s").prob.sum(), 1.0, atol=1e-4)
+    maps = q.attributions(db, run, track_id)
+    assert maps["values"].iloc[0].shape == (maps.n_bands.iloc[0], maps.n_frames.iloc[0])
+    assert len(q.neighbours(db, run, track_id)) > 0
+
+
+def test_audio_only_for_usable_tracks_in_the_database(db, app_db):
+    ds = app_db["ten_id"]
+    tracks = q.track_list(db, _cnn(app_db))
+    bad = tracks[tracks.status != "ok"].track_id.iloc[0]
+    assert q.track_audio(db, ds, bad) is None
+    assert q.track_audio(db, ds, "../../etc/passwd") is None
+    assert q.track_file(db, ds + 100, tracks.track_id.iloc[0]) is None
+
+
+def test_taggram_only_for_the_pretrained_run(db, app_db):
+    probe = next(r for r in app_db["ten_runs"] if "musicnn" in r)
+    track_id = q.predictions(db, probe).track_id.iloc[0]
+    tags = q.taggram(db, probe, track_id)
+    assert tags is not None and tags["values"].shape[1] == len(tags["tags"]) == 50
+    assert q.taggram(db, _cnn(app_db), track_id) is None
+
+
+# -- faults and reviews ----------------------------------------------------------------------
+
+
+def test_fault_queries(db, app_db):
+    ds = app_db["ten_id"]
+    dups = q.duplicate_groups(db, ds)
+    assert set(dups.kind) <= set(q.DUPLICATE_KINDS) and dups.groupby("group_id").size().ge(2).all()
+    issues = q.label_issues(db, ds, _cnn(app_db))
+    assert {"predicted", "confidence", "p_given"} <= set(issues.columns)
+    detail, summary = q.known_vs_detected(db, ds)
+    assert set(detail.status) == {"found", "missed", "new"}
+    row = summary.set_index("family").loc["duplicate"]
+    assert row.known == row.found + row.missed and 0 < row.recall < 1
+    artists = q.artist_repeats(db, ds, _cnn(app_db))
+    assert artists.n_tracks.ge(2).all()
+
+
+def test_review_replaces_earlier_verdict_and_cleans_evaluation(writable, app_db):
+    store = open_store(writable)
+    run = _cnn(app_db)
+    ds = app_db["ten_id"]
+    test_track = q.predictions(writable, run).track_id.iloc[0]
+    before = q.clean_evaluation(writable, run, n_boot=100)
+    assert before.n.tolist() == [before.n[0]] * 2
+    store.save_review(ds, test_track, "label_issue", "dismissed", "fine")
+    store.save_review(ds, test_track, "label_issue", "confirmed", "wrong label")
+    reviews = store.query("SELECT * FROM reviews")
+    assert len(reviews) == 1 and reviews.decision[0] == "confirmed"
+    after = q.clean_evaluation(writable, run, n_boot=100)
+    assert after.n[1] == before.n[1] - 1 and after.excluded[1] == 1
+    assert after.ci_low[1] <= after.accuracy[1] <= after.ci_high[1]
+    with pytest.raises(ValueError):
+        store.save_review(ds, test_track, "label_issue", "maybe", None)
+
+
+def test_dismissed_faults_are_not_flagged(writable, app_db):
+    ds = app_db["ten_id"]
+    found = q.faults(writable, ds)
+    one = found[found.kind == "distortion"].iloc[0]
+    open_store(writable).save_review(ds, one.track_id, "distortion", "dismissed", None)
+    flags = q.predictions(writable, _cnn(app_db), split=None).set_index("track_id").faults
+    assert "distortion" not in flags.get(one.track_id, "")
+
+
+# -- comparing runs --------------------------------------------------------------------------
+
+
+def test_mcnemar_on_shared_test_tracks(db, app_db):
+    a, b = app_db["ten_runs"][:2]
+    result = q.mcnemar(db, a, b).iloc[0]
+    pa, pb = q.predictions(db, a).set_index("track_id"), q.predictions(db, b).set_index("track_id")
+    shared = pa.index.intersection(pb.index)
+    direct = evaluation.mcnemar(pa.loc[shared].correct.to_numpy(bool), pb.loc[shared].correct.to_numpy(bool))
+    assert result.n_shared == len(shared) and result.p_value == pytest.approx(direct.p_value)
+    assert q.mcnemar(db, a, app_db["toy_run"]).empty  # different datasets share no track
+
+
+def test_epochs_sweeps_ablation(db, app_db):
+    assert set(q.epochs(db, app_db["ten_runs"][:2]).run_id) == set(app_db["ten_runs"][:2])
+    sweeps = q.sweeps(db)
+    assert list(sweeps.sweep) == [app_db["sweep"]] and sweeps.n_runs[0] == 3
+    table = q.ablation(db, app_db["sweep"])
+    assert len(table) == 3 and {"model", "representation", "accuracy", "ci_low"} <= set(table.columns)
+    assert "window_s" not in table.columns  # identical in every run of the sweep: not shown
+    assert list(table.accuracy) == sorted(table.accuracy, reverse=True)
+    summary = q.sweep_summary(db, app_db["sweep"]).iloc[0]
+    assert summary.n_runs == 3 and summary["mean"] == pytest.approx(table.accuracy.mean()) and not summary.kfold
+
+
+# -- selection-to-filter logic ---------------------------------------------------------------
+
+
+def test_a_click_on_a_confusion_cell_lists_its_tracks(db, app_db):
+    run = _cnn(app_db)
+    preds = q.predictions(db, run)
+    wrong = preds[~preds.correct].iloc[0]
+    event = {"selection": {"points": [{"x": 3, "y": 2, "customdata": [wrong.label, wrong.predicted, "1 of 5"]}],
+                           "point_indices": [23], "box": [], "lasso": []}}
+    cell = S.clicked_cell(event)
+    assert cell == (wrong.label, wrong.predicted)
+    rows = S.tracks_in_cell(preds, *cell)
+    assert wrong.track_id in set(rows.track_id)
+    assert ((rows.label == wrong.label) & (rows.predicted == wrong.predicted)).all()
+    assert list(rows.confidence) == sorted(rows.confidence, reverse=True)  # confident mistakes first
+    assert S.clicked_cell({"selection": {"points": []}}) is None and S.clicked_cell(None) is None
+
+
+def test_a_lasso_selection_becomes_track_ids(db, app_db):
+    points = q.projection(db, _cnn(app_db), "tsne")
+    chosen = points.head(5)
+    event = {"selection": {"points": [{"customdata": [t, "x", "y", "", ""]} for t in chosen.track_id]
+                                      + [{"customdata": [chosen.track_id.iloc[0], "x", "y", "", ""]}],
+                           "box": [], "lasso": [{"x": [0, 1, 1], "y": [0, 0, 1]}]}}
+    ids = S.selected_track_ids(event)
+    assert ids == list(chosen.track_id)
+    assert not S.is_single_click(event)
+    assert list(S.filter_tracks(points, ids[::-1]).track_id) == ids[::-1]
+    click = {"selection": {"points": [{"customdata": [ids[0]]}], "box": [], "lasso": []}}
+    assert S.is_single_click(click) and S.selected_track_ids(click) == [ids[0]]
+    near = S.nearest_on_map(points, ids[0], 5)
+    assert near[0] == ids[0] and len(near) == 5
+
+
+def test_prev_next_through_a_selection():
+    sel = S.Selection("Confusion: jazz → blues", ("a", "b", "c"), 1)
+    assert S.step(sel, "a") == (None, "b", 0)
+    assert S.step(sel, "b") == ("a", "c", 1)
+    assert S.step(sel, "c") == ("b", None, 2)
+    assert S.step(sel, "z") == (None, None, None)
+    state: dict = {}
+    S.open_track(state, 1, "b", sel)
+    assert state[S.TRACK] == (1, "b") and state[S.SELECTION] is sel
+    S.open_track(state, 1, "c")  # inside the selection: kept
+    assert state[S.SELECTION] is sel
+    S.open_track(state, 1, "zz")  # outside: a selection of one
+    assert state[S.SELECTION].track_ids == ("zz",)
+
+
+def test_review_changes_from_an_edited_table():
+    before = pd.DataFrame({"dataset_id": [1, 1, 1], "track_id": ["a", "b", "c"], "kind": ["label_issue"] * 3,
+                           "decision": [None, "confirmed", None], "note": ["", "", ""]})
+    after = before.copy()
+    after.loc[0, "decision"] = "dismissed"
+    after.loc[1, "note"] = "checked by ear"
+    changes = S.review_changes(before, after)
+    assert [c["track_id"] for c in changes] == ["a", "b"]
+    assert changes[0]["decision"] == "dismissed" and changes[1]["note"] == "checked by ear"
+    assert S.review_changes(before, before) == []
+
+
+def test_plain_summary_for_non_experts():
+    text = S.plain_summary(dict(model="cnn", accuracy=0.712, ci_low=0.62, ci_high=0.79, n_test=100,
+                                n_classes=10), 5)
+    assert text.startswith("The best model, cnn, names the right genre for 71 of 100 test songs (95% CI 62–79)")
+    assert "at random would get about 10" in text
+
+
+def test_loudest_window():
+    sr = 1000
+    y = np.zeros(10 * sr, dtype=np.float32)
+    y[6 * sr: 7 * sr] = 1.0
+    start, window = S.loudest_window(y, sr, 2.0, 0.5)
+    assert 5.0 <= start <= 6.0 and window.size == 2 * sr and window.max() == 1.0
+    start, window = S.loudest_window(y[:500], sr, 2.0, 0.5)  # shorter than a window: padded
+    assert start == 0.0 and window.size == 2 * sr
