@@ -5,7 +5,11 @@ Builds (or reuses) the demo corpus in its own database under data/bench/, then p
   shared split, including replicas of the published pipelines (handcrafted + MLP, a small
   CNN on 128-band mel images);
 - throughput: training and inference windows/second per torch model on this machine;
-- features: tracks/second of our pipeline vs a plain librosa load + melspectrogram loop.
+- features: tracks/second of our pipeline vs a plain librosa load + melspectrogram loop;
+- faults: detector runtime, precision/recall against the planted faults, fingerprint scaling,
+  and accuracy with and without the flagged tracks;
+- latency: live classification ms/window and real-time factor per model, and a 60-min mix;
+- app: page and query times on a generated 10,000-track / 20-run database.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import accuracy, faults, features, latency, throughput
+from benchmarks import accuracy, app_db, faults, features, latency, throughput
 from genre_core.store import open_store
 
 SECTIONS = {
@@ -27,6 +31,7 @@ SECTIONS = {
     "features": features.run,
     "faults": faults.run,
     "latency": latency.run,
+    "app": app_db.run,
 }
 BENCH_ROOT = Path("data/bench")
 
