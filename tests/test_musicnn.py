@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import torch
 
-from genre_core.models import musicnn_weights
 from genre_core.models.musicnn import (
     MUSICNN_MODELS, MUSICNN_SR, WINDOW_FRAMES, MusicnnMel, build_musicnn_finetune,
     build_musicnn_probe, load_tagger, taggram,

@@ -1,0 +1,149 @@
+"""Reads about dataset faults, people's reviews of them, and evaluation without them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from genre_core import evaluation
+from genre_core.queries._base import _REVIEWS, DUPLICATE_KINDS, _df
+from genre_core.queries.runs import predictions, run_row
+
+# -- faults and reviews ---------------------------------------------------------------------
+
+
+def faults(db, dataset_id: int, kinds: Sequence[str] | None = None, source: str | None = None) -> pd.DataFrame:
+    """Findings with the track's label, artist, status and the latest review (decision, note)."""
+    frame = _df(db, f"""
+        WITH {_REVIEWS}
+        SELECT f.dataset_id, f.track_id, f.kind, f.group_id, f.score, f.evidence, f.source,
+               t.label, t.artist, t.status, r.decision, r.note
+        FROM faults f LEFT JOIN tracks t USING (dataset_id, track_id)
+        LEFT JOIN reviewed r USING (dataset_id, track_id, kind)
+        WHERE f.dataset_id = ? AND (? IS NULL OR list_contains(?, f.kind))
+          AND (? IS NULL OR f.source = ?)
+        ORDER BY f.kind, f.score DESC NULLS LAST, f.group_id, f.track_id""",
+        [dataset_id, None if kinds is None else list(kinds), None if kinds is None else list(kinds),
+         source, source])
+    frame["evidence"] = [_evidence(e) for e in frame.evidence]
+    return frame
+
+
+def _evidence(value: Any) -> dict:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return {}
+    try:
+        parsed = json.loads(value) if isinstance(value, str) else value
+    except ValueError:
+        return {"text": str(value)}
+    return parsed if isinstance(parsed, dict) else {"value": parsed}
+
+
+def track_faults(db, dataset_id: int, track_id: str) -> pd.DataFrame:
+    frame = faults(db, dataset_id)
+    return frame[frame.track_id == track_id].reset_index(drop=True)
+
+
+def duplicate_groups(db, dataset_id: int) -> pd.DataFrame:
+    """Detected duplicate findings, one row per member track, ordered by group."""
+    frame = faults(db, dataset_id, DUPLICATE_KINDS, source="detected")
+    return frame.sort_values(["group_id", "track_id"], kind="stable").reset_index(drop=True)
+
+
+def label_issues(db, dataset_id: int, run_id: str | None) -> pd.DataFrame:
+    """Detected label issues, most suspicious first, with the chosen run's opinion of each
+    track: what it predicts, how sure it is, and how much it believes the given label."""
+    frame = faults(db, dataset_id, ["label_issue"], source="detected")
+    if run_id is None or frame.empty:
+        return frame.assign(predicted=None, confidence=np.nan, p_given=np.nan)
+    preds = predictions(db, run_id, split=None).drop_duplicates("track_id")
+    opinion = preds[["track_id", "predicted", "confidence", "p_true"]].rename(columns={"p_true": "p_given"})
+    return frame.merge(opinion, on="track_id", how="left")
+
+
+def artist_repeats(db, dataset_id: int, run_id: str | None = None) -> pd.DataFrame:
+    """One row per artist with several tracks: n_tracks, genres, and (given a run on this
+    dataset) the sides of its split they fell on; `leak` marks artists on both the training
+    and the test side, whose songs let a model score by recognising the artist."""
+    frame = faults(db, dataset_id, ["artist_repeat"], source="detected")
+    columns = ["group_id", "artist", "n_tracks", "genres", "splits", "leak", "track_ids"]
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    if run_id is not None:
+        sides = predictions(db, run_id, split=None).drop_duplicates("track_id").set_index("track_id").split
+        frame["split"] = frame.track_id.map(sides).fillna("train")
+    else:
+        frame["split"] = "?"
+    grouped = frame.groupby("group_id", sort=False).agg(
+        artist=("artist", "first"), n_tracks=("track_id", "nunique"),
+        genres=("label", lambda s: ", ".join(sorted(set(s.dropna())))),
+        splits=("split", lambda s: ", ".join(sorted(set(s)))), track_ids=("track_id", list)).reset_index()
+    grouped["leak"] = grouped.splits.str.contains("train") & grouped.splits.str.contains("test")
+    return grouped[columns].sort_values(["leak", "n_tracks"], ascending=False).reset_index(drop=True)
+
+
+def fault_family(kind: str) -> str:
+    return "duplicate" if kind in DUPLICATE_KINDS else kind
+
+
+def known_vs_detected(db, dataset_id: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Known faults (a published list) against detected ones, matched on (track, family) with
+    the two duplicate kinds as one family, for the families the known list covers. Returns
+    (per-track rows with status found | missed | new, per-family summary with counts,
+    precision and recall)."""
+    frame = faults(db, dataset_id)
+    frame = frame[frame.track_id.notna()].assign(family=lambda f: f.kind.map(fault_family))
+    # Only the families a known list covers can be scored against it.
+    frame = frame[frame.family.isin(set(frame[frame.source == "known"].family))]
+    known = set(zip(*[frame[frame.source == "known"][c] for c in ("track_id", "family")]))
+    found = set(zip(*[frame[frame.source == "detected"][c] for c in ("track_id", "family")]))
+    rows = [dict(track_id=t, family=k, status="found" if (t, k) in known and (t, k) in found
+                 else "missed" if (t, k) in known else "new")
+            for t, k in sorted(known | found)]
+    detail = pd.DataFrame(rows, columns=["track_id", "family", "status"])
+    summary = (detail.pivot_table(index="family", columns="status", values="track_id",
+                                  aggfunc="count", fill_value=0)
+               .reindex(columns=["found", "missed", "new"], fill_value=0).reset_index())
+    summary.columns.name = None
+    summary["known"] = summary.found + summary.missed
+    summary["recall"] = np.where(summary.known > 0, summary.found / summary.known.clip(lower=1), np.nan)
+    detected = summary.found + summary.new
+    summary["precision"] = np.where(detected > 0, summary.found / detected.clip(lower=1), np.nan)
+    return detail, summary
+
+
+def confirmed_faulty(db, dataset_id: int) -> set[str]:
+    """Tracks a person confirmed as faulty (any kind, latest decision wins)."""
+    frame = _df(db, f"""WITH {_REVIEWS} SELECT DISTINCT track_id FROM reviewed
+                        WHERE dataset_id = ? AND decision = 'confirmed'""", [dataset_id])
+    return set(frame.track_id)
+
+
+def clean_evaluation(db, run_id: str, n_boot: int = 1000) -> pd.DataFrame:
+    """The run's test accuracy and macro-F1 (bootstrap 95% CI) on all test tracks and on the
+    test tracks minus those confirmed faulty: subset, n, accuracy, ci_low, ci_high, macro_f1."""
+    row = run_row(db, run_id)
+    if row is None:
+        return pd.DataFrame(columns=["subset", "n", "excluded", "accuracy", "ci_low", "ci_high", "macro_f1"])
+    classes = list(row.classes)
+    probs = _df(db, "SELECT track_id, label, probs FROM predictions WHERE run_id = ? AND split = 'test'", [run_id])
+    bad = confirmed_faulty(db, int(row.dataset_id))
+    out = []
+    for subset, keep in (("all test tracks", np.ones(len(probs), bool)),
+                         ("without confirmed faulty tracks", ~probs.track_id.isin(bad).to_numpy())):
+        part = probs[keep]
+        stats = dict(subset=subset, n=len(part), excluded=int((~keep).sum()), accuracy=np.nan,
+                     ci_low=np.nan, ci_high=np.nan, macro_f1=np.nan)
+        if len(part):
+            y = np.array([classes.index(label) for label in part.label])
+            p = np.stack(part.probs.map(np.asarray))  # (N, C)
+            report = evaluation.classification_report(y, p, classes)
+            low, high = evaluation.bootstrap_ci(y, p.argmax(1), evaluation.batch_accuracy, n_boot=n_boot)
+            stats.update(accuracy=report.accuracy, ci_low=low, ci_high=high, macro_f1=report.macro_f1)
+        out.append(stats)
+    return pd.DataFrame(out)
+
+

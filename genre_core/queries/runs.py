@@ -1,0 +1,281 @@
+"""Reads about the database, datasets, runs, predictions, maps and run comparisons."""
+
+from __future__ import annotations
+
+import json
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from genre_core import evaluation
+from genre_core.queries._base import _REVIEWS, FILL_COMMAND, SEVERITY, _df, _path
+from genre_core.store import SCHEMA_VERSION
+
+# -- the database itself --------------------------------------------------------------------
+
+
+def database_state(db) -> tuple[str, str]:
+    """("ok" | "missing" | "invalid" | "empty" | "no_runs", a sentence saying what to do)."""
+    path = _path(db)
+    fill = f"Fill it with one command: `{FILL_COMMAND}` (or `python -m training demo --db {path}`)."
+    if not path.is_file():
+        return "missing", f"There is no database at `{path}` yet. {fill}"
+    try:
+        version = _df(path, "SELECT value FROM meta WHERE key = 'schema_version'")
+        counts = _df(path, "SELECT (SELECT count(*) FROM datasets) AS d, "
+                           "(SELECT count(*) FROM runs WHERE status = 'complete') AS r")
+    except Exception as exc:  # not DuckDB, or not ours: say so rather than crash
+        return "invalid", f"`{path}` is not a GenreLens database ({str(exc).splitlines()[0]})."
+    if version.empty or int(version.value[0]) != SCHEMA_VERSION:
+        found = None if version.empty else version.value[0]
+        return "invalid", f"`{path}` has schema version {found}, this GenreLens expects {SCHEMA_VERSION}."
+    if int(counts.d[0]) == 0:
+        return "empty", f"The database `{path}` holds no dataset yet. {fill}"
+    if int(counts.r[0]) == 0:
+        return "no_runs", ("No training run has finished yet. Train one with "
+                           "`python -m training train --dataset NAME --model cnn`, or run "
+                           f"`{FILL_COMMAND}`.")
+    return "ok", ""
+
+
+def db_version(db) -> tuple:
+    """A cheap stamp that changes whenever a run finishes, analysis or faults are written or a
+    review is saved: the cache key of every other query."""
+    path = _path(db)
+    if not path.is_file():
+        return ("missing",)
+    row = _df(path, """
+        SELECT (SELECT max(finished_at) FROM runs)::VARCHAR, (SELECT count(*) FROM runs),
+               (SELECT max(updated_at) FROM datasets)::VARCHAR, (SELECT count(*) FROM tracks),
+               (SELECT count(*) FROM projections), (SELECT count(*) FROM attributions),
+               (SELECT count(*) FROM faults), (SELECT max(decided_at) FROM reviews)::VARCHAR,
+               (SELECT count(*) FROM reviews)""")
+    return tuple(None if pd.isna(v) else (v.item() if hasattr(v, "item") else v) for v in row.iloc[0])
+
+
+
+
+def datasets(db) -> pd.DataFrame:
+    """One row per dataset: tracks, genres, unreadable/missing files, faults found."""
+    return _df(db, f"""
+        WITH {_REVIEWS},
+        t AS (SELECT dataset_id, count(*) AS n_tracks,
+                     count(*) FILTER (WHERE status = 'unreadable') AS n_unreadable,
+                     count(*) FILTER (WHERE status = 'missing') AS n_missing
+              FROM tracks GROUP BY dataset_id),
+        k AS (SELECT f.dataset_id, f.kind, count(DISTINCT f.track_id) AS n
+              FROM faults f LEFT JOIN reviewed r USING (dataset_id, track_id, kind)
+              WHERE f.source = 'detected' AND coalesce(r.decision, '') != 'dismissed'
+              GROUP BY ALL),
+        f AS (SELECT dataset_id, sum(n)::BIGINT AS n_faults,
+                     string_agg(n || ' ' || replace(kind, '_', ' '), ', ' ORDER BY n DESC) AS faults
+              FROM k GROUP BY dataset_id)
+        SELECT d.dataset_id, d.name, d.kind, len(d.genres) AS n_genres,
+               array_to_string(d.genres, ', ') AS genres, coalesce(t.n_tracks, 0) AS n_tracks,
+               coalesce(t.n_unreadable, 0) AS n_unreadable, coalesce(t.n_missing, 0) AS n_missing,
+               coalesce(f.n_faults, 0) AS n_faults, coalesce(f.faults, '') AS faults
+        FROM datasets d LEFT JOIN t USING (dataset_id) LEFT JOIN f USING (dataset_id)
+        ORDER BY d.name""")
+
+
+def runs(db) -> pd.DataFrame:
+    """Complete runs, newest first, with their test-set track-level headline metrics."""
+    return _df(db, """
+        WITH m AS (
+            SELECT run_id,
+                   max(value) FILTER (WHERE name = 'track/accuracy') AS accuracy,
+                   max(ci_low) FILTER (WHERE name = 'track/accuracy') AS ci_low,
+                   max(ci_high) FILTER (WHERE name = 'track/accuracy') AS ci_high,
+                   max(value) FILTER (WHERE name = 'track/macro_f1') AS macro_f1,
+                   max(ci_low) FILTER (WHERE name = 'track/macro_f1') AS f1_low,
+                   max(ci_high) FILTER (WHERE name = 'track/macro_f1') AS f1_high,
+                   max(value) FILTER (WHERE name = 'track/top2') AS top2
+            FROM metrics WHERE split = 'test' GROUP BY run_id),
+        n AS (SELECT run_id, count(*) AS n_test FROM predictions WHERE split = 'test' GROUP BY run_id)
+        SELECT r.run_id, r.dataset_id, d.name AS dataset, r.model,
+               coalesce(r.representation, '') AS representation, r.split, r.sweep, r.seed,
+               r.device, r.finished_at, r.classes, len(r.classes) AS n_classes,
+               CAST(r.config->>'window_s' AS DOUBLE) AS window_s, r.config,
+               m.accuracy, m.ci_low, m.ci_high, m.macro_f1, m.f1_low, m.f1_high, m.top2,
+               coalesce(n.n_test, 0) AS n_test
+        FROM runs r JOIN datasets d USING (dataset_id)
+        LEFT JOIN m USING (run_id) LEFT JOIN n USING (run_id)
+        WHERE r.status = 'complete'
+        ORDER BY r.finished_at DESC, r.run_id""")
+
+
+def leaderboard(db, dataset_id: int | None = None) -> pd.DataFrame:
+    """Complete runs ranked by test accuracy (per dataset), `best` marking each dataset's top."""
+    frame = runs(db)
+    if dataset_id is not None:
+        frame = frame[frame.dataset_id == dataset_id]
+    frame = frame.sort_values(["dataset", "accuracy", "macro_f1"], ascending=[True, False, False],
+                              na_position="last", kind="stable")
+    frame["rank"] = frame.groupby("dataset").cumcount() + 1
+    frame["best"] = (frame["rank"] == 1) & frame["accuracy"].notna()
+    return frame.reset_index(drop=True)
+
+
+def run_row(db, run_id: str) -> pd.Series | None:
+    """The complete run's row from `runs()` (classes, window_s, metrics), or None."""
+    frame = runs(db)
+    frame = frame[frame.run_id == run_id]
+    return None if frame.empty else frame.iloc[0]
+
+
+# -- predictions and the confusion matrix --------------------------------------------------
+
+
+def predictions(db, run_id: str, split: str | None = "test") -> pd.DataFrame:
+    """Track-level predictions of a run (split None: every split) with confidence (max prob),
+    p_true (prob of the true label), artist, and the track's open fault kinds."""
+    return _df(db, f"""
+        WITH {_REVIEWS},
+        run AS (SELECT dataset_id, classes FROM runs WHERE run_id = ?),
+        f AS (SELECT f.track_id, string_agg(DISTINCT f.kind, ', ' ORDER BY f.kind) AS faults
+              FROM faults f JOIN run USING (dataset_id)
+              LEFT JOIN reviewed r USING (dataset_id, track_id, kind)
+              WHERE coalesce(r.decision, '') != 'dismissed' GROUP BY f.track_id)
+        SELECT p.track_id, p.split, p.label, p.predicted, p.label = p.predicted AS correct,
+               list_max(p.probs) AS confidence,
+               p.probs[list_position(run.classes, p.label)] AS p_true,
+               t.artist, t.duration_s, coalesce(f.faults, '') AS faults
+        FROM predictions p CROSS JOIN run
+        LEFT JOIN tracks t ON t.dataset_id = run.dataset_id AND t.track_id = p.track_id
+        LEFT JOIN f ON f.track_id = p.track_id
+        WHERE p.run_id = ? AND (? IS NULL OR p.split = ?)
+        ORDER BY p.split DESC, p.track_id""", [run_id, run_id, split, split])
+
+
+def confusion(db, run_id: str, split: str = "test") -> pd.DataFrame:
+    """Every (true, predicted) cell of the run's confusion matrix in class order, with the
+    count `n`, the true genre's total `row_total` and the row-normalised `rate`."""
+    frame = _df(db, """
+        WITH c AS (SELECT unnest(classes) AS genre, generate_subscripts(classes, 1) AS i
+                   FROM runs WHERE run_id = ?),
+        x AS (SELECT label, predicted, count(*) AS n FROM predictions
+              WHERE run_id = ? AND split = ? GROUP BY ALL)
+        SELECT t.genre AS label, p.genre AS predicted, t.i AS true_index, p.i AS pred_index,
+               coalesce(x.n, 0) AS n
+        FROM c t CROSS JOIN c p
+        LEFT JOIN x ON x.label = t.genre AND x.predicted = p.genre
+        ORDER BY t.i, p.i""", [run_id, run_id, split])
+    frame["row_total"] = frame.groupby("label")["n"].transform("sum")
+    frame["rate"] = np.where(frame.row_total > 0, frame.n / frame.row_total.clip(lower=1), 0.0)
+    return frame
+
+
+def per_genre(db, run_ids: str | Sequence[str], split: str = "test") -> pd.DataFrame:
+    """Track-level precision / recall / F1 per genre (run_id, genre, precision, recall, f1,
+    support), genres in each run's class order."""
+    ids = [run_ids] if isinstance(run_ids, str) else list(run_ids)
+    frame = _df(db, """
+        WITH c AS (SELECT run_id, unnest(classes) AS genre, generate_subscripts(classes, 1) AS i
+                   FROM runs WHERE list_contains(?, run_id)),
+        m AS (SELECT run_id, regexp_extract(name, '^track/(precision|recall|f1)/', 1) AS metric,
+                     regexp_extract(name, '^track/(precision|recall|f1)/(.*)$', 2) AS genre, value
+              FROM metrics WHERE split = ? AND list_contains(?, run_id)
+                AND regexp_matches(name, '^track/(precision|recall|f1)/')),
+        s AS (SELECT run_id, label AS genre, count(*) AS support FROM predictions
+              WHERE split = ? AND list_contains(?, run_id) GROUP BY ALL)
+        SELECT c.run_id, c.genre, c.i,
+               max(m.value) FILTER (WHERE m.metric = 'precision') AS precision,
+               max(m.value) FILTER (WHERE m.metric = 'recall') AS recall,
+               max(m.value) FILTER (WHERE m.metric = 'f1') AS f1,
+               coalesce(max(s.support), 0) AS support
+        FROM c LEFT JOIN m USING (run_id, genre) LEFT JOIN s USING (run_id, genre)
+        GROUP BY c.run_id, c.genre, c.i ORDER BY c.run_id, c.i""", [ids, split, ids, split, ids])
+    return frame.drop(columns="i")
+
+
+# -- the map ------------------------------------------------------------------------------
+
+
+def projection_methods(db, run_id: str) -> list[str]:
+    frame = _df(db, "SELECT DISTINCT method FROM projections WHERE run_id = ? ORDER BY method", [run_id])
+    return list(frame.method)
+
+
+def projection(db, run_id: str, method: str) -> pd.DataFrame:
+    """2-D points of the run's track embeddings with true/predicted genre, correctness and
+    the first open fault kind; tracks the run never predicted (training side) say so."""
+    frame = _df(db, f"""
+        WITH {_REVIEWS},
+        run AS (SELECT dataset_id FROM runs WHERE run_id = ?),
+        f AS (SELECT f.track_id, arg_min(f.kind, list_position(?, f.kind)) AS fault
+              FROM faults f JOIN run USING (dataset_id)
+              LEFT JOIN reviewed r USING (dataset_id, track_id, kind)
+              WHERE coalesce(r.decision, '') != 'dismissed' GROUP BY f.track_id)
+        SELECT pr.track_id, pr.x, pr.y, t.label, coalesce(p.predicted, '–') AS predicted,
+               coalesce(p.split, 'train') AS split, list_max(p.probs) AS confidence,
+               CASE WHEN p.track_id IS NULL THEN 'training track'
+                    WHEN p.label = p.predicted THEN 'correct' ELSE 'wrong' END AS outcome,
+               coalesce(f.fault, 'none') AS fault
+        FROM projections pr CROSS JOIN run
+        LEFT JOIN tracks t ON t.dataset_id = run.dataset_id AND t.track_id = pr.track_id
+        LEFT JOIN predictions p ON p.run_id = pr.run_id AND p.track_id = pr.track_id
+        LEFT JOIN f ON f.track_id = pr.track_id
+        WHERE pr.run_id = ? AND pr.method = ?
+        ORDER BY pr.track_id""", [run_id, list(SEVERITY), run_id, method])
+    return frame.drop_duplicates("track_id")
+
+
+
+# -- comparing runs ------------------------------------------------------------------------
+
+
+def epochs(db, run_ids: Sequence[str]) -> pd.DataFrame:
+    return _df(db, "SELECT * FROM epochs WHERE list_contains(?, run_id) ORDER BY run_id, epoch", [list(run_ids)])
+
+
+def mcnemar(db, run_a: str, run_b: str, split: str = "test") -> pd.DataFrame:
+    """McNemar's test on the test tracks both runs predicted: n_shared, acc_a, acc_b,
+    only_a (A right, B wrong), only_b, p_value, test. Empty when they share no track."""
+    both = _df(db, """
+        SELECT a.label = a.predicted AS ok_a, b.label = b.predicted AS ok_b
+        FROM predictions a JOIN predictions b USING (track_id)
+        WHERE a.run_id = ? AND b.run_id = ? AND a.split = ? AND b.split = ?""",
+               [run_a, run_b, split, split])
+    if both.empty:
+        return pd.DataFrame(columns=["n_shared", "acc_a", "acc_b", "only_a", "only_b", "p_value", "test"])
+    result = evaluation.mcnemar(both.ok_a.to_numpy(bool), both.ok_b.to_numpy(bool))
+    return pd.DataFrame([dict(n_shared=len(both), acc_a=both.ok_a.mean(), acc_b=both.ok_b.mean(),
+                              only_a=result.b, only_b=result.c, p_value=result.p_value,
+                              test="exact binomial" if result.exact else "chi-square (corrected)")])
+
+
+def sweeps(db) -> pd.DataFrame:
+    return _df(db, """SELECT sweep, count(*) AS n_runs, max(finished_at) AS finished_at FROM runs
+                      WHERE status = 'complete' AND sweep IS NOT NULL
+                      GROUP BY sweep ORDER BY finished_at DESC""")
+
+
+def ablation(db, sweep: str) -> pd.DataFrame:
+    """One row per run of a sweep: the config settings that differ between its runs, then
+    test accuracy (CI) and macro-F1, best first."""
+    frame = _df(db, "SELECT run_id, config FROM runs WHERE sweep = ? AND status = 'complete'", [sweep])
+    if frame.empty:
+        return frame
+    config = pd.json_normalize([json.loads(c) if c else {} for c in frame.config])
+    config.columns = [c.replace("augment.", "aug.").replace("features.", "feat.") for c in config.columns]
+    varying = [c for c in config.columns
+               if config[c].astype(str).nunique() > 1
+               and c not in ("dataset", "device", "model", "representation")]
+    table = pd.concat([frame[["run_id"]], config[varying]], axis=1)
+    metrics = runs(db)[["run_id", "model", "representation", "accuracy", "ci_low", "ci_high", "macro_f1"]]
+    table = table.merge(metrics, on="run_id", how="left")
+    return table[["run_id", "model", "representation", *varying, "accuracy", "ci_low", "ci_high",
+                  "macro_f1"]].sort_values(
+        "accuracy", ascending=False, na_position="last").reset_index(drop=True)
+
+
+def sweep_summary(db, sweep: str) -> pd.DataFrame:
+    """Mean and sample standard deviation of test accuracy over a sweep's runs (the k-fold
+    estimate when the sweep is one model's folds): n_runs, mean, sd, kfold (bool)."""
+    frame = runs(db)
+    frame = frame[(frame.sweep == sweep) & frame.accuracy.notna()]
+    if frame.empty:
+        return pd.DataFrame(columns=["n_runs", "mean", "sd", "kfold"])
+    mean, sd, n = evaluation.kfold_summary(frame.accuracy.to_numpy())
+    return pd.DataFrame([dict(n_runs=n, mean=mean, sd=sd, kfold=bool(frame.split.str.startswith("kfold").all()))])
