@@ -95,7 +95,8 @@ def _usable_tracks(store: Store, loaded: LoadedRun, summary: AnalyzeSummary) -> 
 def _embedding_tables(loaded: LoadedRun, tracks: pd.DataFrame, cache: WaveformCache,
                       methods: Sequence[str], k: int, progress: bool,
                       summary: AnalyzeSummary) -> dict[str, pd.DataFrame]:
-    ids, vectors, kind = track_embeddings(loaded, tracks, cache, progress)
+    extra: dict[str, np.ndarray] = {}
+    ids, vectors, kind = track_embeddings(loaded, tracks, cache, progress, extra=extra)
     if kind != "penultimate":
         summary.notes.append(f"maps and neighbours use the {kind} features (no network embedding)")
     maps = []
@@ -104,8 +105,9 @@ def _embedding_tables(loaded: LoadedRun, tracks: pd.DataFrame, cache: WaveformCa
         maps.append(pd.DataFrame({"method": method, "track_id": ids, "x": xy[:, 0], "y": xy[:, 1]}))
     summary.n_embeddings, summary.n_projections = len(ids), len(methods)
     return {
-        "embeddings": pd.DataFrame({"track_id": ids, "kind": kind,
-                                    "vector": [v.tolist() for v in vectors]}),
+        "embeddings": pd.concat(
+            [pd.DataFrame({"track_id": ids, "kind": name, "vector": [v.tolist() for v in table]})
+             for name, table in {kind: vectors, **extra}.items()], ignore_index=True),
         "projections": pd.concat(maps, ignore_index=True) if maps else pd.DataFrame(),
         "neighbours": nearest_neighbours(ids, vectors, k=k),
     }

@@ -37,9 +37,12 @@ def track_means(track_pos: np.ndarray, values: np.ndarray, n_tracks: int) -> np.
 
 
 def track_embeddings(loaded_run, tracks: pd.DataFrame, cache: WaveformCache,
-                     progress: bool = True) -> tuple[list[str], np.ndarray, str]:
+                     progress: bool = True, extra: dict | None = None) -> tuple[list[str], np.ndarray, str]:
     """Embed every track (columns track_id, path, sha1, label; labels among the run's
     classes) -> (track ids, (N, D) float32 vectors, kind).
+
+    `extra`, when given, receives the model's other per-track vectors by kind (musicnn's
+    "pooled" 753-d), computed in the same pass.
 
     Torch runs: the penultimate layer (kind "penultimate"). sklearn baselines have none,
     so their handcrafted table as the classifier sees it (standardised) stands in
@@ -50,13 +53,18 @@ def track_embeddings(loaded_run, tracks: pd.DataFrame, cache: WaveformCache,
     windows = build_windows(tracks, loaded_run.classes, cache, sr=loaded_run.sr,
                             window_s=loaded_run.window_s, hop_s=loaded_run.config.eval_hop_s,
                             desc="load tracks", progress=progress)
-    chunks, batch = [], batch_size(loaded_run.device)
+    chunks: dict[str, list[np.ndarray]] = {}
+    batch = batch_size(loaded_run.device)
     for start in tqdm(range(0, len(windows), batch), desc="embeddings", unit="batch",
                       disable=not progress):
         audio, _, _ = windows.batch(np.arange(start, min(start + batch, len(windows))))
-        chunks.append(loaded_run.predict_windows(audio)[1])  # (B, D)
-    vectors = track_means(windows.index[:, 0], np.concatenate(chunks), len(windows.track_ids))
-    return windows.track_ids, vectors, "penultimate"
+        for kind, vectors in loaded_run.predict_with_embeddings(audio)[1].items():  # (B, D)
+            chunks.setdefault(kind, []).append(vectors)
+    means = {kind: track_means(windows.index[:, 0], np.concatenate(parts), len(windows.track_ids))
+             for kind, parts in chunks.items()}
+    if extra is not None:
+        extra.update({kind: v for kind, v in means.items() if kind != "penultimate"})
+    return windows.track_ids, means["penultimate"], "penultimate"
 
 
 def _handcrafted_embeddings(loaded_run, tracks, cache, progress):

@@ -27,21 +27,28 @@ class LoadedRun:
     frontend: torch.nn.Module | None = None
     estimator: object | None = None  # sklearn baselines
 
-    @torch.no_grad()
     def predict_windows(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(B, L) float32 audio at `sr` -> ((B, C) probabilities, (B, D) embeddings or None)."""
+        probs, vectors = self.predict_with_embeddings(windows)
+        return probs, vectors.get("penultimate")
+
+    @torch.no_grad()
+    def predict_with_embeddings(self, windows: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(B, L) audio -> ((B, C) probabilities, {kind: (B, D)}) with kinds "penultimate" and,
+        where the model has one, "pooled". Baselines return no embeddings."""
         if self.estimator is not None:
             from genre_core.features import handcrafted
 
             table = np.stack([handcrafted(w, sr=self.sr) for w in windows])
             probs = np.full((len(windows), len(self.classes)), 0.0)
             probs[:, self.estimator.classes_] = self.estimator.predict_proba(table)
-            return probs, None
+            return probs, {}
         x = self.frontend(torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(self.device))
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             out = self.model(x)
         probs = torch.softmax(out.logits.float(), dim=1)
-        return probs.cpu().numpy(), out.embedding.float().cpu().numpy()
+        vectors = {"penultimate": out.embedding, "pooled": out.pooled}
+        return probs.cpu().numpy(), {k: v.float().cpu().numpy() for k, v in vectors.items() if v is not None}
 
 
 def run_dir(store: Store, run_id: str) -> Path:

@@ -132,3 +132,16 @@ def test_a_baseline_run_is_analysed_without_gradcam(toy_store, monkeypatch):
 def test_an_unknown_split_is_refused(toy_store, cnn_run):
     with pytest.raises(ValueError, match="no 'train' predictions"):
         analyze(toy_store, cnn_run, progress=False, device="cpu", gradcam_split="train")
+
+
+def test_a_musicnn_run_stores_both_the_penultimate_and_the_pooled_embedding(toy_store, tmp_path, monkeypatch):
+    from genre_core.analyze import analyze
+    from genre_core.training import TrainConfig, fit
+
+    monkeypatch.setenv("GENRELENS_CACHE_DIR", str(tmp_path))
+    run = fit(toy_store, TrainConfig.tiny_preset("toy", "musicnn_probe", epochs=1), progress=False)
+    analyze(toy_store, run.run_id, progress=False, taggrams=False, methods=("tsne",))
+    dims = toy_store.query("SELECT kind, len(vector) AS d, count(*) AS n FROM embeddings "
+                           "WHERE run_id = ? GROUP BY ALL ORDER BY kind", [run.run_id])
+    assert dims.kind.tolist() == ["penultimate", "pooled"]
+    assert dims.d.tolist() == [200, 753] and dims.n.nunique() == 1

@@ -14,6 +14,9 @@ from torch import nn
 class ModelOutput:
     logits: torch.Tensor  # (B, n_classes), unnormalised
     embedding: torch.Tensor  # (B, D), penultimate layer, before the classifier
+    # (B, P) another representation worth mapping, or None: musicnn's mean-pooled 753-d
+    # mid-end features, which describe timbre and rhythm before any tag decision.
+    pooled: torch.Tensor | None = None
 
 
 class GenreModel(nn.Module):

@@ -318,7 +318,7 @@ class MusicnnGenre(GenreModel):
             feats = torch.cat([out.max_pool, out.mean_pool], dim=1)  # (B, 1506)
         else:
             feats = out.penultimate  # (B, 200)
-        return ModelOutput(logits=self.head(feats), embedding=out.penultimate)
+        return ModelOutput(logits=self.head(feats), embedding=out.penultimate, pooled=out.mean_pool)
 
 
 def _check_features(n_features: int) -> None:
