@@ -60,6 +60,14 @@ def _runs(db: q.DbRef):
     return q.leaderboard(db)
 
 
+def _default_run(db: q.DbRef, board) -> str:
+    """The best run that has been analysed (maps, Grad-CAM to show), else the best run."""
+    for run_id in board.run_id.head(10):
+        if q.projection_methods(db, run_id):
+            return run_id
+    return board.run_id.iloc[0]
+
+
 def run_picker(db: q.DbRef) -> str | None:
     """The chosen complete run (default: the best), kept under S.RUN."""
     board = _runs(db)
@@ -67,7 +75,7 @@ def run_picker(db: q.DbRef) -> str | None:
         return None
     ids = list(board.sort_values("finished_at", ascending=False).run_id)
     if st.session_state.get(S.RUN) not in ids:
-        st.session_state[S.RUN] = board.run_id.iloc[0]  # the leaderboard's top: the best run
+        st.session_state[S.RUN] = _default_run(db, board)
     def label(r) -> str:
         accuracy = "–" if r.accuracy != r.accuracy else f"{r.accuracy:.0%}"  # NaN: no test results
         return f"{r.model} · {r.dataset} · {accuracy} · {r.run_id}"
