@@ -8,23 +8,19 @@ import streamlit as st
 from genre_core import app_state as S
 from genre_core import charts
 from genre_core import queries as q
+from page_frame import enter, require_run
 from genre_core.store import Store
 
 MAX_MB = 200
 RESULT = "genrelens.classify_result"  # (upload key, run_id, name, result, timeline frame, loudest-window cam)
 
-if S.DB not in st.session_state:  # a deep link served before app.py ran (streamlit's pages/ mode)
-    st.session_state[S.RETURN_TO] = "pages/classify.py"
-    st.switch_page("app.py")
-ctx = S.context(st.session_state)
+ctx = enter("pages/classify.py")
 cached = st.cache_data(show_spinner=False, max_entries=32)
 
 st.title("Classify a recording")
 st.write(f"Upload any audio file (up to {MAX_MB} MB) or record one: the chosen run labels every few "
          "seconds, and a smoothed timeline shows where the genre changes.")
-if ctx.run_id is None:
-    st.info("No complete run yet: train one (`python -m training train ...`) or run `make demo`.")
-    st.stop()
+require_run(ctx)
 try:
     from genre_core import streaming, timeline
     from genre_core.inference import load_run

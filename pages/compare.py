@@ -5,19 +5,15 @@ import streamlit as st
 from genre_core import app_state as S
 from genre_core import charts
 from genre_core import queries as q
+from page_frame import enter, require_run
 
-if S.DB not in st.session_state:  # a deep link served before app.py ran (streamlit's pages/ mode)
-    st.session_state[S.RETURN_TO] = "pages/compare.py"
-    st.switch_page("app.py")
-ctx = S.context(st.session_state)
+ctx = enter("pages/compare.py")
 cached = st.cache_data(show_spinner=False, max_entries=128)
 
 st.title("Compare runs")
 st.write("Accuracy with 95% confidence intervals, per-genre F1 and training curves of several runs; "
          "McNemar's test says whether two runs differ by more than chance on the same test tracks.")
-if ctx.run_id is None:
-    st.info("No complete run yet: train one (`python -m training train ...`) or run `make demo`.")
-    st.stop()
+require_run(ctx)
 run = cached(q.run_row)(ctx.db, ctx.run_id)
 runs = cached(q.leaderboard)(ctx.db, int(run.dataset_id))
 labels = {r.run_id: S.run_label(r.model, r.representation, r.run_id) + f" · {r.split}" for r in runs.itertuples()}

@@ -5,21 +5,17 @@ import streamlit as st
 from genre_core import app_state as S
 from genre_core import charts
 from genre_core import queries as q
+from page_frame import enter, require_run
 
 CELL = "genrelens.confusion_cell"  # (run_id, split, true, predicted): survives a trip to Track
 
-if S.DB not in st.session_state:  # a deep link served before app.py ran (streamlit's pages/ mode)
-    st.session_state[S.RETURN_TO] = "pages/confusion.py"
-    st.switch_page("app.py")
-ctx = S.context(st.session_state)
+ctx = enter("pages/confusion.py")
 cached = st.cache_data(show_spinner=False, max_entries=256)
 
 st.title("Confusion matrix")
 st.write("Rows are the true genre, columns the genre the model named; the diagonal is right. "
          "Click a cell to list the tracks behind it and open one.")
-if ctx.run_id is None:
-    st.info("No complete run yet: train one (`python -m training train ...`) or run `make demo`.")
-    st.stop()
+require_run(ctx)
 
 
 def confusion_controls() -> tuple[str, bool]:

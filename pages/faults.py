@@ -6,12 +6,10 @@ import streamlit as st
 from genre_core import app_state as S
 from genre_core import charts
 from genre_core import queries as q
+from page_frame import enter
 from genre_core.store import Store
 
-if S.DB not in st.session_state:  # a deep link served before app.py ran (streamlit's pages/ mode)
-    st.session_state[S.RETURN_TO] = "pages/faults.py"
-    st.switch_page("app.py")
-ctx = S.context(st.session_state)
+ctx = enter("pages/faults.py")
 cached = st.cache_data(show_spinner=False, max_entries=128)
 EVIDENCE_WORDS = {"offset_s": "offset (s)", "matched_s": "matched (s)", "gain_db": "gain (dB)",
                   "similarity": "similarity", "partner": "copy of", "matched_by": "matched by",

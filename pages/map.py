@@ -5,22 +5,18 @@ import streamlit as st
 from genre_core import app_state as S
 from genre_core import charts
 from genre_core import queries as q
+from page_frame import enter, require_run
 
 COLOUR_BY = {"true genre": "label", "predicted genre": "predicted", "correct / wrong": "outcome",
              "fault kind": "fault"}
 
-if S.DB not in st.session_state:  # a deep link served before app.py ran (streamlit's pages/ mode)
-    st.session_state[S.RETURN_TO] = "pages/map.py"
-    st.switch_page("app.py")
-ctx = S.context(st.session_state)
+ctx = enter("pages/map.py")
 cached = st.cache_data(show_spinner=False, max_entries=64)
 
 st.title("Map")
 st.write("Each point is a track, placed so that tracks the model finds similar sit close together. "
          "Draw a lasso or box to list tracks; click a point to hear it and open it.")
-if ctx.run_id is None:
-    st.info("No complete run yet: train one (`python -m training train ...`) or run `make demo`.")
-    st.stop()
+require_run(ctx)
 run = cached(q.run_row)(ctx.db, ctx.run_id)
 methods = cached(q.projection_methods)(ctx.db, ctx.run_id)
 if not methods:

@@ -7,11 +7,9 @@ import streamlit as st
 from genre_core import app_state as S
 from genre_core import charts
 from genre_core import queries as q
+from page_frame import enter
 
-if S.DB not in st.session_state:  # a deep link served before app.py ran (streamlit's pages/ mode)
-    st.session_state[S.RETURN_TO] = "pages/overview.py"
-    st.switch_page("app.py")
-ctx = S.context(st.session_state)
+ctx = enter("pages/overview.py")
 cached = st.cache_data(show_spinner=False, max_entries=64)
 
 st.title("GenreLens")

@@ -5,16 +5,14 @@ import streamlit as st
 from genre_core import app_state as S
 from genre_core import charts
 from genre_core import queries as q
+from page_frame import NO_RUN, enter
 
-if S.DB not in st.session_state:  # a deep link served before app.py ran (streamlit's pages/ mode)
-    st.session_state[S.RETURN_TO] = "pages/track.py"
-    st.switch_page("app.py")
-ctx = S.context(st.session_state)
+ctx = enter("pages/track.py")
 cached = st.cache_data(show_spinner=False, max_entries=256)
 
 if ctx.run_id is None:
     st.title("Track")
-    st.info("No complete run yet: train one (`python -m training train ...`) or run `make demo`.")
+    st.info(NO_RUN)
     st.stop()
 run = cached(q.run_row)(ctx.db, ctx.run_id)
 dataset_id = int(run.dataset_id)
