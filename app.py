@@ -2,7 +2,7 @@
 
 The frame around every page: navigation, and a sidebar with the database, the run and the
 presentation toggle. Choices live under non-widget session_state keys (see
-genre_core.app_state) so they survive page switches; each page reads them via `context()`.
+genre_core.app.state) so they survive page switches; each page reads them via `context()`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import threading
 
 import streamlit as st
 
-from genre_core import app_state as S
-from genre_core import queries as q
+from genre_core.app import state as S
+from genre_core.app import queries as q
 from genre_core.store import default_db_path
 
 st.set_page_config(page_title="GenreLens", page_icon="🎧", layout="wide")

@@ -3,7 +3,7 @@ genre_core stays free of streamlit)."""
 
 import streamlit as st
 
-from genre_core import app_state as S
+from genre_core.app import state as S
 
 NO_RUN = "No complete run yet: train one (`python -m training train ...`) or run `make demo`."
 

@@ -37,8 +37,8 @@ BENCH_ROOT = Path("data/bench")
 
 
 def ensure_demo(store, root: Path, per_genre: int, seconds: float) -> None:
-    from genre_core.datasets.synth import SynthConfig, generate_corpus
-    from genre_core.ingest import ingest
+    from genre_core.datasets.synth.corpus import SynthConfig, generate_corpus
+    from genre_core.datasets.ingest import ingest
 
     if not (root / "metadata.csv").is_file():
         generate_corpus(root, SynthConfig(per_genre=per_genre, seconds=seconds), progress=True)

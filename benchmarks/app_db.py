@@ -249,7 +249,7 @@ def build(store: Store, name: str = "bench", genres=GENRES10, n_tracks: int = 10
 
 def page_queries(db, run_id: str, dataset_id: int, track_id: str) -> dict[str, list]:
     """The uncached reads each page makes on first open (what st.cache_data saves later)."""
-    from genre_core import queries as q
+    from genre_core.app import queries as q
 
     return {
         "app (sidebar)": [("database_state", q.database_state, (db,)), ("db_version", q.db_version, (db,)),
@@ -294,7 +294,7 @@ def time_app(db_path: Path, run_id: str, track: tuple[int, str]) -> pd.DataFrame
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
-    from genre_core import app_state as S
+    from genre_core.app import state as S
 
     os.environ["GENRELENS_DB"] = str(db_path)
     app = Path(__file__).resolve().parent.parent / "app.py"
@@ -318,7 +318,7 @@ def time_app(db_path: Path, run_id: str, track: tuple[int, str]) -> pd.DataFrame
 
 
 def run(store, args) -> pd.DataFrame:
-    from genre_core import queries as q
+    from genre_core.app import queries as q
 
     n_tracks = getattr(args, "app_tracks", 10_000)
     n_runs = getattr(args, "app_runs", 20)

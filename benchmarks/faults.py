@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 
 from genre_core import evaluation
-from genre_core.faults import detect_faults
-from genre_core.fingerprint import fingerprint_benchmark
-from genre_core.known_faults import score_against_truth
+from genre_core.faults.detect import detect_faults
+from genre_core.faults.fingerprint import fingerprint_benchmark
+from genre_core.faults.known import score_against_truth
 
 FLAGGING_KINDS = ("exact_duplicate", "recording_duplicate", "label_issue", "distortion")
 

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from genre_core.features import FeatureConfig, LogMel
-from genre_core.windows import WaveformCache, build_windows
+from genre_core.features.spectral import FeatureConfig, LogMel
+from genre_core.features.windows import WaveformCache, build_windows
 
 N_TRACKS = 60
 

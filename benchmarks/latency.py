@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from genre_core.inference import load_run
-from genre_core.streaming import latency_benchmark, mix_benchmark
+from genre_core.train.inference import load_run
+from genre_core.live.streaming import latency_benchmark, mix_benchmark
 
 MIX_MINUTES = 60
 SECTION_CLIPS = 6  # consecutive clips per genre section: 90-s sections of 15-s clips

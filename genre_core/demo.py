@@ -38,11 +38,11 @@ def _complete_runs(store: Store, model: str, split_like: str) -> list[str]:
 
 
 def run_demo(store: Store, config: DemoConfig, log: Callable[[str], None] = print) -> str:
-    from genre_core.analyze import analyze
-    from genre_core.datasets.synth import SynthConfig, generate_corpus
-    from genre_core.faults import detect_faults
-    from genre_core.ingest import ingest
-    from genre_core.training import TrainConfig, fit, train_command
+    from genre_core.analysis.analyze import analyze
+    from genre_core.datasets.synth.corpus import SynthConfig, generate_corpus
+    from genre_core.faults.detect import detect_faults
+    from genre_core.datasets.ingest import ingest
+    from genre_core.train.fit import TrainConfig, fit, train_command
 
     started = time.perf_counter()
     if not (config.root / "metadata.csv").is_file():

@@ -263,7 +263,7 @@ class Store:
         """Test-side predictions of the dataset's complete k-fold runs, one row per (run, track).
 
         Columns: run_id, sweep, fold_split (e.g. 'kfold-2/5'), classes, started_at, track_id,
-        label, probs. Choosing the sweep is left to the caller (genre_core.faults).
+        label, probs. Choosing the sweep is left to the caller (genre_core.faults.detect).
         """
         return self.query(
             "SELECT r.run_id, r.sweep, r.split AS fold_split, r.classes, r.started_at, "

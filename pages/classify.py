@@ -5,9 +5,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from genre_core import app_state as S
-from genre_core import charts
-from genre_core import queries as q
+from genre_core.app import state as S
+from genre_core.app import charts
+from genre_core.app import queries as q
 from page_frame import enter, require_run
 from genre_core.store import Store
 
@@ -22,8 +22,8 @@ st.write(f"Upload any audio file (up to {MAX_MB} MB) or record one: the chosen r
          "seconds, and a smoothed timeline shows where the genre changes.")
 require_run(ctx)
 try:
-    from genre_core import streaming, timeline
-    from genre_core.inference import load_run
+    from genre_core.live import streaming, timeline
+    from genre_core.train.inference import load_run
 except ImportError as exc:
     st.info(f"Live classification is not available in this installation ({exc}).")
     st.stop()
@@ -56,9 +56,9 @@ def decode(data: bytes, name: str):
 
 def loudest_gradcam(loaded, y, sr) -> dict | None:
     """Grad-CAM of the loudest window for its own top genre, or None for models without a
-    convolutional layer (or without genre_core.explain)."""
+    convolutional layer (or without genre_core.analysis.explain)."""
     try:
-        from genre_core import explain
+        from genre_core.analysis import explain
     except ImportError:
         return None
     if loaded.model is None or getattr(loaded.model, "gradcam_layer", None) is None:

@@ -4,9 +4,9 @@ from functools import partial
 
 import streamlit as st
 
-from genre_core import app_state as S
-from genre_core import charts
-from genre_core import queries as q
+from genre_core.app import state as S
+from genre_core.app import charts
+from genre_core.app import queries as q
 from page_frame import enter
 
 ctx = enter("pages/overview.py")

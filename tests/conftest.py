@@ -13,7 +13,7 @@ def _single_thread_torch():
 @pytest.fixture(scope="session")
 def toy_store(tmp_path_factory):
     """A database holding the 3-genre toy corpus as dataset 'toy' (24 tracks of 4 s)."""
-    from genre_core.ingest import ingest
+    from genre_core.datasets.ingest import ingest
     from genre_core.store import open_store
     from tests.helpers import make_toy_corpus
 

@@ -8,8 +8,8 @@ import re
 import numpy as np
 import pytest
 
-from genre_core.analyze import analyze
-from genre_core.training import TrainConfig, fit
+from genre_core.analysis.analyze import analyze
+from genre_core.train.fit import TrainConfig, fit
 
 TABLES = ("embeddings", "projections", "neighbours", "attributions", "band_importance", "taggrams")
 
@@ -113,8 +113,8 @@ def test_reanalysing_replaces_rows_instead_of_adding(toy_store, cnn_run, first_a
 
 
 def test_a_baseline_run_is_analysed_without_gradcam(toy_store, monkeypatch):
-    from genre_core.models import musicnn
-    from genre_core.models.musicnn_weights import MusicnnWeightsMissing
+    from genre_core.models.musicnn import net as musicnn
+    from genre_core.models.musicnn.weights import MusicnnWeightsMissing
 
     def missing(*args, **kwargs):
         raise MusicnnWeightsMissing("not installed (simulated)")
@@ -135,8 +135,8 @@ def test_an_unknown_split_is_refused(toy_store, cnn_run):
 
 
 def test_a_musicnn_run_stores_both_the_penultimate_and_the_pooled_embedding(toy_store, tmp_path, monkeypatch):
-    from genre_core.analyze import analyze
-    from genre_core.training import TrainConfig, fit
+    from genre_core.analysis.analyze import analyze
+    from genre_core.train.fit import TrainConfig, fit
 
     monkeypatch.setenv("GENRELENS_CACHE_DIR", str(tmp_path))
     run = fit(toy_store, TrainConfig.tiny_preset("toy", "musicnn_probe", epochs=1), progress=False)

@@ -16,8 +16,8 @@ import pytest
 import soundfile as sf
 from streamlit.testing.v1 import AppTest
 
-from genre_core import app_state as S
-from genre_core import queries as q
+from genre_core.app import state as S
+from genre_core.app import queries as q
 from genre_core.store import open_store
 from tests.test_queries import build_app_db
 
@@ -174,14 +174,14 @@ def test_classify_rejects_what_is_not_audio(monkeypatch, app_db):
     _open(at, "classify")
     _ok(at)
     if at.info and "not available" in at.info[0].value:
-        pytest.skip("genre_core.streaming is not importable yet")
+        pytest.skip("genre_core.live.streaming is not importable yet")
     at.file_uploader[0].upload("notes.txt", b"these are not the samples you are looking for", "text/plain").run()
     _ok(at)
     assert any("not audio GenreLens can read" in e.value for e in at.error)
 
 
 def test_classify_a_recording(monkeypatch, app_db):
-    pytest.importorskip("genre_core.streaming")
+    pytest.importorskip("genre_core.live.streaming")
     from tests.helpers import band_clip
 
     buffer = io.BytesIO()

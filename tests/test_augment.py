@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from genre_core import augment as aug
+from genre_core.features import augment as aug
 
 SR = 22050
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from genre_core.embeddings import confusion_analysis, nearest_neighbours, project, track_means
+from genre_core.analysis.embeddings import confusion_analysis, nearest_neighbours, project, track_means
 
 
 def _clusters(n_per: int = 12, dim: int = 8, seed: int = 0) -> np.ndarray:

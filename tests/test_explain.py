@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from genre_core.explain import (
+from genre_core.analysis.explain import (
     band_occlusion, band_profile, compact, gradcam_features, gradcam_windows, stitch,
     track_gradcam,
 )
-from genre_core.features import FeatureConfig, LogMel
+from genre_core.features.spectral import FeatureConfig, LogMel
 from genre_core.models import MODELS, build_model
 
 N_BANDS, N_FRAMES = 64, 64
@@ -69,8 +69,8 @@ def test_gradcam_has_the_feature_grid_shape_for_every_conv_model(name):
 
 
 def test_gradcam_works_through_the_frozen_musicnn_probe(tmp_path, monkeypatch):
-    from genre_core.models.musicnn import MusicnnMel
-    from genre_core.models.musicnn_weights import MusicnnWeightsMissing
+    from genre_core.models.musicnn.net import MusicnnMel
+    from genre_core.models.musicnn.weights import MusicnnWeightsMissing
 
     monkeypatch.setenv("GENRELENS_CACHE_DIR", str(tmp_path))
     try:
@@ -146,9 +146,9 @@ def test_occlusion_drop_is_largest_for_the_event_bands(event_model):
 
 
 def test_track_gradcam_spans_the_whole_track_on_the_mel_grid(toy_store):
-    from genre_core.inference import load_run
-    from genre_core.training import TrainConfig, fit
-    from genre_core.windows import WaveformCache
+    from genre_core.train.inference import load_run
+    from genre_core.train.fit import TrainConfig, fit
+    from genre_core.features.windows import WaveformCache
 
     config = TrainConfig.tiny_preset("toy", "cnn", epochs=1)
     run = load_run(toy_store, fit(toy_store, config, progress=False).run_id, "cpu")

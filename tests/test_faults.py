@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from genre_core import faults
-from genre_core.known_faults import (
+from genre_core.faults import detect as faults
+from genre_core.faults.known import (
     CITATION, compare_faults, exact_repetition_groups, known_faults, score_against_truth)
 from tests.test_fingerprint import SR, pcm16, song
 
@@ -213,7 +213,7 @@ def _fake_kfold(store, dataset_id: int, ids: list[str], labels: list[str]) -> No
 
 
 def test_detect_faults_end_to_end(tmp_path):
-    from genre_core.ingest import ingest
+    from genre_core.datasets.ingest import ingest
     from genre_core.store import open_store
 
     corpus = _gtzan_corpus(tmp_path / "corpus")

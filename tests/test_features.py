@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from genre_core.features import (
+from genre_core.features.spectral import (
     FEATURES,
     HANDCRAFTED_NAMES,
     FeatureConfig,

@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from genre_core import audio
-from genre_core import fingerprint as fp
+from genre_core.faults import fingerprint as fp
 
 SR = 22050
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from genre_core.features import feature_bins
+from genre_core.features.spectral import feature_bins
 from genre_core.models import (
     BASELINE_NAMES,
     MODELS,

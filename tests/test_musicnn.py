@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 import torch
 
-from genre_core.models.musicnn import (
+from genre_core.models.musicnn.net import (
     MUSICNN_MODELS, MUSICNN_SR, WINDOW_FRAMES, MusicnnMel, build_musicnn_finetune,
     build_musicnn_probe, load_tagger, taggram,
 )
-from genre_core.models.musicnn_weights import (
+from genre_core.models.musicnn.weights import (
     INSTALL_HINT, MusicnnWeightsMissing, pretrained_state_dict, tag_names,
 )
 

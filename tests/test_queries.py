@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genre_core import app_state as S
+from genre_core.app import state as S
 from genre_core import evaluation
-from genre_core import queries as q
+from genre_core.app import queries as q
 from genre_core.store import open_store
 
 
@@ -33,8 +33,8 @@ def build_app_db(root: Path) -> dict:
     import torch
 
     from benchmarks.app_db import build, fake_analysis
-    from genre_core.ingest import ingest
-    from genre_core.training import TrainConfig, fit
+    from genre_core.datasets.ingest import ingest
+    from genre_core.train.fit import TrainConfig, fit
     from tests.helpers import make_toy_corpus
 
     torch.set_num_threads(1)
@@ -90,7 +90,7 @@ def test_database_state_says_how_to_fill_it(tmp_path, app_db):
 
 
 def test_database_without_runs(tmp_path):
-    from genre_core.ingest import ingest
+    from genre_core.datasets.ingest import ingest
     from tests.helpers import make_toy_corpus
 
     store = open_store(tmp_path / "db.duckdb")

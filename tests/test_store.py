@@ -6,7 +6,7 @@ import duckdb
 import pytest
 
 from genre_core import store as store_mod
-from genre_core.ingest import ingest
+from genre_core.datasets.ingest import ingest
 from genre_core.store import StoreError, open_store
 from tests.helpers import tone, write
 

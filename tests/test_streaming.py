@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from genre_core.audio import AudioError
-from genre_core.inference import load_run
-from genre_core.streaming import (RingBuffer, StreamingClassifier, classify_array, classify_file,
+from genre_core.train.inference import load_run
+from genre_core.live.streaming import (RingBuffer, StreamingClassifier, classify_array, classify_file,
                                   classify_stream, latency_benchmark, mix_benchmark)
-from genre_core.timeline import SILENCE
-from genre_core.training import TrainConfig, fit
+from genre_core.live.timeline import SILENCE
+from genre_core.train.fit import TrainConfig, fit
 from tests.helpers import BANDS, SR, band_clip, write
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from genre_core.sweep import load_sweep, run_sweep
+from genre_core.train.sweep import load_sweep, run_sweep
 
 
 def test_sweep_runs_every_cell_and_tags_runs(toy_store, tmp_path):

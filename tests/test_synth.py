@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from genre_core.datasets.synth import FAULT_KINDS, GENRES, SynthConfig, _plan, generate_corpus
+from genre_core.datasets.synth.corpus import FAULT_KINDS, GENRES, SynthConfig, _plan, generate_corpus
 
 CONFIG = SynthConfig(per_genre=5, seconds=4.0, seed=0)
 

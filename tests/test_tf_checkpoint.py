@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genre_core.tf_checkpoint import CheckpointError, _crc32c, read_checkpoint
+from genre_core.models.musicnn.tf_checkpoint import CheckpointError, _crc32c, read_checkpoint
 
 # ---------------------------------------------------------------- a minimal bundle writer
 
@@ -140,7 +140,7 @@ def test_corrupt_block_is_reported(tmp_path):
 
 
 def test_reads_musicnn_msd_checkpoint():
-    from genre_core.models.musicnn_weights import MusicnnWeightsMissing, checkpoint_dir
+    from genre_core.models.musicnn.weights import MusicnnWeightsMissing, checkpoint_dir
 
     try:
         folder = checkpoint_dir("MSD_musicnn")

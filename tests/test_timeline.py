@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genre_core.timeline import (SILENCE, Section, WindowPrediction, boundary_error, format_sections,
+from genre_core.live.timeline import (SILENCE, Section, WindowPrediction, boundary_error, format_sections,
                                  format_time, segment, smooth_labels, time_accuracy, timeline_frame,
                                  viterbi, write_timeline)
 

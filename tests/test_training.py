@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from genre_core.models import MODELS
-from genre_core.training import TrainConfig, fit, prepare, resume_run
-from genre_core.torch_loop import Interrupted
+from genre_core.train.fit import TrainConfig, fit, prepare, resume_run
+from genre_core.train.loop import Interrupted
 
 TORCH_MODELS = [n for n, s in MODELS.items() if s.is_torch]
 BASELINES = [n for n, s in MODELS.items() if not s.is_torch]
@@ -77,7 +77,7 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(toy_store):
 
 
 def test_a_run_that_crashes_is_marked_failed(toy_store, monkeypatch):
-    from genre_core import torch_loop
+    from genre_core.train import loop as torch_loop
 
     def boom(*args, **kwargs):
         raise RuntimeError("out of memory (simulated)")
@@ -106,7 +106,7 @@ def test_config_round_trips_through_json(toy_store):
 @pytest.mark.parametrize("model", ["cnn_small", "logreg"])
 def test_a_loaded_run_reproduces_its_stored_window_predictions(toy_store, model):
     from genre_core import audio
-    from genre_core.inference import load_run
+    from genre_core.train.inference import load_run
 
     result = fit(toy_store, TrainConfig.tiny_preset("toy", model, epochs=1), progress=False)
     seg = toy_store.query(

@@ -14,14 +14,14 @@ USER_ERRORS = (AudioError, DatasetError, StoreError, ValueError, FileNotFoundErr
 
 
 def cmd_synth(args: argparse.Namespace) -> str:
-    from genre_core.datasets.synth import SynthConfig, generate_corpus
+    from genre_core.datasets.synth.corpus import SynthConfig, generate_corpus
 
     config = SynthConfig(per_genre=args.per_genre, seconds=args.seconds, seed=args.seed)
     return generate_corpus(Path(args.out), config, progress=True).line()
 
 
 def cmd_ingest(args: argparse.Namespace) -> str:
-    from genre_core.ingest import ingest
+    from genre_core.datasets.ingest import ingest
 
     store = open_store(args.db)
     summary = ingest(store, args.dataset, Path(args.root), args.name, args.artist_index)
@@ -29,7 +29,7 @@ def cmd_ingest(args: argparse.Namespace) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> str:
-    from genre_core.training import resume_run, train_command
+    from genre_core.train.fit import resume_run, train_command
 
     store = open_store(args.db)
     if args.resume:
@@ -41,7 +41,7 @@ def cmd_train(args: argparse.Namespace) -> str:
 
 
 def cmd_sweep(args: argparse.Namespace) -> str:
-    from genre_core.sweep import load_sweep, run_sweep
+    from genre_core.train.sweep import load_sweep, run_sweep
 
     table = run_sweep(open_store(args.db), load_sweep(args.config))
     print(table.drop(columns=["sweep"]).to_string(index=False, float_format="%.3f"))
@@ -50,8 +50,8 @@ def cmd_sweep(args: argparse.Namespace) -> str:
 
 
 def cmd_classify(args: argparse.Namespace) -> str:
-    from genre_core.streaming import classify_file
-    from genre_core.timeline import format_sections
+    from genre_core.live.streaming import classify_file
+    from genre_core.live.timeline import format_sections
 
     store = open_store(args.db, create=False)
     result = classify_file(store, Path(args.file), args.run, window_s=args.window, hop_s=args.hop,
@@ -61,13 +61,13 @@ def cmd_classify(args: argparse.Namespace) -> str:
 
 
 def cmd_analyze(args: argparse.Namespace) -> str:
-    from genre_core.analyze import analyze
+    from genre_core.analysis.analyze import analyze
 
     return analyze(open_store(args.db, create=False), args.run).line()
 
 
 def cmd_faults(args: argparse.Namespace) -> str:
-    from genre_core.faults import detect_faults
+    from genre_core.faults.detect import detect_faults
 
     return detect_faults(open_store(args.db, create=False), args.dataset).line()
 

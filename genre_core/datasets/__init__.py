@@ -12,7 +12,7 @@ from genre_core.datasets.base import (
     read_artist_index,
     with_artists,
 )
-from genre_core.datasets.demo import scan_synth
+from genre_core.datasets.synth.scan import scan_synth
 from genre_core.datasets.fma import scan_fma
 from genre_core.datasets.folder import scan_folder
 from genre_core.datasets.gtzan import scan_gtzan

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from genre_core.models import baselines, cnn, crnn, musicnn, rnn, transformer
+from genre_core.models import baselines, cnn, crnn, rnn, transformer
+
+from genre_core.models.musicnn import net as musicnn
 from genre_core.models.base import GenreModel, ModelOutput, ModelSpec
 
 MODELS: dict[str, ModelSpec] = {

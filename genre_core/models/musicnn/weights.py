@@ -2,7 +2,7 @@
 them from TensorFlow layout to the PyTorch modules of `musicnn.py`, and cache the result.
 
 The wheel is installed with `--no-deps` only for its checkpoint files; nothing here imports
-musicnn or TensorFlow (the checkpoints are read by `genre_core.tf_checkpoint`).
+musicnn or TensorFlow (the checkpoints are read by `genre_core.models.musicnn.tf_checkpoint`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genre_core.tf_checkpoint import read_checkpoint
+from genre_core.models.musicnn.tf_checkpoint import read_checkpoint
 
 INSTALL_HINT = "musicnn weights not found; install them with: pip install --no-deps musicnn==0.1.0"
 DEFAULT_CACHE_DIR = Path("data") / "cache" / "musicnn"

@@ -22,13 +22,13 @@ import pandas as pd
 import torch
 
 from genre_core import evaluation
-from genre_core.augment import AugmentConfig
+from genre_core.features.augment import AugmentConfig
 from genre_core.datasets.splits import SPLITS, Split, kfold_splits
-from genre_core.features import FeatureConfig, build_feature, feature_bins
+from genre_core.features.spectral import FeatureConfig, build_feature, feature_bins
 from genre_core.models import build_model, get_spec
 from genre_core.store import Store
-from genre_core.torch_loop import Interrupted, LoopSettings, Trainer, resolve_device
-from genre_core.windows import WaveformCache, WindowSet, build_windows, handcrafted_windows
+from genre_core.train.loop import Interrupted, LoopSettings, Trainer, resolve_device
+from genre_core.features.windows import WaveformCache, WindowSet, build_windows, handcrafted_windows
 
 
 MODEL_FILE = "model.pt"  # best weights of a torch run, under <db dir>/runs/<run_id>/
@@ -110,7 +110,7 @@ def choose_split(config: TrainConfig, tracks: pd.DataFrame) -> Split:
 def input_pipeline(kind: str, features: FeatureConfig) -> tuple[torch.nn.Module, int, int]:
     """(front end waveform -> (B, 1, F, T), its sample rate, F) for an input kind."""
     if kind == "musicnn":
-        from genre_core.models.musicnn import MUSICNN_SR, MusicnnMel
+        from genre_core.models.musicnn.net import MUSICNN_SR, MusicnnMel
 
         return MusicnnMel(), MUSICNN_SR, 96
     return build_feature(kind, features), features.sr, feature_bins(kind, features)

@@ -20,13 +20,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from genre_core.embeddings import nearest_neighbours, project, track_embeddings
-from genre_core.explain import (
+from genre_core.analysis.embeddings import nearest_neighbours, project, track_embeddings
+from genre_core.analysis.explain import (
     band_occlusion, band_profile, compact, normalise, track_features, track_map,
 )
-from genre_core.inference import LoadedRun, load_run
+from genre_core.train.inference import LoadedRun, load_run
 from genre_core.store import Store
-from genre_core.windows import WaveformCache
+from genre_core.features.windows import WaveformCache
 
 TAGGER = "MSD_musicnn"  # its 50 MSD tags include most genre words
 TAGGRAM_CHUNK = 16  # 3-s windows per tagger forward: bounds memory on long tracks
@@ -151,8 +151,8 @@ def _taggram_table(loaded: LoadedRun, tracks: pd.DataFrame, explained: pd.DataFr
                    summary: AnalyzeSummary) -> pd.DataFrame | None:
     """MSD musicnn tag probabilities per 3-s window of each explained track: `values` is
     (n_frames windows, 50 tags) flattened row-major. None when the wheel is missing."""
-    from genre_core.models.musicnn import MUSICNN_SR, MusicnnMel, load_tagger
-    from genre_core.models.musicnn_weights import MusicnnWeightsMissing, tag_names
+    from genre_core.models.musicnn.net import MUSICNN_SR, MusicnnMel, load_tagger
+    from genre_core.models.musicnn.weights import MusicnnWeightsMissing, tag_names
 
     try:
         tagger = load_tagger(TAGGER).to(loaded.device)
@@ -177,7 +177,7 @@ def _taggram_table(loaded: LoadedRun, tracks: pd.DataFrame, explained: pd.DataFr
 def _track_taggram(tagger: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
     """musicnn mel (1, 1, 96, T) -> (W, 50) tag probabilities of its 3-s windows; a track
     shorter than one window is padded with silence (0 after musicnn's log) to one."""
-    from genre_core.models.musicnn import WINDOW_FRAMES, taggram
+    from genre_core.models.musicnn.net import WINDOW_FRAMES, taggram
 
     if x.shape[-1] < WINDOW_FRAMES:
         x = F.pad(x, (0, WINDOW_FRAMES - x.shape[-1]))  # (1, 1, 96, 187)

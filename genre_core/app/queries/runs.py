@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from genre_core import evaluation
-from genre_core.queries._base import _REVIEWS, FILL_COMMAND, SEVERITY, _df, _path
+from genre_core.app.queries._base import _REVIEWS, FILL_COMMAND, SEVERITY, _df, _path
 from genre_core.store import SCHEMA_VERSION
 
 # -- the database itself --------------------------------------------------------------------

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from captum.attr import LayerGradCam
 from torch import nn
 
-from genre_core.windows import window_starts
+from genre_core.features.windows import window_starts
 
 MAX_BANDS = 64  # stored maps: 128 mel bands pooled in pairs is still finer than the eye needs
 FRAMES_PER_S = 8.0  # stored maps: 125-ms columns, finer than a beat at 200 BPM
@@ -100,7 +100,7 @@ def frame_hop(frontend: nn.Module) -> int:
     config = getattr(frontend, "config", None)
     if config is not None:
         return int(config.hop_length)
-    from genre_core.models.musicnn import HOP_LENGTH
+    from genre_core.models.musicnn.net import HOP_LENGTH
 
     return HOP_LENGTH
 

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from genre_core.augment import AugmentConfig, augment_waveform, mixup, spec_augment
-from genre_core.windows import WindowSet
+from genre_core.features.augment import AugmentConfig, augment_waveform, mixup, spec_augment
+from genre_core.features.windows import WindowSet
 
 
 def resolve_device(name: str) -> torch.device:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genre_core.models.base import GenreModel, ModelOutput, ModelSpec
-from genre_core.models.musicnn_weights import pretrained_state_dict, tag_names
+from genre_core.models.musicnn.weights import pretrained_state_dict, tag_names
 
 MUSICNN_SR = 16000
 N_FFT = 512

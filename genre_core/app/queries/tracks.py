@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from genre_core.queries._base import BROWSER_AUDIO, _df
+from genre_core.app.queries._base import BROWSER_AUDIO, _df
 
 # -- one track ------------------------------------------------------------------------------
 

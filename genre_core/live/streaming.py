@@ -3,7 +3,7 @@
 Audio arrives in blocks of any size; a fixed-size ring buffer turns them into overlapping
 windows, which are batched through the model. Memory is O(window + batch), never O(stream), so
 a 2-hour file is never held whole, and the results do not depend on how the stream was cut into
-blocks. `classify_file` / `classify_array` add smoothing and sections (genre_core.timeline);
+blocks. `classify_file` / `classify_array` add smoothing and sections (genre_core.live.timeline);
 `latency_benchmark` and `mix_benchmark` measure speed and timeline quality for `make bench`.
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from genre_core.audio import SILENCE_DBFS, AudioError, probe, resample, stream_blocks, to_mono
-from genre_core.timeline import (DEFAULT_SWITCH_PENALTY, Section, WindowPrediction, boundary_error,
+from genre_core.live.timeline import (DEFAULT_SWITCH_PENALTY, Section, WindowPrediction, boundary_error,
                                  segment, time_accuracy, write_timeline)
 
 __all__ = ["RingBuffer", "StreamingClassifier", "WindowPrediction", "ClassifyResult", "classify_stream",
@@ -243,7 +243,7 @@ def classify_file(store, path: Path | str, run_id: str | None = None, window_s: 
     "none"), and writes the timeline to `out` (.csv or .json) when given. Raises AudioError for
     undecodable files, ValueError for silent or too-short ones.
     """
-    from genre_core.inference import load_run
+    from genre_core.train.inference import load_run
 
     info = probe(path)  # fail on unreadable files before loading a model
     loaded = load_run(store, run_id, device=device)

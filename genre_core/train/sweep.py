@@ -26,10 +26,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from genre_core.augment import AugmentConfig
+from genre_core.features.augment import AugmentConfig
 from genre_core.models import get_spec
 from genre_core.store import Store
-from genre_core.training import TrainConfig, fit
+from genre_core.train.fit import TrainConfig, fit
 
 REPRESENTATIONS = ("logmel", "mfcc")
 

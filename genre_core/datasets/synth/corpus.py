@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from genre_core.datasets.synth_music import render_clip
-from genre_core.datasets.synth_styles import Artist, artist_name, make_artist, title
+from genre_core.datasets.synth.music import render_clip
+from genre_core.datasets.synth.styles import Artist, artist_name, make_artist, title
 
 GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
 FAULT_KINDS = ("exact_duplicate", "recording_duplicate", "label_issue", "distortion", "silence", "unreadable")

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 
 from genre_core import evaluation
-from genre_core.queries._base import _REVIEWS, DUPLICATE_KINDS, _df
-from genre_core.queries.runs import predictions, run_row
+from genre_core.app.queries._base import _REVIEWS, DUPLICATE_KINDS, _df
+from genre_core.app.queries.runs import predictions, run_row
 
 # -- faults and reviews ---------------------------------------------------------------------
 

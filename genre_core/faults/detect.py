@@ -27,10 +27,10 @@ import scipy.fft
 from tqdm import tqdm
 
 from genre_core import audio
-from genre_core import fingerprint as fp
-from genre_core.known_faults import FAULT_COLUMNS, known_faults
+from genre_core.faults import fingerprint as fp
+from genre_core.faults.known import FAULT_COLUMNS, known_faults
 from genre_core.store import Store
-from genre_core.windows import WaveformCache
+from genre_core.features.windows import WaveformCache
 
 KIND_ORDER = ("exact_duplicate", "recording_duplicate", "label_issue", "distortion", "silence",
               "unreadable", "artist_repeat")

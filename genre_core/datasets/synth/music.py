@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from genre_core.datasets.synth_styles import SCALES, STYLES, Artist, Part, Style, parse_chord
+from genre_core.datasets.synth.styles import SCALES, STYLES, Artist, Part, Style, parse_chord
 
 TAU = 2 * np.pi
 _VELOCITY = {"X": 1.0, "x": 0.7, "o": 0.35}

@@ -11,8 +11,8 @@ import torch
 
 from genre_core.models import build_model, get_spec
 from genre_core.store import Store, StoreError
-from genre_core.torch_loop import resolve_device
-from genre_core.training import MODEL_FILE, TrainConfig, input_pipeline
+from genre_core.train.loop import resolve_device
+from genre_core.train.fit import MODEL_FILE, TrainConfig, input_pipeline
 
 
 @dataclass
@@ -37,7 +37,7 @@ class LoadedRun:
         """(B, L) audio -> ((B, C) probabilities, {kind: (B, D)}) with kinds "penultimate" and,
         where the model has one, "pooled". Baselines return no embeddings."""
         if self.estimator is not None:
-            from genre_core.features import handcrafted
+            from genre_core.features.spectral import handcrafted
 
             table = np.stack([handcrafted(w, sr=self.sr) for w in windows])
             probs = np.full((len(windows), len(self.classes)), 0.0)
