@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from genre_core import paths
 from genre_core.analysis.embeddings import nearest_neighbours, project, track_embeddings
 from genre_core.analysis.explain import (
     band_occlusion, band_profile, compact, normalise, track_features, track_map,
@@ -70,7 +71,7 @@ def analyze(store: Store, run_id: str, progress: bool = True, gradcam_split: str
         splits = ", ".join(sorted(predictions.split.unique())) or "none"
         raise ValueError(f"run {run_id} has no {gradcam_split!r} predictions (has: {splits})")
     explained = explained[explained.track_id.isin(tracks.track_id)]
-    cache = WaveformCache(store.path.parent / "cache")
+    cache = WaveformCache(paths.cache_dir(store.path))
     results = _embedding_tables(loaded, tracks, cache, methods, k, progress, summary)
     results.update(_gradcam_tables(loaded, tracks, explained, cache, progress, summary))
     if taggrams:

@@ -26,7 +26,7 @@ import pandas as pd
 import scipy.fft
 from tqdm import tqdm
 
-from genre_core import audio
+from genre_core import audio, paths
 from genre_core.faults import fingerprint as fp
 from genre_core.faults.known import FAULT_COLUMNS, known_faults
 from genre_core.store import Store
@@ -391,7 +391,7 @@ def detect_faults(store: Store, dataset_name: str, progress: bool = True, sr: in
     dataset_id = int(info["dataset_id"])
     every = store.tracks(dataset_name, usable_only=False)
     usable = every[every["status"] == "ok"].reset_index(drop=True)
-    cache = WaveformCache(store.path.parent / "cache")
+    cache = WaveformCache(paths.cache_dir(store.path))
     scans = _scan_all(usable, cache, sr, progress)
     ids = list(usable["track_id"])
 

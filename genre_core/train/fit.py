@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from genre_core import evaluation
+from genre_core import evaluation, paths
 from genre_core.features.augment import AugmentConfig
 from genre_core.datasets.splits import SPLITS, Split, kfold_splits
 from genre_core.features.spectral import FeatureConfig, build_feature, feature_bins
@@ -31,7 +31,6 @@ from genre_core.train.loop import Interrupted, LoopSettings, Trainer, resolve_de
 from genre_core.features.windows import WaveformCache, WindowSet, build_windows, handcrafted_windows
 
 
-MODEL_FILE = "model.pt"  # best weights of a torch run, under <db dir>/runs/<run_id>/
 
 
 @dataclass(frozen=True)
@@ -150,8 +149,8 @@ def fit(store: Store, config: TrainConfig, *, run_id: str | None = None, resume:
                              config=config.to_dict(), device=str(resolve_device(config.device)),
                              seed=config.seed, sweep=sweep, classes=data.classes))
     try:
-        cache = WaveformCache(store.path.parent / "cache")
-        run_dir = store.path.parent / "runs" / run_id
+        cache = WaveformCache(paths.cache_dir(store.path))
+        run_dir = paths.run_dir(store.path, run_id)
         if spec.is_torch:
             outputs = _fit_torch(config, data, cache, representation, run_dir, resume, progress, stop_after_epoch)
         else:
@@ -184,13 +183,13 @@ def _fit_torch(config, data: Sides, cache, representation, run_dir: Path, resume
                             config.augment, config.seed, stop_after_epoch)
     steps = -(-len(windows["train"]) // config.batch_size)
     trainer = Trainer(model, frontend, settings, resolve_device(config.device), steps, sr)
-    checkpoint = run_dir / "checkpoint.pt"
+    checkpoint = run_dir / paths.CHECKPOINT_FILE
     if resume:
         if not checkpoint.is_file():
             raise ValueError(f"nothing to resume: {checkpoint} not found")
         trainer.load(checkpoint)
     state = trainer.fit(windows["train"], windows["val"], len(data.classes), checkpoint, progress)
-    torch.save(trainer.model.state_dict(), run_dir / MODEL_FILE)
+    torch.save(trainer.model.state_dict(), run_dir / paths.MODEL_FILE)
     log_probs = {side: trainer.predict(windows[side], progress)[0] for side in ("val", "test")}
     return Outputs(state.history, windows, log_probs)
 
@@ -215,7 +214,7 @@ def _fit_baseline(config: TrainConfig, data: Sides, cache, run_dir: Path, progre
     estimator = build_model(config.model, len(data.classes), 57, seed=config.seed)
     estimator.fit(tables["train"], labels["train"])
     run_dir.mkdir(parents=True, exist_ok=True)
-    joblib.dump(estimator, run_dir / "model.joblib")
+    joblib.dump(estimator, run_dir / paths.BASELINE_FILE)
     log_probs = {side: _full_log_proba(estimator, tables[side], len(data.classes)) for side in ("val", "test")}
     train_acc = float((estimator.predict(tables["train"]) == labels["train"]).mean())
     val = log_probs["val"]

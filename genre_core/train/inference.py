@@ -9,10 +9,11 @@ import joblib
 import numpy as np
 import torch
 
+from genre_core import paths
 from genre_core.models import build_model, get_spec
 from genre_core.store import Store, StoreError
 from genre_core.train.loop import resolve_device
-from genre_core.train.fit import MODEL_FILE, TrainConfig, input_pipeline
+from genre_core.train.fit import TrainConfig, input_pipeline
 
 
 @dataclass
@@ -51,10 +52,6 @@ class LoadedRun:
         return probs.cpu().numpy(), {k: v.float().cpu().numpy() for k, v in vectors.items() if v is not None}
 
 
-def run_dir(store: Store, run_id: str) -> Path:
-    return store.path.parent / "runs" / run_id
-
-
 def latest_complete_run(store: Store) -> str:
     rows = store.query("SELECT run_id FROM runs WHERE status = 'complete' ORDER BY finished_at DESC LIMIT 1")
     if rows.empty:
@@ -70,9 +67,9 @@ def load_run(store: Store, run_id: str | None = None, device: str = "auto") -> L
         raise StoreError(f"run {run_id} is {row['status']}, not complete")
     config = TrainConfig.from_dict(row["config"])
     spec, classes = get_spec(config.model), list(row["classes"])
-    folder, dev = run_dir(store, run_id), resolve_device(device)
+    folder, dev = paths.run_dir(store.path, run_id), resolve_device(device)
     if not spec.is_torch:
-        path = folder / "model.joblib"
+        path = folder / paths.BASELINE_FILE
         if not path.is_file():
             raise StoreError(f"run {run_id}: model file {path} is missing")
         return LoadedRun(run_id, config, classes, config.features.sr, config.window_s, dev,
@@ -80,7 +77,7 @@ def load_run(store: Store, run_id: str | None = None, device: str = "auto") -> L
     representation = row.get("representation") or spec.input_kind
     frontend, sr, bins = input_pipeline(representation, config.features)
     model = build_model(config.model, len(classes), bins, tiny=config.tiny)
-    path = folder / MODEL_FILE
+    path = folder / paths.MODEL_FILE
     if not path.is_file():
         raise StoreError(f"run {run_id}: model file {path} is missing")
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))

@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genre_core import paths
 from genre_core.models.musicnn.tf_checkpoint import read_checkpoint
 
 INSTALL_HINT = "musicnn weights not found; install them with: pip install --no-deps musicnn==0.1.0"
-DEFAULT_CACHE_DIR = Path("data") / "cache" / "musicnn"
+DEFAULT_CACHE_DIR = Path("data") / "cache" / "musicnn"  # matches paths.cache_dir of the default database
 VARIANTS = ("MSD_musicnn", "MTT_musicnn", "MSD_musicnn_big", "MSD_vgg", "MTT_vgg")
 
 # Output tags, in the models' output order (musicnn/configuration.py of the wheel).
@@ -49,7 +50,7 @@ def tag_names(variant: str) -> tuple[str, ...]:
 def default_cache_dir() -> Path:
     """Where converted weights go: `$GENRELENS_CACHE_DIR/musicnn` when that is set (tests and
     read-only checkouts point it elsewhere), else `data/cache/musicnn`."""
-    root = os.environ.get("GENRELENS_CACHE_DIR")
+    root = os.environ.get(paths.CACHE_ENV)
     return Path(root) / "musicnn" if root else DEFAULT_CACHE_DIR
 
 # Bump when the torch module names or the conversion change, so old caches are rebuilt.
