@@ -10,6 +10,10 @@ Builds (or reuses) the demo corpus in its own database under data/bench/, then p
   and accuracy with and without the flagged tracks;
 - latency: live classification ms/window and real-time factor per model, and a 60-min mix;
 - app: page and query times on a generated 10,000-track / 20-run database.
+
+`scale` runs only when named (`python -m benchmarks scale --tracks N --seconds S`): the
+whole pipeline on N generated clips of S seconds, one process per stage under
+`--ulimit-n` open files, with wall time, tracks/s, peak RSS, peak open files and disk.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import accuracy, app_db, faults, features, latency, throughput
+from benchmarks import accuracy, app_db, faults, features, latency, scale, throughput
 from genre_core.store import open_store
 
 SECTIONS = {
@@ -49,14 +53,19 @@ def ensure_demo(store, root: Path, per_genre: int, seconds: float) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sections", nargs="*", default=[], help=f"any of {', '.join(SECTIONS)} (default: all)")
+    parser.add_argument("sections", nargs="*", default=[],
+                        help=f"any of {', '.join(SECTIONS)} (default: all), or scale (alone)")
     parser.add_argument("--db", type=Path, default=BENCH_ROOT / "bench.duckdb")
     parser.add_argument("--epochs", type=int, default=12, help="epochs per torch model (accuracy)")
     parser.add_argument("--models", nargs="*", help="restrict the accuracy table to these models")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--per-genre", type=int, default=24)
-    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--seconds", type=float, default=15.0, help="clip length (demo corpus, or scale's clips)")
+    scale.add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.sections == ["scale"]:
+        scale.run(args)
+        return 0
     unknown = [s for s in args.sections if s not in SECTIONS]
     if unknown:
         parser.error(f"unknown section {unknown[0]!r} (choose from {', '.join(SECTIONS)})")
