@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from genre_core.analysis.analyze import analyze
@@ -145,3 +146,18 @@ def test_a_musicnn_run_stores_both_the_penultimate_and_the_pooled_embedding(toy_
                            "WHERE run_id = ? GROUP BY ALL ORDER BY kind", [run.run_id])
     assert dims.kind.tolist() == ["penultimate", "pooled"]
     assert dims.d.tolist() == [200, 753] and dims.n.nunique() == 1
+
+
+def test_gradcam_limit_keeps_misclassified_tracks_first():
+    from genre_core.analysis.analyze import AnalyzeSummary, _limit_explained
+
+    frame = pd.DataFrame({"track_id": [f"t{i}" for i in range(10)],
+                          "label": ["a"] * 10,
+                          "predicted": ["b", "a", "a", "b", "a", "a", "a", "a", "a", "a"]})
+    summary = AnalyzeSummary("r")
+    kept = _limit_explained(frame, 4, seed=0, summary=summary)
+    assert len(kept) == 4
+    assert {"t0", "t3"} <= set(kept.track_id)  # both misclassified tracks survive the cut
+    assert "4 of 10" in summary.line()
+    assert _limit_explained(frame, None, seed=0, summary=summary).equals(frame)
+    assert _limit_explained(frame, 4, seed=0, summary=AnalyzeSummary("r")).equals(kept)  # seeded

@@ -63,7 +63,8 @@ def cmd_classify(args: argparse.Namespace) -> str:
 def cmd_analyze(args: argparse.Namespace) -> str:
     from genre_core.analysis.analyze import analyze
 
-    return analyze(open_store(args.db, create=False), args.run).line()
+    limits = {} if args.gradcam_limit is None else {"gradcam_limit": args.gradcam_limit or None}  # 0: all
+    return analyze(open_store(args.db, create=False), args.run, **limits).line()
 
 
 def cmd_faults(args: argparse.Namespace) -> str:
@@ -131,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("analyze", cmd_analyze, "embeddings, projections, neighbours, Grad-CAM of a run")
     p.add_argument("--run", required=True, help="run id (see the app's Overview or the runs table)")
+    p.add_argument("--gradcam-limit", type=int, metavar="N",
+                   help="explain at most N test tracks, misclassified first (0: all; default 300)")
 
     p = command("faults", cmd_faults, "duplicates, label issues, distortions, artist repetition")
     p.add_argument("--dataset", required=True, help="dataset name in the database")

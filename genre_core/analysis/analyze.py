@@ -31,6 +31,10 @@ from genre_core.features.windows import WaveformCache
 
 TAGGER = "MSD_musicnn"  # its 50 MSD tags include most genre words
 TAGGRAM_CHUNK = 16  # 3-s windows per tagger forward: bounds memory on long tracks
+# Grad-CAM, occlusion and taggrams cost seconds per track on a CPU: above this many explained
+# tracks a sample is taken (every misclassified track first), so analysis of a 100,000-track
+# corpus finishes; embeddings, maps and neighbours still cover every track.
+GRADCAM_LIMIT = 300
 
 
 @dataclass
@@ -54,7 +58,7 @@ class AnalyzeSummary:
 
 def analyze(store: Store, run_id: str, progress: bool = True, gradcam_split: str = "test",
             taggrams: bool = True, methods: Sequence[str] = ("tsne", "umap"),
-            device: str = "auto", k: int = 10) -> AnalyzeSummary:
+            device: str = "auto", k: int = 10, gradcam_limit: int | None = GRADCAM_LIMIT) -> AnalyzeSummary:
     """Compute and store every analysis of a complete run; returns counts for the summary.
 
     `gradcam_split`: the split (with stored predictions: "test" or "val") whose tracks get
@@ -71,6 +75,7 @@ def analyze(store: Store, run_id: str, progress: bool = True, gradcam_split: str
         splits = ", ".join(sorted(predictions.split.unique())) or "none"
         raise ValueError(f"run {run_id} has no {gradcam_split!r} predictions (has: {splits})")
     explained = explained[explained.track_id.isin(tracks.track_id)]
+    explained = _limit_explained(explained, gradcam_limit, loaded.config.seed, summary)
     cache = WaveformCache(paths.cache_dir(store.path))
     results = _embedding_tables(loaded, tracks, cache, methods, k, progress, summary)
     results.update(_gradcam_tables(loaded, tracks, explained, cache, progress, summary))
@@ -81,6 +86,20 @@ def analyze(store: Store, run_id: str, progress: bool = True, gradcam_split: str
     store.replace_run_rows(run_id, results)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _limit_explained(explained: pd.DataFrame, limit: int | None, seed: int,
+                     summary: AnalyzeSummary) -> pd.DataFrame:
+    """At most `limit` tracks to explain: misclassified ones first (where a person looks),
+    then correct ones in a seeded random order, so every genre tends to be represented."""
+    if limit is None or len(explained) <= limit:
+        return explained
+    wrong = explained.predicted != explained.label
+    order = np.random.default_rng(seed).permutation(len(explained))
+    ranked = explained.iloc[order].assign(_right=(~wrong).to_numpy()[order]).sort_values("_right", kind="stable")
+    summary.notes.append(f"Grad-CAM and taggrams for {limit} of {len(explained)} tracks "
+                         f"(misclassified first; --gradcam-limit to change)")
+    return ranked.head(limit).drop(columns="_right")
 
 
 def _usable_tracks(store: Store, loaded: LoadedRun, summary: AnalyzeSummary) -> pd.DataFrame:
