@@ -28,12 +28,11 @@ from tqdm import tqdm
 
 from genre_core import audio, paths
 from genre_core.faults import fingerprint as fp
+from genre_core.faults.kinds import FAULT_KINDS
 from genre_core.faults.known import FAULT_COLUMNS, known_faults
 from genre_core.store import Store
 from genre_core.features.windows import WaveformCache
 
-KIND_ORDER = ("exact_duplicate", "recording_duplicate", "label_issue", "distortion", "silence",
-              "unreadable", "artist_repeat")
 CLIP_RUN = 3  # samples pinned at one extreme in a row: a real waveform rarely holds still 3 times
 CLIP_MIN_SHARE = 1e-3  # 0.1% of samples: one loud peak of a clean track stays far below this
 DROPOUT_MIN_S = 0.2  # a gap shorter than this is a rest or an edit, not a dropout
@@ -409,6 +408,6 @@ def detect_faults(store: Store, dataset_name: str, progress: bool = True, sr: in
     known = known_faults(every["track_id"]) if info["kind"] == "gtzan" else _frame([])
     store.replace_faults(dataset_id, "detected", detected)
     store.replace_faults(dataset_id, "known", known)
-    counts = {k: int(detected.loc[detected["kind"] == k, "track_id"].nunique()) for k in KIND_ORDER}
+    counts = {k: int(detected.loc[detected["kind"] == k, "track_id"].nunique()) for k in FAULT_KINDS}
     return FaultSummary(dataset_name, counts, int(known["track_id"].nunique()),
                         oof.sweep if oof else None, time.perf_counter() - start, detected)

@@ -22,6 +22,8 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
+from genre_core.faults.kinds import CLIP_KINDS, fault_family
+
 CITATION = ('B. L. Sturm, "The GTZAN dataset: its contents, its faults, their effects on '
             'evaluation, and its future use", arXiv:1306.1461, 2013')
 
@@ -40,9 +42,6 @@ EXACT_REPETITIONS: dict[str, tuple[tuple[int, ...], ...]] = {
 CROSS_GENRE_REPETITIONS: tuple[tuple[str, ...], ...] = (("metal.00058", "rock.00016"),)
 
 FAULT_COLUMNS = ["track_id", "kind", "group_id", "score", "evidence"]
-DUPLICATE_KINDS = ("exact_duplicate", "recording_duplicate")
-TRUTH_KINDS = ("exact_duplicate", "recording_duplicate", "label_issue", "distortion", "silence",
-               "unreadable")
 _GTZAN_ID = re.compile(r"^[a-z]+\.\d{5}$")
 
 
@@ -76,12 +75,6 @@ def known_faults(track_ids: Iterable[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=FAULT_COLUMNS)
 
 
-def _family(kind: str) -> str:
-    # A published exact repetition may be found as a recording duplicate when the two files
-    # differ in a byte or a sample; both mean "the same audio twice".
-    return "duplicate" if kind in DUPLICATE_KINDS else kind
-
-
 def compare_faults(detected: pd.DataFrame, known: pd.DataFrame) -> pd.DataFrame:
     """Per (track, kind family) whether a known fault was found, missed, or a detection is new.
 
@@ -89,9 +82,9 @@ def compare_faults(detected: pd.DataFrame, known: pd.DataFrame) -> pd.DataFrame:
     (exact and recording duplicates count as one family). Returns track_id, kind, status
     ('found' | 'missed' | 'new'), known_group, detected_kind, detected_group.
     """
-    known = known.assign(family=known["kind"].map(_family))
+    known = known.assign(family=known["kind"].map(fault_family))
     families = set(known["family"])
-    detected = detected.assign(family=detected["kind"].map(_family))
+    detected = detected.assign(family=detected["kind"].map(fault_family))
     detected = detected[detected["family"].isin(families)]
     k = known.groupby(["track_id", "family"], as_index=False).agg(
         kind=("kind", "first"), known_group=("group_id", "first"))
@@ -112,7 +105,7 @@ def read_truth(path: Path) -> pd.DataFrame:
 
 
 def score_against_truth(detected: pd.DataFrame, truth_csv: Path,
-                        kinds: Sequence[str] = TRUTH_KINDS) -> pd.DataFrame:
+                        kinds: Sequence[str] = CLIP_KINDS) -> pd.DataFrame:
     """Precision and recall per fault kind, counting tracks (a track flagged twice counts once).
 
     `detected` has track_id and kind. The truth lists every member of a duplicate group,
