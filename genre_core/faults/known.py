@@ -20,6 +20,7 @@ import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from genre_core.faults.kinds import CLIP_KINDS, fault_family
@@ -78,23 +79,46 @@ def known_faults(track_ids: Iterable[str]) -> pd.DataFrame:
 def compare_faults(detected: pd.DataFrame, known: pd.DataFrame) -> pd.DataFrame:
     """Per (track, kind family) whether a known fault was found, missed, or a detection is new.
 
-    Both frames have track_id, kind, group_id. Only kinds the known list covers are compared
-    (exact and recording duplicates count as one family). Returns track_id, kind, status
-    ('found' | 'missed' | 'new'), known_group, detected_kind, detected_group.
+    Both frames have track_id, kind, group_id (rows without a track are ignored). Only the
+    families the known list covers are compared, exact and recording duplicates counting as one
+    family ('duplicate'). Returns track_id, family, kind, status ('found' | 'missed' | 'new'),
+    known_group, detected_kind, detected_group, ordered by track_id and family.
     """
-    known = known.assign(family=known["kind"].map(fault_family))
-    families = set(known["family"])
-    detected = detected.assign(family=detected["kind"].map(fault_family))
-    detected = detected[detected["family"].isin(families)]
-    k = known.groupby(["track_id", "family"], as_index=False).agg(
-        kind=("kind", "first"), known_group=("group_id", "first"))
-    d = detected.groupby(["track_id", "family"], as_index=False).agg(
-        detected_kind=("kind", "first"), detected_group=("group_id", "first"))
-    both = k.merge(d, on=["track_id", "family"], how="outer", indicator=True)
-    both["status"] = both["_merge"].map({"both": "found", "left_only": "missed", "right_only": "new"})
-    both["kind"] = both["kind"].fillna(both["detected_kind"])
-    columns = ["track_id", "kind", "status", "known_group", "detected_kind", "detected_group"]
-    return both[columns].sort_values(["status", "track_id"]).reset_index(drop=True)
+    known_at, detected_at = _first_by_family(known), _first_by_family(detected)
+    families = {family for _, family in known_at}
+    detected_at = {key: v for key, v in detected_at.items() if key[1] in families}
+    rows = []
+    for track, family in sorted(known_at.keys() | detected_at.keys()):
+        k, d = known_at.get((track, family)), detected_at.get((track, family))
+        status = "found" if k and d else "missed" if k else "new"
+        rows.append(dict(track_id=track, family=family, kind=(k or d)[0], status=status,
+                         known_group=k[1] if k else None, detected_kind=d[0] if d else None,
+                         detected_group=d[1] if d else None))
+    return pd.DataFrame(rows, columns=["track_id", "family", "kind", "status", "known_group",
+                                       "detected_kind", "detected_group"])
+
+
+def _first_by_family(frame: pd.DataFrame) -> dict[tuple[str, str], tuple[str, str]]:
+    """(track_id, family) -> (kind, group_id) of its first row; rows without a track skipped."""
+    first = {}
+    for track, kind, group in zip(frame["track_id"], frame["kind"], frame["group_id"]):
+        if pd.notna(track):
+            first.setdefault((track, fault_family(kind)), (kind, group))
+    return first
+
+
+def comparison_summary(comparison: pd.DataFrame) -> pd.DataFrame:
+    """Per family of a `compare_faults` result: found, missed, new, known, recall, precision
+    (NaN where undefined: nothing known, or nothing detected)."""
+    summary = (comparison.pivot_table(index="family", columns="status", values="track_id",
+                                      aggfunc="count", fill_value=0)
+               .reindex(columns=["found", "missed", "new"], fill_value=0).reset_index())
+    summary.columns.name = None
+    summary["known"] = summary.found + summary.missed
+    summary["recall"] = np.where(summary.known > 0, summary.found / summary.known.clip(lower=1), np.nan)
+    detected = summary.found + summary.new
+    summary["precision"] = np.where(detected > 0, summary.found / detected.clip(lower=1), np.nan)
+    return summary
 
 
 def read_truth(path: Path) -> pd.DataFrame:
