@@ -348,4 +348,9 @@ def _check_version(path: Path) -> None:
 
 
 def to_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
+    """The one JSON encoding of what GenreLens stores (run configs, fault evidence): keys sorted,
+    numpy scalars as numbers, anything else unknown (paths, dates) as its string."""
+    # Missing values arrive from pandas as NaN, which is not JSON: store null instead.
+    if isinstance(value, dict):
+        value = {k: None if isinstance(v, float) and v != v else v for k, v in value.items()}
+    return json.dumps(value, sort_keys=True, default=lambda v: v.item() if hasattr(v, "item") else str(v))

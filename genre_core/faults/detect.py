@@ -30,7 +30,7 @@ from genre_core import audio, paths
 from genre_core.faults import fingerprint as fp
 from genre_core.faults.kinds import FAULT_KINDS
 from genre_core.faults.known import FAULT_COLUMNS, known_faults
-from genre_core.store import Store
+from genre_core.store import Store, to_json
 from genre_core.features.windows import WaveformCache
 
 CLIP_RUN = 3  # samples pinned at one extreme in a row: a real waveform rarely holds still 3 times
@@ -48,15 +48,9 @@ ARTIST_MAX_SHARE = 0.25  # one artist filling > a quarter of a genre teaches art
 KFOLD_HINT = "python -m training train --dataset {name} --model MODEL --split kfold"
 
 
-def _to_json(value: dict) -> str:
-    # Missing values arrive from pandas as NaN, which is not JSON: store null instead.
-    clean = {k: None if isinstance(v, float) and v != v else v for k, v in value.items()}
-    return json.dumps(clean, sort_keys=True, default=lambda v: v.item() if hasattr(v, "item") else str(v))
-
-
 def _row(track_id: str, kind: str, group_id: str | None, score: float, evidence: dict) -> dict:
     return dict(track_id=track_id, kind=kind, group_id=group_id, score=float(score),
-                evidence=_to_json(evidence))
+                evidence=to_json(evidence))
 
 
 def _frame(rows: list[dict]) -> pd.DataFrame:
@@ -248,7 +242,7 @@ def label_issues(track_ids: Sequence[str], labels: Sequence[str], probs: np.ndar
                         suggested=classes[s], suggested_prob=round(probs[i, s], 4),
                         suggested_threshold=round(thresholds[s], 4), method="confident learning, out-of-fold")
         out.append(dict(track_id=ids[i], label=classes[g], suggested=classes[s], score=float(margin[i]),
-                        evidence=_to_json(evidence)))
+                        evidence=to_json(evidence)))
     frame = pd.DataFrame(out, columns=["track_id", "label", "suggested", "score", "evidence"])
     return frame.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
 
