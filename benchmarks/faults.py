@@ -21,9 +21,7 @@ def run(store, args) -> None:
     started = time.perf_counter()
     print(detect_faults(store, "demo", progress=False).line())
     print(f"faults on the demo corpus: {time.perf_counter() - started:.1f} s\n")
-    detected = store.query(
-        "SELECT f.track_id, f.kind FROM faults f JOIN datasets d USING (dataset_id) "
-        "WHERE d.name = 'demo' AND f.source = 'detected'")
+    detected = store.faults("demo", "detected")
     root = store.dataset("demo")["root"]
     print(score_against_truth(detected, f"{root}/faults_truth.csv").to_markdown(index=False, floatfmt=".2f"))
     print()
@@ -35,13 +33,10 @@ def run(store, args) -> None:
 
 
 def _fault_filtered_effect(store, flagged: set[str]) -> None:
-    runs = store.query("SELECT r.run_id, r.model, r.classes FROM runs r JOIN datasets d USING (dataset_id) "
-                       "WHERE d.name = 'demo' AND r.status = 'complete' AND r.split = 'random' "
-                       "ORDER BY r.finished_at")
+    runs = store.complete_runs("demo", split_like="random")
     rows = []
     for run in runs.drop_duplicates("model", keep="last").itertuples():
-        preds = store.query("SELECT track_id, label, probs FROM predictions WHERE run_id = ? AND split = 'test'",
-                            [run.run_id])
+        preds = store.predictions(run.run_id, split="test")
         classes = list(run.classes)
         for subset, frame in (("all test tracks", preds), ("without flagged faults", preds[~preds.track_id.isin(flagged)])):
             y = np.array([classes.index(label) for label in frame.label])

@@ -30,11 +30,7 @@ class DemoConfig:
 
 
 def _complete_runs(store: Store, model: str, split_like: str) -> list[str]:
-    rows = store.query(
-        "SELECT r.run_id FROM runs r JOIN datasets d USING (dataset_id) WHERE d.name = ? "
-        "AND r.model = ? AND r.status = 'complete' AND r.split LIKE ? ORDER BY r.finished_at",
-        [DEMO_NAME, model, split_like])
-    return list(rows.run_id)
+    return list(store.complete_runs(DEMO_NAME, model, split_like).run_id)
 
 
 def run_demo(store: Store, config: DemoConfig, log: Callable[[str], None] = print) -> str:

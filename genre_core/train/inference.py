@@ -53,10 +53,10 @@ class LoadedRun:
 
 
 def latest_complete_run(store: Store) -> str:
-    rows = store.query("SELECT run_id FROM runs WHERE status = 'complete' ORDER BY finished_at DESC LIMIT 1")
-    if rows.empty:
+    runs = store.complete_runs()
+    if runs.empty:
         raise StoreError(f"{store.path}: no complete run yet (train one: python -m training train ...)")
-    return str(rows.run_id[0])
+    return str(runs.run_id.iloc[-1])
 
 
 def load_run(store: Store, run_id: str | None = None, device: str = "auto") -> LoadedRun:
