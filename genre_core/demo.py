@@ -38,7 +38,8 @@ def run_demo(store: Store, config: DemoConfig, log: Callable[[str], None] = prin
     from genre_core.datasets.synth.corpus import SynthConfig, generate_corpus
     from genre_core.faults.detect import detect_faults
     from genre_core.datasets.ingest import ingest
-    from genre_core.train.fit import TrainConfig, fit, train_command
+    from genre_core.train.config import TrainConfig
+    from genre_core.train.fit import fit, train_command
 
     started = time.perf_counter()
     if not (config.root / "metadata.csv").is_file():

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from genre_core.models import MODELS
-from genre_core.train.fit import TrainConfig, fit, prepare, resume_run
+from genre_core.train.config import TrainConfig
+from genre_core.train.fit import fit, prepare, resume_run
 from genre_core.train.loop import Interrupted
 
 TORCH_MODELS = [n for n, s in MODELS.items() if s.is_torch]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import joblib
 import numpy as np
@@ -12,8 +11,9 @@ import torch
 from genre_core import paths
 from genre_core.models import build_model, get_spec
 from genre_core.store import Store, StoreError
+from genre_core.features.pipeline import input_pipeline
+from genre_core.train.config import TrainConfig
 from genre_core.train.loop import resolve_device
-from genre_core.train.fit import TrainConfig, input_pipeline
 
 
 @dataclass
