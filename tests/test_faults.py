@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
+from benchmarks.faults import score_against_truth
 from genre_core.faults import detect as faults
 from genre_core.faults.known import (
-    CITATION, compare_faults, comparison_summary, exact_repetition_groups, known_faults, score_against_truth)
+    CITATION, compare_faults, comparison_summary, exact_repetition_groups, known_faults)
 from tests.test_fingerprint import SR, pcm16, song
 
 REFERENCE_TSV = Path("/work/shared/reference/exact_repetitions_sturm.tsv")

@@ -14,16 +14,14 @@ repeated recordings and artists that are not exact copies and are not shipped he
 
 from __future__ import annotations
 
-import csv
 import json
 import re
-from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
 
-from genre_core.faults.kinds import CLIP_KINDS, fault_family
+from genre_core.faults.kinds import fault_family
 
 CITATION = ('B. L. Sturm, "The GTZAN dataset: its contents, its faults, their effects on '
             'evaluation, and its future use", arXiv:1306.1461, 2013')
@@ -119,30 +117,3 @@ def comparison_summary(comparison: pd.DataFrame) -> pd.DataFrame:
     detected = summary.found + summary.new
     summary["precision"] = np.where(detected > 0, summary.found / detected.clip(lower=1), np.nan)
     return summary
-
-
-def read_truth(path: Path) -> pd.DataFrame:
-    """A faults_truth.csv (track_id, kind, group_id, source_track_id, detail) as a frame."""
-    with open(path, newline="", encoding="utf-8") as f:
-        return pd.DataFrame(list(csv.DictReader(f)),
-                            columns=["track_id", "kind", "group_id", "source_track_id", "detail"])
-
-
-def score_against_truth(detected: pd.DataFrame, truth_csv: Path,
-                        kinds: Sequence[str] = CLIP_KINDS) -> pd.DataFrame:
-    """Precision and recall per fault kind, counting tracks (a track flagged twice counts once).
-
-    `detected` has track_id and kind. The truth lists every member of a duplicate group,
-    the original included, as detection does. Returns kind, truth, detected, hits,
-    precision, recall (NaN where undefined: nothing detected, or nothing to find).
-    """
-    truth = read_truth(truth_csv)
-    rows = []
-    for kind in kinds:
-        want = set(truth.loc[truth["kind"] == kind, "track_id"])
-        got = set(detected.loc[detected["kind"] == kind, "track_id"])
-        hits = len(want & got)
-        rows.append(dict(kind=kind, truth=len(want), detected=len(got), hits=hits,
-                         precision=hits / len(got) if got else float("nan"),
-                         recall=hits / len(want) if want else float("nan")))
-    return pd.DataFrame(rows)
