@@ -29,13 +29,24 @@ class FeatureConfig:
     hop_length: int = 512  # ~23 ms hop; 3 s of audio -> 130 frames, 30 s -> 1292
     n_mels: int = 128  # the 128-band mel image the published GTZAN CNNs use
     n_mfcc: int = 20  # librosa's default and the GTZAN feature table's 20 coefficients
-    f_min: float = 0.0
-    f_max: float | None = None  # None means sr / 2 (Nyquist), as in librosa
+    fmin: float = 0.0
+    fmax: float | None = None  # None means sr / 2 (Nyquist), as in librosa
     top_db: float = 80.0  # dynamic range kept below each example's loudest bin (librosa default)
 
     @property
-    def f_max_hz(self) -> float:
-        return float(self.f_max) if self.f_max is not None else self.sr / 2
+    def fmax_hz(self) -> float:
+        return float(self.fmax) if self.fmax is not None else self.sr / 2
+
+    # Transitional read-only aliases for the app's Classify page, which still reads the old
+    # names; remove once it reads fmin/fmax.
+    f_min = property(lambda self: self.fmin)
+    f_max = property(lambda self: self.fmax)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FeatureConfig":
+        """From a stored runs.config["features"]; runs stored before the rename say f_min/f_max."""
+        renamed = {"f_min": "fmin", "f_max": "fmax"}
+        return cls(**{renamed.get(k, k): v for k, v in data.items()})
 
 
 # librosa.power_to_db's floor: power below this is treated as this (-100 dB), before top_db.
@@ -48,7 +59,7 @@ class LogMel(nn.Module):
     T = 1 + N // hop_length (centred frames, zero-padded like librosa >= 0.10). Values are
     10*log10(power) relative to 1.0, clamped per example at its maximum minus `top_db`.
     Equivalent to `librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr,
-    n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, fmin=f_min, fmax=f_max))`.
+    n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, fmin=fmin, fmax=fmax))`.
     """
 
     def __init__(self, config: FeatureConfig | None = None) -> None:
@@ -60,8 +71,8 @@ class LogMel(nn.Module):
             sample_rate=config.sr,
             n_fft=config.n_fft,
             hop_length=config.hop_length,
-            f_min=config.f_min,
-            f_max=config.f_max_hz,
+            f_min=config.fmin,
+            f_max=config.fmax_hz,
             n_mels=config.n_mels,
             power=2.0,
             center=True,

@@ -47,6 +47,6 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
         data = dict(data)
-        data["features"] = FeatureConfig(**data["features"])
+        data["features"] = FeatureConfig.from_dict(data["features"])
         data["augment"] = AugmentConfig.from_dict(data["augment"])
         return cls(**data)
