@@ -298,7 +298,7 @@ def _label_rows(oof: OutOfFold) -> pd.DataFrame:
 class _Scan:
     """What one pass over a track's audio leaves: its fingerprint, keys and distortions."""
 
-    print: fp.Fingerprint | None = None
+    fingerprint: fp.Fingerprint | None = None
     decoded: str | None = None
     findings: list[dict] = field(default_factory=list)
     error: str | None = None
@@ -347,7 +347,7 @@ def _scan_rows(ids: list[str], file_keys: list[str | None], scans: list[_Scan], 
     """Duplicate and distortion rows (a distortion's group_id names the problem), and rows
     for files that no longer decode."""
     rows = [_row(**r) for r in fp.duplicate_groups(ids, file_keys, [s.decoded for s in scans],
-                                                   [s.print for s in scans], load, sr)]
+                                                   [s.fingerprint for s in scans], load, sr)]
     for track_id, scan in zip(ids, scans):
         for f in scan.findings:
             evidence = {k: v for k, v in f.items() if k != "score"}
