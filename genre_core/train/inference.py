@@ -46,7 +46,7 @@ class LoadedRun:
         """(B, L) audio -> ((B, C) probabilities, {kind: (B, D)}) with kinds "penultimate" and,
         where the model has one, "pooled". Baselines return no embeddings."""
         if self.estimator is not None:
-            from genre_core.features.spectral import handcrafted
+            from genre_core.features.handcrafted import handcrafted
 
             table = np.stack([handcrafted(w, sr=self.sr) for w in windows])
             probs = np.full((len(windows), len(self.classes)), 0.0)
