@@ -46,7 +46,7 @@ def ensure_demo(store, root: Path, per_genre: int, seconds: float) -> None:
 
     if not (root / "metadata.csv").is_file():
         generate_corpus(root, SynthConfig(per_genre=per_genre, seconds=seconds), progress=True)
-    if store.query("SELECT * FROM datasets WHERE name = 'demo'").empty:
+    if not store.has_dataset("demo"):
         ingest(store, "synth", root, name="demo")
 
 

@@ -7,7 +7,8 @@ import time
 import pandas as pd
 
 from genre_core.models import MODELS
-from genre_core.train.fit import TrainConfig, fit
+from genre_core.train.config import TrainConfig
+from genre_core.train.fit import fit
 
 # The replicas of the published projects' pipelines: the baselines to beat.
 REPLICAS = {"mlp": "replica: handcrafted 57 features + MLP", "cnn_small": "replica: small CNN on 128x128 mel"}

@@ -9,10 +9,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from genre_core.features.pipeline import input_pipeline
 from genre_core.features.spectral import FeatureConfig
 from genre_core.models import MODELS, build_model
 from genre_core.train.loop import resolve_device
-from genre_core.train.fit import input_pipeline
 
 BATCH = 32
 WINDOW_S = 3.0

@@ -30,11 +30,7 @@ class DemoConfig:
 
 
 def _complete_runs(store: Store, model: str, split_like: str) -> list[str]:
-    rows = store.query(
-        "SELECT r.run_id FROM runs r JOIN datasets d USING (dataset_id) WHERE d.name = ? "
-        "AND r.model = ? AND r.status = 'complete' AND r.split LIKE ? ORDER BY r.finished_at",
-        [DEMO_NAME, model, split_like])
-    return list(rows.run_id)
+    return list(store.complete_runs(DEMO_NAME, model, split_like).run_id)
 
 
 def run_demo(store: Store, config: DemoConfig, log: Callable[[str], None] = print) -> str:
@@ -42,7 +38,8 @@ def run_demo(store: Store, config: DemoConfig, log: Callable[[str], None] = prin
     from genre_core.datasets.synth.corpus import SynthConfig, generate_corpus
     from genre_core.faults.detect import detect_faults
     from genre_core.datasets.ingest import ingest
-    from genre_core.train.fit import TrainConfig, fit, train_command
+    from genre_core.train.config import TrainConfig
+    from genre_core.train.fit import fit, train_command
 
     started = time.perf_counter()
     if not (config.root / "metadata.csv").is_file():

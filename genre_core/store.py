@@ -175,6 +175,9 @@ class Store:
             raise StoreError(f"no dataset named {name!r} in {self.path} (known: {known or 'none'})")
         return rows.iloc[0].to_dict()
 
+    def has_dataset(self, name: str) -> bool:
+        return not self.query("SELECT 1 FROM datasets WHERE name = ?", [name]).empty
+
     def tracks(self, dataset_name: str, usable_only: bool = True) -> pd.DataFrame:
         """Tracks of a dataset, ordered by track_id; `usable_only` keeps status='ok'."""
         dataset_id = int(self.dataset(dataset_name)["dataset_id"])
@@ -229,12 +232,22 @@ class Store:
         row["config"] = json.loads(row["config"]) if row["config"] else {}
         return row
 
-    def predictions(self, run_id: str) -> pd.DataFrame:
+    def complete_runs(self, dataset_name: str | None = None, model: str | None = None,
+                      split_like: str = "%") -> pd.DataFrame:
+        """Complete runs (run_id, model, split, classes, finished_at), oldest first, optionally of
+        one dataset and model, with `split` matching a LIKE pattern (e.g. 'kfold-%')."""
+        return self.query(
+            "SELECT r.run_id, r.model, r.split, r.classes, r.finished_at FROM runs r "
+            "JOIN datasets d USING (dataset_id) WHERE r.status = 'complete' AND r.split LIKE ? "
+            "AND (CAST(? AS VARCHAR) IS NULL OR d.name = ?) AND (CAST(? AS VARCHAR) IS NULL OR r.model = ?) "
+            "ORDER BY r.finished_at", [split_like, dataset_name, dataset_name, model, model])
+
+    def predictions(self, run_id: str, split: str | None = None) -> pd.DataFrame:
         """A run's track-level predictions (track_id, split, label, predicted, probs), by
-        split and track_id; the inputs of analysis."""
+        split and track_id, of one split ('test' | 'val') or all; the inputs of analysis."""
         return self.query(
             "SELECT track_id, split, label, predicted, probs FROM predictions WHERE run_id = ? "
-            "ORDER BY split, track_id", [run_id])
+            "AND (CAST(? AS VARCHAR) IS NULL OR split = ?) ORDER BY split, track_id", [run_id, split, split])
 
     # -- faults ----------------------------------------------------------------------------
 
@@ -258,6 +271,14 @@ class Store:
                     [dataset_id, source],
                 )
                 con.unregister("fault_frame")
+
+    def faults(self, dataset_name: str, source: str) -> pd.DataFrame:
+        """A dataset's fault rows of one source ('detected' | 'known'): track_id, kind, group_id,
+        score, evidence (a JSON string), by kind and track_id."""
+        return self.query(
+            "SELECT f.track_id, f.kind, f.group_id, f.score, f.evidence FROM faults f "
+            "JOIN datasets d USING (dataset_id) WHERE d.name = ? AND f.source = ? "
+            "ORDER BY f.kind, f.track_id", [dataset_name, source])
 
     def kfold_test_predictions(self, dataset_id: int) -> pd.DataFrame:
         """Test-side predictions of the dataset's complete k-fold runs, one row per (run, track).
@@ -348,4 +369,9 @@ def _check_version(path: Path) -> None:
 
 
 def to_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
+    """The one JSON encoding of what GenreLens stores (run configs, fault evidence): keys sorted,
+    numpy scalars as numbers, anything else unknown (paths, dates) as its string."""
+    # Missing values arrive from pandas as NaN, which is not JSON: store null instead.
+    if isinstance(value, dict):
+        value = {k: None if isinstance(v, float) and v != v else v for k, v in value.items()}
+    return json.dumps(value, sort_keys=True, default=lambda v: v.item() if hasattr(v, "item") else str(v))

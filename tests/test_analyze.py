@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from genre_core.analysis.analyze import analyze
-from genre_core.train.fit import TrainConfig, fit
+from genre_core.train.config import TrainConfig
+from genre_core.train.fit import fit
 
 TABLES = ("embeddings", "projections", "neighbours", "attributions", "band_importance", "taggrams")
 
@@ -137,7 +138,8 @@ def test_an_unknown_split_is_refused(toy_store, cnn_run):
 
 def test_a_musicnn_run_stores_both_the_penultimate_and_the_pooled_embedding(toy_store, tmp_path, monkeypatch):
     from genre_core.analysis.analyze import analyze
-    from genre_core.train.fit import TrainConfig, fit
+    from genre_core.train.config import TrainConfig
+    from genre_core.train.fit import fit
 
     monkeypatch.setenv("GENRELENS_CACHE_DIR", str(tmp_path))
     run = fit(toy_store, TrainConfig.tiny_preset("toy", "musicnn_probe", epochs=1), progress=False)

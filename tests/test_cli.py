@@ -40,7 +40,8 @@ def test_classify_prints_sections_and_writes_the_timeline(toy_store, tmp_path, c
 
     import numpy as np
 
-    from genre_core.train.fit import TrainConfig, fit
+    from genre_core.train.config import TrainConfig
+    from genre_core.train.fit import fit
     from tests.helpers import band_clip
 
     run = fit(toy_store, TrainConfig.tiny_preset("toy", "cnn_small", epochs=3, batch_size=4, lr=3e-3, seed=1),

@@ -147,7 +147,8 @@ def test_occlusion_drop_is_largest_for_the_event_bands(event_model):
 
 def test_track_gradcam_spans_the_whole_track_on_the_mel_grid(toy_store):
     from genre_core.train.inference import load_run
-    from genre_core.train.fit import TrainConfig, fit
+    from genre_core.train.config import TrainConfig
+    from genre_core.train.fit import fit
     from genre_core.features.windows import WaveformCache
 
     config = TrainConfig.tiny_preset("toy", "cnn", epochs=1)

@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
+from benchmarks.faults import score_against_truth
 from genre_core.faults import detect as faults
 from genre_core.faults.known import (
-    CITATION, compare_faults, exact_repetition_groups, known_faults, score_against_truth)
+    CITATION, compare_faults, comparison_summary, exact_repetition_groups, known_faults)
 from tests.test_fingerprint import SR, pcm16, song
 
 REFERENCE_TSV = Path("/work/shared/reference/exact_repetitions_sturm.tsv")
@@ -150,8 +151,19 @@ def test_compare_faults_found_missed_new():
                                  kind=["exact_duplicate", "recording_duplicate", "exact_duplicate",
                                        "recording_duplicate", "distortion", "distortion"],
                                  group_id=["x1", "r1", "x2", "r2", "clipping", "clipping"]))
-    status = compare_faults(detected, known).set_index("track_id")["status"].to_dict()
+    comparison = compare_faults(detected, known)
+    status = comparison.set_index("track_id")["status"].to_dict()
     assert status == dict(a="found", b="found", c="found", d="missed", e="new")
+    assert set(comparison.family) == {"duplicate"} and comparison.track_id.is_monotonic_increasing
+    row = comparison_summary(comparison).set_index("family").loc["duplicate"]
+    assert (row.found, row.missed, row.new, row.known) == (3, 1, 1, 4)
+    assert row.recall == 0.75 and row.precision == 0.75
+
+
+def test_compare_faults_without_known_list():
+    detected = pd.DataFrame(dict(track_id=["a"], kind=["distortion"], group_id=[None]))
+    comparison = compare_faults(detected, detected.iloc[:0])
+    assert comparison.empty and comparison_summary(comparison).empty
 
 
 def test_score_against_truth(tmp_path):

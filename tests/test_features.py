@@ -8,18 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from genre_core.features.spectral import (
-    FEATURES,
-    HANDCRAFTED_NAMES,
-    FeatureConfig,
-    LogMel,
-    MFCC,
-    build_feature,
-    chroma,
-    feature_bins,
-    handcrafted,
-    spectral_contrast,
-)
+from genre_core.features.handcrafted import HANDCRAFTED_NAMES, chroma, handcrafted, spectral_contrast
+from genre_core.features.spectral import FEATURES, FeatureConfig, LogMel, MFCC, build_feature, feature_bins
 
 SR = 22050
 SECONDS = 3

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from benchmarks.faults import fingerprint_benchmark
 from genre_core import audio
 from genre_core.faults import fingerprint as fp
 
@@ -158,6 +159,6 @@ def test_align_finds_a_half_sample_shift():
 
 
 def test_benchmark_runs_and_finds_its_planted_copy():
-    result = fp.fingerprint_benchmark(n_tracks=27, seconds=6.0)
+    result = fingerprint_benchmark(n_tracks=27, seconds=6.0)
     assert result["planted"] == 1 and result["found"] == 1 and result["false_pairs"] == 0
     assert result["tracks_per_s"] > 0

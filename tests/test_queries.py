@@ -34,7 +34,8 @@ def build_app_db(root: Path) -> dict:
 
     from benchmarks.app_db import build, fake_analysis
     from genre_core.datasets.ingest import ingest
-    from genre_core.train.fit import TrainConfig, fit
+    from genre_core.train.config import TrainConfig
+    from genre_core.train.fit import fit
     from tests.helpers import make_toy_corpus
 
     torch.set_num_threads(1)

@@ -56,6 +56,32 @@ def test_a_failed_write_leaves_nothing_half_written(tmp_path, corpus):
     assert len(db.tracks("mine", usable_only=False)) == 7
 
 
+def test_pipeline_reads_of_runs_predictions_and_faults(tmp_path, corpus):
+    import pandas as pd
+
+    db = open_store(tmp_path / "g.duckdb")
+    ingest(db, "folder", corpus, name="mine", progress=False)
+    assert db.has_dataset("mine") and not db.has_dataset("other")
+    dataset_id = int(db.dataset("mine")["dataset_id"])
+    for run_id, model, split in (("r1", "cnn", "random"), ("r2", "logreg", "kfold-1/5"), ("r3", "cnn", "random")):
+        db.start_run(dict(run_id=run_id, dataset_id=dataset_id, model=model, split=split, config={}))
+        db.finish_run(run_id, {"predictions": pd.DataFrame(dict(
+            track_id=["jazz/1", "jazz/0", "rock/0"], split=["test", "test", "val"], label="jazz",
+            predicted="jazz", probs=[[1.0, 0.0]] * 3))})
+    db.start_run(dict(run_id="r4", dataset_id=dataset_id, model="cnn", split="random", config={}))
+    assert list(db.complete_runs().run_id) == ["r1", "r2", "r3"]
+    assert list(db.complete_runs("mine", "cnn", "random").run_id) == ["r1", "r3"]
+    assert list(db.complete_runs("mine", split_like="kfold-%").run_id) == ["r2"]
+    assert db.complete_runs("other").empty
+    assert list(db.predictions("r1", split="test").track_id) == ["jazz/0", "jazz/1"]
+    assert len(db.predictions("r1")) == 3
+    db.replace_faults(dataset_id, "detected", pd.DataFrame(dict(
+        track_id=["rock/0", "jazz/0"], kind=["silence", "distortion"], group_id=None, score=1.0,
+        evidence='{"a": 1}')))
+    detected = db.faults("mine", "detected")
+    assert list(detected.kind) == ["distortion", "silence"] and db.faults("mine", "known").empty
+
+
 def test_schema_version_is_checked_on_open(tmp_path):
     path = tmp_path / "old.duckdb"
     open_store(path)

@@ -8,7 +8,8 @@ from genre_core.train.inference import load_run
 from genre_core.live.streaming import (RingBuffer, StreamingClassifier, classify_array, classify_file,
                                   classify_stream, latency_benchmark, mix_benchmark)
 from genre_core.live.timeline import SILENCE
-from genre_core.train.fit import TrainConfig, fit
+from genre_core.train.config import TrainConfig
+from genre_core.train.fit import fit
 from tests.helpers import BANDS, SR, band_clip, write
 
 

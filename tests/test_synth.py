@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from genre_core.datasets.synth.corpus import FAULT_KINDS, GENRES, SynthConfig, _plan, generate_corpus
+from genre_core.datasets.synth.corpus import GENRES, SynthConfig, _plan, generate_corpus
+from genre_core.faults.kinds import CLIP_KINDS
 
 CONFIG = SynthConfig(per_genre=5, seconds=4.0, seed=0)
 
@@ -82,7 +83,7 @@ def test_artists_have_several_clips_each(corpus):
 def test_faults_truth_names_tracks_and_every_kind(corpus):
     tracks = {r["track_id"] for r in _csv(corpus / "metadata.csv")}
     rows = _csv(corpus / "faults_truth.csv")
-    assert {r["kind"] for r in rows} == set(FAULT_KINDS)
+    assert {r["kind"] for r in rows} == set(CLIP_KINDS)
     assert all(r["track_id"] in tracks and r["detail"] for r in rows)
     copies = [r for r in rows if r["source_track_id"]]
     originals = {r["track_id"]: r for r in rows if r["group_id"] and not r["source_track_id"]}
@@ -164,7 +165,7 @@ def test_fault_counts_scale_with_corpus_size():
 
     assert counts(24) == {"exact_duplicate": 3, "recording_duplicate": 4, "label_issue": 4,
                           "distortion": 4, "silence": 1, "unreadable": 1}
-    assert set(counts(4)) == set(FAULT_KINDS)
+    assert set(counts(4)) == set(CLIP_KINDS)
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):

@@ -1,10 +1,14 @@
 import dataclasses
+import json
 
 import numpy as np
 import pytest
 
+from genre_core.features.spectral import FeatureConfig
 from genre_core.models import MODELS
-from genre_core.train.fit import TrainConfig, fit, prepare, resume_run
+from genre_core.store import to_json
+from genre_core.train.config import TrainConfig
+from genre_core.train.fit import fit, prepare, resume_run
 from genre_core.train.loop import Interrupted
 
 TORCH_MODELS = [n for n, s in MODELS.items() if s.is_torch]
@@ -101,6 +105,16 @@ def test_config_round_trips_through_json(toy_store):
     config = TrainConfig.tiny_preset("toy", "cnn", seed=9)
     assert TrainConfig.from_dict(config.to_dict()) == config
     assert dataclasses.asdict(TrainConfig.from_dict(config.to_dict())) == dataclasses.asdict(config)
+
+
+def test_configs_stored_before_the_fmin_rename_still_load():
+    config = TrainConfig.tiny_preset("toy", "cnn", features=FeatureConfig(fmin=30.0, fmax=8000.0))
+    stored = json.loads(to_json(config.to_dict()))  # as runs.config holds it
+    old = dict(stored, features={("f_" + k[1:] if k in ("fmin", "fmax") else k): v
+                                 for k, v in stored["features"].items()})
+    assert "f_min" in old["features"] and "fmin" not in old["features"]
+    assert TrainConfig.from_dict(old) == TrainConfig.from_dict(stored) == config
+    assert FeatureConfig.from_dict(old["features"]).fmax_hz == 8000.0
 
 
 @pytest.mark.parametrize("model", ["cnn_small", "logreg"])

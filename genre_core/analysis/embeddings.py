@@ -18,8 +18,8 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from genre_core.analysis.explain import batch_size
 from genre_core.features.windows import WaveformCache, build_windows, handcrafted_windows
+from genre_core.train.inference import batch_size
 
 NEIGHBOUR_COLUMNS = ["track_id", "rank", "neighbour_id", "distance"]
 CONFUSION_COLUMNS = [

@@ -24,12 +24,11 @@ from captum.attr import LayerGradCam
 from torch import nn
 
 from genre_core.features.windows import window_starts
+from genre_core.train.inference import batch_size
 
 MAX_BANDS = 64  # stored maps: 128 mel bands pooled in pairs is still finer than the eye needs
 FRAMES_PER_S = 8.0  # stored maps: 125-ms columns, finer than a beat at 200 BPM
 N_BAND_GROUPS = 16  # occlusion: 8 mel bands per group at n_mels=128
-CPU_BATCH = 16  # windows per forward on a CPU: measured, the per-window cost doubles past 16
-GPU_BATCH = 64  # ... on a GPU: keeps it busy; musicnn backward at 64 windows needs ~3 GB
 OCCLUSION_WINDOWS = 4  # windows of a track that band occlusion looks at
 OCCLUSION_IMAGES = 256  # occluded copies materialised at once (256 x 128 x 130 floats = 17 MB)
 
@@ -43,11 +42,6 @@ class _Logits(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x).logits  # (B, C)
-
-
-def batch_size(device: torch.device | str) -> int:
-    """Windows per forward pass on `device` (bounds memory on long tracks too)."""
-    return GPU_BATCH if torch.device(device).type == "cuda" else CPU_BATCH
 
 
 def gradcam_features(model: nn.Module, x: torch.Tensor, target: int | list[int]) -> torch.Tensor:

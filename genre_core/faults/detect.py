@@ -28,12 +28,11 @@ from tqdm import tqdm
 
 from genre_core import audio, paths
 from genre_core.faults import fingerprint as fp
+from genre_core.faults.kinds import FAULT_KINDS
 from genre_core.faults.known import FAULT_COLUMNS, known_faults
-from genre_core.store import Store
+from genre_core.store import Store, to_json
 from genre_core.features.windows import WaveformCache
 
-KIND_ORDER = ("exact_duplicate", "recording_duplicate", "label_issue", "distortion", "silence",
-              "unreadable", "artist_repeat")
 CLIP_RUN = 3  # samples pinned at one extreme in a row: a real waveform rarely holds still 3 times
 CLIP_MIN_SHARE = 1e-3  # 0.1% of samples: one loud peak of a clean track stays far below this
 DROPOUT_MIN_S = 0.2  # a gap shorter than this is a rest or an edit, not a dropout
@@ -49,15 +48,9 @@ ARTIST_MAX_SHARE = 0.25  # one artist filling > a quarter of a genre teaches art
 KFOLD_HINT = "python -m training train --dataset {name} --model MODEL --split kfold"
 
 
-def _to_json(value: dict) -> str:
-    # Missing values arrive from pandas as NaN, which is not JSON: store null instead.
-    clean = {k: None if isinstance(v, float) and v != v else v for k, v in value.items()}
-    return json.dumps(clean, sort_keys=True, default=lambda v: v.item() if hasattr(v, "item") else str(v))
-
-
 def _row(track_id: str, kind: str, group_id: str | None, score: float, evidence: dict) -> dict:
     return dict(track_id=track_id, kind=kind, group_id=group_id, score=float(score),
-                evidence=_to_json(evidence))
+                evidence=to_json(evidence))
 
 
 def _frame(rows: list[dict]) -> pd.DataFrame:
@@ -249,7 +242,7 @@ def label_issues(track_ids: Sequence[str], labels: Sequence[str], probs: np.ndar
                         suggested=classes[s], suggested_prob=round(probs[i, s], 4),
                         suggested_threshold=round(thresholds[s], 4), method="confident learning, out-of-fold")
         out.append(dict(track_id=ids[i], label=classes[g], suggested=classes[s], score=float(margin[i]),
-                        evidence=_to_json(evidence)))
+                        evidence=to_json(evidence)))
     frame = pd.DataFrame(out, columns=["track_id", "label", "suggested", "score", "evidence"])
     return frame.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
 
@@ -305,7 +298,7 @@ def _label_rows(oof: OutOfFold) -> pd.DataFrame:
 class _Scan:
     """What one pass over a track's audio leaves: its fingerprint, keys and distortions."""
 
-    print: fp.Fingerprint | None = None
+    fingerprint: fp.Fingerprint | None = None
     decoded: str | None = None
     findings: list[dict] = field(default_factory=list)
     error: str | None = None
@@ -354,7 +347,7 @@ def _scan_rows(ids: list[str], file_keys: list[str | None], scans: list[_Scan], 
     """Duplicate and distortion rows (a distortion's group_id names the problem), and rows
     for files that no longer decode."""
     rows = [_row(**r) for r in fp.duplicate_groups(ids, file_keys, [s.decoded for s in scans],
-                                                   [s.print for s in scans], load, sr)]
+                                                   [s.fingerprint for s in scans], load, sr)]
     for track_id, scan in zip(ids, scans):
         for f in scan.findings:
             evidence = {k: v for k, v in f.items() if k != "score"}
@@ -409,6 +402,6 @@ def detect_faults(store: Store, dataset_name: str, progress: bool = True, sr: in
     known = known_faults(every["track_id"]) if info["kind"] == "gtzan" else _frame([])
     store.replace_faults(dataset_id, "detected", detected)
     store.replace_faults(dataset_id, "known", known)
-    counts = {k: int(detected.loc[detected["kind"] == k, "track_id"].nunique()) for k in KIND_ORDER}
+    counts = {k: int(detected.loc[detected["kind"] == k, "track_id"].nunique()) for k in FAULT_KINDS}
     return FaultSummary(dataset_name, counts, int(known["track_id"].nunique()),
                         oof.sweep if oof else None, time.perf_counter() - start, detected)

@@ -23,7 +23,6 @@ either the sharp-offset vote or the waveform correlation.
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -329,57 +328,3 @@ def duplicate_groups(ids: Sequence[str], file_keys: Sequence[str | None], decode
         rows += [dict(track_id=ids[reps[j]], kind="recording_duplicate", group_id=f"recording-{g:02d}",
                       score=best[j][0], evidence=dict(best[j][1], members=members)) for j in group]
     return rows
-
-
-def _bench_clip(rng: np.random.Generator, seconds: float, sr: int) -> np.ndarray:
-    """Noise-like synthetic music for timing: random harmonic notes, kick, hats, hiss."""
-    n = int(seconds * sr)
-    y = np.zeros(n)
-    beat = 60.0 / rng.uniform(70, 160)
-    harmonics = rng.uniform(0.2, 1.0, size=4)
-    start = 0.0
-    while start < seconds:
-        dur = beat * rng.choice([0.5, 1.0, 2.0])
-        s, e = int(start * sr), min(n, int((start + dur) * sr))
-        t = np.arange(e - s) / sr
-        f = 440 * 2 ** ((rng.integers(36, 84) - 69) / 12)
-        partials = sum(h * np.sin(2 * np.pi * f * (k + 1) * t) for k, h in enumerate(harmonics))
-        y[s:e] += np.exp(-2.5 * t) * partials
-        start += dur
-    hit = rng.standard_normal(int(0.05 * sr)) * np.exp(-np.arange(int(0.05 * sr)) / sr * 60)
-    for s in (np.arange(0, seconds, beat / 2) * sr).astype(int):
-        e = min(n, s + hit.size)
-        y[s:e] += 0.5 * hit[: e - s]
-    y += 0.01 * rng.standard_normal(n)
-    return (0.8 * y / np.abs(y).max()).astype(np.float32)
-
-
-def fingerprint_benchmark(n_tracks: int = 200, seconds: float = 30.0, seed: int = 0) -> dict:
-    """Time duplicate search on `n_tracks` synthetic clips of `seconds` at FP_SR.
-
-    Every 25th clip is a re-gained (-6 dB), time-shifted (0.7 s) copy of the one before it.
-    Returns timings in seconds (synthesis excluded), tracks_per_s, a linear extrapolation to
-    1,000 tracks, and how many planted copies were found.
-    """
-    rng = np.random.default_rng(seed)
-    clips = [_bench_clip(rng, seconds, FP_SR) for _ in range(n_tracks)]
-    planted = set()
-    for i in range(25, n_tracks, 25):
-        shift = int(0.7 * FP_SR)
-        clips[i] = (0.5 * clips[i - 1][shift:]).astype(np.float32)
-        planted.add((i - 1, i))
-    t0, c0 = time.perf_counter(), time.process_time()
-    prints = [fingerprint(y) for y in clips]
-    t1 = time.perf_counter()
-    pairs = recording_pairs(prints, lambda i: clips[i])
-    t2, c2 = time.perf_counter(), time.process_time()
-    found = {(p["a"], p["b"]) for p in pairs}
-    total = t2 - t0
-    return dict(
-        n_tracks=n_tracks, seconds=seconds, fingerprint_s=round(t1 - t0, 3),
-        match_s=round(t2 - t1, 3), total_s=round(total, 3),
-        cpu_s=round(c2 - c0, 3),  # wall time inflates on a shared machine; CPU time does not
-        tracks_per_s=round(n_tracks / total, 1), extrapolated_1000_s=round(1000 * total / n_tracks, 1),
-        landmarks=int(sum(p.hashes.size for p in prints)), planted=len(planted),
-        found=len(found & planted), false_pairs=len(found - planted),
-    )

@@ -14,13 +14,14 @@ repeated recordings and artists that are not exact copies and are not shipped he
 
 from __future__ import annotations
 
-import csv
 import json
 import re
-from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
+import numpy as np
 import pandas as pd
+
+from genre_core.faults.kinds import fault_family
 
 CITATION = ('B. L. Sturm, "The GTZAN dataset: its contents, its faults, their effects on '
             'evaluation, and its future use", arXiv:1306.1461, 2013')
@@ -40,9 +41,6 @@ EXACT_REPETITIONS: dict[str, tuple[tuple[int, ...], ...]] = {
 CROSS_GENRE_REPETITIONS: tuple[tuple[str, ...], ...] = (("metal.00058", "rock.00016"),)
 
 FAULT_COLUMNS = ["track_id", "kind", "group_id", "score", "evidence"]
-DUPLICATE_KINDS = ("exact_duplicate", "recording_duplicate")
-TRUTH_KINDS = ("exact_duplicate", "recording_duplicate", "label_issue", "distortion", "silence",
-               "unreadable")
 _GTZAN_ID = re.compile(r"^[a-z]+\.\d{5}$")
 
 
@@ -76,56 +74,46 @@ def known_faults(track_ids: Iterable[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=FAULT_COLUMNS)
 
 
-def _family(kind: str) -> str:
-    # A published exact repetition may be found as a recording duplicate when the two files
-    # differ in a byte or a sample; both mean "the same audio twice".
-    return "duplicate" if kind in DUPLICATE_KINDS else kind
-
-
 def compare_faults(detected: pd.DataFrame, known: pd.DataFrame) -> pd.DataFrame:
     """Per (track, kind family) whether a known fault was found, missed, or a detection is new.
 
-    Both frames have track_id, kind, group_id. Only kinds the known list covers are compared
-    (exact and recording duplicates count as one family). Returns track_id, kind, status
-    ('found' | 'missed' | 'new'), known_group, detected_kind, detected_group.
+    Both frames have track_id, kind, group_id (rows without a track are ignored). Only the
+    families the known list covers are compared, exact and recording duplicates counting as one
+    family ('duplicate'). Returns track_id, family, kind, status ('found' | 'missed' | 'new'),
+    known_group, detected_kind, detected_group, ordered by track_id and family.
     """
-    known = known.assign(family=known["kind"].map(_family))
-    families = set(known["family"])
-    detected = detected.assign(family=detected["kind"].map(_family))
-    detected = detected[detected["family"].isin(families)]
-    k = known.groupby(["track_id", "family"], as_index=False).agg(
-        kind=("kind", "first"), known_group=("group_id", "first"))
-    d = detected.groupby(["track_id", "family"], as_index=False).agg(
-        detected_kind=("kind", "first"), detected_group=("group_id", "first"))
-    both = k.merge(d, on=["track_id", "family"], how="outer", indicator=True)
-    both["status"] = both["_merge"].map({"both": "found", "left_only": "missed", "right_only": "new"})
-    both["kind"] = both["kind"].fillna(both["detected_kind"])
-    columns = ["track_id", "kind", "status", "known_group", "detected_kind", "detected_group"]
-    return both[columns].sort_values(["status", "track_id"]).reset_index(drop=True)
-
-
-def read_truth(path: Path) -> pd.DataFrame:
-    """A faults_truth.csv (track_id, kind, group_id, source_track_id, detail) as a frame."""
-    with open(path, newline="", encoding="utf-8") as f:
-        return pd.DataFrame(list(csv.DictReader(f)),
-                            columns=["track_id", "kind", "group_id", "source_track_id", "detail"])
-
-
-def score_against_truth(detected: pd.DataFrame, truth_csv: Path,
-                        kinds: Sequence[str] = TRUTH_KINDS) -> pd.DataFrame:
-    """Precision and recall per fault kind, counting tracks (a track flagged twice counts once).
-
-    `detected` has track_id and kind. The truth lists every member of a duplicate group,
-    the original included, as detection does. Returns kind, truth, detected, hits,
-    precision, recall (NaN where undefined: nothing detected, or nothing to find).
-    """
-    truth = read_truth(truth_csv)
+    known_at, detected_at = _first_by_family(known), _first_by_family(detected)
+    families = {family for _, family in known_at}
+    detected_at = {key: v for key, v in detected_at.items() if key[1] in families}
     rows = []
-    for kind in kinds:
-        want = set(truth.loc[truth["kind"] == kind, "track_id"])
-        got = set(detected.loc[detected["kind"] == kind, "track_id"])
-        hits = len(want & got)
-        rows.append(dict(kind=kind, truth=len(want), detected=len(got), hits=hits,
-                         precision=hits / len(got) if got else float("nan"),
-                         recall=hits / len(want) if want else float("nan")))
-    return pd.DataFrame(rows)
+    for track, family in sorted(known_at.keys() | detected_at.keys()):
+        k, d = known_at.get((track, family)), detected_at.get((track, family))
+        status = "found" if k and d else "missed" if k else "new"
+        rows.append(dict(track_id=track, family=family, kind=(k or d)[0], status=status,
+                         known_group=k[1] if k else None, detected_kind=d[0] if d else None,
+                         detected_group=d[1] if d else None))
+    return pd.DataFrame(rows, columns=["track_id", "family", "kind", "status", "known_group",
+                                       "detected_kind", "detected_group"])
+
+
+def _first_by_family(frame: pd.DataFrame) -> dict[tuple[str, str], tuple[str, str]]:
+    """(track_id, family) -> (kind, group_id) of its first row; rows without a track skipped."""
+    first = {}
+    for track, kind, group in zip(frame["track_id"], frame["kind"], frame["group_id"]):
+        if pd.notna(track):
+            first.setdefault((track, fault_family(kind)), (kind, group))
+    return first
+
+
+def comparison_summary(comparison: pd.DataFrame) -> pd.DataFrame:
+    """Per family of a `compare_faults` result: found, missed, new, known, recall, precision
+    (NaN where undefined: nothing known, or nothing detected)."""
+    summary = (comparison.pivot_table(index="family", columns="status", values="track_id",
+                                      aggfunc="count", fill_value=0)
+               .reindex(columns=["found", "missed", "new"], fill_value=0).reset_index())
+    summary.columns.name = None
+    summary["known"] = summary.found + summary.missed
+    summary["recall"] = np.where(summary.known > 0, summary.found / summary.known.clip(lower=1), np.nan)
+    detected = summary.found + summary.new
+    summary["precision"] = np.where(detected > 0, summary.found / detected.clip(lower=1), np.nan)
+    return summary

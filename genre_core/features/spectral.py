@@ -1,5 +1,5 @@
-"""Feature extraction: torch modules that turn waveforms into model inputs, and the librosa
-handcrafted table the sklearn baselines eat.
+"""Spectral features: the torch modules that turn waveforms into model inputs. (The librosa
+table the sklearn baselines eat is in handcrafted.py.)
 
 The torch modules (`LogMel`, `MFCC`) run batched on whatever device the model is on; their
 constants (window, mel filterbank, DCT matrix) are buffers, so `.to(device)` moves them.
@@ -10,11 +10,8 @@ tests pin the difference.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
-import librosa
-import numpy as np
 import torch
 import torchaudio
 from torch import nn
@@ -29,13 +26,24 @@ class FeatureConfig:
     hop_length: int = 512  # ~23 ms hop; 3 s of audio -> 130 frames, 30 s -> 1292
     n_mels: int = 128  # the 128-band mel image the published GTZAN CNNs use
     n_mfcc: int = 20  # librosa's default and the GTZAN feature table's 20 coefficients
-    f_min: float = 0.0
-    f_max: float | None = None  # None means sr / 2 (Nyquist), as in librosa
+    fmin: float = 0.0
+    fmax: float | None = None  # None means sr / 2 (Nyquist), as in librosa
     top_db: float = 80.0  # dynamic range kept below each example's loudest bin (librosa default)
 
     @property
-    def f_max_hz(self) -> float:
-        return float(self.f_max) if self.f_max is not None else self.sr / 2
+    def fmax_hz(self) -> float:
+        return float(self.fmax) if self.fmax is not None else self.sr / 2
+
+    # Transitional read-only aliases for the app's Classify page, which still reads the old
+    # names; remove once it reads fmin/fmax.
+    f_min = property(lambda self: self.fmin)
+    f_max = property(lambda self: self.fmax)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FeatureConfig":
+        """From a stored runs.config["features"]; runs stored before the rename say f_min/f_max."""
+        renamed = {"f_min": "fmin", "f_max": "fmax"}
+        return cls(**{renamed.get(k, k): v for k, v in data.items()})
 
 
 # librosa.power_to_db's floor: power below this is treated as this (-100 dB), before top_db.
@@ -48,7 +56,7 @@ class LogMel(nn.Module):
     T = 1 + N // hop_length (centred frames, zero-padded like librosa >= 0.10). Values are
     10*log10(power) relative to 1.0, clamped per example at its maximum minus `top_db`.
     Equivalent to `librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr,
-    n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, fmin=f_min, fmax=f_max))`.
+    n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, fmin=fmin, fmax=fmax))`.
     """
 
     def __init__(self, config: FeatureConfig | None = None) -> None:
@@ -60,8 +68,8 @@ class LogMel(nn.Module):
             sample_rate=config.sr,
             n_fft=config.n_fft,
             hop_length=config.hop_length,
-            f_min=config.f_min,
-            f_max=config.f_max_hz,
+            f_min=config.fmin,
+            f_max=config.fmax_hz,
             n_mels=config.n_mels,
             power=2.0,
             center=True,
@@ -130,81 +138,3 @@ def feature_bins(kind: str, config: FeatureConfig | None = None) -> int:
     if kind not in bins:
         raise ValueError(f"unknown feature kind {kind!r}; valid kinds: {', '.join(bins)}")
     return bins[kind]
-
-
-# ---------------------------------------------------------------------------------------------
-# Handcrafted features (librosa, numpy): the table of the GTZAN "features_3_sec.csv" file that
-# published handcrafted-feature projects train on.
-
-_SPECTRAL = (
-    "chroma_stft",
-    "rms",
-    "spectral_centroid",
-    "spectral_bandwidth",
-    "rolloff",
-    "zero_crossing_rate",
-    "harmony",
-    "perceptr",
-)
-HANDCRAFTED_NAMES: tuple[str, ...] = (
-    *(f"{name}_{stat}" for name in _SPECTRAL for stat in ("mean", "var")),
-    "tempo",
-    *(f"mfcc{i}_{stat}" for i in range(1, 21) for stat in ("mean", "var")),
-)
-
-
-def handcrafted(
-    y: np.ndarray, sr: int = 22050, n_fft: int = 2048, hop_length: int = 512
-) -> np.ndarray:
-    """The 57 GTZAN table features of mono audio `y` (N,) at `sr` Hz, ordered as
-    `HANDCRAFTED_NAMES`; float64, shape (57,). Frequencies in Hz, tempo in BPM.
-
-    One STFT feeds every spectral feature, and one HPSS gives both harmony and perceptr,
-    which keeps a 3 s clip well under half a second (numba warm).
-    """
-    y = np.asarray(y, dtype=np.float32)
-    if y.ndim != 1:
-        raise ValueError(f"handcrafted expects mono audio (N,), got shape {y.shape}")
-    spec = librosa.stft(y, n_fft=n_fft, hop_length=hop_length)  # (1 + n_fft/2, T) complex
-    mag = np.abs(spec)
-    power = mag**2
-    mel_db = librosa.power_to_db(librosa.feature.melspectrogram(S=power, sr=sr))  # (128, T)
-    # = librosa.effects.harmonic / .percussive, sharing this STFT instead of taking two more.
-    harm_spec, perc_spec = librosa.decompose.hpss(spec)
-    harmonic = librosa.istft(harm_spec, hop_length=hop_length, length=len(y))
-    percussive = librosa.istft(perc_spec, hop_length=hop_length, length=len(y))
-    onset_env = librosa.onset.onset_strength(S=mel_db, sr=sr)  # (T,)
-    with warnings.catch_warnings():
-        # Silence has no pitched frames to estimate tuning from; librosa then assumes A440.
-        warnings.filterwarnings("ignore", message="Trying to estimate tuning from empty")
-        chromagram = librosa.feature.chroma_stft(S=power, sr=sr)  # (12, T)
-    series = [
-        chromagram,
-        librosa.feature.rms(S=mag, frame_length=n_fft),
-        librosa.feature.spectral_centroid(S=mag, sr=sr),
-        librosa.feature.spectral_bandwidth(S=mag, sr=sr),
-        librosa.feature.spectral_rolloff(S=mag, sr=sr),
-        librosa.feature.zero_crossing_rate(y, frame_length=n_fft, hop_length=hop_length),
-        harmonic,
-        percussive,
-    ]
-    stats = [s for f in series for s in (np.mean(f), np.var(f))]  # (16,)
-    tempo = librosa.feature.tempo(onset_envelope=onset_env, sr=sr, hop_length=hop_length)[0]
-    mfcc = librosa.feature.mfcc(S=mel_db, n_mfcc=20)  # (20, T)
-    per_coef = np.stack([mfcc.mean(axis=1), mfcc.var(axis=1)], axis=1).ravel()  # (40,)
-    out = np.concatenate([stats, [tempo], per_coef]).astype(np.float64)
-    # librosa keeps silence finite today; this guard keeps it so, since one NaN row makes
-    # the whole sklearn fit fail.
-    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
-
-
-def chroma(y: np.ndarray, sr: int = 22050, n_fft: int = 2048, hop_length: int = 512) -> np.ndarray:
-    """Chromagram (12, T) of mono `y`, each frame scaled to max 1 (librosa.feature.chroma_stft)."""
-    return librosa.feature.chroma_stft(y=y, sr=sr, n_fft=n_fft, hop_length=hop_length)
-
-
-def spectral_contrast(
-    y: np.ndarray, sr: int = 22050, n_fft: int = 2048, hop_length: int = 512
-) -> np.ndarray:
-    """Spectral contrast (7, T) in dB: peak-to-valley per octave band, six bands plus the rest."""
-    return librosa.feature.spectral_contrast(y=y, sr=sr, n_fft=n_fft, hop_length=hop_length)

@@ -165,7 +165,7 @@ def handcrafted_windows(windows: WindowSet, shas: Sequence[str], cache: Waveform
 
 def _handcrafted_rows(job: tuple[str | np.ndarray, np.ndarray, int, int]) -> np.ndarray:
     """Worker: (cached .npy path or waveform, window starts, window length, sr) -> (n_windows, 57)."""
-    from genre_core.features.spectral import handcrafted
+    from genre_core.features.handcrafted import handcrafted
 
     source, starts, length, sr = job
     y = np.load(source, mmap_mode="r") if isinstance(source, (str, os.PathLike)) else source

@@ -23,57 +23,13 @@ import torch
 
 from genre_core import evaluation, paths
 from genre_core.features.augment import AugmentConfig
+from genre_core.features.pipeline import input_pipeline
 from genre_core.datasets.splits import SPLITS, Split, kfold_splits
-from genre_core.features.spectral import FeatureConfig, build_feature, feature_bins
 from genre_core.models import build_model, get_spec
 from genre_core.store import Store
+from genre_core.train.config import TrainConfig
 from genre_core.train.loop import Interrupted, LoopSettings, Trainer, resolve_device
 from genre_core.features.windows import WaveformCache, WindowSet, build_windows, handcrafted_windows
-
-
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    dataset: str
-    model: str
-    split: str = "random"  # random | kfold | artist | fault-filtered | official
-    fold: int = 1  # which fold (1-based) when split == "kfold"
-    k: int = 5  # folds when split == "kfold"
-    representation: str | None = None  # override the model's input ("logmel"|"mfcc") for ablations
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_epochs: float = 1.0
-    patience: int = 6  # epochs without val-loss improvement before stopping early
-    grad_clip: float = 1.0
-    window_s: float = 3.0  # the window length the GTZAN literature uses
-    hop_s: float = 1.5  # half-overlapping windows: twice the training windows, no leakage
-    eval_hop_s: float = 1.5
-    features: FeatureConfig = field(default_factory=FeatureConfig)
-    augment: AugmentConfig = field(default_factory=AugmentConfig.default)
-    device: str = "auto"
-    seed: int = 0
-    tiny: bool = False  # small model widths: any model trains in seconds on a CPU
-
-    @classmethod
-    def tiny_preset(cls, dataset: str, model: str, **overrides) -> "TrainConfig":
-        """A run that finishes in seconds on a CPU: tiny widths, 2 epochs, no augmentation."""
-        base = dict(epochs=2, batch_size=16, tiny=True, augment=AugmentConfig.none(), warmup_epochs=0.0)
-        return cls(dataset=dataset, model=model, **{**base, **overrides})
-
-    def to_dict(self) -> dict:
-        data = dataclasses.asdict(self)
-        data["augment"] = self.augment.to_dict()
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
-        data = dict(data)
-        data["features"] = FeatureConfig(**data["features"])
-        data["augment"] = AugmentConfig.from_dict(data["augment"])
-        return cls(**data)
 
 
 @dataclass
@@ -104,15 +60,6 @@ def choose_split(config: TrainConfig, tracks: pd.DataFrame) -> Split:
     if config.split not in SPLITS:
         raise ValueError(f"unknown split {config.split!r} (choose from {', '.join(SPLITS)})")
     return SPLITS[config.split](tracks, config.seed)
-
-
-def input_pipeline(kind: str, features: FeatureConfig) -> tuple[torch.nn.Module, int, int]:
-    """(front end waveform -> (B, 1, F, T), its sample rate, F) for an input kind."""
-    if kind == "musicnn":
-        from genre_core.models.musicnn.net import MUSICNN_SR, MusicnnMel
-
-        return MusicnnMel(), MUSICNN_SR, 96
-    return build_feature(kind, features), features.sr, feature_bins(kind, features)
 
 
 @dataclass

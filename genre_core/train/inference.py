@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import joblib
 import numpy as np
@@ -12,8 +11,17 @@ import torch
 from genre_core import paths
 from genre_core.models import build_model, get_spec
 from genre_core.store import Store, StoreError
+from genre_core.features.pipeline import input_pipeline
+from genre_core.train.config import TrainConfig
 from genre_core.train.loop import resolve_device
-from genre_core.train.fit import TrainConfig, input_pipeline
+
+CPU_BATCH = 16  # windows per forward on a CPU: measured, the per-window cost doubles past 16
+GPU_BATCH = 64  # ... on a GPU: keeps it busy; musicnn backward (Grad-CAM) at 64 windows needs ~3 GB
+
+
+def batch_size(device: torch.device | str) -> int:
+    """Windows per forward pass on `device` (bounds memory on long tracks too)."""
+    return GPU_BATCH if torch.device(device).type == "cuda" else CPU_BATCH
 
 
 @dataclass
@@ -38,7 +46,7 @@ class LoadedRun:
         """(B, L) audio -> ((B, C) probabilities, {kind: (B, D)}) with kinds "penultimate" and,
         where the model has one, "pooled". Baselines return no embeddings."""
         if self.estimator is not None:
-            from genre_core.features.spectral import handcrafted
+            from genre_core.features.handcrafted import handcrafted
 
             table = np.stack([handcrafted(w, sr=self.sr) for w in windows])
             probs = np.full((len(windows), len(self.classes)), 0.0)
@@ -53,10 +61,10 @@ class LoadedRun:
 
 
 def latest_complete_run(store: Store) -> str:
-    rows = store.query("SELECT run_id FROM runs WHERE status = 'complete' ORDER BY finished_at DESC LIMIT 1")
-    if rows.empty:
+    runs = store.complete_runs()
+    if runs.empty:
         raise StoreError(f"{store.path}: no complete run yet (train one: python -m training train ...)")
-    return str(rows.run_id[0])
+    return str(runs.run_id.iloc[-1])
 
 
 def load_run(store: Store, run_id: str | None = None, device: str = "auto") -> LoadedRun:

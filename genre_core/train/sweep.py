@@ -29,7 +29,8 @@ import pandas as pd
 from genre_core.features.augment import AugmentConfig
 from genre_core.models import get_spec
 from genre_core.store import Store
-from genre_core.train.fit import TrainConfig, fit
+from genre_core.train.config import TrainConfig
+from genre_core.train.fit import fit
 
 REPRESENTATIONS = ("logmel", "mfcc")
 

@@ -29,10 +29,10 @@ import numpy as np
 from tqdm import tqdm
 
 from genre_core.datasets.synth.music import render_clip
+from genre_core.faults.kinds import CLIP_KINDS
 from genre_core.datasets.synth.styles import Artist, artist_name, make_artist, title
 
 GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
-FAULT_KINDS = ("exact_duplicate", "recording_duplicate", "label_issue", "distortion", "silence", "unreadable")
 
 # Where faults go at the default size, in planting order; smaller corpora take the first few,
 # larger ones cycle. Hosts follow GTZAN: metal.00058 is rock.00016, pop and reggae repeat
@@ -98,7 +98,7 @@ class _Slot:
     true_genre: str             # what was synthesized
     artist: Artist
     title: str
-    kind: str = ""              # one of FAULT_KINDS, or "" for a clean clip
+    kind: str = ""              # one of CLIP_KINDS, or "" for a clean clip
     variant: str = ""           # regain | shift | resample | trim | clip | dropout
     source: _Slot | None = None
     group: str = ""
@@ -310,7 +310,7 @@ def _write_wav(path: Path, y: np.ndarray, sr: int) -> None:
 
 def _write_manifests(out: Path, slots: list[_Slot], config: SynthConfig) -> None:
     """faults_truth.csv and artists.txt, then metadata.csv last: its presence means "complete"."""
-    kinds = {kind: i for i, kind in enumerate(FAULT_KINDS)}
+    kinds = {kind: i for i, kind in enumerate(CLIP_KINDS)}
     faulty = sorted((s for s in slots if s.kind),
                     key=lambda s: (kinds[s.kind], s.group, not s.original, s.track_id))
     rows = [(s.track_id, s.kind, s.group, s.source.track_id if s.source else "", s.detail) for s in faulty]
