@@ -342,7 +342,7 @@ def build_musicnn_finetune(n_classes: int, n_features: int = N_MELS,
     return MusicnnGenre(n_classes, FINETUNE)
 
 
-MUSICNN_MODELS: dict[str, ModelSpec] = {
+SPECS: dict[str, ModelSpec] = {
     "musicnn_probe": ModelSpec(
         "musicnn_probe", "pretrained", "musicnn", build_musicnn_probe,
         "frozen musicnn (MSD) penultimate embedding + MLP head"),
@@ -350,10 +350,9 @@ MUSICNN_MODELS: dict[str, ModelSpec] = {
         "musicnn_finetune", "pretrained", "musicnn", build_musicnn_finetune,
         "musicnn (MSD) fine-tuned end to end with a linear head"),
 }
-SPECS = MUSICNN_MODELS  # the name the other model families export to the registry
 
 __all__ = [
-    "MUSICNN_MODELS", "MUSICNN_SR", "SPECS", "WINDOW_FRAMES", "MusicnnGenre", "MusicnnMel",
+    "MUSICNN_SR", "SPECS", "WINDOW_FRAMES", "MusicnnGenre", "MusicnnMel",
     "MusicnnTagger", "MusicnnTransferConfig", "TaggerOutput", "VggTagger", "build_tagger",
     "load_tagger", "tag_names", "taggram",
 ]
