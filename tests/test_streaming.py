@@ -5,8 +5,9 @@ import pytest
 
 from genre_core.audio import AudioError
 from genre_core.train.inference import load_run
+from benchmarks.latency import latency_benchmark, mix_benchmark
 from genre_core.live.streaming import (RingBuffer, StreamingClassifier, classify_array, classify_file,
-                                  classify_stream, latency_benchmark, mix_benchmark)
+                                       classify_stream)
 from genre_core.live.timeline import SILENCE
 from genre_core.train.fit import TrainConfig, fit
 from tests.helpers import BANDS, SR, band_clip, write
