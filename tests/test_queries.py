@@ -22,6 +22,7 @@ import pytest
 from genre_core.app import state as S
 from genre_core import evaluation
 from genre_core.app import queries as q
+from genre_core.faults.kinds import DUPLICATE_KINDS, SEVERITY
 from genre_core.store import open_store
 
 
@@ -187,7 +188,7 @@ def test_projection_covers_every_usable_track(db, app_db):
     points = q.projection(db, run, "tsne")
     assert len(points) == 150 - 1  # one unreadable track has no embedding
     assert set(points.outcome) <= {"correct", "wrong", "training track"}
-    assert points.fault.isin(["none", *q.SEVERITY]).all()
+    assert points.fault.isin(["none", *SEVERITY]).all()
 
 
 def test_track_views(db, app_db):
@@ -232,7 +233,7 @@ def test_taggram_only_for_the_pretrained_run(db, app_db):
 def test_fault_queries(db, app_db):
     ds = app_db["ten_id"]
     dups = q.duplicate_groups(db, ds)
-    assert set(dups.kind) <= set(q.DUPLICATE_KINDS) and dups.groupby("group_id").size().ge(2).all()
+    assert set(dups.kind) <= set(DUPLICATE_KINDS) and dups.groupby("group_id").size().ge(2).all()
     issues = q.label_issues(db, ds, _cnn(app_db))
     assert {"predicted", "confidence", "p_given"} <= set(issues.columns)
     detail, summary = q.known_vs_detected(db, ds)

@@ -9,7 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from genre_core.app.queries._base import BROWSER_AUDIO, _df
+from genre_core.app.queries._db import _df
+
+BROWSER_AUDIO = (".wav", ".mp3", ".ogg", ".flac")  # played as-is; others (.au, .aiff) decoded
 
 # -- one track ------------------------------------------------------------------------------
 
