@@ -98,9 +98,9 @@ def display_options() -> None:
 
 @st.cache_resource(show_spinner=False)
 def _warm_up() -> bool:
-    """Import the audio stack once per server process in the background, so the first Track
-    page opened does not wait a second for librosa."""
-    threading.Thread(target=importlib.import_module, args=("librosa.feature.spectral",), daemon=True).start()
+    """Import the audio stack (torch, librosa) once per server process in the background, so
+    the first Track page opened does not wait seconds for it."""
+    threading.Thread(target=importlib.import_module, args=("genre_core.features.spectral",), daemon=True).start()
     return True
 
 

@@ -249,6 +249,7 @@ def build(store: Store, name: str = "bench", genres=GENRES10, n_tracks: int = 10
 
 def page_queries(db, run_id: str, dataset_id: int, track_id: str) -> dict[str, list]:
     """The uncached reads each page makes on first open (what st.cache_data saves later)."""
+    from genre_core.app import media
     from genre_core.app import queries as q
 
     return {
@@ -260,9 +261,9 @@ def page_queries(db, run_id: str, dataset_id: int, track_id: str) -> dict[str, l
         "Map": [("projection_methods", q.projection_methods, (db, run_id)),
                 ("projection", q.projection, (db, run_id, "tsne"))],
         "Track": [("track_list", q.track_list, (db, run_id)), ("track", q.track, (db, dataset_id, track_id)),
-                  ("track_audio", q.track_audio, (db, dataset_id, track_id)),
-                  ("track_waveform", q.track_waveform, (db, dataset_id, track_id)),
-                  ("track_mel", q.track_mel, (db, dataset_id, track_id)),
+                  ("track_audio", media.track_audio, (db, dataset_id, track_id)),
+                  ("track_waveform", media.track_waveform, (db, dataset_id, track_id)),
+                  ("track_mel", media.track_mel, (db, dataset_id, track_id)),
                   ("track_probs", q.track_probs, (db, run_id, track_id)),
                   ("segments", q.segments, (db, run_id, track_id)),
                   ("attributions", q.attributions, (db, run_id, track_id)),

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from genre_core.app import state as S
-from genre_core.app import charts
+from genre_core.app import charts, media
 from genre_core.app import queries as q
 from page_frame import enter
 from genre_core.store import Store
@@ -88,7 +88,7 @@ def listen(track_ids: list[str], key: str, labels: dict | None = None) -> None:
     if right.button("Open in Track view", key=f"{key}_open", icon=":material/open_in_new:"):
         S.open_track(st.session_state, dataset_id, chosen, S.Selection(f"Faults: {key}", tuple(track_ids), dataset_id))
         st.switch_page("pages/track.py")
-    clip = cached(q.track_audio)(ctx.db, dataset_id, chosen)
+    clip = cached(media.track_audio)(ctx.db, dataset_id, chosen)
     if clip is None:
         st.warning("This file cannot be played (unreadable or missing).")
     else:
@@ -116,7 +116,7 @@ with tabs[0]:
         for col, member in zip(st.columns(min(len(members), 3)), members.itertuples()):
             with col:
                 st.markdown(f"**{member.track_id}** · labelled {member.label} · {member.artist or 'unknown artist'}")
-                clip = cached(q.track_audio)(ctx.db, dataset_id, member.track_id)
+                clip = cached(media.track_audio)(ctx.db, dataset_id, member.track_id)
                 if clip is not None:
                     st.audio(clip[0], sample_rate=clip[1])
                 st.caption(evidence_text(member.evidence) or "no alignment evidence stored")

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from genre_core.app import state as S
-from genre_core.app import charts
+from genre_core.app import charts, media
 from genre_core.app import queries as q
 from page_frame import NO_RUN, enter
 
@@ -78,12 +78,12 @@ st.markdown(f"True genre **{row.label}** · {verdict} · artist {row.artist or '
             f"{(row.duration_s or 0):.0f} s · {probs.split.iloc[0] if len(probs) else 'train'} {flags}")
 track_controls()
 
-audio = cached(q.track_audio)(ctx.db, dataset_id, track_id)
+audio = cached(media.track_audio)(ctx.db, dataset_id, track_id)
 if audio is None:
     st.warning(f"No playable audio: the file is {row.status}" + (f" ({row.error})" if row.error else "") + ".")
 else:
     st.audio(audio[0], sample_rate=audio[1], autoplay=bool(st.session_state.pop(S.AUTOPLAY, False)))
-    st.plotly_chart(charts.waveform(cached(q.track_waveform)(ctx.db, dataset_id, track_id), ctx.presentation),
+    st.plotly_chart(charts.waveform(cached(media.track_waveform)(ctx.db, dataset_id, track_id), ctx.presentation),
                     theme=None, config=charts.plot_config(ctx.image_format, f"{track_id}_waveform"), key="waveform")
 
 st.subheader("What the model listened to")
@@ -93,8 +93,7 @@ attrs = cached(q.attributions)(ctx.db, ctx.run_id, track_id)
 cam_row = attrs[attrs.target == genre]
 cam = cam_row["values"].iloc[0] if len(cam_row) else None
 overlay = run.representation in ("logmel", "musicnn")
-settings = q.mel_settings(run.config, run.representation)
-mel = cached(q.track_mel)(ctx.db, dataset_id, track_id, **settings) if audio else None
+mel = cached(media.track_mel)(ctx.db, dataset_id, track_id, run.representation, run.config) if audio else None
 if mel is not None:
     st.plotly_chart(charts.spectrogram(mel, cam if overlay else None, opacity, genre, ctx.presentation),
                     theme=None, config=charts.plot_config(ctx.image_format, f"{track_id}_spectrogram"),
@@ -147,7 +146,7 @@ if len(near):
         with col:
             said = f" → {other.predicted}" if isinstance(other.predicted, str) else ""
             st.markdown(f"**{other.neighbour_id}** · {other.label}{said}")
-            clip = cached(q.track_audio)(ctx.db, dataset_id, other.neighbour_id) if other.playable else None
+            clip = cached(media.track_audio)(ctx.db, dataset_id, other.neighbour_id) if other.playable else None
             if clip is not None:
                 st.audio(clip[0], sample_rate=clip[1])
             st.button("open", key=f"nb_{other.neighbour_id}", on_click=S.open_track,

@@ -21,6 +21,7 @@ import pytest
 
 from genre_core.app import state as S
 from genre_core import evaluation
+from genre_core.app import media
 from genre_core.app import queries as q
 from genre_core.faults.kinds import DUPLICATE_KINDS, SEVERITY
 from genre_core.store import open_store
@@ -196,11 +197,14 @@ def test_track_views(db, app_db):
     preds = q.predictions(db, run)
     track_id = next(t for t in preds.track_id if len(q.attributions(db, run, t)))
     ds = app_db["ten_id"]
-    audio, sr = q.track_audio(db, ds, track_id)
+    audio, sr = media.track_audio(db, ds, track_id)
     assert Path(audio).is_file() and sr is None
-    mel = q.track_mel(db, ds, track_id)
+    mel = media.track_mel(db, ds, track_id)
     assert mel["mel"].shape[0] == 128 and mel["duration_s"] == pytest.approx(4.0, abs=0.01)
-    assert len(q.track_waveform(db, ds, track_id)) > 100
+    assert mel["mel"].max() == 0.0 and mel["mel"].min() >= -80.0  # dB below the loudest bin
+    musicnn = media.track_mel(db, ds, track_id, "musicnn")
+    assert musicnn["mel"].shape[0] == 96 and musicnn["freqs"][-1] < 8000
+    assert len(media.track_waveform(db, ds, track_id)) > 100
     probs = q.track_probs(db, run, track_id)
     assert probs.prob.sum() == pytest.approx(1.0, abs=1e-4) and probs.is_true.sum() == 1
     segments = q.segments(db, run, track_id)
@@ -214,8 +218,8 @@ def test_audio_only_for_usable_tracks_in_the_database(db, app_db):
     ds = app_db["ten_id"]
     tracks = q.track_list(db, _cnn(app_db))
     bad = tracks[tracks.status != "ok"].track_id.iloc[0]
-    assert q.track_audio(db, ds, bad) is None
-    assert q.track_audio(db, ds, "../../etc/passwd") is None
+    assert media.track_audio(db, ds, bad) is None
+    assert media.track_audio(db, ds, "../../etc/passwd") is None
     assert q.track_file(db, ds + 100, tracks.track_id.iloc[0]) is None
 
 

@@ -1,17 +1,14 @@
-"""Reads about one track: its file, audio views, predictions, Grad-CAM, taggram, neighbours."""
+"""Reads about one track: its row and file, predictions, Grad-CAM, taggram, neighbours (the
+audio views themselves are in genre_core.app.media)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from genre_core.app.queries._db import _df
-
-BROWSER_AUDIO = (".wav", ".mp3", ".ogg", ".flac")  # played as-is; others (.au, .aiff) decoded
 
 # -- one track ------------------------------------------------------------------------------
 
@@ -40,79 +37,6 @@ def track_file(db, dataset_id: int, track_id: str) -> Path | None:
         return None
     path = Path(row["path"])
     return path if path.is_file() else None
-
-
-def track_audio(db, dataset_id: int, track_id: str) -> tuple[Any, int | None] | None:
-    """What st.audio needs: (path, None) for formats browsers play, else ((N,) float32, sr)."""
-    path = track_file(db, dataset_id, track_id)
-    if path is None:
-        return None
-    if path.suffix.lower() in BROWSER_AUDIO:
-        return path, None
-    from genre_core import audio
-
-    return audio.load(path, sr=None, reject_silent=False), audio.probe(path).sample_rate
-
-
-def _signal(db, dataset_id: int, track_id: str, sr: int) -> np.ndarray | None:
-    from genre_core import audio
-
-    path = track_file(db, dataset_id, track_id)
-    if path is None:
-        return None
-    try:
-        return audio.load(path, sr=sr, reject_silent=False, min_seconds=0.0)
-    except audio.AudioError:
-        return None
-
-
-def track_waveform(db, dataset_id: int, track_id: str, n_points: int = 1200) -> pd.DataFrame:
-    """Min/max envelope of the track in `n_points` buckets: time_s, low, high."""
-    y = _signal(db, dataset_id, track_id, 22050)
-    if y is None or y.size == 0:
-        return pd.DataFrame(columns=["time_s", "low", "high"])
-    buckets = np.array_split(y, min(n_points, y.size))
-    sizes = np.cumsum([0] + [b.size for b in buckets[:-1]])
-    return pd.DataFrame({"time_s": sizes / 22050, "low": [b.min() for b in buckets],
-                         "high": [b.max() for b in buckets]})
-
-
-def track_mel(db, dataset_id: int, track_id: str, sr: int = 22050, n_mels: int = 128,
-              fmin: float = 0.0, fmax: float | None = None, max_frames: int = 900) -> dict | None:
-    """Log-mel spectrogram of a track for display (see `mel_image`), None when unplayable.
-    Pass the run's feature settings so a Grad-CAM map lines up with its bands."""
-    y = _signal(db, dataset_id, track_id, sr)
-    if y is None or y.size == 0:
-        return None
-    return mel_image(y, sr, n_mels, fmin, fmax, max_frames)
-
-
-def mel_image(y: np.ndarray, sr: int, n_mels: int = 128, fmin: float = 0.0, fmax: float | None = None,
-              max_frames: int = 900, hop_length: int = 512) -> dict:
-    """{"mel": (n_mels, T) dB below the peak, "duration_s", "freqs": (n_mels,) band centres
-    in Hz} of (N,) audio at `sr`; frames are max-pooled to at most `max_frames` columns so the
-    figure stays light."""
-    import librosa
-
-    fmax = fmax or sr / 2
-    mel = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=2048, hop_length=hop_length,
-                                         n_mels=n_mels, fmin=fmin, fmax=fmax)
-    mel_db = librosa.power_to_db(mel, ref=np.max, top_db=80.0).astype(np.float32)  # (M, T)
-    factor = int(np.ceil(mel_db.shape[1] / max_frames))
-    if factor > 1:
-        cut = mel_db.shape[1] // factor * factor
-        mel_db = mel_db[:, :cut].reshape(n_mels, -1, factor).max(axis=2)
-    freqs = librosa.mel_frequencies(n_mels + 2, fmin=fmin, fmax=fmax)[1:-1]
-    return {"mel": mel_db, "duration_s": y.size / sr, "freqs": freqs}
-
-
-def mel_settings(config_json: str | None, representation: str | None) -> dict:
-    """track_mel keyword arguments matching a run's input image (sr, n_mels, fmin, fmax)."""
-    if representation == "musicnn":
-        return dict(sr=16000, n_mels=96, fmin=0.0, fmax=8000.0)
-    features = (json.loads(config_json) if config_json else {}).get("features", {})
-    return dict(sr=int(features.get("sr", 22050)), n_mels=int(features.get("n_mels", 128)),
-                fmin=float(features.get("f_min", 0.0)), fmax=features.get("f_max"))
 
 
 def track_probs(db, run_id: str, track_id: str) -> pd.DataFrame:
