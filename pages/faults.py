@@ -4,10 +4,9 @@ import pandas as pd
 import streamlit as st
 
 from genre_core.app import state as S
-from genre_core.app import charts, media
+from genre_core.app import charts, media, reviews
 from genre_core.app import queries as q
 from page_frame import enter
-from genre_core.store import Store
 
 ctx = enter("pages/faults.py")
 cached = st.cache_data(show_spinner=False, max_entries=128)
@@ -50,11 +49,9 @@ def evidence_text(evidence: dict) -> str:
                      if v is not None and k not in ("members", "reference"))
 
 
-def save(reviews: list[dict]) -> None:
-    store = Store(ctx.db.path)
-    for review in reviews:
-        store.save_review(**review)
-    st.toast(f"Saved {len(reviews)} review{'s' if len(reviews) != 1 else ''}.", icon=":material/check:")
+def save(changes: list[dict]) -> None:
+    saved = reviews.save_reviews(ctx.db, changes)
+    st.toast(f"Saved {saved} review{'s' if saved != 1 else ''}.", icon=":material/check:")
 
 
 def review_table(frame: pd.DataFrame, columns: list[str], key: str) -> None:

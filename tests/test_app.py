@@ -192,4 +192,5 @@ def test_classify_a_recording(monkeypatch, app_db):
     at.file_uploader[0].upload("mix.wav", buffer.getvalue(), "audio/wav").run()
     _ok(at)
     assert any(h.value.startswith("Verdict: ") for h in at.subheader)
-    assert at.session_state["genrelens.classify_result"][2] == "mix.wav"
+    heard = at.session_state["genrelens.classify_result"][2]
+    assert heard.name == "mix.wav" and heard.loudest is not None and heard.loudest.image is not None

@@ -159,18 +159,6 @@ def filter_tracks(frame: pd.DataFrame, track_ids: Iterable[str]) -> pd.DataFrame
     return rows.iloc[rows["track_id"].map(order).argsort(kind="stable")]
 
 
-def loudest_window(y: np.ndarray, sr: int, window_s: float, hop_s: float) -> tuple[float, np.ndarray]:
-    """(start in s, (L,) samples) of the window of (N,) audio with the highest RMS; a clip
-    shorter than one window is zero-padded to one."""
-    length, hop = int(round(window_s * sr)), max(1, int(round(hop_s * sr)))
-    y = np.pad(np.asarray(y, dtype=np.float32), (0, max(0, length - len(y))))
-    starts = np.arange(0, len(y) - length + 1, hop)
-    energy = np.cumsum(np.concatenate([[0.0], y.astype(np.float64) ** 2]))
-    rms = energy[starts + length] - energy[starts]  # (W,) sum of squares per window
-    best = int(starts[int(np.argmax(rms))])
-    return best / sr, y[best: best + length]
-
-
 # -- reviews --------------------------------------------------------------------------------
 
 
