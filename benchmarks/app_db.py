@@ -295,13 +295,13 @@ def time_app(db_path: Path, run_id: str, track: tuple[int, str]) -> pd.DataFrame
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
-    from genre_core.app import state as S
+    from genre_core.app import state
 
     os.environ["GENRELENS_DB"] = str(db_path)
     app = Path(__file__).resolve().parent.parent / "app.py"
     at = AppTest.from_file(str(app), default_timeout=120)
-    at.session_state[S.RUN] = run_id
-    at.session_state[S.TRACK] = track
+    at.session_state[state.RUN] = run_id
+    at.session_state[state.TRACK] = track
     at.run()
     times: dict[str, list[float]] = {page: [] for page in PAGES}
     errors: dict[str, int] = {}

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from genre_core.app import state as S
+from genre_core.app import state
 from genre_core.app import charts
 from genre_core.app import queries as q
 from page_frame import enter, require_run
@@ -43,29 +43,29 @@ if points.empty:
 event = st.plotly_chart(charts.embedding_map(points, colour_by, list(run.classes), ctx.presentation),
                         on_select="rerun", selection_mode=("points", "box", "lasso"), key="map_chart",
                         theme=None, config=charts.plot_config(ctx.image_format, f"map_{method}"))
-ids = S.selected_track_ids(event)
+ids = state.selected_track_ids(event)
 dataset_id = int(run.dataset_id)
-if S.is_single_click(event):
-    current = st.session_state.get(S.SELECTION)
-    keep = current if current is not None and ids[0] in current.track_ids else S.Selection(
-        f"Map: the 20 tracks nearest {ids[0]}", tuple(S.nearest_on_map(points, ids[0], 20)), dataset_id)
-    S.open_track(st.session_state, dataset_id, ids[0], keep, autoplay=True)
+if state.is_single_click(event):
+    current = st.session_state.get(state.SELECTION)
+    keep = current if current is not None and ids[0] in current.track_ids else state.Selection(
+        f"Map: the 20 tracks nearest {ids[0]}", tuple(state.nearest_on_map(points, ids[0], 20)), dataset_id)
+    state.open_track(st.session_state, dataset_id, ids[0], keep, autoplay=True)
     st.switch_page("pages/track.py")
 if len(ids) > 1:
-    st.session_state[S.SELECTION] = S.Selection(f"Map: {len(ids)} tracks selected", tuple(ids), dataset_id)
+    st.session_state[state.SELECTION] = state.Selection(f"Map: {len(ids)} tracks selected", tuple(ids), dataset_id)
 
-chosen = ctx.selection if len(ids) < 2 else st.session_state[S.SELECTION]
+chosen = ctx.selection if len(ids) < 2 else st.session_state[state.SELECTION]
 if not chosen.source.startswith("Map") or len(chosen.track_ids) < 2:
     st.caption(f"{len(points)} tracks · {method}. Tip: the lasso and box tools are in the chart's top-right toolbar.")
     st.stop()
-rows = S.filter_tracks(points, chosen.track_ids)
+rows = state.filter_tracks(points, chosen.track_ids)
 st.subheader(f"{len(rows)} selected tracks")
 counts = rows.label.value_counts()
 st.caption("True genres: " + ", ".join(f"{g} {n}" for g, n in counts.items())
            + f" · {int((rows.outcome == 'wrong').sum())} misclassified")
 if st.button(f"Walk through them in the Track view, from {rows.track_id.iloc[0]}", icon=":material/play_arrow:",
              key="map_open"):
-    S.open_track(st.session_state, dataset_id, rows.track_id.iloc[0], chosen)
+    state.open_track(st.session_state, dataset_id, rows.track_id.iloc[0], chosen)
     st.switch_page("pages/track.py")
 st.dataframe(rows[["track_id", "label", "predicted", "confidence", "outcome", "fault", "split"]], hide_index=True,
              width="stretch", column_config={"confidence": st.column_config.ProgressColumn(

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from genre_core.app import state as S
+from genre_core.app import state
 from genre_core.app import charts, media
 from genre_core.app import queries as q
 from page_frame import NO_RUN, enter
@@ -23,13 +23,13 @@ if tracks.empty:
     st.stop()
 known = set(tracks.track_id)
 if not ctx.track or ctx.track[0] != dataset_id or ctx.track[1] not in known:
-    S.open_track(st.session_state, dataset_id, tracks.track_id.iloc[0])
-    ctx = S.context(st.session_state)
+    state.open_track(st.session_state, dataset_id, tracks.track_id.iloc[0])
+    ctx = state.context(st.session_state)
 track_id = ctx.track[1]
 
 
 def _go(track: str) -> None:
-    S.open_track(st.session_state, dataset_id, track)
+    state.open_track(st.session_state, dataset_id, track)
 
 
 def _picked() -> None:
@@ -37,11 +37,11 @@ def _picked() -> None:
 
 
 def track_controls() -> None:
-    """Prev/next through the selection and a track picker; their callbacks move S.TRACK
+    """Prev/next through the selection and a track picker; their callbacks move state.TRACK
     before the page runs, so there is nothing to return."""
     labels = {r.track_id: f"{r.track_id} · {r.label}"
               + (f" → {r.predicted}" if isinstance(r.predicted, str) else " (train)") for r in tracks.itertuples()}
-    previous, following, position = S.step(ctx.selection, track_id)
+    previous, following, position = state.step(ctx.selection, track_id)
     nav = st.columns([1, 4, 1], vertical_alignment="bottom")
     nav[0].button("◀ previous", on_click=_go, args=(previous,), disabled=previous is None, key="prev",
                   width="stretch")
@@ -82,7 +82,7 @@ audio = cached(media.track_audio)(ctx.db, dataset_id, track_id)
 if audio is None:
     st.warning(f"No playable audio: the file is {row.status}" + (f" ({row.error})" if row.error else "") + ".")
 else:
-    st.audio(audio[0], sample_rate=audio[1], autoplay=bool(st.session_state.pop(S.AUTOPLAY, False)))
+    st.audio(audio[0], sample_rate=audio[1], autoplay=bool(st.session_state.pop(state.AUTOPLAY, False)))
     st.plotly_chart(charts.waveform(cached(media.track_waveform)(ctx.db, dataset_id, track_id), ctx.presentation),
                     theme=None, config=charts.plot_config(ctx.image_format, f"{track_id}_waveform"), key="waveform")
 
@@ -141,7 +141,7 @@ if tags is not None:
 near = cached(q.neighbours)(ctx.db, ctx.run_id, track_id)
 if len(near):
     st.subheader("Sounds closest to it (for this model)")
-    walk = S.Selection(f"neighbours of {track_id}", (track_id, *near.neighbour_id), dataset_id)
+    walk = state.Selection(f"neighbours of {track_id}", (track_id, *near.neighbour_id), dataset_id)
     for col, other in zip(st.columns(4), near.head(4).itertuples()):
         with col:
             said = f" → {other.predicted}" if isinstance(other.predicted, str) else ""
@@ -149,7 +149,7 @@ if len(near):
             clip = cached(media.track_audio)(ctx.db, dataset_id, other.neighbour_id) if other.playable else None
             if clip is not None:
                 st.audio(clip[0], sample_rate=clip[1])
-            st.button("open", key=f"nb_{other.neighbour_id}", on_click=S.open_track,
+            st.button("open", key=f"nb_{other.neighbour_id}", on_click=state.open_track,
                       args=(st.session_state, dataset_id, other.neighbour_id, walk))
     st.dataframe(near, hide_index=True, width="stretch")
 
