@@ -118,12 +118,16 @@ def fake_analysis(tracks: pd.DataFrame, preds: pd.DataFrame, classes, seconds: f
         xy = np.stack([np.cos(angle), np.sin(angle)], 1) * 10 + rng.normal(0, 2.5 * spread, (len(ok), 2))
         projections.append(pd.DataFrame({"method": method, "track_id": ok.track_id, "x": xy[:, 0], "y": xy[:, 1]}))
     neighbours = []
-    by_genre = {c: ok.track_id[g == i].to_numpy() for i, c in enumerate(classes)}
-    for tid, label in zip(ok.track_id, ok.label):
-        pool = by_genre[label]
-        pick = rng.choice(pool[pool != tid], size=min(10, len(pool) - 1), replace=False)
-        neighbours.append(pd.DataFrame({"track_id": tid, "rank": np.arange(1, len(pick) + 1),
-                                        "neighbour_id": pick, "distance": np.sort(rng.uniform(0.1, 0.6, len(pick)))}))
+    for i in range(len(classes)):  # up to 10 distinct others of the same genre per track, vectorised
+        pool = ok.track_id[g == i].to_numpy()
+        k = min(10, len(pool) - 1)
+        if k < 1:
+            continue
+        gaps = rng.integers(1, max(1, (len(pool) - 1) // k) + 1, size=(len(pool), k))
+        pick = pool[(np.arange(len(pool))[:, None] + np.cumsum(gaps, axis=1)) % len(pool)]  # (P, k), never self
+        neighbours.append(pd.DataFrame({"track_id": np.repeat(pool, k), "rank": np.tile(np.arange(1, k + 1), len(pool)),
+                                        "neighbour_id": pick.ravel(),
+                                        "distance": np.sort(rng.uniform(0.1, 0.6, (len(pool), k)), axis=1).ravel()}))
     test = preds[(preds.split == "test") & preds.track_id.isin(ok.track_id)].head(n_explained)
     bands, frames = 64, int(seconds * 8)
     yy, xx = np.mgrid[0:bands, 0:frames]
@@ -260,7 +264,8 @@ def page_queries(db, run_id: str, dataset_id: int, track_id: str) -> dict[str, l
                       ("per_genre", q.per_genre, (db, run_id))],
         "Map": [("projection_methods", q.projection_methods, (db, run_id)),
                 ("projection", q.projection, (db, run_id, "tsne"))],
-        "Track": [("track_list", q.track_list, (db, run_id)), ("track", q.track, (db, dataset_id, track_id)),
+        "Track": [("search_tracks", q.search_tracks, (db, run_id, "jazz")),
+                  ("track", q.track, (db, dataset_id, track_id)),
                   ("track_audio", media.track_audio, (db, dataset_id, track_id)),
                   ("track_waveform", media.track_waveform, (db, dataset_id, track_id)),
                   ("track_mel", media.track_mel, (db, dataset_id, track_id)),

@@ -12,6 +12,7 @@ COLOUR_BY = {"true genre": "label", "predicted genre": "predicted", "correct / w
 
 ctx = enter("pages/map.py")
 cached = st.cache_data(show_spinner=False, max_entries=64)
+SEARCH_LIMIT = 200  # matches ringed on the map; the Track page's search lists any track
 
 st.title("Map")
 st.write("Each point is a track, placed so that tracks the model finds similar sit close together. "
@@ -24,23 +25,34 @@ if not methods:
     st.stop()
 
 
-def map_controls() -> tuple[str, str]:
-    """(projection method, column to colour by)"""
+def map_controls() -> tuple[str, str, str]:
+    """(projection method, column to colour by, search text)"""
     box = st.expander("Controls") if ctx.presentation else st.container()
     with box:
-        left, right = st.columns([1, 3])
+        left, middle, right = st.columns([1, 2, 2])
         method = left.radio("Projection", methods, horizontal=True, key="map_method",
                             format_func=lambda m: {"tsne": "t-SNE", "umap": "UMAP"}.get(m, m))
-        colour = right.radio("Colour by", list(COLOUR_BY), horizontal=True, key="map_colour")
-    return method, COLOUR_BY[colour]
+        colour = middle.radio("Colour by", list(COLOUR_BY), horizontal=True, key="map_colour")
+        text = right.text_input("Find on the map", key="map_search", placeholder="id, artist, genre or file name",
+                                help=f"Rings up to {SEARCH_LIMIT} matching tracks; they are always drawn")
+    return method, COLOUR_BY[colour], text
 
 
-method, colour_by = map_controls()
+method, colour_by, search = map_controls()
 points = cached(q.projection)(ctx.db, ctx.run_id, method)
 if points.empty:
     st.info("This projection holds no points.")
     st.stop()
-event = st.plotly_chart(charts.embedding_map(points, colour_by, list(run.classes), ctx.presentation),
+found = cached(q.search_tracks)(ctx.db, ctx.run_id, search, SEARCH_LIMIT) if search.strip() else None
+highlight = [] if found is None else list(found.track_id)
+open_track = [ctx.track[1]] if ctx.track else []
+drawn = state.sample_map(points, keep=[*highlight, *open_track, *ctx.selection.track_ids])
+if found is not None:
+    n_matches = int(found.n_matches.iloc[0]) if len(found) else 0
+    shown = int(points.track_id.isin(set(highlight)).sum())
+    st.caption(f"{n_matches:,} tracks match “{search.strip()}”; {shown} of the first {SEARCH_LIMIT} are on this "
+               "map (ringed). Click one to open it.")
+event = st.plotly_chart(charts.embedding_map(drawn, colour_by, list(run.classes), ctx.presentation, highlight),
                         on_select="rerun", selection_mode=("points", "box", "lasso"), key="map_chart",
                         theme=None, config=charts.plot_config(ctx.image_format, f"map_{method}"))
 ids = state.selected_track_ids(event)
@@ -56,7 +68,10 @@ if len(ids) > 1:
 
 chosen = ctx.selection if len(ids) < 2 else st.session_state[state.SELECTION]
 if not chosen.source.startswith("Map") or len(chosen.track_ids) < 2:
-    st.caption(f"{len(points)} tracks · {method}. Tip: the lasso and box tools are in the chart's top-right toolbar.")
+    sampled = "" if len(drawn) == len(points) else (
+        f" ({len(drawn):,} drawn: a share of every genre, plus all misclassified, searched and selected tracks)")
+    st.caption(f"{len(points):,} tracks{sampled} · {method}. Tip: the lasso and box tools are in the chart's "
+               "top-right toolbar.")
     st.stop()
 rows = state.filter_tracks(points, chosen.track_ids)
 st.subheader(f"{len(rows)} selected tracks")

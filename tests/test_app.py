@@ -133,6 +133,21 @@ def test_track_page_walks_through_the_selection(monkeypatch, app_db):
     assert at.session_state[state.SELECTION] == selection
 
 
+def test_track_search_opens_a_match(monkeypatch, app_db):
+    run = app_db["ten_runs"][0]
+    at = _open(_app(monkeypatch, app_db["db"], **{state.RUN: run}), "track")
+    _ok(at)
+    at.text_input(key="track_search").input("rock.0001").run()
+    _ok(at)
+    picker = at.selectbox(key="_track_pick")
+    assert "5 matches" in picker.label and len(picker.options) == 6  # the open track, then the matches
+    assert all(o.startswith("rock.0001") for o in picker.options[1:])
+    chosen = picker.options[3].split(" · ")[0]
+    picker.set_value(chosen).run()
+    _ok(at)
+    assert at.title[0].value == f"Track {chosen}"
+
+
 def test_map_lists_the_stored_selection(monkeypatch, app_db):
     run = app_db["ten_runs"][0]
     ids = tuple(q.projection(app_db["db"], run, "tsne").track_id[:4])
@@ -141,6 +156,13 @@ def test_map_lists_the_stored_selection(monkeypatch, app_db):
     _open(at, "map")
     _ok(at)
     assert any(h.value == "4 selected tracks" for h in at.subheader)
+
+
+def test_map_search_rings_the_matches(monkeypatch, app_db):
+    at = _open(_app(monkeypatch, app_db["db"], **{state.RUN: app_db["ten_runs"][0]}), "map")
+    at.text_input(key="map_search").input("metal.0000").run()
+    _ok(at)
+    assert any(c.value.startswith("10 tracks match “metal.0000”") for c in at.caption)
 
 
 def test_presentation_mode_folds_controls_and_survives_page_switches(monkeypatch, app_db):

@@ -180,9 +180,25 @@ def test_track_views(db, app_db):
     assert len(q.neighbours(db, run, track_id)) > 0
 
 
+def test_track_search_matches_id_path_artist_and_label_with_a_limit(db, app_db):
+    run = _cnn(app_db)
+    every = q.search_tracks(db, run, "", limit=None)
+    assert len(every) == 150 and (every.n_matches == 150).all()
+    assert list(every.split.drop_duplicates()) == ["test", "val", "train"]  # test first
+    jazz = q.search_tracks(db, run, " JAZZ ", limit=5)
+    assert len(jazz) == 5 and jazz.n_matches.iloc[0] == 15 and (jazz.label == "jazz").all()
+    assert set(q.search_tracks(db, run, "artist 001", limit=None).artist.str.contains("artist 001")) == {True}
+    by_file = q.search_tracks(db, run, "blues_00.wav", limit=None)
+    assert len(by_file) == 15 and by_file.path.str.endswith("blues_00.wav").all()  # 15 tracks share the file
+    exact = every.track_id.iloc[-1]  # a training track: listed first when its id is typed
+    assert q.search_tracks(db, run, exact.upper(), limit=3).track_id.iloc[0] == exact
+    assert q.search_tracks(db, run, "%", limit=None).empty  # a LIKE wildcard is just a character
+    assert q.search_tracks(db, run, "no such track").empty
+
+
 def test_audio_only_for_usable_tracks_in_the_database(db, app_db):
     ds = app_db["ten_id"]
-    tracks = q.track_list(db, _cnn(app_db))
+    tracks = q.search_tracks(db, _cnn(app_db), limit=None)
     bad = tracks[tracks.status != "ok"].track_id.iloc[0]
     assert media.track_audio(db, ds, bad) is None
     assert media.track_audio(db, ds, "../../etc/passwd") is None
@@ -298,6 +314,25 @@ def test_a_lasso_selection_becomes_track_ids(db, app_db):
     assert state.is_single_click(click) and state.selected_track_ids(click) == [ids[0]]
     near = state.nearest_on_map(points, ids[0], 5)
     assert near[0] == ids[0] and len(near) == 5
+
+
+def test_map_sample_keeps_every_genre_the_misclassified_and_the_kept_tracks():
+    rng = np.random.default_rng(0)
+    n = 120_000
+    labels = np.where(np.arange(n) < 150, "rare", rng.choice(list("abcdefghi"), n))
+    outcome = rng.choice(["wrong", "correct", "training track"], n, p=[0.05, 0.2, 0.75])
+    points = pd.DataFrame({"track_id": [f"t{i:06d}" for i in range(n)], "x": rng.normal(size=n),
+                           "y": rng.normal(size=n), "label": labels, "outcome": outcome})
+    keep = ["t000007", "t099999", "t050000"]
+    drawn = state.sample_map(points, keep=keep)
+    assert len(drawn) <= state.MAP_MAX_POINTS + 10 * state.MAP_MIN_PER_LABEL
+    assert set(drawn.label) == set(labels) and (drawn.label == "rare").sum() == 150  # a rare genre: all of it
+    assert (drawn.outcome == "wrong").sum() == (outcome == "wrong").sum()
+    assert set(keep) <= set(drawn.track_id) and drawn.track_id.is_monotonic_increasing
+    shares = drawn[drawn.outcome != "wrong"].label.value_counts(normalize=True)
+    assert abs(shares["a"] - shares["i"]) < 0.01  # common genres in proportion
+    assert drawn.track_id.equals(state.sample_map(points, keep=keep).track_id)  # same seed, same map
+    assert state.sample_map(points.head(1000)) is not None and len(state.sample_map(points.head(1000))) == 1000
 
 
 def test_prev_next_through_a_selection():

@@ -13,15 +13,24 @@ from genre_core.app.queries._db import _df
 # -- one track ------------------------------------------------------------------------------
 
 
-def track_list(db, run_id: str) -> pd.DataFrame:
-    """Tracks of the run's dataset with the run's prediction where it made one; test first."""
-    return _df(db, """
+def search_tracks(db, run_id: str, text: str = "", limit: int | None = 50) -> pd.DataFrame:
+    """Tracks of the run's dataset whose id, file path, artist or label contains `text`
+    (case-insensitive; empty text matches every track), with the run's prediction where it made
+    one: dataset_id, track_id, label, artist, path, status, predicted, split, n_matches (how many
+    matched before `limit`; None: no limit). Exact id first, then test, validation, training."""
+    needle = (text or "").strip().lower()
+    return _df(db, f"""
         WITH run AS (SELECT dataset_id FROM runs WHERE run_id = ?)
-        SELECT t.dataset_id, t.track_id, t.label, t.status, p.predicted, coalesce(p.split, 'train') AS split
+        SELECT t.dataset_id, t.track_id, t.label, t.artist, t.path, t.status, p.predicted,
+               coalesce(p.split, 'train') AS split, count(*) OVER () AS n_matches
         FROM tracks t JOIN run USING (dataset_id)
         LEFT JOIN predictions p ON p.run_id = ? AND p.track_id = t.track_id
-        ORDER BY CASE coalesce(p.split, 'train') WHEN 'test' THEN 0 WHEN 'val' THEN 1 ELSE 2 END,
-                 t.track_id""", [run_id, run_id])
+        WHERE ? = '' OR contains(lower(t.track_id), ?) OR contains(lower(t.path), ?)
+              OR contains(lower(coalesce(t.artist, '')), ?) OR contains(lower(t.label), ?)
+        ORDER BY lower(t.track_id) != ?,
+                 CASE coalesce(p.split, 'train') WHEN 'test' THEN 0 WHEN 'val' THEN 1 ELSE 2 END, t.track_id
+        {'' if limit is None else 'LIMIT ' + str(int(limit))}""",
+        [run_id, run_id, needle, needle, needle, needle, needle, needle])
 
 
 def track(db, dataset_id: int, track_id: str) -> pd.Series | None:
