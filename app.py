@@ -12,7 +12,7 @@ import threading
 
 import streamlit as st
 
-from genre_core.app import state as S
+from genre_core.app import state
 from genre_core.app import queries as q
 from genre_core.store import default_db_path
 
@@ -69,38 +69,39 @@ def _default_run(db: q.DbRef, board) -> str:
 
 
 def run_picker(db: q.DbRef) -> str | None:
-    """The chosen complete run (default: the best), kept under S.RUN."""
+    """The chosen complete run (default: the best), kept under state.RUN."""
     board = _runs(db)
     if board.empty:
         return None
     ids = list(board.sort_values("finished_at", ascending=False).run_id)
-    if st.session_state.get(S.RUN) not in ids:
-        st.session_state[S.RUN] = _default_run(db, board)
+    if st.session_state.get(state.RUN) not in ids:
+        st.session_state[state.RUN] = _default_run(db, board)
     def label(r) -> str:
         accuracy = "–" if r.accuracy != r.accuracy else f"{r.accuracy:.0%}"  # NaN: no test results
         return f"{r.model} · {r.dataset} · {accuracy} · {r.run_id}"
 
     labels = {r.run_id: label(r) for r in board.itertuples()}
-    st.session_state["_run"] = st.session_state[S.RUN]
-    st.sidebar.selectbox("Run", ids, key="_run", format_func=labels.get, on_change=_keep, args=("_run", S.RUN),
+    st.session_state["_run"] = st.session_state[state.RUN]
+    st.sidebar.selectbox("Run", ids, key="_run", format_func=labels.get, on_change=_keep, args=("_run", state.RUN),
                          help="Complete runs only, newest first; the label shows test accuracy")
-    return st.session_state[S.RUN]
+    return st.session_state[state.RUN]
 
 
 def display_options() -> None:
-    _widget_from(S.PRESENTATION, "_presentation", False)
-    st.sidebar.toggle("Presentation mode", key="_presentation", on_change=_keep, args=("_presentation", S.PRESENTATION),
+    _widget_from(state.PRESENTATION, "_presentation", False)
+    st.sidebar.toggle("Presentation mode", key="_presentation", on_change=_keep,
+                      args=("_presentation", state.PRESENTATION),
                       help="Bigger fonts and charts, page controls folded away: for projectors")
-    _widget_from(S.IMAGE_FORMAT, "_image_format", "svg")
+    _widget_from(state.IMAGE_FORMAT, "_image_format", "svg")
     st.sidebar.radio("Chart downloads (camera icon)", ["svg", "png"], key="_image_format", horizontal=True,
-                     on_change=_keep, args=("_image_format", S.IMAGE_FORMAT))
+                     on_change=_keep, args=("_image_format", state.IMAGE_FORMAT))
 
 
 @st.cache_resource(show_spinner=False)
 def _warm_up() -> bool:
-    """Import the audio stack once per server process in the background, so the first Track
-    page opened does not wait a second for librosa."""
-    threading.Thread(target=importlib.import_module, args=("librosa.feature.spectral",), daemon=True).start()
+    """Import the audio stack (torch, librosa) once per server process in the background, so
+    the first Track page opened does not wait seconds for it."""
+    threading.Thread(target=importlib.import_module, args=("genre_core.features.spectral",), daemon=True).start()
     return True
 
 
@@ -108,23 +109,23 @@ def main() -> None:
     _warm_up()
     page = st.navigation(PAGES)
     path = database_picker()
-    state, message = q.database_state(path)
+    db_state, message = q.database_state(path)
     display_options()
-    if st.session_state.get(S.PRESENTATION):
+    if st.session_state.get(state.PRESENTATION):
         st.html(PRESENTATION_CSS)
-    if state in ("missing", "empty", "invalid"):
+    if db_state in ("missing", "empty", "invalid"):
         st.title("GenreLens")
-        (st.error if state == "invalid" else st.info)(message, icon=":material/database:")
+        (st.error if db_state == "invalid" else st.info)(message, icon=":material/database:")
         st.markdown("GenreLens shows how music-genre classifiers behave: leaderboards with "
                     "confidence intervals, clickable confusion matrices, maps of what the "
                     "model hears, Grad-CAM over spectrograms and the faults of the dataset.")
         return
     db = q.DbRef(path, q.db_version(path))
-    st.session_state[S.DB] = db
+    st.session_state[state.DB] = db
     run_id = run_picker(db)
-    st.session_state[S.RUN] = run_id
-    if S.RETURN_TO in st.session_state:
-        st.switch_page(st.session_state.pop(S.RETURN_TO))
+    st.session_state[state.RUN] = run_id
+    if state.RETURN_TO in st.session_state:
+        st.switch_page(st.session_state.pop(state.RETURN_TO))
     page.run()
 
 

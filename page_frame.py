@@ -3,21 +3,21 @@ genre_core stays free of streamlit)."""
 
 import streamlit as st
 
-from genre_core.app import state as S
+from genre_core.app import state
 
 NO_RUN = "No complete run yet: train one (`python -m training train ...`) or run `make demo`."
 
 
-def enter(page_file: str) -> S.Context:
+def enter(page_file: str) -> state.Context:
     """The shared context of the app; a deep link served before app.py ran (streamlit's
     pages/ mode) is first handed to app.py, which comes back to `page_file`."""
-    if S.DB not in st.session_state:
-        st.session_state[S.RETURN_TO] = page_file
+    if state.DB not in st.session_state:
+        st.session_state[state.RETURN_TO] = page_file
         st.switch_page("app.py")
-    return S.context(st.session_state)
+    return state.context(st.session_state)
 
 
-def require_run(ctx: S.Context) -> None:
+def require_run(ctx: state.Context) -> None:
     """Stop the page with the one command that helps when no complete run exists."""
     if ctx.run_id is None:
         st.info(NO_RUN)

@@ -118,12 +118,16 @@ def fake_analysis(tracks: pd.DataFrame, preds: pd.DataFrame, classes, seconds: f
         xy = np.stack([np.cos(angle), np.sin(angle)], 1) * 10 + rng.normal(0, 2.5 * spread, (len(ok), 2))
         projections.append(pd.DataFrame({"method": method, "track_id": ok.track_id, "x": xy[:, 0], "y": xy[:, 1]}))
     neighbours = []
-    by_genre = {c: ok.track_id[g == i].to_numpy() for i, c in enumerate(classes)}
-    for tid, label in zip(ok.track_id, ok.label):
-        pool = by_genre[label]
-        pick = rng.choice(pool[pool != tid], size=min(10, len(pool) - 1), replace=False)
-        neighbours.append(pd.DataFrame({"track_id": tid, "rank": np.arange(1, len(pick) + 1),
-                                        "neighbour_id": pick, "distance": np.sort(rng.uniform(0.1, 0.6, len(pick)))}))
+    for i in range(len(classes)):  # up to 10 distinct others of the same genre per track, vectorised
+        pool = ok.track_id[g == i].to_numpy()
+        k = min(10, len(pool) - 1)
+        if k < 1:
+            continue
+        gaps = rng.integers(1, max(1, (len(pool) - 1) // k) + 1, size=(len(pool), k))
+        pick = pool[(np.arange(len(pool))[:, None] + np.cumsum(gaps, axis=1)) % len(pool)]  # (P, k), never self
+        neighbours.append(pd.DataFrame({"track_id": np.repeat(pool, k), "rank": np.tile(np.arange(1, k + 1), len(pool)),
+                                        "neighbour_id": pick.ravel(),
+                                        "distance": np.sort(rng.uniform(0.1, 0.6, (len(pool), k)), axis=1).ravel()}))
     test = preds[(preds.split == "test") & preds.track_id.isin(ok.track_id)].head(n_explained)
     bands, frames = 64, int(seconds * 8)
     yy, xx = np.mgrid[0:bands, 0:frames]
@@ -221,7 +225,7 @@ def build(store: Store, name: str = "bench", genres=GENRES10, n_tracks: int = 10
         run_id = f"{name}{r:02d}-{model}-{int(rng.integers(0, 16 ** 4)):04x}"  # like training.new_run_id
         config = dict(dataset=name, model=model, split="random", representation=rep, epochs=20 + r % 3 * 10,
                       lr=1e-3 if r % 2 else 3e-4, window_s=3.0, hop_s=1.5, eval_hop_s=1.5, seed=0, tiny=False,
-                      features=dict(sr=SR, n_fft=2048, hop_length=512, n_mels=128, f_min=0.0, f_max=None),
+                      features=dict(sr=SR, n_fft=2048, hop_length=512, n_mels=128, fmin=0.0, fmax=None),
                       augment=dict(gain_db=6.0 if r % 2 else 0.0, mixup=0.0))
         store.start_run(dict(run_id=run_id, dataset_id=dataset_id, model=model, representation=rep, split="random",
                              config=config, device="cpu", seed=0, sweep=sweep if in_sweep else None,
@@ -249,6 +253,7 @@ def build(store: Store, name: str = "bench", genres=GENRES10, n_tracks: int = 10
 
 def page_queries(db, run_id: str, dataset_id: int, track_id: str) -> dict[str, list]:
     """The uncached reads each page makes on first open (what st.cache_data saves later)."""
+    from genre_core.app import media
     from genre_core.app import queries as q
 
     return {
@@ -259,10 +264,11 @@ def page_queries(db, run_id: str, dataset_id: int, track_id: str) -> dict[str, l
                       ("per_genre", q.per_genre, (db, run_id))],
         "Map": [("projection_methods", q.projection_methods, (db, run_id)),
                 ("projection", q.projection, (db, run_id, "tsne"))],
-        "Track": [("track_list", q.track_list, (db, run_id)), ("track", q.track, (db, dataset_id, track_id)),
-                  ("track_audio", q.track_audio, (db, dataset_id, track_id)),
-                  ("track_waveform", q.track_waveform, (db, dataset_id, track_id)),
-                  ("track_mel", q.track_mel, (db, dataset_id, track_id)),
+        "Track": [("search_tracks", q.search_tracks, (db, run_id, "jazz")),
+                  ("track", q.track, (db, dataset_id, track_id)),
+                  ("track_audio", media.track_audio, (db, dataset_id, track_id)),
+                  ("track_waveform", media.track_waveform, (db, dataset_id, track_id)),
+                  ("track_mel", media.track_mel, (db, dataset_id, track_id)),
                   ("track_probs", q.track_probs, (db, run_id, track_id)),
                   ("segments", q.segments, (db, run_id, track_id)),
                   ("attributions", q.attributions, (db, run_id, track_id)),
@@ -294,13 +300,13 @@ def time_app(db_path: Path, run_id: str, track: tuple[int, str]) -> pd.DataFrame
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
-    from genre_core.app import state as S
+    from genre_core.app import state
 
     os.environ["GENRELENS_DB"] = str(db_path)
     app = Path(__file__).resolve().parent.parent / "app.py"
     at = AppTest.from_file(str(app), default_timeout=120)
-    at.session_state[S.RUN] = run_id
-    at.session_state[S.TRACK] = track
+    at.session_state[state.RUN] = run_id
+    at.session_state[state.TRACK] = track
     at.run()
     times: dict[str, list[float]] = {page: [] for page in PAGES}
     errors: dict[str, int] = {}

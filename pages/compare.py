@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from genre_core.app import state as S
+from genre_core.app import state
 from genre_core.app import charts
 from genre_core.app import queries as q
 from page_frame import enter, require_run
@@ -16,7 +16,7 @@ st.write("Accuracy with 95% confidence intervals, per-genre F1 and training curv
 require_run(ctx)
 run = cached(q.run_row)(ctx.db, ctx.run_id)
 runs = cached(q.leaderboard)(ctx.db, int(run.dataset_id))
-labels = {r.run_id: S.run_label(r.model, r.representation, r.run_id) + f" · {r.split}" for r in runs.itertuples()}
+labels = {r.run_id: state.run_label(r.model, r.representation, r.run_id) + f" · {r.split}" for r in runs.itertuples()}
 
 
 def compare_controls() -> tuple[list[str], str, str]:
@@ -81,7 +81,7 @@ table = cached(q.ablation)(ctx.db, sweep)
 if table.empty:
     st.info("This sweep has no complete run.")
     st.stop()
-shown_table = table.assign(accuracy=[S.format_pct(a, lo, hi) for a, lo, hi in
+shown_table = table.assign(accuracy=[state.format_pct(a, lo, hi) for a, lo, hi in
                                     zip(table.accuracy, table.ci_low, table.ci_high)])
 st.dataframe(shown_table.drop(columns=["ci_low", "ci_high"]),
              hide_index=True, width="stretch",

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from genre_core.app import state as S
+from genre_core.app import state
 from genre_core.app import charts
 from genre_core.app import queries as q
 from page_frame import enter, require_run
@@ -45,7 +45,7 @@ with left:
     event = st.plotly_chart(charts.confusion_matrix(cells, normalise, ctx.presentation, selected),
                             on_select="rerun", selection_mode="points", key="confusion_chart",
                             theme=None, config=charts.plot_config(ctx.image_format, "confusion"))
-clicked = S.clicked_cell(event)
+clicked = state.clicked_cell(event)
 if clicked and clicked != selected:
     st.session_state[CELL] = (ctx.run_id, split, *clicked)
     st.rerun()  # redraw with the clicked cell outlined
@@ -57,16 +57,16 @@ def cell_tracks() -> None:
         st.info("Click a cell of the matrix to list its tracks.", icon=":material/touch_app:")
         return
     true, predicted = selected
-    rows = S.tracks_in_cell(cached(q.predictions)(ctx.db, ctx.run_id, split), true, predicted)
+    rows = state.tracks_in_cell(cached(q.predictions)(ctx.db, ctx.run_id, split), true, predicted)
     verb = "correctly called" if true == predicted else "called"
     st.subheader(f"{len(rows)} {true} track{'s' if len(rows) != 1 else ''} {verb} {predicted}")
     if rows.empty:
         st.info("No track in this cell.")
         return
-    selection = S.Selection(f"Confusion: {true} → {predicted}", tuple(rows.track_id), int(run.dataset_id))
+    selection = state.Selection(f"Confusion: {true} → {predicted}", tuple(rows.track_id), int(run.dataset_id))
 
     def _open(track_id: str) -> None:
-        S.open_track(st.session_state, int(run.dataset_id), track_id, selection)
+        state.open_track(st.session_state, int(run.dataset_id), track_id, selection)
         st.switch_page("pages/track.py")
 
     if st.button(f"Open {rows.track_id.iloc[0]} in the Track view", icon=":material/play_arrow:", key="open_first"):

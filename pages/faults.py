@@ -3,11 +3,10 @@
 import pandas as pd
 import streamlit as st
 
-from genre_core.app import state as S
-from genre_core.app import charts
+from genre_core.app import state
+from genre_core.app import charts, media, reviews
 from genre_core.app import queries as q
 from page_frame import enter
-from genre_core.store import Store
 
 ctx = enter("pages/faults.py")
 cached = st.cache_data(show_spinner=False, max_entries=128)
@@ -50,11 +49,9 @@ def evidence_text(evidence: dict) -> str:
                      if v is not None and k not in ("members", "reference"))
 
 
-def save(reviews: list[dict]) -> None:
-    store = Store(ctx.db.path)
-    for review in reviews:
-        store.save_review(**review)
-    st.toast(f"Saved {len(reviews)} review{'s' if len(reviews) != 1 else ''}.", icon=":material/check:")
+def save(changes: list[dict]) -> None:
+    saved = reviews.save_reviews(ctx.db, changes)
+    st.toast(f"Saved {saved} review{'s' if saved != 1 else ''}.", icon=":material/check:")
 
 
 def review_table(frame: pd.DataFrame, columns: list[str], key: str) -> None:
@@ -68,11 +65,11 @@ def review_table(frame: pd.DataFrame, columns: list[str], key: str) -> None:
     edited = st.data_editor(
         shown[base + [c for c in columns if c not in base] + ["decision", "note"]], key=key, hide_index=True,
         width="stretch", disabled=base + columns, column_order=["track_id"] + columns + ["decision", "note"],
-        column_config={"decision": st.column_config.SelectboxColumn("decision", options=list(S.DECISIONS)),
+        column_config={"decision": st.column_config.SelectboxColumn("decision", options=list(state.DECISIONS)),
                        "note": st.column_config.TextColumn("note"),
                        "evidence": st.column_config.TextColumn("evidence", width="large"),
                        "score": st.column_config.NumberColumn("score", format="%.2f")})
-    changes = S.review_changes(shown, edited)
+    changes = state.review_changes(shown, edited)
     if st.button(f"Save {len(changes)} review{'s' if len(changes) != 1 else ''}", key=f"{key}_save",
                  disabled=not changes, icon=":material/save:"):
         save(changes)
@@ -86,9 +83,10 @@ def listen(track_ids: list[str], key: str, labels: dict | None = None) -> None:
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     chosen = left.selectbox("Listen to", track_ids, key=key, format_func=lambda t: (labels or {}).get(t, t))
     if right.button("Open in Track view", key=f"{key}_open", icon=":material/open_in_new:"):
-        S.open_track(st.session_state, dataset_id, chosen, S.Selection(f"Faults: {key}", tuple(track_ids), dataset_id))
+        walk = state.Selection(f"Faults: {key}", tuple(track_ids), dataset_id)
+        state.open_track(st.session_state, dataset_id, chosen, walk)
         st.switch_page("pages/track.py")
-    clip = cached(q.track_audio)(ctx.db, dataset_id, chosen)
+    clip = cached(media.track_audio)(ctx.db, dataset_id, chosen)
     if clip is None:
         st.warning("This file cannot be played (unreadable or missing).")
     else:
@@ -116,7 +114,7 @@ with tabs[0]:
         for col, member in zip(st.columns(min(len(members), 3)), members.itertuples()):
             with col:
                 st.markdown(f"**{member.track_id}** · labelled {member.label} · {member.artist or 'unknown artist'}")
-                clip = cached(q.track_audio)(ctx.db, dataset_id, member.track_id)
+                clip = cached(media.track_audio)(ctx.db, dataset_id, member.track_id)
                 if clip is not None:
                     st.audio(clip[0], sample_rate=clip[1])
                 st.caption(evidence_text(member.evidence) or "no alignment evidence stored")
@@ -194,7 +192,7 @@ with tabs[5]:
                    "confirmed faulty (any kind) on this page.")
         st.plotly_chart(charts.accuracy_ci(clean.assign(label=clean.subset), presentation=ctx.presentation),
                         theme=None, config=charts.plot_config(ctx.image_format, "fair_evaluation"), key="clean_ci")
-        st.dataframe(clean.assign(accuracy=[S.format_pct(a, lo, hi) for a, lo, hi in
+        st.dataframe(clean.assign(accuracy=[state.format_pct(a, lo, hi) for a, lo, hi in
                                             zip(clean.accuracy, clean.ci_low, clean.ci_high)])
                      [["subset", "n", "excluded", "accuracy", "macro_f1"]],
                      hide_index=True, width="stretch",

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from genre_core.app import state as S
+from genre_core.app import state
 from genre_core.app import charts
 from genre_core.app import queries as q
 from page_frame import enter, require_run
@@ -12,6 +12,7 @@ COLOUR_BY = {"true genre": "label", "predicted genre": "predicted", "correct / w
 
 ctx = enter("pages/map.py")
 cached = st.cache_data(show_spinner=False, max_entries=64)
+SEARCH_LIMIT = 200  # matches ringed on the map; the Track page's search lists any track
 
 st.title("Map")
 st.write("Each point is a track, placed so that tracks the model finds similar sit close together. "
@@ -24,48 +25,62 @@ if not methods:
     st.stop()
 
 
-def map_controls() -> tuple[str, str]:
-    """(projection method, column to colour by)"""
+def map_controls() -> tuple[str, str, str]:
+    """(projection method, column to colour by, search text)"""
     box = st.expander("Controls") if ctx.presentation else st.container()
     with box:
-        left, right = st.columns([1, 3])
+        left, middle, right = st.columns([1, 2, 2])
         method = left.radio("Projection", methods, horizontal=True, key="map_method",
                             format_func=lambda m: {"tsne": "t-SNE", "umap": "UMAP"}.get(m, m))
-        colour = right.radio("Colour by", list(COLOUR_BY), horizontal=True, key="map_colour")
-    return method, COLOUR_BY[colour]
+        colour = middle.radio("Colour by", list(COLOUR_BY), horizontal=True, key="map_colour")
+        text = right.text_input("Find on the map", key="map_search", placeholder="id, artist, genre or file name",
+                                help=f"Rings up to {SEARCH_LIMIT} matching tracks; they are always drawn")
+    return method, COLOUR_BY[colour], text
 
 
-method, colour_by = map_controls()
+method, colour_by, search = map_controls()
 points = cached(q.projection)(ctx.db, ctx.run_id, method)
 if points.empty:
     st.info("This projection holds no points.")
     st.stop()
-event = st.plotly_chart(charts.embedding_map(points, colour_by, list(run.classes), ctx.presentation),
+found = cached(q.search_tracks)(ctx.db, ctx.run_id, search, SEARCH_LIMIT) if search.strip() else None
+highlight = [] if found is None else list(found.track_id)
+open_track = [ctx.track[1]] if ctx.track else []
+drawn = state.sample_map(points, keep=[*highlight, *open_track, *ctx.selection.track_ids])
+if found is not None:
+    n_matches = int(found.n_matches.iloc[0]) if len(found) else 0
+    shown = int(points.track_id.isin(set(highlight)).sum())
+    st.caption(f"{n_matches:,} tracks match “{search.strip()}”; {shown} of the first {SEARCH_LIMIT} are on this "
+               "map (ringed). Click one to open it.")
+event = st.plotly_chart(charts.embedding_map(drawn, colour_by, list(run.classes), ctx.presentation, highlight),
                         on_select="rerun", selection_mode=("points", "box", "lasso"), key="map_chart",
                         theme=None, config=charts.plot_config(ctx.image_format, f"map_{method}"))
-ids = S.selected_track_ids(event)
+ids = state.selected_track_ids(event)
 dataset_id = int(run.dataset_id)
-if S.is_single_click(event):
-    current = st.session_state.get(S.SELECTION)
-    keep = current if current is not None and ids[0] in current.track_ids else S.Selection(
-        f"Map: the 20 tracks nearest {ids[0]}", tuple(S.nearest_on_map(points, ids[0], 20)), dataset_id)
-    S.open_track(st.session_state, dataset_id, ids[0], keep, autoplay=True)
+if state.is_single_click(event):
+    current = st.session_state.get(state.SELECTION)
+    keep = current if current is not None and ids[0] in current.track_ids else state.Selection(
+        f"Map: the 20 tracks nearest {ids[0]}", tuple(state.nearest_on_map(points, ids[0], 20)), dataset_id)
+    state.open_track(st.session_state, dataset_id, ids[0], keep, autoplay=True)
     st.switch_page("pages/track.py")
 if len(ids) > 1:
-    st.session_state[S.SELECTION] = S.Selection(f"Map: {len(ids)} tracks selected", tuple(ids), dataset_id)
+    st.session_state[state.SELECTION] = state.Selection(f"Map: {len(ids)} tracks selected", tuple(ids), dataset_id)
 
-chosen = ctx.selection if len(ids) < 2 else st.session_state[S.SELECTION]
+chosen = ctx.selection if len(ids) < 2 else st.session_state[state.SELECTION]
 if not chosen.source.startswith("Map") or len(chosen.track_ids) < 2:
-    st.caption(f"{len(points)} tracks · {method}. Tip: the lasso and box tools are in the chart's top-right toolbar.")
+    sampled = "" if len(drawn) == len(points) else (
+        f" ({len(drawn):,} drawn: a share of every genre, plus all misclassified, searched and selected tracks)")
+    st.caption(f"{len(points):,} tracks{sampled} · {method}. Tip: the lasso and box tools are in the chart's "
+               "top-right toolbar.")
     st.stop()
-rows = S.filter_tracks(points, chosen.track_ids)
+rows = state.filter_tracks(points, chosen.track_ids)
 st.subheader(f"{len(rows)} selected tracks")
 counts = rows.label.value_counts()
 st.caption("True genres: " + ", ".join(f"{g} {n}" for g, n in counts.items())
            + f" · {int((rows.outcome == 'wrong').sum())} misclassified")
 if st.button(f"Walk through them in the Track view, from {rows.track_id.iloc[0]}", icon=":material/play_arrow:",
              key="map_open"):
-    S.open_track(st.session_state, dataset_id, rows.track_id.iloc[0], chosen)
+    state.open_track(st.session_state, dataset_id, rows.track_id.iloc[0], chosen)
     st.switch_page("pages/track.py")
 st.dataframe(rows[["track_id", "label", "predicted", "confidence", "outcome", "fault", "split"]], hide_index=True,
              width="stretch", column_config={"confidence": st.column_config.ProgressColumn(

@@ -4,7 +4,7 @@ from functools import partial
 
 import streamlit as st
 
-from genre_core.app import state as S
+from genre_core.app import state
 from genre_core.app import charts
 from genre_core.app import queries as q
 from page_frame import enter
@@ -23,7 +23,7 @@ dataset_id = int(run.dataset_id.iloc[0]) if len(run) else int(sets.dataset_id.il
 mine = board[board.dataset_id == dataset_id]
 
 if len(mine) and mine.accuracy.notna().any():
-    st.info(S.plain_summary(mine.iloc[0].to_dict(), len(mine)), icon=":material/campaign:")
+    st.info(state.plain_summary(mine.iloc[0].to_dict(), len(mine)), icon=":material/campaign:")
 
 st.subheader("Datasets")
 st.dataframe(
@@ -41,7 +41,7 @@ if board.empty:
 st.caption("Complete runs, best first per dataset (★). Click a row to make it the run the other pages show.")
 table = board.assign(sweep=board.sweep.fillna(""),
     star=board.best.map({True: "★", False: ""}),
-    accuracy_ci=[S.format_pct(a, lo, hi) for a, lo, hi in zip(board.accuracy, board.ci_low, board.ci_high)],
+    accuracy_ci=[state.format_pct(a, lo, hi) for a, lo, hi in zip(board.accuracy, board.ci_low, board.ci_high)],
 )
 columns = ["star", "dataset", "model", "representation", "split", "accuracy_ci", "macro_f1", "top2", "n_test",
            "sweep", "finished_at", "run_id"]
@@ -58,7 +58,7 @@ def _pick(run_ids: list) -> None:
     """on_select: make the clicked leaderboard row the chosen run (only when the click changes)."""
     rows = st.session_state["leaderboard"].selection.rows
     if rows:
-        st.session_state[S.RUN] = run_ids[rows[0]]
+        st.session_state[state.RUN] = run_ids[rows[0]]
 
 
 st.dataframe(
@@ -70,7 +70,7 @@ st.dataframe(
                    "n_test": "test tracks",
                    "finished_at": st.column_config.DatetimeColumn("finished", format="YYYY-MM-DD HH:mm")})
 
-top = mine.head(15).assign(label=lambda f: [S.run_label(m, r, i) for m, r, i in
+top = mine.head(15).assign(label=lambda f: [state.run_label(m, r, i) for m, r, i in
                                             zip(f.model, f.representation, f.run_id)])
 st.plotly_chart(charts.accuracy_ci(top, highlight=ctx.run_id, presentation=ctx.presentation),
                 theme=None, config=charts.plot_config(ctx.image_format, "leaderboard"), key="overview_ci")

@@ -2,13 +2,14 @@
 
 import streamlit as st
 
-from genre_core.app import state as S
-from genre_core.app import charts
+from genre_core.app import state
+from genre_core.app import charts, media
 from genre_core.app import queries as q
 from page_frame import NO_RUN, enter
 
 ctx = enter("pages/track.py")
 cached = st.cache_data(show_spinner=False, max_entries=256)
+SEARCH_LIMIT = 50  # tracks the picker lists; the search itself covers the whole dataset
 
 if ctx.run_id is None:
     st.title("Track")
@@ -16,41 +17,50 @@ if ctx.run_id is None:
     st.stop()
 run = cached(q.run_row)(ctx.db, ctx.run_id)
 dataset_id = int(run.dataset_id)
-tracks = cached(q.track_list)(ctx.db, ctx.run_id)
-if tracks.empty:
+first = cached(q.search_tracks)(ctx.db, ctx.run_id, "", 1)  # test tracks first
+if first.empty:
     st.title("Track")
     st.info(f"Dataset {run.dataset} has no tracks.")
     st.stop()
-known = set(tracks.track_id)
-if not ctx.track or ctx.track[0] != dataset_id or ctx.track[1] not in known:
-    S.open_track(st.session_state, dataset_id, tracks.track_id.iloc[0])
-    ctx = S.context(st.session_state)
+if not ctx.track or ctx.track[0] != dataset_id or cached(q.track)(ctx.db, dataset_id, ctx.track[1]) is None:
+    state.open_track(st.session_state, dataset_id, first.track_id.iloc[0])
+    ctx = state.context(st.session_state)
 track_id = ctx.track[1]
 
 
 def _go(track: str) -> None:
-    S.open_track(st.session_state, dataset_id, track)
+    state.open_track(st.session_state, dataset_id, track)
 
 
 def _picked() -> None:
     _go(st.session_state["_track_pick"])
 
 
+def _label(track: str, label: str, predicted) -> str:
+    return f"{track} · {label}" + (f" → {predicted}" if isinstance(predicted, str) else " (train)")
+
+
 def track_controls() -> None:
-    """Prev/next through the selection and a track picker; their callbacks move S.TRACK
-    before the page runs, so there is nothing to return."""
-    labels = {r.track_id: f"{r.track_id} · {r.label}"
-              + (f" → {r.predicted}" if isinstance(r.predicted, str) else " (train)") for r in tracks.itertuples()}
-    previous, following, position = S.step(ctx.selection, track_id)
-    nav = st.columns([1, 4, 1], vertical_alignment="bottom")
+    """Prev/next through the selection, and a search over every track of the dataset whose
+    matches the picker lists; their callbacks move state.TRACK before the page runs, so
+    there is nothing to return."""
+    previous, following, position = state.step(ctx.selection, track_id)
+    nav = st.columns([1, 2, 3, 1], vertical_alignment="bottom")
     nav[0].button("◀ previous", on_click=_go, args=(previous,), disabled=previous is None, key="prev",
                   width="stretch")
-    nav[2].button("next ▶", on_click=_go, args=(following,), disabled=following is None, key="next", width="stretch")
-    where = "" if position is None else f"{position + 1} of {len(ctx.selection.track_ids)} · {ctx.selection.source}"
+    nav[3].button("next ▶", on_click=_go, args=(following,), disabled=following is None, key="next", width="stretch")
+    text = nav[1].text_input("Find a track", key="track_search", placeholder="id, artist, genre or file name",
+                             help=f"Searches all tracks of {run.dataset}; the picker lists the first {SEARCH_LIMIT}")
+    found = cached(q.search_tracks)(ctx.db, ctx.run_id, text, SEARCH_LIMIT)
+    labels = {track_id: _label(track_id, row.label, predicted)}
+    labels.update({r.track_id: _label(r.track_id, r.label, r.predicted) for r in found.itertuples()})
+    n = int(found.n_matches.iloc[0]) if len(found) else 0
+    where = "" if position is None else f" ({position + 1} of {len(ctx.selection.track_ids)} · {ctx.selection.source})"
+    listed = f", first {SEARCH_LIMIT} listed" if n > SEARCH_LIMIT else ""
+    matches = f" · {n:,} match{'es' if n != 1 else ''}{listed}" if text.strip() else ""
     st.session_state["_track_pick"] = track_id
-    nav[1].selectbox(f"Track ({where})" if where else "Track", list(labels), key="_track_pick",
-                     format_func=labels.get, on_change=_picked,
-                     help="Tracks of the run's dataset: test first, then validation, then training")
+    nav[2].selectbox(f"Track{where}{matches}", list(labels), key="_track_pick", format_func=labels.get,
+                     on_change=_picked, help="Test tracks first, then validation, then training")
 
 
 def cam_controls() -> tuple[str, float]:
@@ -78,12 +88,12 @@ st.markdown(f"True genre **{row.label}** · {verdict} · artist {row.artist or '
             f"{(row.duration_s or 0):.0f} s · {probs.split.iloc[0] if len(probs) else 'train'} {flags}")
 track_controls()
 
-audio = cached(q.track_audio)(ctx.db, dataset_id, track_id)
+audio = cached(media.track_audio)(ctx.db, dataset_id, track_id)
 if audio is None:
     st.warning(f"No playable audio: the file is {row.status}" + (f" ({row.error})" if row.error else "") + ".")
 else:
-    st.audio(audio[0], sample_rate=audio[1], autoplay=bool(st.session_state.pop(S.AUTOPLAY, False)))
-    st.plotly_chart(charts.waveform(cached(q.track_waveform)(ctx.db, dataset_id, track_id), ctx.presentation),
+    st.audio(audio[0], sample_rate=audio[1], autoplay=bool(st.session_state.pop(state.AUTOPLAY, False)))
+    st.plotly_chart(charts.waveform(cached(media.track_waveform)(ctx.db, dataset_id, track_id), ctx.presentation),
                     theme=None, config=charts.plot_config(ctx.image_format, f"{track_id}_waveform"), key="waveform")
 
 st.subheader("What the model listened to")
@@ -93,8 +103,7 @@ attrs = cached(q.attributions)(ctx.db, ctx.run_id, track_id)
 cam_row = attrs[attrs.target == genre]
 cam = cam_row["values"].iloc[0] if len(cam_row) else None
 overlay = run.representation in ("logmel", "musicnn")
-settings = q.mel_settings(run.config, run.representation)
-mel = cached(q.track_mel)(ctx.db, dataset_id, track_id, **settings) if audio else None
+mel = cached(media.track_mel)(ctx.db, dataset_id, track_id, run.representation, run.config) if audio else None
 if mel is not None:
     st.plotly_chart(charts.spectrogram(mel, cam if overlay else None, opacity, genre, ctx.presentation),
                     theme=None, config=charts.plot_config(ctx.image_format, f"{track_id}_spectrogram"),
@@ -142,15 +151,15 @@ if tags is not None:
 near = cached(q.neighbours)(ctx.db, ctx.run_id, track_id)
 if len(near):
     st.subheader("Sounds closest to it (for this model)")
-    walk = S.Selection(f"neighbours of {track_id}", (track_id, *near.neighbour_id), dataset_id)
+    walk = state.Selection(f"neighbours of {track_id}", (track_id, *near.neighbour_id), dataset_id)
     for col, other in zip(st.columns(4), near.head(4).itertuples()):
         with col:
             said = f" → {other.predicted}" if isinstance(other.predicted, str) else ""
             st.markdown(f"**{other.neighbour_id}** · {other.label}{said}")
-            clip = cached(q.track_audio)(ctx.db, dataset_id, other.neighbour_id) if other.playable else None
+            clip = cached(media.track_audio)(ctx.db, dataset_id, other.neighbour_id) if other.playable else None
             if clip is not None:
                 st.audio(clip[0], sample_rate=clip[1])
-            st.button("open", key=f"nb_{other.neighbour_id}", on_click=S.open_track,
+            st.button("open", key=f"nb_{other.neighbour_id}", on_click=state.open_track,
                       args=(st.session_state, dataset_id, other.neighbour_id, walk))
     st.dataframe(near, hide_index=True, width="stretch")
 

@@ -1,5 +1,9 @@
 """Shared fixtures: everything is made on the spot, never fetched from the network."""
 
+import json
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
@@ -22,3 +26,38 @@ def toy_store(tmp_path_factory):
     store = open_store(root / "db" / "toy.duckdb")
     ingest(store, "folder", corpus, name="toy", progress=False)
     return store
+
+
+def build_app_db(root: Path) -> dict:
+    """Build the fixture database once per test session under `root` (reused when present)."""
+    info_file = root / "app_db.json"
+    if info_file.is_file():
+        return json.loads(info_file.read_text())
+    from benchmarks.app_db import build, fake_analysis
+    from genre_core.datasets.ingest import ingest
+    from genre_core.store import open_store
+    from genre_core.train.config import TrainConfig
+    from genre_core.train.fit import fit
+    from tests.helpers import make_toy_corpus
+
+    torch.set_num_threads(1)
+    root.mkdir(parents=True, exist_ok=True)
+    store = open_store(root / "app.duckdb")
+    ingest(store, "folder", make_toy_corpus(root / "toy"), name="toy", progress=False)
+    toy = fit(store, TrainConfig.tiny_preset("toy", "cnn", epochs=1), progress=False)
+    classes = list(store.run(toy.run_id)["classes"])
+    store.replace_run_rows(toy.run_id, fake_analysis(store.tracks("toy"), store.predictions(toy.run_id), classes,
+                                                     4.0, 5, False, np.random.default_rng(0)))
+    ten = build(store, "ten", n_tracks=150, n_runs=6, seconds=4.0, files_per_genre=1, n_explained=12)
+    info = dict(db=str(store.path), toy_run=toy.run_id, ten_runs=list(ten.run_id),
+                sweep=ten.sweep.dropna().iloc[0], ten_id=int(store.dataset("ten")["dataset_id"]),
+                toy_id=int(store.dataset("toy")["dataset_id"]))
+    info_file.write_text(json.dumps(info))
+    return info
+
+
+@pytest.fixture(scope="session")
+def app_db(tmp_path_factory) -> dict:
+    """The app's fixture database: the toy corpus with a really trained cnn run, and the
+    10-genre dataset of benchmarks.app_db with six complete runs (ids in the returned dict)."""
+    return build_app_db(tmp_path_factory.getbasetemp() / "genrelens_app")

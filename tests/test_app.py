@@ -16,10 +16,9 @@ import pytest
 import soundfile as sf
 from streamlit.testing.v1 import AppTest
 
-from genre_core.app import state as S
+from genre_core.app import state
 from genre_core.app import queries as q
 from genre_core.store import open_store
-from tests.test_queries import build_app_db
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 PAGES = ("overview", "confusion", "map", "track", "faults", "compare", "classify")
@@ -27,15 +26,10 @@ TITLES = {"overview": "GenreLens", "confusion": "Confusion matrix", "map": "Map"
           "faults": "Dataset faults", "compare": "Compare runs", "classify": "Classify a recording"}
 
 
-@pytest.fixture(scope="session")
-def app_db(tmp_path_factory) -> dict:
-    return build_app_db(tmp_path_factory.getbasetemp() / "genrelens_app")
-
-
-def _app(monkeypatch, db_path, **state) -> AppTest:
+def _app(monkeypatch, db_path, **session) -> AppTest:
     monkeypatch.setenv("GENRELENS_DB", str(db_path))
     at = AppTest.from_file(str(APP), default_timeout=90)
-    for key, value in state.items():
+    for key, value in session.items():
         at.session_state[key] = value
     return at.run()
 
@@ -50,13 +44,13 @@ def _ok(at: AppTest) -> None:
 
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_runs(monkeypatch, app_db, page):
-    at = _open(_app(monkeypatch, app_db["db"], **{S.RUN: app_db["ten_runs"][0]}), page)
+    at = _open(_app(monkeypatch, app_db["db"], **{state.RUN: app_db["ten_runs"][0]}), page)
     _ok(at)
     assert at.title[0].value.startswith(TITLES[page])
 
 
 def test_every_page_runs_on_the_real_toy_run(monkeypatch, app_db):
-    at = _app(monkeypatch, app_db["db"], **{S.RUN: app_db["toy_run"]})
+    at = _app(monkeypatch, app_db["db"], **{state.RUN: app_db["toy_run"]})
     for page in PAGES:
         _ok(_open(at, page))
 
@@ -75,14 +69,20 @@ def test_overview_leaderboard_and_summary(monkeypatch, app_db):
 def test_run_picker_lists_complete_runs_and_survives_page_switches(monkeypatch, app_db):
     at = _app(monkeypatch, app_db["db"])
     picker = at.sidebar.selectbox[0]
-    assert set(picker.options) == {f for f in picker.options} and len(picker.options) == 7
+    # Complete runs only (not the running and the failed one), newest first, labelled with the
+    # model, the dataset and the test accuracy.
+    ids = [o.rsplit(" · ", 1)[-1] for o in picker.options]
+    finished = q.runs(app_db["db"]).set_index("run_id").finished_at
+    assert sorted(ids) == sorted(finished.index) and finished[ids].is_monotonic_decreasing
     assert not any("running" in o or "failed" in o for o in picker.options)
+    toy = next(o for o in picker.options if o.endswith(app_db["toy_run"]))
+    assert toy.startswith("cnn · toy · ") and toy.split(" · ")[2][-1] in "%–"
     other = app_db["ten_runs"][2]
     picker.set_value(other).run()
-    assert at.session_state[S.RUN] == other
+    assert at.session_state[state.RUN] == other
     _open(at, "compare")
     _open(at, "confusion")
-    assert at.session_state[S.RUN] == other
+    assert at.session_state[state.RUN] == other
     assert other in at.caption[0].value
 
 
@@ -102,7 +102,7 @@ def test_confusion_cell_lists_tracks_and_opens_the_track_view(monkeypatch, app_d
     run = app_db["ten_runs"][0]
     preds = q.predictions(app_db["db"], run)
     wrong = preds[~preds.correct].iloc[0]
-    at = _app(monkeypatch, app_db["db"], **{S.RUN: run})
+    at = _app(monkeypatch, app_db["db"], **{state.RUN: run})
     at.session_state["genrelens.confusion_cell"] = (run, "test", wrong.label, wrong.predicted)
     _open(at, "confusion")
     _ok(at)
@@ -112,14 +112,15 @@ def test_confusion_cell_lists_tracks_and_opens_the_track_view(monkeypatch, app_d
     at.button(key="open_first").click().run()
     _ok(at)
     assert at.title[0].value == f"Track {first}"
-    assert at.session_state[S.SELECTION].track_ids == tuple(listed.track_id)
+    assert at.session_state[state.SELECTION].track_ids == tuple(listed.track_id)
 
 
 def test_track_page_walks_through_the_selection(monkeypatch, app_db):
     run = app_db["ten_runs"][0]
     ids = tuple(q.predictions(app_db["db"], run).track_id[:3])
-    selection = S.Selection("Map: 3 tracks selected", ids, app_db["ten_id"])
-    at = _app(monkeypatch, app_db["db"], **{S.RUN: run, S.TRACK: (app_db["ten_id"], ids[0]), S.SELECTION: selection})
+    selection = state.Selection("Map: 3 tracks selected", ids, app_db["ten_id"])
+    at = _app(monkeypatch, app_db["db"],
+              **{state.RUN: run, state.TRACK: (app_db["ten_id"], ids[0]), state.SELECTION: selection})
     _open(at, "track")
     _ok(at)
     assert at.title[0].value == f"Track {ids[0]}" and at.button(key="prev").disabled
@@ -129,35 +130,57 @@ def test_track_page_walks_through_the_selection(monkeypatch, app_db):
     assert at.title[0].value == f"Track {ids[2]}" and at.button(key="next").disabled
     at.button(key="prev").click().run()
     assert at.title[0].value == f"Track {ids[1]}"
-    assert at.session_state[S.SELECTION] == selection
+    assert at.session_state[state.SELECTION] == selection
+
+
+def test_track_search_opens_a_match(monkeypatch, app_db):
+    run = app_db["ten_runs"][0]
+    at = _open(_app(monkeypatch, app_db["db"], **{state.RUN: run}), "track")
+    _ok(at)
+    at.text_input(key="track_search").input("rock.0001").run()
+    _ok(at)
+    picker = at.selectbox(key="_track_pick")
+    assert "5 matches" in picker.label and len(picker.options) == 6  # the open track, then the matches
+    assert all(o.startswith("rock.0001") for o in picker.options[1:])
+    chosen = picker.options[3].split(" · ")[0]
+    picker.set_value(chosen).run()
+    _ok(at)
+    assert at.title[0].value == f"Track {chosen}"
 
 
 def test_map_lists_the_stored_selection(monkeypatch, app_db):
     run = app_db["ten_runs"][0]
     ids = tuple(q.projection(app_db["db"], run, "tsne").track_id[:4])
-    selection = S.Selection("Map: 4 tracks", ids, app_db["ten_id"])
-    at = _app(monkeypatch, app_db["db"], **{S.RUN: run, S.SELECTION: selection})
+    selection = state.Selection("Map: 4 tracks", ids, app_db["ten_id"])
+    at = _app(monkeypatch, app_db["db"], **{state.RUN: run, state.SELECTION: selection})
     _open(at, "map")
     _ok(at)
     assert any(h.value == "4 selected tracks" for h in at.subheader)
 
 
+def test_map_search_rings_the_matches(monkeypatch, app_db):
+    at = _open(_app(monkeypatch, app_db["db"], **{state.RUN: app_db["ten_runs"][0]}), "map")
+    at.text_input(key="map_search").input("metal.0000").run()
+    _ok(at)
+    assert any(c.value.startswith("10 tracks match “metal.0000”") for c in at.caption)
+
+
 def test_presentation_mode_folds_controls_and_survives_page_switches(monkeypatch, app_db):
-    at = _app(monkeypatch, app_db["db"], **{S.RUN: app_db["ten_runs"][0]})
+    at = _app(monkeypatch, app_db["db"], **{state.RUN: app_db["ten_runs"][0]})
     at.sidebar.toggle[0].set_value(True).run()
     _open(at, "confusion")
     _ok(at)
-    assert at.session_state[S.PRESENTATION] is True
+    assert at.session_state[state.PRESENTATION] is True
     assert any(e.label == "Controls" for e in at.expander)
     _open(at, "map")
     # (AppTest drops the sidebar's widgets from its tree on reruns; the browser test sees them.)
-    assert at.session_state[S.PRESENTATION] is True and any(e.label == "Controls" for e in at.expander)
+    assert at.session_state[state.PRESENTATION] is True and any(e.label == "Controls" for e in at.expander)
 
 
 def test_a_review_is_stored(monkeypatch, app_db, tmp_path):
     path = tmp_path / "copy.duckdb"
     shutil.copy(app_db["db"], path)
-    at = _app(monkeypatch, path, **{S.RUN: app_db["ten_runs"][0]})
+    at = _app(monkeypatch, path, **{state.RUN: app_db["ten_runs"][0]})
     _open(at, "faults")
     _ok(at)
     at.button(key="dup_confirm").click().run()
@@ -170,26 +193,24 @@ def test_a_review_is_stored(monkeypatch, app_db, tmp_path):
 
 
 def test_classify_rejects_what_is_not_audio(monkeypatch, app_db):
-    at = _app(monkeypatch, app_db["db"], **{S.RUN: app_db["toy_run"]})
+    at = _app(monkeypatch, app_db["db"], **{state.RUN: app_db["toy_run"]})
     _open(at, "classify")
     _ok(at)
-    if at.info and "not available" in at.info[0].value:
-        pytest.skip("genre_core.live.streaming is not importable yet")
     at.file_uploader[0].upload("notes.txt", b"these are not the samples you are looking for", "text/plain").run()
     _ok(at)
     assert any("not audio GenreLens can read" in e.value for e in at.error)
 
 
 def test_classify_a_recording(monkeypatch, app_db):
-    pytest.importorskip("genre_core.live.streaming")
     from tests.helpers import band_clip
 
     buffer = io.BytesIO()
     y = np.concatenate([band_clip("low", 1, 6.0), band_clip("high", 2, 6.0)])
     sf.write(buffer, y, 22050, format="WAV")
-    at = _app(monkeypatch, app_db["db"], **{S.RUN: app_db["toy_run"]})
+    at = _app(monkeypatch, app_db["db"], **{state.RUN: app_db["toy_run"]})
     _open(at, "classify")
     at.file_uploader[0].upload("mix.wav", buffer.getvalue(), "audio/wav").run()
     _ok(at)
     assert any(h.value.startswith("Verdict: ") for h in at.subheader)
-    assert at.session_state["genrelens.classify_result"][2] == "mix.wav"
+    heard = at.session_state["genrelens.classify_result"][2]
+    assert heard.name == "mix.wav" and heard.loudest is not None and heard.loudest.image is not None

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.test_queries import build_app_db
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,11 +45,6 @@ POINT_JS = """([plot, nonEmpty]) => {
   }
   return null;
 }"""
-
-
-@pytest.fixture(scope="session")
-def app_db(tmp_path_factory) -> dict:
-    return build_app_db(tmp_path_factory.getbasetemp() / "genrelens_app")
 
 
 def _free_port() -> int:
@@ -219,8 +213,6 @@ def test_classify_an_upload(page, server, app_db):
     page.get_by_role("option", name=app_db["toy_run"]).click()
     settle(page)
     visit(page, server, "classify")
-    if page.get_by_text("Live classification is not available").count():
-        pytest.skip("genre_core.live.streaming is not importable yet")
     page.locator('input[type="file"]').set_input_files(
         files=[{"name": "mix.wav", "mimeType": "audio/wav", "buffer": buffer.getvalue()}])
     page.wait_for_selector("h3:has-text('Verdict')", timeout=120_000)

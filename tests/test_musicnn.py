@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from genre_core.models.musicnn.net import (
-    MUSICNN_MODELS, MUSICNN_SR, WINDOW_FRAMES, MusicnnMel, build_musicnn_finetune,
+    MUSICNN_SR, SPECS, WINDOW_FRAMES, MusicnnMel, build_musicnn_finetune,
     build_musicnn_probe, load_tagger, taggram,
 )
 from genre_core.models.musicnn.weights import (
@@ -168,7 +168,7 @@ def test_corrupt_or_stale_cache_is_rebuilt(msd_tagger, tmp_path):
 
 
 def test_registry_entries():
-    for name, spec in MUSICNN_MODELS.items():
+    for name, spec in SPECS.items():
         assert spec.name == name and spec.family == "pretrained"
         assert spec.input_kind == "musicnn" and spec.is_torch
     with pytest.raises(ValueError, match="96 mel bands"):

@@ -1,6 +1,6 @@
 """Every query the app makes, on a small fixture database, and the selection-to-filter logic.
 
-The fixture (`build_app_db`, shared with test_app.py and test_browser.py) holds the 3-genre toy
+The fixture (`app_db` in conftest.py, shared with test_app.py and test_browser.py) holds the 3-genre toy
 corpus with a run really trained by `training.fit`, plus a 10-genre synthetic dataset with six
 complete runs (one sweep), a running and a failed run, analysis rows and faults written by
 benchmarks.app_db.build.
@@ -8,7 +8,6 @@ benchmarks.app_db.build.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -19,44 +18,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genre_core.app import state as S
+from genre_core.app import state
 from genre_core import evaluation
+from genre_core.app import media
 from genre_core.app import queries as q
+from genre_core.faults.kinds import DUPLICATE_KINDS, SEVERITY
 from genre_core.store import open_store
-
-
-def build_app_db(root: Path) -> dict:
-    """Build the fixture database once per test session under `root` (reused when present)."""
-    info_file = root / "app_db.json"
-    if info_file.is_file():
-        return json.loads(info_file.read_text())
-    import torch
-
-    from benchmarks.app_db import build, fake_analysis
-    from genre_core.datasets.ingest import ingest
-    from genre_core.train.config import TrainConfig
-    from genre_core.train.fit import fit
-    from tests.helpers import make_toy_corpus
-
-    torch.set_num_threads(1)
-    root.mkdir(parents=True, exist_ok=True)
-    store = open_store(root / "app.duckdb")
-    ingest(store, "folder", make_toy_corpus(root / "toy"), name="toy", progress=False)
-    toy = fit(store, TrainConfig.tiny_preset("toy", "cnn", epochs=1), progress=False)
-    classes = list(store.run(toy.run_id)["classes"])
-    store.replace_run_rows(toy.run_id, fake_analysis(store.tracks("toy"), store.predictions(toy.run_id), classes,
-                                                     4.0, 5, False, np.random.default_rng(0)))
-    ten = build(store, "ten", n_tracks=150, n_runs=6, seconds=4.0, files_per_genre=1, n_explained=12)
-    info = dict(db=str(store.path), toy_run=toy.run_id, ten_runs=list(ten.run_id),
-                sweep=ten.sweep.dropna().iloc[0], ten_id=int(store.dataset("ten")["dataset_id"]),
-                toy_id=int(store.dataset("toy")["dataset_id"]))
-    info_file.write_text(json.dumps(info))
-    return info
-
-
-@pytest.fixture(scope="session")
-def app_db(tmp_path_factory) -> dict:
-    return build_app_db(tmp_path_factory.getbasetemp() / "genrelens_app")
 
 
 @pytest.fixture
@@ -83,8 +50,8 @@ def test_database_state_says_how_to_fill_it(tmp_path, app_db):
     assert q.database_state(tmp_path / "none.duckdb")[0] == "missing"
     assert "make demo" in q.database_state(tmp_path / "none.duckdb")[1]
     empty = open_store(tmp_path / "empty.duckdb")
-    state, message = q.database_state(empty.path)
-    assert state == "empty" and "make demo" in message
+    db_state, message = q.database_state(empty.path)
+    assert db_state == "empty" and "make demo" in message
     (tmp_path / "junk.duckdb").write_text("not a database")
     assert q.database_state(tmp_path / "junk.duckdb")[0] == "invalid"
     assert q.database_state(app_db["db"]) == ("ok", "")
@@ -188,7 +155,7 @@ def test_projection_covers_every_usable_track(db, app_db):
     points = q.projection(db, run, "tsne")
     assert len(points) == 150 - 1  # one unreadable track has no embedding
     assert set(points.outcome) <= {"correct", "wrong", "training track"}
-    assert points.fault.isin(["none", *q.SEVERITY]).all()
+    assert points.fault.isin(["none", *SEVERITY]).all()
 
 
 def test_track_views(db, app_db):
@@ -196,11 +163,14 @@ def test_track_views(db, app_db):
     preds = q.predictions(db, run)
     track_id = next(t for t in preds.track_id if len(q.attributions(db, run, t)))
     ds = app_db["ten_id"]
-    audio, sr = q.track_audio(db, ds, track_id)
+    audio, sr = media.track_audio(db, ds, track_id)
     assert Path(audio).is_file() and sr is None
-    mel = q.track_mel(db, ds, track_id)
+    mel = media.track_mel(db, ds, track_id)
     assert mel["mel"].shape[0] == 128 and mel["duration_s"] == pytest.approx(4.0, abs=0.01)
-    assert len(q.track_waveform(db, ds, track_id)) > 100
+    assert mel["mel"].max() == 0.0 and mel["mel"].min() >= -80.0  # dB below the loudest bin
+    musicnn = media.track_mel(db, ds, track_id, "musicnn")
+    assert musicnn["mel"].shape[0] == 96 and musicnn["freqs"][-1] < 8000
+    assert len(media.track_waveform(db, ds, track_id)) > 100
     probs = q.track_probs(db, run, track_id)
     assert probs.prob.sum() == pytest.approx(1.0, abs=1e-4) and probs.is_true.sum() == 1
     segments = q.segments(db, run, track_id)
@@ -210,12 +180,28 @@ def test_track_views(db, app_db):
     assert len(q.neighbours(db, run, track_id)) > 0
 
 
+def test_track_search_matches_id_path_artist_and_label_with_a_limit(db, app_db):
+    run = _cnn(app_db)
+    every = q.search_tracks(db, run, "", limit=None)
+    assert len(every) == 150 and (every.n_matches == 150).all()
+    assert list(every.split.drop_duplicates()) == ["test", "val", "train"]  # test first
+    jazz = q.search_tracks(db, run, " JAZZ ", limit=5)
+    assert len(jazz) == 5 and jazz.n_matches.iloc[0] == 15 and (jazz.label == "jazz").all()
+    assert set(q.search_tracks(db, run, "artist 001", limit=None).artist.str.contains("artist 001")) == {True}
+    by_file = q.search_tracks(db, run, "blues_00.wav", limit=None)
+    assert len(by_file) == 15 and by_file.path.str.endswith("blues_00.wav").all()  # 15 tracks share the file
+    exact = every.track_id.iloc[-1]  # a training track: listed first when its id is typed
+    assert q.search_tracks(db, run, exact.upper(), limit=3).track_id.iloc[0] == exact
+    assert q.search_tracks(db, run, "%", limit=None).empty  # a LIKE wildcard is just a character
+    assert q.search_tracks(db, run, "no such track").empty
+
+
 def test_audio_only_for_usable_tracks_in_the_database(db, app_db):
     ds = app_db["ten_id"]
-    tracks = q.track_list(db, _cnn(app_db))
+    tracks = q.search_tracks(db, _cnn(app_db), limit=None)
     bad = tracks[tracks.status != "ok"].track_id.iloc[0]
-    assert q.track_audio(db, ds, bad) is None
-    assert q.track_audio(db, ds, "../../etc/passwd") is None
+    assert media.track_audio(db, ds, bad) is None
+    assert media.track_audio(db, ds, "../../etc/passwd") is None
     assert q.track_file(db, ds + 100, tracks.track_id.iloc[0]) is None
 
 
@@ -233,7 +219,7 @@ def test_taggram_only_for_the_pretrained_run(db, app_db):
 def test_fault_queries(db, app_db):
     ds = app_db["ten_id"]
     dups = q.duplicate_groups(db, ds)
-    assert set(dups.kind) <= set(q.DUPLICATE_KINDS) and dups.groupby("group_id").size().ge(2).all()
+    assert set(dups.kind) <= set(DUPLICATE_KINDS) and dups.groupby("group_id").size().ge(2).all()
     issues = q.label_issues(db, ds, _cnn(app_db))
     assert {"predicted", "confidence", "p_given"} <= set(issues.columns)
     detail, summary = q.known_vs_detected(db, ds)
@@ -305,13 +291,13 @@ def test_a_click_on_a_confusion_cell_lists_its_tracks(db, app_db):
     wrong = preds[~preds.correct].iloc[0]
     event = {"selection": {"points": [{"x": 3, "y": 2, "customdata": [wrong.label, wrong.predicted, "1 of 5"]}],
                            "point_indices": [23], "box": [], "lasso": []}}
-    cell = S.clicked_cell(event)
+    cell = state.clicked_cell(event)
     assert cell == (wrong.label, wrong.predicted)
-    rows = S.tracks_in_cell(preds, *cell)
+    rows = state.tracks_in_cell(preds, *cell)
     assert wrong.track_id in set(rows.track_id)
     assert ((rows.label == wrong.label) & (rows.predicted == wrong.predicted)).all()
     assert list(rows.confidence) == sorted(rows.confidence, reverse=True)  # confident mistakes first
-    assert S.clicked_cell({"selection": {"points": []}}) is None and S.clicked_cell(None) is None
+    assert state.clicked_cell({"selection": {"points": []}}) is None and state.clicked_cell(None) is None
 
 
 def test_a_lasso_selection_becomes_track_ids(db, app_db):
@@ -320,29 +306,48 @@ def test_a_lasso_selection_becomes_track_ids(db, app_db):
     event = {"selection": {"points": [{"customdata": [t, "x", "y", "", ""]} for t in chosen.track_id]
                                       + [{"customdata": [chosen.track_id.iloc[0], "x", "y", "", ""]}],
                            "box": [], "lasso": [{"x": [0, 1, 1], "y": [0, 0, 1]}]}}
-    ids = S.selected_track_ids(event)
+    ids = state.selected_track_ids(event)
     assert ids == list(chosen.track_id)
-    assert not S.is_single_click(event)
-    assert list(S.filter_tracks(points, ids[::-1]).track_id) == ids[::-1]
+    assert not state.is_single_click(event)
+    assert list(state.filter_tracks(points, ids[::-1]).track_id) == ids[::-1]
     click = {"selection": {"points": [{"customdata": [ids[0]]}], "box": [], "lasso": []}}
-    assert S.is_single_click(click) and S.selected_track_ids(click) == [ids[0]]
-    near = S.nearest_on_map(points, ids[0], 5)
+    assert state.is_single_click(click) and state.selected_track_ids(click) == [ids[0]]
+    near = state.nearest_on_map(points, ids[0], 5)
     assert near[0] == ids[0] and len(near) == 5
 
 
+def test_map_sample_keeps_every_genre_the_misclassified_and_the_kept_tracks():
+    rng = np.random.default_rng(0)
+    n = 120_000
+    labels = np.where(np.arange(n) < 150, "rare", rng.choice(list("abcdefghi"), n))
+    outcome = rng.choice(["wrong", "correct", "training track"], n, p=[0.05, 0.2, 0.75])
+    points = pd.DataFrame({"track_id": [f"t{i:06d}" for i in range(n)], "x": rng.normal(size=n),
+                           "y": rng.normal(size=n), "label": labels, "outcome": outcome})
+    keep = ["t000007", "t099999", "t050000"]
+    drawn = state.sample_map(points, keep=keep)
+    assert len(drawn) <= state.MAP_MAX_POINTS + 10 * state.MAP_MIN_PER_LABEL
+    assert set(drawn.label) == set(labels) and (drawn.label == "rare").sum() == 150  # a rare genre: all of it
+    assert (drawn.outcome == "wrong").sum() == (outcome == "wrong").sum()
+    assert set(keep) <= set(drawn.track_id) and drawn.track_id.is_monotonic_increasing
+    shares = drawn[drawn.outcome != "wrong"].label.value_counts(normalize=True)
+    assert abs(shares["a"] - shares["i"]) < 0.01  # common genres in proportion
+    assert drawn.track_id.equals(state.sample_map(points, keep=keep).track_id)  # same seed, same map
+    assert state.sample_map(points.head(1000)) is not None and len(state.sample_map(points.head(1000))) == 1000
+
+
 def test_prev_next_through_a_selection():
-    sel = S.Selection("Confusion: jazz → blues", ("a", "b", "c"), 1)
-    assert S.step(sel, "a") == (None, "b", 0)
-    assert S.step(sel, "b") == ("a", "c", 1)
-    assert S.step(sel, "c") == ("b", None, 2)
-    assert S.step(sel, "z") == (None, None, None)
-    state: dict = {}
-    S.open_track(state, 1, "b", sel)
-    assert state[S.TRACK] == (1, "b") and state[S.SELECTION] is sel
-    S.open_track(state, 1, "c")  # inside the selection: kept
-    assert state[S.SELECTION] is sel
-    S.open_track(state, 1, "zz")  # outside: a selection of one
-    assert state[S.SELECTION].track_ids == ("zz",)
+    sel = state.Selection("Confusion: jazz → blues", ("a", "b", "c"), 1)
+    assert state.step(sel, "a") == (None, "b", 0)
+    assert state.step(sel, "b") == ("a", "c", 1)
+    assert state.step(sel, "c") == ("b", None, 2)
+    assert state.step(sel, "z") == (None, None, None)
+    session: dict = {}
+    state.open_track(session, 1, "b", sel)
+    assert session[state.TRACK] == (1, "b") and session[state.SELECTION] is sel
+    state.open_track(session, 1, "c")  # inside the selection: kept
+    assert session[state.SELECTION] is sel
+    state.open_track(session, 1, "zz")  # outside: a selection of one
+    assert session[state.SELECTION].track_ids == ("zz",)
 
 
 def test_review_changes_from_an_edited_table():
@@ -351,24 +356,26 @@ def test_review_changes_from_an_edited_table():
     after = before.copy()
     after.loc[0, "decision"] = "dismissed"
     after.loc[1, "note"] = "checked by ear"
-    changes = S.review_changes(before, after)
+    changes = state.review_changes(before, after)
     assert [c["track_id"] for c in changes] == ["a", "b"]
     assert changes[0]["decision"] == "dismissed" and changes[1]["note"] == "checked by ear"
-    assert S.review_changes(before, before) == []
+    assert state.review_changes(before, before) == []
 
 
 def test_plain_summary_for_non_experts():
-    text = S.plain_summary(dict(model="cnn", accuracy=0.712, ci_low=0.62, ci_high=0.79, n_test=100,
+    text = state.plain_summary(dict(model="cnn", accuracy=0.712, ci_low=0.62, ci_high=0.79, n_test=100,
                                 n_classes=10), 5)
     assert text.startswith("The best model, cnn, names the right genre for 71 of 100 test songs (95% CI 62–79)")
     assert "at random would get about 10" in text
 
 
 def test_loudest_window():
+    from genre_core.live.recording import loudest_window
+
     sr = 1000
     y = np.zeros(10 * sr, dtype=np.float32)
     y[6 * sr: 7 * sr] = 1.0
-    start, window = S.loudest_window(y, sr, 2.0, 0.5)
+    start, window = loudest_window(y, sr, 2.0, 0.5)
     assert 5.0 <= start <= 6.0 and window.size == 2 * sr and window.max() == 1.0
-    start, window = S.loudest_window(y[:500], sr, 2.0, 0.5)  # shorter than a window: padded
+    start, window = loudest_window(y[:500], sr, 2.0, 0.5)  # shorter than a window: padded
     assert start == 0.0 and window.size == 2 * sr

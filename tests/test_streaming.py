@@ -5,8 +5,9 @@ import pytest
 
 from genre_core.audio import AudioError
 from genre_core.train.inference import load_run
+from benchmarks.latency import latency_benchmark, mix_benchmark
 from genre_core.live.streaming import (RingBuffer, StreamingClassifier, classify_array, classify_file,
-                                  classify_stream, latency_benchmark, mix_benchmark)
+                                       classify_stream)
 from genre_core.live.timeline import SILENCE
 from genre_core.train.config import TrainConfig
 from genre_core.train.fit import fit
@@ -202,3 +203,26 @@ def test_latency_benchmark_reports_speed(tiny_run):
     assert report["windows"] == 19  # 30 s: windows at 0, 1.5, ..., 27 s; no tail left over
     assert report["ms_per_window"] > 0 and report["real_time_factor"] < 1
     assert report["speed_x"] == pytest.approx(1 / report["real_time_factor"])
+
+
+def test_classify_recording_gives_the_timeline_and_the_loudest_windows_gradcam(tiny_run):
+    """The Classify page's one call: bytes in, timeline, verdict and loudest-window Grad-CAM out."""
+    import io
+
+    import soundfile as sf
+
+    from genre_core.live.recording import RecordingError, classify_recording
+
+    quiet, loud = 0.2 * band_clip("low", 11, 9.0), band_clip("high", 12, 6.0)
+    buffer = io.BytesIO()
+    sf.write(buffer, np.concatenate([quiet, loud]), SR, format="WAV")
+    heard = classify_recording(tiny_run[1], buffer.getvalue(), "mix.wav")
+    assert [s.genre for s in heard.result.sections] == ["low", "high"]
+    genre, share = heard.verdict()
+    assert genre == "low" and share == pytest.approx(9 / 15, abs=0.15)
+    assert len(heard.frame) == len(heard.result.predictions)
+    cam = heard.loudest
+    assert cam.start_s >= 8.0 and cam.genre == "high" and cam.cam.max() == pytest.approx(1.0)
+    assert cam.image["mel"].shape[0] == cam.cam.shape[0] == 128 and heard.representation == "logmel"
+    with pytest.raises(RecordingError, match="notes.txt is not audio GenreLens can read"):
+        classify_recording(tiny_run[1], b"not samples at all" * 40, "notes.txt")

@@ -194,10 +194,22 @@ def per_genre_bars(per_genre: pd.DataFrame, presentation: bool = False) -> go.Fi
 # -- map -------------------------------------------------------------------------------------
 
 
+def _map_trace(trace, part: pd.DataFrame, name: str, marker: dict):
+    """One group of map points; customdata[0] = track_id is what a click or lasso reports."""
+    return trace(
+        x=part.x, y=part.y, mode="markers", name=name, marker=marker,
+        customdata=np.stack([part.track_id, part.label, part.predicted,
+                             [f" ({c:.0%})" if c == c else " (training track)" for c in part.confidence],
+                             part.fault], axis=1),
+        hovertemplate=("<b>%{customdata[0]}</b><br>true %{customdata[1]} · predicted "
+                       "%{customdata[2]}%{customdata[3]}<br>fault: %{customdata[4]}<extra></extra>"))
+
+
 def embedding_map(points: pd.DataFrame, colour_by: str, classes: Sequence[str],
-                  presentation: bool = False) -> go.Figure:
+                  presentation: bool = False, highlight: Sequence[str] = ()) -> go.Figure:
     """2-D map of track embeddings, one trace per colour group, customdata[0] = track_id.
-    `colour_by` is a column of `points`: label, predicted, outcome or fault."""
+    `colour_by` is a column of `points`: label, predicted, outcome or fault. Tracks in
+    `highlight` (a search's matches) are ringed in a trace of their own, drawn on top."""
     if points.empty:
         return empty("No projection stored for this run (run: python -m training analyze --run RUN_ID)")
     if colour_by in ("label", "predicted"):
@@ -213,17 +225,13 @@ def embedding_map(points: pd.DataFrame, colour_by: str, classes: Sequence[str],
     size = (9 if presentation else 7) if len(points) > 500 else (14 if presentation else 11)
     fig = go.Figure()
     for group in groups:
-        part = points[points[colour_by] == group]
-        fig.add_trace(trace(
-            x=part.x, y=part.y, mode="markers", name=str(group),
-            marker=dict(size=size, color=colors.get(group, "#888"), line=dict(width=0.5, color="white"),
-                        opacity=0.55 if group == "none" else 0.9),
-            customdata=np.stack([part.track_id, part.label, part.predicted,
-                                 [f" ({c:.0%})" if c == c else " (training track)" for c in part.confidence],
-                                 part.fault], axis=1),
-            hovertemplate=("<b>%{customdata[0]}</b><br>true %{customdata[1]} · predicted "
-                           "%{customdata[2]}%{customdata[3]}<br>fault: %{customdata[4]}<extra></extra>"),
-        ))
+        fig.add_trace(_map_trace(trace, points[points[colour_by] == group], str(group),
+                                 dict(size=size, color=colors.get(group, "#888"), line=dict(width=0.5, color="white"),
+                                      opacity=0.55 if group == "none" else 0.9)))
+    found = points[points.track_id.isin(set(highlight))]
+    if len(found):
+        ring = dict(size=size + 8, color="#111", symbol="circle-open", line=dict(width=2.5, color="#111"))
+        fig.add_trace(_map_trace(trace, found, "search", ring))
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     finish(fig, presentation, height=620)

@@ -152,23 +152,37 @@ def nearest_on_map(points: pd.DataFrame, track_id: str, k: int = 20) -> list[str
     return [track_id] + [t for t in ids if t != track_id][: k - 1]
 
 
+MAP_MAX_POINTS = 50_000  # above this a browser's WebGL map stutters on pan and lasso
+MAP_MIN_PER_LABEL = 200  # a rare genre keeps at least this many sampled points (or all it has)
+
+
+def sample_map(points: pd.DataFrame, max_points: int = MAP_MAX_POINTS, keep: Iterable[str] = (),
+               seed: int = 0) -> pd.DataFrame:
+    """The points of a map to draw: all of them up to `max_points`; above, every track in `keep`
+    (the open track, search matches, the current selection) and every misclassified one, plus a
+    random share of each true genre in proportion to its size, at least MAP_MIN_PER_LABEL of
+    each, so the map keeps its shape and every genre. Rows keep their order; same seed, same
+    sample."""
+    if len(points) <= max_points:
+        return points
+    forced = points["track_id"].isin(set(keep)).to_numpy() | (points["outcome"] == "wrong").to_numpy()
+    rest = np.flatnonzero(~forced)
+    budget = max(0, max_points - int(forced.sum()))
+    labels = points["label"].fillna("?").to_numpy()[rest]
+    rng = np.random.default_rng(seed)
+    chosen = forced.copy()
+    for label in np.unique(labels):
+        members = rest[labels == label]
+        n = min(len(members), max(MAP_MIN_PER_LABEL, round(budget * len(members) / len(rest))))
+        chosen[rng.choice(members, size=n, replace=False)] = True
+    return points[chosen]
+
+
 def filter_tracks(frame: pd.DataFrame, track_ids: Iterable[str]) -> pd.DataFrame:
     """Rows of `frame` whose track_id is in `track_ids`, in the selection's order."""
     order = {t: i for i, t in enumerate(track_ids)}
     rows = frame[frame["track_id"].isin(order)]
     return rows.iloc[rows["track_id"].map(order).argsort(kind="stable")]
-
-
-def loudest_window(y: np.ndarray, sr: int, window_s: float, hop_s: float) -> tuple[float, np.ndarray]:
-    """(start in s, (L,) samples) of the window of (N,) audio with the highest RMS; a clip
-    shorter than one window is zero-padded to one."""
-    length, hop = int(round(window_s * sr)), max(1, int(round(hop_s * sr)))
-    y = np.pad(np.asarray(y, dtype=np.float32), (0, max(0, length - len(y))))
-    starts = np.arange(0, len(y) - length + 1, hop)
-    energy = np.cumsum(np.concatenate([[0.0], y.astype(np.float64) ** 2]))
-    rms = energy[starts + length] - energy[starts]  # (W,) sum of squares per window
-    best = int(starts[int(np.argmax(rms))])
-    return best / sr, y[best: best + length]
 
 
 # -- reviews --------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Spectral features: the torch modules that turn waveforms into model inputs. (The librosa
 table the sklearn baselines eat is in handcrafted.py.)
 
-The torch modules (`LogMel`, `MFCC`) run batched on whatever device the model is on; their
+The torch modules (`LogMel`, `MFCC`, and `MusicnnMel`, the pretrained musicnn's own input
+image, kept bit-faithful to its wheel) run batched on whatever device the model is on; their
 constants (window, mel filterbank, DCT matrix) are buffers, so `.to(device)` moves them.
 They are parameterised to agree with librosa's defaults (slaney mel scale and norm, zero
 padding for `center=True`), so features cached by either path are interchangeable; the
@@ -11,6 +12,7 @@ tests pin the difference.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 import torch
 import torchaudio
@@ -33,11 +35,6 @@ class FeatureConfig:
     @property
     def fmax_hz(self) -> float:
         return float(self.fmax) if self.fmax is not None else self.sr / 2
-
-    # Transitional read-only aliases for the app's Classify page, which still reads the old
-    # names; remove once it reads fmin/fmax.
-    f_min = property(lambda self: self.fmin)
-    f_max = property(lambda self: self.fmax)
 
     @classmethod
     def from_dict(cls, data: dict) -> "FeatureConfig":
@@ -119,6 +116,82 @@ class MFCC(nn.Module):
         d1 = self.deltas(mfcc)  # (B, 1, n_mfcc, T)
         d2 = self.deltas(d1)  # (B, 1, n_mfcc, T)
         return torch.cat([mfcc, d1, d2], dim=2)  # (B, 1, 3 * n_mfcc, T)
+
+
+# musicnn's input (Pons & Serra, 2019): 16 kHz, 32-ms frames, 96 bands, 3-s windows.
+MUSICNN_SR = 16000
+MUSICNN_N_FFT = 512
+MUSICNN_HOP_LENGTH = 256
+MUSICNN_N_MELS = 96
+MUSICNN_WINDOW_FRAMES = 187  # musicnn's 3-s input: librosa.time_to_frames(3, ...) + 1
+_FLOAT16_MAX = 65504.0
+
+
+class MusicnnMel(nn.Module):
+    """musicnn's input: waveform (B, N) at 16 kHz -> log-compressed mel image (B, 1, 96, T).
+
+    Replicates the wheel's `batch_data`: librosa.feature.melspectrogram(sr=16000, n_fft=512,
+    hop_length=256, n_mels=96) with librosa's defaults (centred periodic-Hann frames, power 2,
+    Slaney mel scale and area norm), cast to float16, then log10(10000 * mel + 1) computed
+    in float32 (numpy 1.x upcast `10000 * float16`; under numpy 2 the wheel's line overflows
+    to inf above mel = 6.55, so a numpy-2 reference must upcast before multiplying).
+    `pad_mode` defaults to "reflect", librosa's default when the models were trained
+    (librosa >= 0.10 pads with zeros; this only changes the first and last frames).
+    T = N // 256: librosa's final frame is centred on the last sample and half padding;
+    dropping it makes 3 s (48000 samples) exactly one 187-frame window, as the wheel uses.
+    """
+
+    def __init__(self, pad_mode: str = "reflect", float16: bool = True) -> None:
+        super().__init__()
+        self.pad_mode = pad_mode
+        self.float16 = float16  # the wheel and its training data stored mel power as float16
+        self.register_buffer("window", torch.hann_window(MUSICNN_N_FFT, periodic=True))
+        mel = librosa.filters.mel(sr=MUSICNN_SR, n_fft=MUSICNN_N_FFT, n_mels=MUSICNN_N_MELS)
+        self.register_buffer("mel_basis", torch.from_numpy(mel).float())  # (96, 257)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        """y: (B, N) or (N,) float waveform in [-1, 1] at 16 kHz -> (B, 1, 96, N // 256)."""
+        if y.dim() == 1:
+            y = y.unsqueeze(0)  # (1, N)
+        n_frames = y.shape[-1] // MUSICNN_HOP_LENGTH
+        spec = torch.stft(y.float(), MUSICNN_N_FFT, MUSICNN_HOP_LENGTH, window=self.window, center=True,
+                          pad_mode=self.pad_mode, return_complex=True)  # (B, 257, T + 1)
+        power = spec.real.square() + spec.imag.square()
+        mel = torch.matmul(self.mel_basis, power)[..., :n_frames]  # (B, 96, T)
+        if self.float16:
+            mel = mel.clamp(max=_FLOAT16_MAX).half().float()
+        return torch.log10(10000.0 * mel + 1.0).unsqueeze(1)  # (B, 1, 96, T)
+
+
+def display_settings(representation: str | None, features: Mapping[str, Any] | None = None) -> dict:
+    """Keyword arguments of `mel_image` that draw the mel image a model of `representation`
+    ("logmel", "musicnn", ...) sees, from its run's `features` settings (runs.config JSON), so a
+    Grad-CAM map lines up with the bands."""
+    if representation == "musicnn":
+        return dict(sr=MUSICNN_SR, n_fft=MUSICNN_N_FFT, hop_length=MUSICNN_HOP_LENGTH, n_mels=MUSICNN_N_MELS,
+                    fmin=0.0, fmax=None)
+    f, default = dict(features or {}), FeatureConfig()
+    fmin, fmax = f.get("fmin", f.get("f_min")), f.get("fmax", f.get("f_max"))  # either spelling of a run's config
+    return dict(sr=int(f.get("sr", default.sr)), n_fft=int(f.get("n_fft", default.n_fft)),
+                hop_length=int(f.get("hop_length", default.hop_length)), n_mels=int(f.get("n_mels", default.n_mels)),
+                fmin=float(fmin or 0.0), fmax=None if fmax is None else float(fmax))
+
+
+def mel_image(y: np.ndarray, sr: int = 22050, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128,
+              fmin: float = 0.0, fmax: float | None = None, max_frames: int = 900) -> dict:
+    """The `LogMel` image of (N,) mono audio at `sr` Hz, for display: {"mel": (n_mels, T)
+    float32 dB below the loudest bin (down to -top_db), "duration_s", "freqs": (n_mels,) band
+    centres in Hz}. Frames are max-pooled to at most `max_frames` columns so a figure stays light."""
+    config = FeatureConfig(sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    with torch.no_grad():
+        db = LogMel(config)(torch.from_numpy(np.asarray(y, dtype=np.float32))[None])[0, 0].numpy()  # (M, T)
+    db = db - db.max()
+    factor = int(np.ceil(db.shape[1] / max_frames))
+    if factor > 1:
+        cut = db.shape[1] // factor * factor
+        db = db[:, :cut].reshape(n_mels, -1, factor).max(axis=2)  # (M, T // factor)
+    freqs = librosa.mel_frequencies(n_mels + 2, fmin=fmin, fmax=config.fmax_hz)[1:-1]
+    return {"mel": db, "duration_s": len(y) / sr, "freqs": freqs}
 
 
 FEATURES: dict[str, type[nn.Module]] = {"logmel": LogMel, "mfcc": MFCC}

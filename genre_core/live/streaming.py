@@ -3,27 +3,24 @@
 Audio arrives in blocks of any size; a fixed-size ring buffer turns them into overlapping
 windows, which are batched through the model. Memory is O(window + batch), never O(stream), so
 a 2-hour file is never held whole, and the results do not depend on how the stream was cut into
-blocks. `classify_file` / `classify_array` add smoothing and sections (genre_core.live.timeline);
-`latency_benchmark` and `mix_benchmark` measure speed and timeline quality for `make bench`.
+blocks. `classify_file` / `classify_array` add smoothing and sections (genre_core.live.timeline).
 """
 
 from __future__ import annotations
 
-import itertools
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from tqdm import tqdm
 
 from genre_core.audio import SILENCE_DBFS, AudioError, probe, resample, stream_blocks, to_mono
-from genre_core.live.timeline import (DEFAULT_SWITCH_PENALTY, Section, WindowPrediction, boundary_error,
-                                 segment, time_accuracy, write_timeline)
+from genre_core.live.timeline import DEFAULT_SWITCH_PENALTY, Section, WindowPrediction, segment, write_timeline
 
 __all__ = ["RingBuffer", "StreamingClassifier", "WindowPrediction", "ClassifyResult", "classify_stream",
-           "classify_blocks", "classify_file", "classify_array", "latency_benchmark", "mix_benchmark"]
+           "classify_blocks", "classify_file", "classify_array"]
 
 Predictor = Callable[[np.ndarray], np.ndarray]  # (B, L) float32 audio -> (B, C) probabilities
 _SILENT_PEAK = 10.0 ** (SILENCE_DBFS / 20.0)  # linear amplitude of SILENCE_DBFS
@@ -266,85 +263,3 @@ def classify_array(loaded_run, y: np.ndarray, sr: int, window_s: float | None = 
     blocks = (y[i: i + step] for i in range(0, len(y), step))
     return _classify(blocks, loaded_run, name, len(y) / loaded_run.sr, window_s=window_s, hop_s=hop_s,
                      method=method, switch_penalty=switch_penalty, out=out, progress=False)
-
-
-def _synthetic_blocks(sr: int, seconds: float, block_s: float, seed: int) -> Iterator[np.ndarray]:
-    """`seconds` of noise-plus-tones audio in blocks, cycling a few pre-made blocks so that
-    generating the audio costs nothing next to classifying it."""
-    rng = np.random.default_rng(seed)
-    n = max(1, int(block_s * sr))
-    t = np.arange(n) / sr
-    bank = [(0.3 * np.sin(2 * np.pi * f * t) + 0.05 * rng.standard_normal(n)).astype(np.float32)
-            for f in rng.uniform(100, 4000, size=4)]
-    total = int(seconds * sr)
-    for i, block in zip(range(0, total, n), itertools.cycle(bank)):
-        yield block[: total - i]
-
-
-def latency_benchmark(loaded_run, minutes: float = 60.0, hop_s: float = 1.5,
-                      window_s: float | None = None, block_s: float = 10.0, batch: int = 16,
-                      seed: int = 0) -> dict:
-    """Speed of streaming classification on this machine, over `minutes` of synthetic audio.
-
-    Returns ms_per_window (wall time / windows, batched as in classify_file),
-    real_time_factor (wall / audio seconds: < 1 is faster than real time), speed_x (its
-    inverse), live_latency_ms (median time of a single-window call: the delay a live display
-    adds after each hop), windows, seconds_audio, seconds_wall. Decoding is not included.
-    """
-    window_s = window_s or loaded_run.window_s
-    predict = _probs_of(loaded_run)
-    single = np.asarray(next(_synthetic_blocks(loaded_run.sr, window_s, window_s, seed)))[None]  # (1, L)
-    predict(single)  # warm-up: lazy init, allocator
-    singles = []
-    for _ in range(10):
-        started = time.perf_counter()
-        predict(single)
-        singles.append(time.perf_counter() - started)
-    seconds = 60.0 * minutes
-    started = time.perf_counter()
-    windows = sum(1 for _ in classify_blocks(_synthetic_blocks(loaded_run.sr, seconds, block_s, seed),
-                                             loaded_run, window_s, hop_s, batch))
-    wall = time.perf_counter() - started
-    return dict(ms_per_window=1000 * wall / max(windows, 1), real_time_factor=wall / seconds,
-                speed_x=seconds / wall, live_latency_ms=1000 * float(np.median(singles)), windows=windows,
-                seconds_audio=seconds, seconds_wall=wall)
-
-
-def _mix_blocks(clips: Sequence[tuple[Path | str, str]], sr: int, block_s: float,
-                truth: list[tuple[float, float, str]]) -> Iterator[np.ndarray]:
-    """Blocks of the clips played back to back; appends (start_s, end_s, genre) to `truth` as
-    each clip ends, merging consecutive clips of one genre into one true section."""
-    offset = 0  # samples
-    for path, genre in clips:
-        start = offset / sr
-        for block in _checked(path, stream_blocks(path, sr, block_s)):
-            yield block
-            offset += len(block)
-        if truth and truth[-1][2] == genre:
-            start = truth.pop()[0]
-        truth.append((start, offset / sr, genre))
-
-
-def mix_benchmark(loaded_run, clips: Sequence[tuple[Path | str, str]], hop_s: float = 1.5,
-                  window_s: float | None = None, method: str = "viterbi",
-                  switch_penalty: float = DEFAULT_SWITCH_PENALTY, block_s: float = 10.0) -> dict:
-    """Classify the clips played back to back as one stream (never held whole in memory) and
-    score the timeline against the known genres.
-
-    `clips` are (path, genre) in play order; consecutive clips of one genre form one true
-    section. Returns boundary_error_s (mean |true boundary - nearest predicted one|, s),
-    section_accuracy (share of audio time whose smoothed genre is the true one), n_true_sections,
-    n_sections, seconds_audio, seconds_wall, real_time_factor.
-    """
-    truth: list[tuple[float, float, str]] = []
-    started = time.perf_counter()
-    predictions = list(classify_blocks(_mix_blocks(clips, loaded_run.sr, block_s, truth), loaded_run,
-                                       window_s, hop_s))
-    end_s = truth[-1][1] if truth else 0.0
-    sections = segment(predictions, loaded_run.classes, method=method, switch_penalty=switch_penalty,
-                       end_s=end_s)
-    wall = time.perf_counter() - started
-    return dict(boundary_error_s=boundary_error([end for _, end, _ in truth[:-1]], sections),
-                section_accuracy=time_accuracy(truth, sections), n_true_sections=len(truth),
-                n_sections=len(sections), seconds_audio=end_s, seconds_wall=wall,
-                real_time_factor=wall / end_s if end_s else float("nan"))

@@ -19,7 +19,7 @@ MODELS: dict[str, ModelSpec] = {
     **rnn.SPECS,
     **crnn.SPECS,
     **transformer.SPECS,
-    **musicnn.MUSICNN_MODELS,
+    **musicnn.SPECS,
 }
 
 TORCH_MODEL_NAMES: tuple[str, ...] = tuple(name for name, spec in MODELS.items() if spec.is_torch)

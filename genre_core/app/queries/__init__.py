@@ -9,8 +9,7 @@ audio is found by (dataset_id, track_id) in the tracks table.
 """
 
 # Every name the pages use, from one place: `from genre_core import queries as q`.
-from genre_core.app.queries._base import *  # noqa: F401,F403
-from genre_core.app.queries._base import DbRef  # noqa: F401
+from genre_core.app.queries._db import DbRef  # noqa: F401
 from genre_core.app.queries.faults import *  # noqa: F401,F403
 from genre_core.app.queries.runs import *  # noqa: F401,F403
 from genre_core.app.queries.tracks import *  # noqa: F401,F403

@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 
 from genre_core import evaluation
-from genre_core.app.queries._base import _REVIEWS, DUPLICATE_KINDS, _df
+from genre_core.app.queries._db import _REVIEWS, _df
+from genre_core.faults.kinds import DUPLICATE_KINDS
+from genre_core.faults.known import compare_faults
 from genre_core.app.queries.runs import predictions, run_row
 
 # -- faults and reviews ---------------------------------------------------------------------
@@ -85,25 +87,17 @@ def artist_repeats(db, dataset_id: int, run_id: str | None = None) -> pd.DataFra
     return grouped[columns].sort_values(["leak", "n_tracks"], ascending=False).reset_index(drop=True)
 
 
-def fault_family(kind: str) -> str:
-    return "duplicate" if kind in DUPLICATE_KINDS else kind
-
-
 def known_vs_detected(db, dataset_id: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Known faults (a published list) against detected ones, matched on (track, family) with
-    the two duplicate kinds as one family, for the families the known list covers. Returns
-    (per-track rows with status found | missed | new, per-family summary with counts,
-    precision and recall)."""
+    the two duplicate kinds as one family, for the families the known list covers
+    (`faults.known.compare_faults`). Returns (per-track rows with status found | missed | new,
+    per-family summary with counts, precision and recall)."""
     frame = faults(db, dataset_id)
-    frame = frame[frame.track_id.notna()].assign(family=lambda f: f.kind.map(fault_family))
-    # Only the families a known list covers can be scored against it.
-    frame = frame[frame.family.isin(set(frame[frame.source == "known"].family))]
-    known = set(zip(*[frame[frame.source == "known"][c] for c in ("track_id", "family")]))
-    found = set(zip(*[frame[frame.source == "detected"][c] for c in ("track_id", "family")]))
-    rows = [dict(track_id=t, family=k, status="found" if (t, k) in known and (t, k) in found
-                 else "missed" if (t, k) in known else "new")
-            for t, k in sorted(known | found)]
-    detail = pd.DataFrame(rows, columns=["track_id", "family", "status"])
+    frame = frame[frame.track_id.notna()]
+    compared = compare_faults(frame[frame.source == "detected"], frame[frame.source == "known"])
+    family = compared.kind.where(~compared.kind.isin(DUPLICATE_KINDS), "duplicate")
+    detail = (compared.assign(family=family, status=compared.status.astype(str))[["track_id", "family", "status"]]
+              .sort_values(["track_id", "family"]).reset_index(drop=True))
     summary = (detail.pivot_table(index="family", columns="status", values="track_id",
                                   aggfunc="count", fill_value=0)
                .reindex(columns=["found", "missed", "new"], fill_value=0).reset_index())

@@ -9,10 +9,13 @@ import numpy as np
 import pandas as pd
 
 from genre_core import evaluation
-from genre_core.app.queries._base import _REVIEWS, FILL_COMMAND, SEVERITY, _df, _path
+from genre_core.app.queries._db import _REVIEWS, _df, _path
+from genre_core.faults.kinds import SEVERITY
 from genre_core.store import SCHEMA_VERSION
 
 # -- the database itself --------------------------------------------------------------------
+
+FILL_COMMAND = "make demo"  # or: python -m training demo
 
 
 def database_state(db) -> tuple[str, str]:

@@ -1,28 +1,36 @@
-"""Reads about one track: its file, audio views, predictions, Grad-CAM, taggram, neighbours."""
+"""Reads about one track: its row and file, predictions, Grad-CAM, taggram, neighbours (the
+audio views themselves are in genre_core.app.media)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from genre_core.app.queries._base import BROWSER_AUDIO, _df
+from genre_core.app.queries._db import _df
 
 # -- one track ------------------------------------------------------------------------------
 
 
-def track_list(db, run_id: str) -> pd.DataFrame:
-    """Tracks of the run's dataset with the run's prediction where it made one; test first."""
-    return _df(db, """
+def search_tracks(db, run_id: str, text: str = "", limit: int | None = 50) -> pd.DataFrame:
+    """Tracks of the run's dataset whose id, file path, artist or label contains `text`
+    (case-insensitive; empty text matches every track), with the run's prediction where it made
+    one: dataset_id, track_id, label, artist, path, status, predicted, split, n_matches (how many
+    matched before `limit`; None: no limit). Exact id first, then test, validation, training."""
+    needle = (text or "").strip().lower()
+    return _df(db, f"""
         WITH run AS (SELECT dataset_id FROM runs WHERE run_id = ?)
-        SELECT t.dataset_id, t.track_id, t.label, t.status, p.predicted, coalesce(p.split, 'train') AS split
+        SELECT t.dataset_id, t.track_id, t.label, t.artist, t.path, t.status, p.predicted,
+               coalesce(p.split, 'train') AS split, count(*) OVER () AS n_matches
         FROM tracks t JOIN run USING (dataset_id)
         LEFT JOIN predictions p ON p.run_id = ? AND p.track_id = t.track_id
-        ORDER BY CASE coalesce(p.split, 'train') WHEN 'test' THEN 0 WHEN 'val' THEN 1 ELSE 2 END,
-                 t.track_id""", [run_id, run_id])
+        WHERE ? = '' OR contains(lower(t.track_id), ?) OR contains(lower(t.path), ?)
+              OR contains(lower(coalesce(t.artist, '')), ?) OR contains(lower(t.label), ?)
+        ORDER BY lower(t.track_id) != ?,
+                 CASE coalesce(p.split, 'train') WHEN 'test' THEN 0 WHEN 'val' THEN 1 ELSE 2 END, t.track_id
+        {'' if limit is None else 'LIMIT ' + str(int(limit))}""",
+        [run_id, run_id, needle, needle, needle, needle, needle, needle])
 
 
 def track(db, dataset_id: int, track_id: str) -> pd.Series | None:
@@ -38,79 +46,6 @@ def track_file(db, dataset_id: int, track_id: str) -> Path | None:
         return None
     path = Path(row["path"])
     return path if path.is_file() else None
-
-
-def track_audio(db, dataset_id: int, track_id: str) -> tuple[Any, int | None] | None:
-    """What st.audio needs: (path, None) for formats browsers play, else ((N,) float32, sr)."""
-    path = track_file(db, dataset_id, track_id)
-    if path is None:
-        return None
-    if path.suffix.lower() in BROWSER_AUDIO:
-        return path, None
-    from genre_core import audio
-
-    return audio.load(path, sr=None, reject_silent=False), audio.probe(path).sample_rate
-
-
-def _signal(db, dataset_id: int, track_id: str, sr: int) -> np.ndarray | None:
-    from genre_core import audio
-
-    path = track_file(db, dataset_id, track_id)
-    if path is None:
-        return None
-    try:
-        return audio.load(path, sr=sr, reject_silent=False, min_seconds=0.0)
-    except audio.AudioError:
-        return None
-
-
-def track_waveform(db, dataset_id: int, track_id: str, n_points: int = 1200) -> pd.DataFrame:
-    """Min/max envelope of the track in `n_points` buckets: time_s, low, high."""
-    y = _signal(db, dataset_id, track_id, 22050)
-    if y is None or y.size == 0:
-        return pd.DataFrame(columns=["time_s", "low", "high"])
-    buckets = np.array_split(y, min(n_points, y.size))
-    sizes = np.cumsum([0] + [b.size for b in buckets[:-1]])
-    return pd.DataFrame({"time_s": sizes / 22050, "low": [b.min() for b in buckets],
-                         "high": [b.max() for b in buckets]})
-
-
-def track_mel(db, dataset_id: int, track_id: str, sr: int = 22050, n_mels: int = 128,
-              fmin: float = 0.0, fmax: float | None = None, max_frames: int = 900) -> dict | None:
-    """Log-mel spectrogram of a track for display (see `mel_image`), None when unplayable.
-    Pass the run's feature settings so a Grad-CAM map lines up with its bands."""
-    y = _signal(db, dataset_id, track_id, sr)
-    if y is None or y.size == 0:
-        return None
-    return mel_image(y, sr, n_mels, fmin, fmax, max_frames)
-
-
-def mel_image(y: np.ndarray, sr: int, n_mels: int = 128, fmin: float = 0.0, fmax: float | None = None,
-              max_frames: int = 900, hop_length: int = 512) -> dict:
-    """{"mel": (n_mels, T) dB below the peak, "duration_s", "freqs": (n_mels,) band centres
-    in Hz} of (N,) audio at `sr`; frames are max-pooled to at most `max_frames` columns so the
-    figure stays light."""
-    import librosa
-
-    fmax = fmax or sr / 2
-    mel = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=2048, hop_length=hop_length,
-                                         n_mels=n_mels, fmin=fmin, fmax=fmax)
-    mel_db = librosa.power_to_db(mel, ref=np.max, top_db=80.0).astype(np.float32)  # (M, T)
-    factor = int(np.ceil(mel_db.shape[1] / max_frames))
-    if factor > 1:
-        cut = mel_db.shape[1] // factor * factor
-        mel_db = mel_db[:, :cut].reshape(n_mels, -1, factor).max(axis=2)
-    freqs = librosa.mel_frequencies(n_mels + 2, fmin=fmin, fmax=fmax)[1:-1]
-    return {"mel": mel_db, "duration_s": y.size / sr, "freqs": freqs}
-
-
-def mel_settings(config_json: str | None, representation: str | None) -> dict:
-    """track_mel keyword arguments matching a run's input image (sr, n_mels, fmin, fmax)."""
-    if representation == "musicnn":
-        return dict(sr=16000, n_mels=96, fmin=0.0, fmax=8000.0)
-    features = (json.loads(config_json) if config_json else {}).get("features", {})
-    return dict(sr=int(features.get("sr", 22050)), n_mels=int(features.get("n_mels", 128)),
-                fmin=float(features.get("f_min", 0.0)), fmax=features.get("f_max"))
 
 
 def track_probs(db, run_id: str, track_id: str) -> pd.DataFrame:

@@ -1,6 +1,6 @@
-"""musicnn (Pons & Serra, 2019) in PyTorch: its input pipeline, the pretrained taggers
-(musicnn and VGG variants, weights from the `musicnn` wheel's TF checkpoints), and genre
-models that transfer them.
+"""musicnn (Pons & Serra, 2019) in PyTorch: the pretrained taggers (musicnn and VGG variants,
+weights from the `musicnn` wheel's TF checkpoints) and genre models that transfer them. Their
+input image, `MusicnnMel`, lives with the other feature extractors in features/spectral.py.
 
 The layers mirror musicnn/models.py of musicnn==0.1.0 exactly (padding, layer order,
 pooling, flatten order), so the converted checkpoints reproduce the original outputs.
@@ -13,60 +13,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import librosa
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genre_core.features.spectral import MUSICNN_N_MELS as N_MELS
+from genre_core.features.spectral import MUSICNN_SR, MUSICNN_WINDOW_FRAMES as WINDOW_FRAMES, MusicnnMel
 from genre_core.models.base import GenreModel, ModelOutput, ModelSpec
 from genre_core.models.musicnn.weights import pretrained_state_dict, tag_names
 
-MUSICNN_SR = 16000
-N_FFT = 512
-HOP_LENGTH = 256
-N_MELS = 96
-WINDOW_FRAMES = 187  # musicnn's 3-s input: librosa.time_to_frames(3, ...) + 1
 
 # TF's batch-norm defaults: epsilon 1e-3; moving average decay 0.99 = torch momentum 0.01.
 TF_BN_EPS = 1e-3
 TF_BN_MOMENTUM = 0.01
-_FLOAT16_MAX = 65504.0
-
-
-class MusicnnMel(nn.Module):
-    """musicnn's input: waveform (B, N) at 16 kHz -> log-compressed mel image (B, 1, 96, T).
-
-    Replicates the wheel's `batch_data`: librosa.feature.melspectrogram(sr=16000, n_fft=512,
-    hop_length=256, n_mels=96) with librosa's defaults (centred periodic-Hann frames, power 2,
-    Slaney mel scale and area norm), cast to float16, then log10(10000 * mel + 1) computed
-    in float32 (numpy 1.x upcast `10000 * float16`; under numpy 2 the wheel's line overflows
-    to inf above mel = 6.55, so a numpy-2 reference must upcast before multiplying).
-    `pad_mode` defaults to "reflect", librosa's default when the models were trained
-    (librosa >= 0.10 pads with zeros; this only changes the first and last frames).
-    T = N // 256: librosa's final frame is centred on the last sample and half padding;
-    dropping it makes 3 s (48000 samples) exactly one 187-frame window, as the wheel uses.
-    """
-
-    def __init__(self, pad_mode: str = "reflect", float16: bool = True) -> None:
-        super().__init__()
-        self.pad_mode = pad_mode
-        self.float16 = float16  # the wheel and its training data stored mel power as float16
-        self.register_buffer("window", torch.hann_window(N_FFT, periodic=True))
-        mel = librosa.filters.mel(sr=MUSICNN_SR, n_fft=N_FFT, n_mels=N_MELS)
-        self.register_buffer("mel_basis", torch.from_numpy(mel).float())  # (96, 257)
-
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
-        """y: (B, N) or (N,) float waveform in [-1, 1] at 16 kHz -> (B, 1, 96, N // 256)."""
-        if y.dim() == 1:
-            y = y.unsqueeze(0)  # (1, N)
-        n_frames = y.shape[-1] // HOP_LENGTH
-        spec = torch.stft(y.float(), N_FFT, HOP_LENGTH, window=self.window, center=True,
-                          pad_mode=self.pad_mode, return_complex=True)  # (B, 257, T + 1)
-        power = spec.real.square() + spec.imag.square()
-        mel = torch.matmul(self.mel_basis, power)[..., :n_frames]  # (B, 96, T)
-        if self.float16:
-            mel = mel.clamp(max=_FLOAT16_MAX).half().float()
-        return torch.log10(10000.0 * mel + 1.0).unsqueeze(1)  # (B, 1, 96, T)
 
 
 @dataclass
@@ -342,7 +301,7 @@ def build_musicnn_finetune(n_classes: int, n_features: int = N_MELS,
     return MusicnnGenre(n_classes, FINETUNE)
 
 
-MUSICNN_MODELS: dict[str, ModelSpec] = {
+SPECS: dict[str, ModelSpec] = {
     "musicnn_probe": ModelSpec(
         "musicnn_probe", "pretrained", "musicnn", build_musicnn_probe,
         "frozen musicnn (MSD) penultimate embedding + MLP head"),
@@ -350,10 +309,9 @@ MUSICNN_MODELS: dict[str, ModelSpec] = {
         "musicnn_finetune", "pretrained", "musicnn", build_musicnn_finetune,
         "musicnn (MSD) fine-tuned end to end with a linear head"),
 }
-SPECS = MUSICNN_MODELS  # the name the other model families export to the registry
 
 __all__ = [
-    "MUSICNN_MODELS", "MUSICNN_SR", "SPECS", "WINDOW_FRAMES", "MusicnnGenre", "MusicnnMel",
+    "MUSICNN_SR", "SPECS", "WINDOW_FRAMES", "MusicnnGenre", "MusicnnMel",
     "MusicnnTagger", "MusicnnTransferConfig", "TaggerOutput", "VggTagger", "build_tagger",
     "load_tagger", "tag_names", "taggram",
 ]

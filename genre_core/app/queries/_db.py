@@ -1,5 +1,5 @@
-"""Shared pieces of the app's queries: the database reference and one read-only query."""
-
+"""The database reference every query takes, the one read-only query they all run through,
+and the SQL fragment several of them share."""
 
 from __future__ import annotations
 
@@ -9,13 +9,6 @@ from typing import Any, NamedTuple, Sequence
 import pandas as pd
 
 from genre_core.store import Store
-
-BROWSER_AUDIO = (".wav", ".mp3", ".ogg", ".flac")  # played as-is; others (.au, .aiff) decoded
-DUPLICATE_KINDS = ("exact_duplicate", "recording_duplicate")
-# Which fault a map point is coloured by when a track has several: the most damaging first.
-SEVERITY = ("unreadable", "exact_duplicate", "recording_duplicate", "label_issue", "distortion", "silence",
-            "artist_repeat")
-FILL_COMMAND = "make demo"  # or: python -m training demo
 
 
 class DbRef(NamedTuple):
@@ -34,11 +27,8 @@ def _df(db, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         return con.execute(sql, list(params)).df()
 
 
-
-
+# The latest verdict per finding: a person may change their mind, the last decision counts.
 _REVIEWS = """reviewed AS (
     SELECT dataset_id, track_id, kind, arg_max(decision, decided_at) AS decision,
            arg_max(note, decided_at) AS note
     FROM reviews GROUP BY ALL)"""
-
-
