@@ -292,3 +292,24 @@ def test_training_runs_under_a_low_descriptor_limit(tmp_path):
     assert train.returncode == 0, train.stderr[-3000:]
     assert "track accuracy" in train.stdout
     assert ShardCache(cache_dir).stats().tracks == 90  # the cache went where it was told
+
+
+def test_cache_command_reports_and_prunes_files_no_dataset_lists(toy_store, tmp_path, monkeypatch, capsys):
+    from genre_core import paths
+    from training.cli import main
+
+    elsewhere = tmp_path / "moved"
+    monkeypatch.setenv(paths.CACHE_ENV, "unused")  # restored afterwards; --cache-dir overrides it
+    cache = ShardCache(elsewhere)
+    kept = sorted(toy_store.file_sha1s())[:3]
+    for i, sha1 in enumerate(kept + [_sha(1), _sha(2)]):
+        cache.put(sha1, 22050, _signal(i))
+    cache.close()
+    assert main(["cache", "--db", str(toy_store.path), "--cache-dir", str(elsewhere)]) == 0
+    out = capsys.readouterr().out
+    assert "5 tracks" in out and "22050 Hz float32: 5 tracks" in out
+    assert main(["cache", "--db", str(toy_store.path), "--cache-dir", str(elsewhere), "--prune"]) == 0
+    out = capsys.readouterr().out
+    assert "pruned 2 entries" in out and "3 tracks" in out
+    assert ShardCache(elsewhere).cached(kept[0], 22050) is not None
+    assert ShardCache(elsewhere).cached(_sha(1), 22050) is None
