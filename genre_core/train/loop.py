@@ -70,7 +70,10 @@ def window_loader(windows: WindowSet, order: np.ndarray, batch_size: int,
     return torch.utils.data.DataLoader(
         _WindowBatches(windows, batches), batch_size=None, shuffle=False, num_workers=workers,
         pin_memory=device.type == "cuda", prefetch_factor=2 if workers else None,
-        persistent_workers=False)
+        persistent_workers=False,
+        # Its own generator: the loader's worker seed must not draw from the global torch RNG
+        # (dropout's), so a run's numbers do not depend on how its batches were loaded.
+        generator=torch.Generator().manual_seed(0))
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
