@@ -186,6 +186,10 @@ class Store:
             f"SELECT * FROM tracks WHERE dataset_id = ? {status} ORDER BY track_id", [dataset_id]
         )
 
+    def file_sha1s(self) -> set[str]:
+        """The sha1 of every file in every dataset (what the cache may keep)."""
+        return set(self.query("SELECT DISTINCT sha1 FROM tracks WHERE sha1 IS NOT NULL")["sha1"])
+
     # -- runs ------------------------------------------------------------------------------
 
     def start_run(self, run: dict) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -73,6 +74,23 @@ def cmd_faults(args: argparse.Namespace) -> str:
     return detect_faults(open_store(args.db, create=False), args.dataset).line()
 
 
+def cmd_cache(args: argparse.Namespace) -> str:
+    from genre_core import paths
+    from genre_core.features.cache import ShardCache
+
+    cache = ShardCache(paths.cache_dir(args.db))
+    if not cache.root.is_dir():
+        return f"cache {cache.root}: empty (nothing cached yet)"
+    if args.prune:
+        keep = open_store(args.db, create=False).file_sha1s()
+        if not keep:
+            raise ValueError(f"{args.db} lists no tracks: refusing to prune the whole cache")
+        print(cache.prune(keep).line())
+    stats = cache.stats()
+    print("\n".join(stats.lines()[1:]))
+    return stats.lines()[0]
+
+
 def cmd_demo(args: argparse.Namespace) -> str:
     """The whole pipeline on the built-in corpus (see genre_core.demo)."""
     from genre_core.demo import DemoConfig, run_demo
@@ -105,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--artist-index", type=Path, help="Sturm-format index: file ::: artist ::: title")
 
     p = command("train", cmd_train, "train and evaluate one model (k-fold: one run per fold)")
+    _cache_args(p)
     p.add_argument("--dataset", help="dataset name in the database (see ingest --name)")
     p.add_argument("--model", help="model name (see genre_core.models.MODELS)")
     p.add_argument("--split", choices=["random", "kfold", "fault-filtered", "artist", "official"])
@@ -119,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run from its checkpoint")
 
     p = command("sweep", cmd_sweep, "ablation sweep: representation x augmentation x model")
+    _cache_args(p)
     p.add_argument("--config", required=True, type=Path, help="TOML or JSON sweep file")
 
     p = command("classify", cmd_classify, "genre timeline of any audio file, of any length")
@@ -131,19 +151,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
 
     p = command("analyze", cmd_analyze, "embeddings, projections, neighbours, Grad-CAM of a run")
+    _cache_args(p)
     p.add_argument("--run", required=True, help="run id (see the app's Overview or the runs table)")
     p.add_argument("--gradcam-limit", type=int, metavar="N",
                    help="explain at most N test tracks, misclassified first (0: all; default 300)")
 
     p = command("faults", cmd_faults, "duplicates, label issues, distortions, artist repetition")
+    _cache_args(p)
     p.add_argument("--dataset", required=True, help="dataset name in the database")
+
+    p = command("cache", cmd_cache, "size of the decoded-audio and feature cache; --prune compacts it")
+    _cache_args(p)
+    p.add_argument("--prune", action="store_true",
+                   help="drop entries whose file is in no dataset of --db, then compact the shards "
+                        "(do not prune a cache that several databases share)")
 
     p = command("demo", cmd_demo, "synth -> ingest -> train -> analyze -> faults on the demo corpus")
     p.add_argument("--out", type=Path, default=Path("data/demo"), help="where the demo corpus lives")
     _corpus_size_args(p)
     p.add_argument("--epochs", type=int, default=8, help="epochs of the demo's CNN (default 8)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    _cache_args(p)
     return parser
+
+
+def _cache_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cache-dir", type=Path,
+                   help="decoded-audio and feature cache (default: $GENRELENS_CACHE_DIR or <db dir>/cache)")
+    p.add_argument("--cache-dtype", choices=["float32", "float16"],
+                   help="sample type of newly cached audio (default: $GENRELENS_CACHE_DTYPE or float32)")
+
+
+def _apply_cache_args(args: argparse.Namespace) -> None:
+    """--cache-dir / --cache-dtype reach every module (and worker) through the environment."""
+    from genre_core import paths
+    from genre_core.features.cache import DTYPE_ENV
+
+    if getattr(args, "cache_dir", None) is not None:
+        os.environ[paths.CACHE_ENV] = str(args.cache_dir.expanduser().resolve())
+    if getattr(args, "cache_dtype", None) is not None:
+        os.environ[DTYPE_ENV] = args.cache_dtype
 
 
 def _corpus_size_args(p: argparse.ArgumentParser) -> None:
@@ -153,6 +200,7 @@ def _corpus_size_args(p: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _apply_cache_args(args)
     try:
         print(args.func(args))
     except USER_ERRORS as exc:

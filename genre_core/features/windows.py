@@ -1,9 +1,11 @@
-"""From stored tracks to fixed-length training windows, through an on-disk cache.
+"""From stored tracks to fixed-length training windows, through the shard cache.
 
-Decoded waveforms are cached as .npy files keyed by (file sha1, sample rate), and
+Decoded waveforms are cached in shard files keyed by (file sha1, sample rate), and
 handcrafted feature tables by (file sha1, window settings, feature version), so the second
-epoch and the second run decode no audio. Windows are index entries (track, start sample)
-into memory-mapped waveforms: memory stays flat however large the corpus.
+epoch and the second run decode no audio (see genre_core.features.cache). A window is an index
+entry (track, start sample) plus the track's cache location; its samples are read from the
+shard when a batch needs them, so memory and open files stay flat however large the corpus.
+The index is built in O(windows); the rows of one track are a contiguous slice of it.
 """
 
 from __future__ import annotations
@@ -11,85 +13,61 @@ from __future__ import annotations
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from genre_core import audio
+from genre_core.features.cache import Location, ShardCache, read_samples
 
 HANDCRAFTED_VERSION = 1  # bump when genre_core.features.handcrafted changes its output
 
-
-class WaveformCache:
-    """Mono float32 waveforms at a fixed rate, one .npy file per (audio file, rate)."""
-
-    def __init__(self, root: Path):
-        self.root = Path(root)
-
-    def path_for(self, sha1: str, sr: int) -> Path:
-        return self.root / "audio" / f"{sr}" / f"{sha1}.npy"
-
-    def load(self, path: str | Path, sha1: str, sr: int) -> np.ndarray:
-        """(N,) float32 samples; decoded once, memory-mapped afterwards."""
-        cached = self.path_for(sha1, sr)
-        if cached.is_file():
-            try:
-                return np.load(cached, mmap_mode="r")
-            except (ValueError, OSError):
-                cached.unlink()  # a torn write from a killed process: decode again
-        y = audio.load(path, sr=sr)
-        _atomic_save(cached, y)
-        return np.load(cached, mmap_mode="r")
-
-    def table_path(self, key: str) -> Path:
-        return self.root / "tables" / f"{key}.npy"
-
-    def table(self, key: str, compute) -> np.ndarray:
-        """A derived per-track array cached under `key` (computed by `compute()` once)."""
-        cached = self.table_path(key)
-        if cached.is_file():
-            return np.load(cached)
-        value = np.asarray(compute())
-        _atomic_save(cached, value)
-        return value
-
-
-def _atomic_save(path: Path, value: np.ndarray) -> None:
-    """Write-then-rename, so a reader never sees a half-written cache file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, value)
-    os.replace(tmp, path)
+WaveformCache = ShardCache  # the name every caller knows: WaveformCache(root).load(path, sha1, sr)
 
 
 @dataclass
 class WindowSet:
     """Fixed-length windows of a list of tracks (all on one side of a split).
 
-    `index` is (W, 2) int64: [track position, start sample]. Windows never mix tracks.
+    `index` is (W, 2) int64: [track position, start sample], grouped by track in track order
+    (track p owns rows offsets[p]:offsets[p + 1]). Windows never mix tracks. `locations` say
+    where each track's samples are in the cache; nothing is held in memory or kept open.
     """
 
     track_ids: list[str]
     labels: np.ndarray  # (n_tracks,) int class index
-    waveforms: list[np.ndarray]  # per track (N_i,) float32, usually memory-mapped
+    locations: list[Location]  # per track
     index: np.ndarray  # (W, 2)
     window_len: int  # samples
     sr: int
+    offsets: np.ndarray | None = None  # (n_tracks + 1,) row bounds per track
+
+    def __post_init__(self):
+        if self.offsets is None:
+            counts = np.bincount(self.index[:, 0], minlength=len(self.track_ids)) if len(self.index) \
+                else np.zeros(len(self.track_ids), dtype=np.int64)
+            self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
     def __len__(self) -> int:
         return len(self.index)
 
+    def rows_of(self, pos: int) -> slice:
+        return slice(int(self.offsets[pos]), int(self.offsets[pos + 1]))
+
+    def waveform(self, pos: int) -> np.ndarray:
+        """(N,) float32 samples of track `pos`, read now."""
+        return read_samples(self.locations[pos])
+
     def batch(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Windows `rows` -> ((B, L) float32 audio, (B,) labels, (B,) track positions)."""
+        rows = np.asarray(rows)
         tracks, starts = self.index[rows, 0], self.index[rows, 1]
-        audio_batch = np.stack(
-            [_window(self.waveforms[t], s, self.window_len) for t, s in zip(tracks, starts)]
-        )
-        return audio_batch, self.labels[tracks], tracks
+        out = np.zeros((len(rows), self.window_len), dtype=np.float32)
+        for i, (t, s) in enumerate(zip(tracks, starts)):
+            piece = read_samples(self.locations[t], int(s), self.window_len)
+            out[i, : piece.size] = piece
+        return out, self.labels[tracks], tracks
 
     def start_seconds(self) -> np.ndarray:
         return self.index[:, 1] / self.sr
@@ -121,17 +99,17 @@ def build_windows(
     """Cache-load each track (columns track_id, path, sha1, label) and index its windows."""
     class_index = {c: i for i, c in enumerate(classes)}
     window_len, hop = int(round(window_s * sr)), int(round(hop_s * sr))
-    waveforms, rows = [], []
+    locations, rows = [], []
     for pos, track in enumerate(
         tqdm(tracks.itertuples(), total=len(tracks), desc=desc, unit="track", disable=not progress)
     ):
-        y = cache.load(track.path, track.sha1, sr)
-        waveforms.append(y)
-        starts = window_starts(len(y), window_len, hop)
+        loc = cache.locate(track.path, track.sha1, sr)
+        locations.append(loc)
+        starts = window_starts(loc.n, window_len, hop)
         rows.append(np.stack([np.full_like(starts, pos), starts], axis=1))
     index = np.concatenate(rows) if rows else np.zeros((0, 2), dtype=np.int64)
     labels = np.array([class_index[label] for label in tracks["label"]], dtype=np.int64)
-    return WindowSet(list(tracks["track_id"]), labels, waveforms, index, window_len, sr)
+    return WindowSet(list(tracks["track_id"]), labels, locations, index, window_len, sr)
 
 
 def handcrafted_windows(windows: WindowSet, shas: Sequence[str], cache: WaveformCache,
@@ -143,32 +121,30 @@ def handcrafted_windows(windows: WindowSet, shas: Sequence[str], cache: Waveform
     """
     keys, jobs = [], {}
     for pos, sha1 in enumerate(shas):
-        starts = windows.index[windows.index[:, 0] == pos, 1]
+        starts = windows.index[windows.rows_of(pos), 1]
         key = f"handcrafted-v{HANDCRAFTED_VERSION}-{sha1}-{windows.sr}-{windows.window_len}-" + "-".join(
             map(str, (starts[0], starts[-1], len(starts))))
-        keys.append(key)
-        if not cache.table_path(key).is_file():
-            y = windows.waveforms[pos]
-            # Ship the cache file's name, not its samples: a GTZAN-sized queue stays small.
-            source = y.filename if isinstance(y, np.memmap) and y.filename else np.asarray(y)
-            jobs[key] = (source, starts, windows.window_len, windows.sr)
+        keys.append((key, sha1))
+        if not cache.has_table(key):
+            # Ship the cache location, not the samples: a GTZAN-sized queue stays small.
+            jobs[key] = (windows.locations[pos], starts, windows.window_len, windows.sr, sha1)
     if jobs:
         workers = max(1, min(os.cpu_count() or 1, len(jobs)))
         with ProcessPoolExecutor(max_workers=workers) as pool:
             results = pool.map(_handcrafted_rows, jobs.values(), chunksize=4)
             for key, table in tqdm(zip(jobs, results), total=len(jobs), desc="handcrafted features",
                                    unit="track", disable=not progress):
-                cache.table(key, lambda table=table: table)
-    tables = [cache.table(key, _missing) for key in keys]
+                cache.table(key, lambda table=table: table, sha1=jobs[key][4])
+    tables = [cache.table(key, _missing, sha1=sha1) for key, sha1 in keys]
     return np.concatenate(tables) if tables else np.zeros((0, 57))
 
 
-def _handcrafted_rows(job: tuple[str | np.ndarray, np.ndarray, int, int]) -> np.ndarray:
-    """Worker: (cached .npy path or waveform, window starts, window length, sr) -> (n_windows, 57)."""
+def _handcrafted_rows(job: tuple[Location, np.ndarray, int, int, str]) -> np.ndarray:
+    """Worker: (cache location, window starts, window length, sr, sha1) -> (n_windows, 57)."""
     from genre_core.features.handcrafted import handcrafted
 
-    source, starts, length, sr = job
-    y = np.load(source, mmap_mode="r") if isinstance(source, (str, os.PathLike)) else source
+    loc, starts, length, sr, _ = job
+    y = read_samples(loc)
     return np.stack([handcrafted(_window(y, int(s), length), sr=sr) for s in starts])
 
 

@@ -20,6 +20,9 @@ from tqdm import tqdm
 from genre_core.features.augment import AugmentConfig, augment_waveform, mixup, spec_augment
 from genre_core.features.windows import WindowSet
 
+WORKERS_ENV = "GENRELENS_LOADER_WORKERS"  # override the automatic DataLoader worker count
+MIN_BATCHES_FOR_WORKERS = 8  # fewer batches than this: forking workers costs more than it saves
+
 
 def resolve_device(name: str) -> torch.device:
     """"auto" -> cuda when available, else cpu; an explicit "cuda" without one is an error."""
@@ -28,6 +31,49 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda asked for, but torch sees no CUDA device (use --device auto)")
     return torch.device(name)
+
+
+class _WindowBatches(torch.utils.data.Dataset):
+    """Item i of a list of row arrays -> one batch of windows read from the cache shards.
+
+    Whole batches per item: one message per batch between a worker and the main process.
+    Workers read only (descriptors per worker bounded by the cache's LRU); the order and every
+    random draw stay in the main process, so results do not depend on the worker count.
+    """
+
+    def __init__(self, windows: WindowSet, batches: list[np.ndarray]):
+        self.windows, self.batches = windows, batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int):
+        audio, labels, tracks = self.windows.batch(self.batches[i])
+        return torch.from_numpy(audio), torch.from_numpy(labels), torch.from_numpy(tracks)
+
+
+def loader_workers(n_batches: int) -> int:
+    """Worker processes for a loader of n_batches: min(4, cores - 1); 0 on tiny sets."""
+    configured = os.environ.get(WORKERS_ENV)
+    if configured is not None:
+        return max(0, int(configured))
+    if n_batches < MIN_BATCHES_FOR_WORKERS:
+        return 0
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+def window_loader(windows: WindowSet, order: np.ndarray, batch_size: int,
+                  device: torch.device) -> torch.utils.data.DataLoader:
+    """Batches of `windows` in `order` (B rows each): ((B, L) audio, (B,) labels, (B,) tracks)."""
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    workers = loader_workers(len(batches))
+    return torch.utils.data.DataLoader(
+        _WindowBatches(windows, batches), batch_size=None, shuffle=False, num_workers=workers,
+        pin_memory=device.type == "cuda", prefetch_factor=2 if workers else None,
+        persistent_workers=False,
+        # Its own generator: the loader's worker seed must not draw from the global torch RNG
+        # (dropout's), so a run's numbers do not depend on how its batches were loaded.
+        generator=torch.Generator().manual_seed(0))
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
@@ -90,9 +136,9 @@ class Trainer:
 
     # -- one batch -------------------------------------------------------------------------
 
-    def _features(self, audio: np.ndarray, train: bool) -> torch.Tensor:
-        y = torch.from_numpy(audio)
-        if self.device.type == "cuda":
+    def _features(self, audio: torch.Tensor | np.ndarray, train: bool) -> torch.Tensor:
+        y = torch.as_tensor(audio)
+        if self.device.type == "cuda" and not y.is_pinned():
             y = y.pin_memory()
         y = y.to(self.device, non_blocking=True)  # (B, L)
         if train:
@@ -103,9 +149,10 @@ class Trainer:
             x = spec_augment(x, self.settings.augment, self.generator)
         return x
 
-    def _train_step(self, audio: np.ndarray, labels: np.ndarray) -> tuple[float, int]:
+    def _train_step(self, audio: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
         x = self._features(audio, train=True)
-        target = F.one_hot(torch.from_numpy(labels), self._n_classes).float().to(self.device)
+        labels = torch.as_tensor(labels).cpu()
+        target = F.one_hot(labels, self._n_classes).float().to(self.device)
         if self.settings.augment.mixup_alpha > 0:
             x, target = mixup(x, target, self.settings.augment.mixup_alpha, self.generator)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
@@ -116,7 +163,7 @@ class Trainer:
         nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
-        correct = int((logits.argmax(1).cpu() == torch.from_numpy(labels)).sum())
+        correct = int((logits.argmax(1).cpu() == labels).sum())
         return float(loss.detach()) * len(labels), correct
 
     # -- epochs ----------------------------------------------------------------------------
@@ -130,10 +177,9 @@ class Trainer:
             self.model.train()
             order = torch.randperm(len(train), generator=self.generator).numpy()
             loss_sum, correct = 0.0, 0
-            batches = range(0, len(order), s.batch_size)
-            for i in tqdm(batches, desc=f"epoch {self.state.epoch + 1}/{s.epochs}", unit="batch",
-                          disable=not progress, leave=False):
-                audio, labels, _ = train.batch(order[i : i + s.batch_size])
+            for audio, labels, _ in tqdm(window_loader(train, order, s.batch_size, self.device),
+                                         desc=f"epoch {self.state.epoch + 1}/{s.epochs}", unit="batch",
+                                         disable=not progress, leave=False):
                 batch_loss, batch_correct = self._train_step(audio, labels)
                 loss_sum, correct = loss_sum + batch_loss, correct + batch_correct
             val_loss, val_acc = self.evaluate_loss(val)
@@ -179,8 +225,8 @@ class Trainer:
         self.model.eval()
         out_lp, out_emb = [], []
         bs = self.settings.batch_size * 2  # no gradients: twice the batch fits
-        for i in tqdm(range(0, len(windows), bs), desc="predict", unit="batch", disable=not progress, leave=False):
-            audio, _, _ = windows.batch(np.arange(i, min(i + bs, len(windows))))
+        loader = window_loader(windows, np.arange(len(windows)), bs, self.device)
+        for audio, _, _ in tqdm(loader, desc="predict", unit="batch", disable=not progress, leave=False):
             x = self._features(audio, train=False)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
                 out = self.model(x)

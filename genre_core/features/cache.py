@@ -1,0 +1,540 @@
+"""The decoded-audio and feature cache: a few large append-only shard files plus one index.
+
+Layout under the cache root (`paths.cache_dir`):
+
+    index.sqlite             key -> (shard, offset, nbytes, dtype, sha1, sr)
+    shards/<pid>-<token>.bin raw little-endian samples (float32 or float16) and .npy tables,
+                             appended one after another; rotated at ~1 GiB
+
+Why this design
+- Bounded open files whatever the corpus size: a process has at most one shard open for
+  writing, at most `MAX_OPEN_SHARDS` open for reading (an LRU of plain descriptors read with
+  `os.pread`, no memory maps: a CPython mmap holds a dup'ed descriptor each), and the index.
+  GTZAN and FMA-full cost the same descriptors.
+- Durable before visible: bytes are written and `fdatasync`ed *before* their index row is
+  committed, so the index never points at bytes that are not on disk. A writer killed mid-write
+  leaves only an unindexed tail in its own shard; readers never see it and `prune` reclaims it.
+- Concurrent writers are safe without coordination: each process appends to shard files only
+  it writes (named by pid + random token, created under a dot name and renamed once locked),
+  and holds `flock(LOCK_SH)` on its open shard so `prune` can tell live shards from dead ones.
+  The index is SQLite in WAL mode (standard library, many-process readers and serialised
+  writers with a busy timeout; DuckDB allows only one writing process at a time, and one
+  JSON/atomic-rename index file would need a lock around read-modify-write). The same key
+  written twice by two racing processes keeps the first row (INSERT OR IGNORE); the loser's
+  bytes are garbage that `prune` reclaims. Not for network file systems (SQLite WAL needs
+  shared memory on one host).
+- Never delete on doubt: an `OSError` while reading (EMFILE, EIO, ...) propagates and deletes
+  nothing. The only evidence acted upon is proof of a torn entry — its shard shorter than the
+  index says — and even then only the index row is replaced by a fresh decode; shard bytes are
+  removed by `prune` alone, which rewrites live entries into new durable shards before unlinking
+  the old ones.
+- float16 storage halves the disk (and page cache) for waveforms: `dtype="float16"` or
+  `$GENRELENS_CACHE_DTYPE=float16`; reads always return float32. An entry keeps the dtype it
+  was written with (the cache key is (sha1, rate), so switching affects new entries only).
+
+Fork safety: descriptors and the SQLite connection are per process (checked by pid); a forked
+child (DataLoader worker, ProcessPool) opens its own and never writes to its parent's shard.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import io
+import os
+import re
+import secrets
+import sqlite3
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, NamedTuple
+
+import numpy as np
+
+DTYPE_ENV = "GENRELENS_CACHE_DTYPE"
+DTYPES = {"float32": "<f4", "float16": "<f2"}
+SHARD_BYTES = 1 << 30  # rotate a writer's shard past ~1 GiB
+MAX_OPEN_SHARDS = 16  # read descriptors per process (LRU)
+INDEX_FILE = "index.sqlite"
+SHARD_DIR = "shards"
+TABLE_DTYPE = "npy"  # a table entry holds a whole .npy file (any shape and dtype)
+_SHA1 = re.compile(r"(?<![0-9a-f])[0-9a-f]{40}(?![0-9a-f])")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    key     TEXT PRIMARY KEY,   -- 'audio/<sr>/<sha1>' or 'table/<key>'
+    sha1    TEXT,               -- the audio file the entry derives from (prune keys on it)
+    sr      INTEGER,
+    dtype   TEXT NOT NULL,      -- '<f4', '<f2' or 'npy'
+    shard   TEXT NOT NULL,      -- file name under shards/
+    offset  INTEGER NOT NULL,
+    nbytes  INTEGER NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_shard ON entries(shard);
+"""
+
+
+class Location(NamedTuple):
+    """Where one cached waveform lives: picklable, so workers read without the index."""
+
+    shard: str  # absolute path
+    offset: int  # bytes
+    n: int  # samples
+    dtype: str  # '<f4' | '<f2'
+
+    @property
+    def itemsize(self) -> int:
+        return np.dtype(self.dtype).itemsize
+
+
+class TornEntry(Exception):
+    """An index row points past the end of its shard: proof the bytes are not there."""
+
+
+# -- reading: a bounded, thread-safe, fork-aware pool of descriptors ---------------------------------
+
+class _FdPool:
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.pid = os.getpid()
+        self.fds: OrderedDict[str, int] = OrderedDict()
+        self.busy: dict[str, int] = {}
+        self.lock = threading.Lock()
+
+    def _check_fork(self) -> None:
+        if self.pid != os.getpid():  # a forked child: its copies are its own to close
+            for fd in self.fds.values():
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            self.fds.clear()
+            self.busy.clear()
+            self.pid = os.getpid()
+
+    def pread(self, path: str, nbytes: int, offset: int) -> bytes:
+        with self.lock:
+            self._check_fork()
+            fd = self.fds.get(path)
+            if fd is None:
+                self._evict(self.capacity - 1)
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # OSError (EMFILE...) propagates
+                self.fds[path] = fd
+            self.fds.move_to_end(path)
+            self.busy[path] = self.busy.get(path, 0) + 1
+        try:
+            chunks, done = [], 0
+            while done < nbytes:
+                piece = os.pread(fd, nbytes - done, offset + done)
+                if not piece:
+                    break
+                chunks.append(piece)
+                done += len(piece)
+            return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+        finally:
+            with self.lock:
+                self.busy[path] -= 1
+                if not self.busy[path]:
+                    del self.busy[path]
+                self._evict(self.capacity)
+
+    def _evict(self, keep: int) -> None:
+        for path in list(self.fds):
+            if len(self.fds) <= keep:
+                break
+            if path not in self.busy:
+                os.close(self.fds.pop(path))
+
+    def forget(self, path: str) -> None:
+        with self.lock:
+            if path in self.fds and path not in self.busy:
+                os.close(self.fds.pop(path))
+
+    def open_count(self) -> int:
+        return len(self.fds)
+
+
+_READERS = _FdPool(MAX_OPEN_SHARDS)
+
+
+def read_samples(loc: Location, start: int = 0, count: int | None = None) -> np.ndarray:
+    """Samples [start, start + count) of a cached waveform as float32 (clipped to its end)."""
+    start = max(0, min(int(start), loc.n))
+    count = loc.n - start if count is None else max(0, min(int(count), loc.n - start))
+    if count == 0:
+        return np.zeros(0, dtype=np.float32)
+    nbytes = count * loc.itemsize
+    data = _READERS.pread(loc.shard, nbytes, loc.offset + start * loc.itemsize)
+    if len(data) != nbytes:
+        raise TornEntry(f"{loc.shard}: {len(data)} of {nbytes} bytes at {loc.offset}")
+    return np.frombuffer(data, dtype=loc.dtype).astype(np.float32)
+
+
+def open_read_shards() -> int:
+    """Read descriptors this process holds now (for tests and reports)."""
+    return _READERS.open_count()
+
+
+# -- the cache ---------------------------------------------------------------------------------------
+
+def default_dtype() -> str:
+    name = os.environ.get(DTYPE_ENV, "float32")
+    if name not in DTYPES:
+        raise ValueError(f"${DTYPE_ENV} must be one of {', '.join(DTYPES)}, not {name!r}")
+    return name
+
+
+@dataclass
+class CacheStats:
+    root: Path
+    files: int  # shard files + index
+    shards: int
+    tracks: int  # distinct audio files with a cached waveform
+    tables: int
+    bytes_total: int  # on disk, shards + index
+    bytes_garbage: int  # shard bytes no index row points at (reclaimed by prune)
+    audio: dict[tuple[int, str], tuple[int, int]] = field(default_factory=dict)  # (sr, dtype) -> (n, bytes)
+    table_bytes: int = 0
+
+    def lines(self) -> list[str]:
+        out = [f"cache {self.root}: {self.files} files ({self.shards} shards + index), "
+               f"{self.tracks} tracks, {self.tables} tables, {self.bytes_total / 1e9:.3f} GB"]
+        for (sr, dtype), (n, size) in sorted(self.audio.items()):
+            name = {v: k for k, v in DTYPES.items()}.get(dtype, dtype)
+            out.append(f"  audio {sr} Hz {name}: {n} tracks, {size / 1e9:.3f} GB")
+        out.append(f"  tables: {self.tables} entries, {self.table_bytes / 1e9:.3f} GB")
+        out.append(f"  unreferenced bytes: {self.bytes_garbage / 1e9:.3f} GB (prune reclaims)")
+        return out
+
+
+@dataclass
+class PruneResult:
+    entries_removed: int
+    shards_rewritten: int
+    shards_removed: int
+    bytes_before: int
+    bytes_after: int
+
+    def line(self) -> str:
+        return (f"pruned {self.entries_removed} entries, rewrote {self.shards_rewritten} shards, "
+                f"removed {self.shards_removed}: {self.bytes_before / 1e9:.3f} GB -> "
+                f"{self.bytes_after / 1e9:.3f} GB")
+
+
+class ShardCache:
+    """Mono waveforms at a fixed rate and derived per-track tables, in shards (see module doc).
+
+    Thread-safe within a process; safe across processes sharing the root.
+    """
+
+    def __init__(self, root: Path | str, dtype: str | None = None, shard_bytes: int = SHARD_BYTES):
+        self.root = Path(root)
+        self.dtype = dtype or default_dtype()
+        if self.dtype not in DTYPES:
+            raise ValueError(f"cache dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
+        self.shard_bytes = shard_bytes
+        self._lock = threading.RLock()
+        self._pid = None
+        self._con: sqlite3.Connection | None = None
+        self._writer: tuple[int, str, int] | None = None  # (fd, path, size)
+        self._memo: dict[str, tuple] = {}
+
+    # -- per-process state --------------------------------------------------------------------
+
+    def _check_fork(self) -> None:
+        if self._pid != os.getpid():
+            if self._writer is not None:  # the parent's shard: never append to it from here
+                try:
+                    os.close(self._writer[0])  # the parent still holds its own descriptor and lock
+                except OSError:
+                    pass
+            if self._con is not None:
+                _ORPHANS.append(self._con)  # closing a parent's SQLite handle in a child is unsafe
+            self._pid, self._con, self._writer, self._memo = os.getpid(), None, None, {}
+
+    def _db(self) -> sqlite3.Connection:
+        self._check_fork()
+        if self._con is None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            con = sqlite3.connect(self.root / INDEX_FILE, timeout=60, isolation_level=None,
+                                  check_same_thread=False)
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: consistent after a crash
+            con.executescript(_SCHEMA)
+            self._con = con
+        return self._con
+
+    @property
+    def shard_dir(self) -> Path:
+        return self.root / SHARD_DIR
+
+    # -- index --------------------------------------------------------------------------------
+
+    def _row(self, key: str) -> tuple | None:
+        with self._lock:
+            row = self._memo.get(key)
+            if row is None:
+                if not (self.root / INDEX_FILE).is_file():
+                    return None  # nothing cached yet: do not create an index just to look
+                row = self._db().execute(
+                    "SELECT shard, offset, nbytes, dtype FROM entries WHERE key = ?", [key]).fetchone()
+                if row is not None:
+                    self._memo[key] = row
+            return row
+
+    def _forget(self, key: str) -> None:
+        with self._lock:
+            self._memo.pop(key, None)
+            self._db().execute("DELETE FROM entries WHERE key = ?", [key])
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def _open_writer(self) -> tuple[int, str, int]:
+        self.shard_dir.mkdir(parents=True, exist_ok=True)
+        name = f"{os.getpid()}-{secrets.token_hex(6)}.bin"
+        tmp = self.shard_dir / f".new-{name}"
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_SH)  # live: prune leaves it alone
+        os.rename(tmp, self.shard_dir / name)  # visible to prune only once locked
+        return fd, name, 0
+
+    def _append(self, key: str, payload: bytes, dtype: str, sha1: str | None, sr: int | None) -> tuple:
+        """Write durably, then index; returns the row now in the index for `key`."""
+        with self._lock:
+            name, offset = self._append_raw(payload)
+            con = self._db()
+            con.execute("INSERT OR IGNORE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        [key, sha1, sr, dtype, name, offset, len(payload), time.time()])
+            self._memo.pop(key, None)
+            return self._row(key)
+
+    # -- waveforms ----------------------------------------------------------------------------
+
+    @staticmethod
+    def audio_key(sha1: str, sr: int) -> str:
+        return f"audio/{int(sr)}/{sha1}"
+
+    def _location(self, row: tuple) -> Location:
+        shard, offset, nbytes, dtype = row
+        return Location(str(self.shard_dir / shard), int(offset), int(nbytes) // np.dtype(dtype).itemsize, dtype)
+
+    def cached(self, sha1: str, sr: int) -> Location | None:
+        row = self._row(self.audio_key(sha1, sr))
+        return None if row is None else self._location(row)
+
+    def locate(self, path: str | Path, sha1: str, sr: int) -> Location:
+        """Where the waveform of `path` at `sr` lives; decoded and cached on a miss."""
+        loc = self.cached(sha1, sr)
+        if loc is not None:
+            return loc
+        return self.put(sha1, sr, self._decode(path, sha1, sr))
+
+    def put(self, sha1: str, sr: int, y: np.ndarray) -> Location:
+        dtype = DTYPES[self.dtype]
+        payload = np.ascontiguousarray(y, dtype=dtype).tobytes()
+        return self._location(self._append(self.audio_key(sha1, sr), payload, dtype, sha1, int(sr)))
+
+    def _decode(self, path, sha1: str, sr: int) -> np.ndarray:
+        legacy = self.root / "audio" / f"{sr}" / f"{sha1}.npy"  # the one-file-per-track cache
+        if legacy.is_file():
+            try:
+                return np.asarray(np.load(legacy), dtype=np.float32)
+            except ValueError:
+                pass  # a torn legacy file: decode again (and leave the file alone)
+        from genre_core import audio
+
+        return audio.load(path, sr=sr)
+
+    def load(self, path: str | Path, sha1: str, sr: int) -> np.ndarray:
+        """(N,) float32 samples, in memory (no descriptor or map outlives the call)."""
+        for attempt in range(2):
+            loc = self.locate(path, sha1, sr)
+            try:
+                return read_samples(loc)
+            except TornEntry:
+                self._forget(self.audio_key(sha1, sr))  # proof: the bytes are not there
+            except FileNotFoundError:
+                # The shard went away (pruned meanwhile, or removed by hand): look again.
+                with self._lock:
+                    self._memo.pop(self.audio_key(sha1, sr), None)
+                if attempt:
+                    self._forget(self.audio_key(sha1, sr))
+        return read_samples(self.locate(path, sha1, sr))
+
+    # -- tables -------------------------------------------------------------------------------
+
+    def has_table(self, key: str) -> bool:
+        return self._row(f"table/{key}") is not None or (self.root / "tables" / f"{key}.npy").is_file()
+
+    def table(self, key: str, compute: Callable[[], np.ndarray], sha1: str | None = None) -> np.ndarray:
+        """A derived array cached under `key` (computed by `compute()` once). `sha1` names
+        the audio file it derives from (prune keeps it while that file is in a dataset);
+        by default the first 40-hex token of `key`."""
+        full = f"table/{key}"
+        row = self._row(full)
+        if row is not None:
+            shard, offset, nbytes, _ = row
+            data = _READERS.pread(str(self.shard_dir / shard), int(nbytes), int(offset))
+            if len(data) == nbytes:
+                return np.load(io.BytesIO(data), allow_pickle=False)
+            self._forget(full)
+        legacy = self.root / "tables" / f"{key}.npy"
+        value = None
+        if legacy.is_file():
+            try:
+                value = np.load(legacy, allow_pickle=False)
+            except ValueError:
+                value = None
+        if value is None:
+            value = np.asarray(compute())
+        buf = io.BytesIO()
+        np.save(buf, value, allow_pickle=False)
+        if sha1 is None:
+            found = _SHA1.search(key)
+            sha1 = found.group(0) if found else None
+        self._append(full, buf.getvalue(), TABLE_DTYPE, sha1, None)
+        return value
+
+    # -- reporting and pruning ----------------------------------------------------------------
+
+    def _shard_files(self) -> list[Path]:
+        if not self.shard_dir.is_dir():
+            return []
+        return sorted(p for p in self.shard_dir.iterdir() if p.suffix == ".bin" and not p.name.startswith("."))
+
+    def stats(self) -> CacheStats:
+        shards = self._shard_files()
+        index_files = [p for p in self.root.glob(INDEX_FILE + "*") if p.is_file()]
+        on_disk = sum(p.stat().st_size for p in shards) + sum(p.stat().st_size for p in index_files)
+        audio, tracks, tables, table_bytes, referenced = {}, 0, 0, 0, 0
+        if (self.root / INDEX_FILE).is_file():
+            con = self._db()
+            for sr, dtype, n, size in con.execute(
+                    "SELECT sr, dtype, count(*), sum(nbytes) FROM entries WHERE dtype != ? GROUP BY 1, 2",
+                    [TABLE_DTYPE]):
+                audio[(int(sr), dtype)] = (int(n), int(size))
+            tracks = con.execute("SELECT count(DISTINCT sha1) FROM entries WHERE dtype != ?",
+                                 [TABLE_DTYPE]).fetchone()[0]
+            tables, table_bytes = con.execute("SELECT count(*), coalesce(sum(nbytes), 0) FROM entries "
+                                              "WHERE dtype = ?", [TABLE_DTYPE]).fetchone()
+            referenced = con.execute("SELECT coalesce(sum(nbytes), 0) FROM entries").fetchone()[0]
+        shard_bytes = sum(p.stat().st_size for p in shards)
+        return CacheStats(self.root, len(shards) + (1 if index_files else 0), len(shards), int(tracks),
+                          int(tables), on_disk, max(0, shard_bytes - int(referenced)), audio, int(table_bytes))
+
+    def prune(self, keep_sha1: Iterable[str] | None = None) -> PruneResult:
+        """Drop entries whose sha1 is not in `keep_sha1` (None: keep every entry), then
+        compact: every shard holding unreferenced bytes (dropped entries, a killed writer's
+        tail, a lost race) or too small to stand alone is rewritten into this process's
+        shards, durably, before its index rows move and the old file is unlinked. Shards a
+        live writer holds are skipped."""
+        before = self.stats().bytes_total
+        con = self._db()
+        removed = 0
+        if keep_sha1 is not None:
+            keep = set(keep_sha1)
+            con.execute("CREATE TEMP TABLE IF NOT EXISTS keep_sha1 (sha1 TEXT PRIMARY KEY)")
+            con.execute("DELETE FROM keep_sha1")
+            con.executemany("INSERT OR IGNORE INTO keep_sha1 VALUES (?)", [(s,) for s in keep])
+            removed = con.execute("DELETE FROM entries WHERE sha1 IS NOT NULL AND sha1 NOT IN "
+                                  "(SELECT sha1 FROM keep_sha1)").rowcount
+            with self._lock:
+                self._memo.clear()
+        own = self._writer[1] if self._writer is not None and self._pid == os.getpid() else None
+        candidates = []
+        for path in self._shard_files():
+            if path.name == own:
+                continue
+            size = path.stat().st_size
+            referenced = con.execute("SELECT coalesce(sum(nbytes), 0) FROM entries WHERE shard = ?",
+                                     [path.name]).fetchone()[0]
+            candidates.append((path, size, int(referenced)))
+        small = [c for c in candidates if c[1] < self.shard_bytes // 4]
+        rewritten = gone = 0
+        for path, size, referenced in candidates:
+            if referenced == size and not (len(small) > 1 and (path, size, referenced) in small):
+                continue
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a live writer's shard
+                rows = con.execute("SELECT key, sha1, sr, dtype, offset, nbytes FROM entries WHERE shard = ?",
+                                   [path.name]).fetchall()
+                moved = []
+                for key, sha1, sr, dtype, offset, nbytes in rows:
+                    data = os.pread(fd, nbytes, offset)
+                    if len(data) != nbytes:
+                        continue  # torn: its row goes below, nothing else to save
+                    moved.append((key, self._append_raw(data)))
+                with self._lock:
+                    con.execute("BEGIN IMMEDIATE")
+                    try:
+                        for key, (name, offset) in moved:
+                            con.execute("UPDATE entries SET shard = ?, offset = ? WHERE key = ? AND shard = ?",
+                                        [name, offset, key, path.name])
+                        con.execute("DELETE FROM entries WHERE shard = ?", [path.name])  # torn rows
+                        con.execute("COMMIT")
+                    except BaseException:
+                        con.execute("ROLLBACK")
+                        raise
+                    self._memo.clear()
+                _READERS.forget(str(path))
+                path.unlink()
+                rewritten += bool(moved)
+                gone += 1
+            finally:
+                os.close(fd)
+        return PruneResult(removed, rewritten, gone, before, self.stats().bytes_total)
+
+    def _append_raw(self, payload: bytes) -> tuple[str, int]:
+        """Durably append bytes to this process's shard; (shard name, offset). Indexing is the caller's."""
+        with self._lock:
+            self._check_fork()
+            if self._writer is None or self._writer[2] >= self.shard_bytes:
+                if self._writer is not None:
+                    os.close(self._writer[0])
+                self._writer = self._open_writer()
+            fd, name, offset = self._writer
+            view, done = memoryview(payload), 0
+            try:
+                while done < len(view):
+                    done += os.pwrite(fd, view[done:], offset + done)
+                os.fdatasync(fd)
+            except BaseException:
+                # A failed append leaves an unindexed tail; start a fresh shard next time.
+                os.close(fd)
+                self._writer = None
+                raise
+            self._writer = (fd, name, offset + len(payload))
+            return name, offset
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pid == os.getpid():
+                if self._writer is not None:
+                    os.close(self._writer[0])
+                if self._con is not None:
+                    self._con.close()
+            self._writer, self._con, self._memo = None, None, {}
+
+    def __getstate__(self):  # pickles as its settings; the receiving process opens its own
+        return dict(root=self.root, dtype=self.dtype, shard_bytes=self.shard_bytes)
+
+    def __setstate__(self, state):
+        self.__init__(state["root"], state["dtype"], state["shard_bytes"])
+
+
+_ORPHANS: list = []  # a parent's SQLite handles inherited by a forked child, never touched
+
+
+def is_emfile(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE)
