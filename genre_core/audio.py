@@ -19,6 +19,12 @@ AUDIO_EXTENSIONS = (".wav", ".au", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 DEFAULT_SR = 22050  # GTZAN's native rate: no resampling for the reference corpus
 MIN_SECONDS = 1.0  # shorter clips cannot fill even a third of a 3-s window
 SILENCE_DBFS = -60.0  # peak below this is "silent": 16-bit dither sits near -90 dBFS
+# Header sanity bounds: decoded size is checked before decoding (a forged header must not
+# make us allocate gigabytes). 4 kHz covers old telephone-band recordings, 384 kHz the
+# highest studio rates; 8 channels is 7.1; 4 h is far beyond any track (a DJ mix is ~2 h).
+SAMPLE_RATE_RANGE = (4_000, 384_000)
+MAX_CHANNELS = 8
+MAX_SECONDS = 4 * 3600.0
 
 
 class AudioError(Exception):
@@ -67,6 +73,64 @@ def probe(path: Path | str) -> AudioInfo:
     return AudioInfo(path, info.samplerate, info.channels, info.frames, info.format, info.subtype)
 
 
+def check_header(info: AudioInfo, max_seconds: float | None = MAX_SECONDS) -> AudioInfo:
+    """Reject a header whose sample rate, channel count or duration is not sane audio.
+
+    Raises AudioError ("unreadable") naming the file and the offending value, so nothing is
+    decoded from a forged or garbled header. `max_seconds=None` skips the duration bound
+    (streaming readers never hold the whole file).
+    """
+    low, high = SAMPLE_RATE_RANGE
+    if not low <= info.sample_rate <= high:
+        raise AudioError(info.path, f"header says sample rate {info.sample_rate} Hz "
+                                    f"(sane: {low}..{high} Hz)")
+    if not 1 <= info.channels <= MAX_CHANNELS:
+        raise AudioError(info.path, f"header says {info.channels} channels (sane: 1..{MAX_CHANNELS})")
+    if max_seconds is not None and info.duration_s > max_seconds:
+        raise AudioError(info.path, f"header says {info.duration_s / 3600:.1f} h of audio "
+                                    f"(sane: <= {max_seconds / 3600:.1f} h)")
+    return info
+
+
+def quick_check(
+    path: Path | str, n_blocks: int = 8, block_s: float = 0.5, min_seconds: float = MIN_SECONDS
+) -> AudioInfo:
+    """Validate a file from its header plus a bounded, strided read; never a full decode
+    unless the sample looks silent.
+
+    Reads `n_blocks` blocks of `block_s` seconds spread evenly over the file, the last one
+    ending at the final frame (so a body shorter than its header promises fails here), i.e.
+    at most ~4 s of audio whatever the file's length. Raises AudioError like `load` for a bad
+    header, too-short, non-finite or undecodable audio. When every sampled block is below
+    SILENCE_DBFS the file is decoded fully (`load`), so a quiet intro never marks a track
+    silent; only a file silent throughout raises "silent". Corruption between the sampled
+    blocks goes unseen: ingest's `validate` option decodes every file fully instead.
+    """
+    info = check_header(probe(path))
+    if info.duration_s < min_seconds:
+        raise AudioError(info.path, f"too short: {info.duration_s:.2f} s < {min_seconds:.2f} s",
+                         "too_short")
+    block = max(1, min(info.frames, int(block_s * info.sample_rate)))
+    starts = np.linspace(0, info.frames - block, num=max(1, n_blocks)).astype(np.int64)
+    peak = 0.0
+    try:
+        with sf.SoundFile(str(info.path)) as f:
+            for start in np.unique(starts):
+                f.seek(int(start))
+                data = f.read(block, dtype="float32", always_2d=True)
+                if len(data) < block:
+                    raise AudioError(info.path, f"decoded {int(start) + len(data)} of "
+                                                f"{info.frames} frames (truncated file?)")
+                if not np.all(np.isfinite(data)):
+                    raise AudioError(info.path, "contains NaN or infinite samples")
+                peak = max(peak, float(np.max(np.abs(data))))
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise AudioError(info.path, f"decoding failed ({_short(exc)})") from exc
+    if peak <= 0 or 20.0 * np.log10(peak) < SILENCE_DBFS:
+        load(info.path, sr=None, min_seconds=min_seconds)  # confirm (raises "silent") or clear
+    return info
+
+
 def _short(exc: Exception) -> str:
     text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
     # libsndfile prefixes its messages with the path we already report.
@@ -99,9 +163,10 @@ def load(
     """Decode any supported file to mono float32 at `sr` (None: the file's own rate).
     Returns (N,) samples in [-1, 1].
 
-    Raises AudioError for undecodable, truncated, non-finite, too short or silent audio.
+    Raises AudioError for a header that fails `check_header`, undecodable, truncated,
+    non-finite, too short or silent audio.
     """
-    info = probe(path)
+    info = check_header(probe(path))
     try:
         data, native_sr = sf.read(str(info.path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as exc:
@@ -143,7 +208,7 @@ def segment(
 
 def stream_blocks(path: Path | str, sr: int, block_s: float = 10.0) -> Iterator[np.ndarray]:
     """Yield mono float32 blocks at `sr` from a file of any length, never loading it whole."""
-    info = probe(path)
+    info = check_header(probe(path), max_seconds=None)
     resampler = None if info.sample_rate == sr else soxr.ResampleStream(
         info.sample_rate, sr, 1, dtype="float32", quality="HQ"
     )
