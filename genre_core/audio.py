@@ -93,23 +93,27 @@ def check_header(info: AudioInfo, max_seconds: float | None = MAX_SECONDS) -> Au
 
 
 def quick_check(
-    path: Path | str, n_blocks: int = 8, block_s: float = 0.5, min_seconds: float = MIN_SECONDS
+    path: Path | str, n_blocks: int = 8, block_s: float = 0.5, min_seconds: float = MIN_SECONDS,
+    info: AudioInfo | None = None,
 ) -> AudioInfo:
-    """Validate a file from its header plus a bounded, strided read; never a full decode
-    unless the sample looks silent.
+    """Validate a file from its header plus a bounded, strided read: at most ~4 s of audio
+    decoded, whatever the file's length. `info`: the file's `probe`, when the caller has it.
 
     Reads `n_blocks` blocks of `block_s` seconds spread evenly over the file, the last one
-    ending at the final frame (so a body shorter than its header promises fails here), i.e.
-    at most ~4 s of audio whatever the file's length. Raises AudioError like `load` for a bad
-    header, too-short, non-finite or undecodable audio. When every sampled block is below
-    SILENCE_DBFS the file is decoded fully (`load`), so a quiet intro never marks a track
-    silent; only a file silent throughout raises "silent". Corruption between the sampled
-    blocks goes unseen: ingest's `validate` option decodes every file fully instead.
+    ending at the final frame (so a body shorter than its header promises fails here). A clip
+    at most twice that long is decoded whole instead (one read costs less than many seeks).
+    Raises AudioError like `load` for a bad header, too-short, non-finite or undecodable audio.
+    When every sampled block is below SILENCE_DBFS the file is decoded fully, so a quiet intro
+    never marks a track silent; only a file silent throughout raises "silent". Corruption
+    between the sampled blocks goes unseen: ingest's `validate` option decodes every file.
     """
-    info = check_header(probe(path))
+    info = info or check_header(probe(path))
     if info.duration_s < min_seconds:
         raise AudioError(info.path, f"too short: {info.duration_s:.2f} s < {min_seconds:.2f} s",
                          "too_short")
+    if info.duration_s <= 2 * n_blocks * block_s:
+        _validate(_decode(info), info.sample_rate, None, info.path, min_seconds, True)
+        return info
     block = max(1, min(info.frames, int(block_s * info.sample_rate)))
     starts = np.linspace(0, info.frames - block, num=max(1, n_blocks)).astype(np.int64)
     peak = 0.0
@@ -126,8 +130,8 @@ def quick_check(
                 peak = max(peak, float(np.max(np.abs(data))))
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise AudioError(info.path, f"decoding failed ({_short(exc)})") from exc
-    if peak <= 0 or 20.0 * np.log10(peak) < SILENCE_DBFS:
-        load(info.path, sr=None, min_seconds=min_seconds)  # confirm (raises "silent") or clear
+    if peak <= 0 or 20.0 * np.log10(peak) < SILENCE_DBFS:  # confirm (raises "silent") or clear
+        _validate(_decode(info), info.sample_rate, None, info.path, min_seconds, True)
     return info
 
 
@@ -167,11 +171,16 @@ def load(
     non-finite, too short or silent audio.
     """
     info = check_header(probe(path))
+    return _validate(_decode(info), info.sample_rate, sr, info.path, min_seconds, reject_silent)
+
+
+def _decode(info: AudioInfo) -> np.ndarray:
+    """The whole file as mono float32 (frames,) at its own rate."""
     try:
-        data, native_sr = sf.read(str(info.path), dtype="float32", always_2d=True)
+        data, _ = sf.read(str(info.path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise AudioError(info.path, f"decoding failed ({_short(exc)})") from exc
-    return _validate(to_mono(data), native_sr, sr, info.path, min_seconds, reject_silent)
+    return to_mono(data)
 
 
 def _validate(

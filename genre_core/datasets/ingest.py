@@ -14,6 +14,7 @@ Scale design (issue 11):
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import time
@@ -32,13 +33,14 @@ from genre_core.datasets.base import with_artists
 from genre_core.datasets.fma import scan_fma
 from genre_core.store import Store
 
+TRACKS_PER_AUTO_WORKER = 50  # a worker costs ~1 s to start: below this, checking in-process wins
 FINAL_STATUSES = ("ok", "unreadable")  # a stored row with one of these needs no second look
 METADATA_COLUMNS = ("path", "label", "artist", "title", "official_split")  # from the scan, not the audio
 
 
 @dataclass(frozen=True)
 class IngestOptions:
-    workers: int | None = None  # None: one process per CPU this process may use
+    workers: int | None = None  # None: one per CPU, but only one per 50 tracks to check (start-up ~1 s)
     validate: bool = False  # decode every file fully instead of header + strided sample
     batch_size: int = 500  # tracks per transaction; a kill loses at most one batch of work
     batch_seconds: float = 30.0  # ... or this much time, whichever comes first
@@ -96,7 +98,7 @@ def inspect_track(entry: TrackEntry, validate: bool = False, known_sha1: str | N
         if validate:
             audio.load(entry.path, sr=None)  # full decode: corruption anywhere shows here
         else:
-            audio.quick_check(entry.path)  # header + ~4 s strided read (see its docstring)
+            audio.quick_check(entry.path, info=info)  # header + <= ~4 s strided read
     except audio.AudioError as exc:
         row.update(status="unreadable", error=exc.reason, error_kind=exc.kind)
     return row
@@ -258,9 +260,13 @@ def default_workers() -> int:
 
 def _run(tasks: list[tuple[TrackEntry, str | None]], options: IngestOptions) -> Iterator[list[dict]]:
     """Yield checked rows chunk by chunk, in completion order. At most 4 chunks per worker are
-    in flight, so memory stays bounded whatever the corpus size."""
+    in flight, so memory stays bounded whatever the corpus size.
+
+    Worker processes start by forkserver, so, as with any multiprocessing code, a script that
+    calls ingest must guard its entry point with `if __name__ == "__main__":`."""
     chunks = [tasks[i:i + options.chunk_size] for i in range(0, len(tasks), options.chunk_size)]
-    workers = min(options.workers or default_workers(), len(chunks))
+    auto = min(default_workers(), math.ceil(len(tasks) / TRACKS_PER_AUTO_WORKER))
+    workers = min(options.workers or auto, len(chunks))
     if workers <= 1:  # in-process: no start-up cost for small jobs
         for chunk in chunks:
             yield _inspect_chunk(chunk, options.validate)
