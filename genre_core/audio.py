@@ -235,6 +235,41 @@ def stream_blocks(path: Path | str, sr: int, block_s: float = 10.0) -> Iterator[
         raise AudioError(info.path, f"decoding failed ({_short(exc)})") from exc
 
 
+def check_file(path: Path | str, validate: bool = False, known_sha1: str | None = None) -> dict:
+    """What ingest records of one file, from plain arguments (a worker process needs nothing
+    but this module): size, mtime_ns and sha1 (None when absent), header facts (sample_rate,
+    channels, duration_s) and status 'ok', or status 'unreadable' with `error` (the reason)
+    and `error_kind` ('unreadable' | 'silent' | 'too_short').
+
+    `validate`: decode the whole file (`load`) instead of `quick_check`. `known_sha1`: the
+    hash stored for this file before; when the bytes still hash to it, the audio is not
+    looked at and status is None, meaning "the stored facts still hold".
+    """
+    path = Path(path)
+    facts = {"size": None, "mtime_ns": None, "sha1": None, "sample_rate": None, "channels": None,
+             "duration_s": None, "status": "ok", "error": None, "error_kind": None}
+    if path.is_file():
+        st = path.stat()
+        facts.update(size=st.st_size, mtime_ns=st.st_mtime_ns, sha1=file_sha1(path))
+        if known_sha1 is not None and facts["sha1"] == known_sha1:
+            return {**facts, "status": None}
+    try:
+        info = check_header(probe(path))  # header facts are kept even when the body is bad
+        facts.update(sample_rate=info.sample_rate, channels=info.channels, duration_s=info.duration_s)
+        if validate:
+            load(path, sr=None)  # full decode: corruption anywhere shows here
+        else:
+            quick_check(path, info=info)  # header + <= ~4 s strided read
+    except AudioError as exc:
+        facts.update(status="unreadable", error=exc.reason, error_kind=exc.kind)
+    return facts
+
+
+def check_files(items: list[tuple[str, str | None]], validate: bool = False) -> list[dict]:
+    """`check_file` over (path, known_sha1) pairs: one worker task of ingest."""
+    return [check_file(path, validate, known_sha1) for path, known_sha1 in items]
+
+
 def file_sha1(path: Path | str, chunk: int = 1 << 20) -> str:
     """SHA-1 of the file's bytes: identical files are exact duplicates whatever their names."""
     digest = hashlib.sha1()

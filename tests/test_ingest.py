@@ -15,7 +15,6 @@ import pytest
 
 from genre_core import audio
 from genre_core.datasets import DatasetError
-from genre_core.datasets import ingest as ingest_mod
 from genre_core.datasets.ingest import IngestOptions, ingest
 from genre_core.store import open_store
 from tests.helpers import SR, tone, write
@@ -225,8 +224,8 @@ def test_cli_flags_reach_ingest(tmp_path, corpus, capsys):
 
 def test_tracks_go_to_workers_in_chunks(tmp_path, corpus, monkeypatch):
     seen = []
-    real = ingest_mod._inspect_chunk
-    monkeypatch.setattr(ingest_mod, "_inspect_chunk", lambda tasks, validate: seen.append(len(tasks)) or real(tasks, validate))
+    real = audio.check_files
+    monkeypatch.setattr(audio, "check_files", lambda items, validate: seen.append(len(items)) or real(items, validate))
     ingest(open_store(tmp_path / "b.duckdb"), "folder", corpus, name="c", progress=False,
            options=IngestOptions(workers=1, chunk_size=5))
     assert seen == [5, 5, 4]

@@ -24,8 +24,8 @@ def cmd_ingest(args: argparse.Namespace) -> str:
     from genre_core.datasets.ingest import IngestOptions, ingest
 
     store = open_store(args.db)
-    options = IngestOptions(workers=args.workers, validate=args.validate,
-                            batch_size=args.batch_size, subset=args.subset)
+    given = {k: getattr(args, k) for k in ("workers", "batch_size", "subset") if getattr(args, k)}
+    options = IngestOptions(validate=args.validate, **given)
     summary = ingest(store, args.dataset, Path(args.root), args.name, args.artist_index,
                      options=options)
     return summary.line(store.path)
@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_positive_int, help="worker processes (default: one per CPU)")
     p.add_argument("--validate", action="store_true",
                    help="decode every file fully (default: header + a ~4 s strided read)")
-    p.add_argument("--batch-size", type=_positive_int, default=500,
+    p.add_argument("--batch-size", type=_positive_int,
                    help="tracks per commit; a killed ingest resumes after the last one (default 500)")
 
     p = command("train", cmd_train, "train and evaluate one model (k-fold: one run per fold)")

@@ -76,32 +76,13 @@ class IngestSummary:
 
 
 def inspect_track(entry: TrackEntry, validate: bool = False, known_sha1: str | None = None) -> dict:
-    """One `tracks` row (plus size, mtime_ns): checked, or status='unreadable' with the reason.
+    """One `tracks` row (plus size, mtime_ns): the scan's metadata and `audio.check_file`'s
+    facts (status None: same bytes as `known_sha1`, reuse the stored row)."""
+    return _row(entry, audio.check_file(entry.path, validate, known_sha1))
 
-    With `known_sha1` (the file changed on disk since it was stored) the file is hashed first;
-    when the hash still matches, the row comes back with status None: "reuse the stored one".
-    """
-    row = {
-        "track_id": entry.track_id, "path": str(entry.path.resolve()), "label": entry.label,
-        "artist": entry.artist, "title": entry.title, "official_split": entry.official_split,
-        "duration_s": None, "sample_rate": None, "channels": None,
-        "status": "ok", "error": None, "error_kind": None, "sha1": None,
-        **_stat(entry.path),
-    }
-    if entry.path.is_file():
-        row["sha1"] = audio.file_sha1(entry.path)
-        if known_sha1 is not None and row["sha1"] == known_sha1:
-            return {**row, "status": None}
-    try:
-        info = audio.check_header(audio.probe(entry.path))  # header facts even for a bad body
-        row.update(sample_rate=info.sample_rate, channels=info.channels, duration_s=info.duration_s)
-        if validate:
-            audio.load(entry.path, sr=None)  # full decode: corruption anywhere shows here
-        else:
-            audio.quick_check(entry.path, info=info)  # header + <= ~4 s strided read
-    except audio.AudioError as exc:
-        row.update(status="unreadable", error=exc.reason, error_kind=exc.kind)
-    return row
+
+def _row(entry: TrackEntry, facts: dict) -> dict:
+    return {"track_id": entry.track_id, **_metadata(entry), **facts}
 
 
 def _stat(path: Path) -> dict:
@@ -110,11 +91,6 @@ def _stat(path: Path) -> dict:
     except OSError:
         return {"size": None, "mtime_ns": None}
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
-def _inspect_chunk(tasks: list[tuple[TrackEntry, str | None]], validate: bool) -> list[dict]:
-    """Worker entry point: a few tracks per task, so pickling costs little per track."""
-    return [inspect_track(entry, validate, known_sha1) for entry, known_sha1 in tasks]
 
 
 def ingest(
@@ -260,7 +236,8 @@ def default_workers() -> int:
 
 def _run(tasks: list[tuple[TrackEntry, str | None]], options: IngestOptions) -> Iterator[list[dict]]:
     """Yield checked rows chunk by chunk, in completion order. At most 4 chunks per worker are
-    in flight, so memory stays bounded whatever the corpus size.
+    in flight, so memory stays bounded whatever the corpus size. Workers get plain
+    (path, sha1) pairs and import only genre_core.audio, so each stays small.
 
     Worker processes start by forkserver, so, as with any multiprocessing code, a script that
     calls ingest must guard its entry point with `if __name__ == "__main__":`."""
@@ -269,24 +246,36 @@ def _run(tasks: list[tuple[TrackEntry, str | None]], options: IngestOptions) -> 
     workers = min(options.workers or auto, len(chunks))
     if workers <= 1:  # in-process: no start-up cost for small jobs
         for chunk in chunks:
-            yield _inspect_chunk(chunk, options.validate)
+            yield _rows(chunk, audio.check_files(_items(chunk), options.validate))
         return
-    with ProcessPoolExecutor(workers, mp_context=_context()) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=_context())
+    try:
         todo = iter(chunks)
-        pending = {pool.submit(_inspect_chunk, c, options.validate) for c in islice(todo, 4 * workers)}
+        pending = {pool.submit(audio.check_files, _items(c), options.validate): c
+                   for c in islice(todo, 4 * workers)}
         while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                yield future.result()
+                yield _rows(pending.pop(future), future.result())
                 for chunk in islice(todo, 1):
-                    pending.add(pool.submit(_inspect_chunk, chunk, options.validate))
+                    pending[pool.submit(audio.check_files, _items(chunk), options.validate)] = chunk
+    finally:  # on Ctrl-C or an error, drop queued chunks instead of finishing them
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _items(chunk: list[tuple[TrackEntry, str | None]]) -> list[tuple[str, str | None]]:
+    return [(str(entry.path), known_sha1) for entry, known_sha1 in chunk]
+
+
+def _rows(chunk: list[tuple[TrackEntry, str | None]], facts: list[dict]) -> list[dict]:
+    return [_row(entry, f) for (entry, _), f in zip(chunk, facts)]
 
 
 def _context():
     """forkserver where available: workers fork from a clean process (never from one holding
-    DuckDB or torch threads) and import this module once, not once per worker."""
+    DuckDB or torch threads) that imported genre_core.audio once, not once per worker."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload([__name__])
+    ctx.set_forkserver_preload(["genre_core.audio"])
     return ctx
