@@ -7,6 +7,9 @@ reason (`tracks.error`) and carry on with the rest of the corpus.
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -118,7 +121,7 @@ def quick_check(
     starts = np.linspace(0, info.frames - block, num=max(1, n_blocks)).astype(np.int64)
     peak = 0.0
     try:
-        with sf.SoundFile(str(info.path)) as f:
+        with sf.SoundFile(str(info.path)) as f, _quiet_stderr(info.format == "MP3"):
             for start in np.unique(starts):
                 f.seek(int(start))
                 data = f.read(block, dtype="float32", always_2d=True)
@@ -133,6 +136,25 @@ def quick_check(
     if peak <= 0 or 20.0 * np.log10(peak) < SILENCE_DBFS:  # confirm (raises "silent") or clear
         _validate(_decode(info), info.sample_rate, None, info.path, min_seconds, True)
     return info
+
+
+@contextmanager
+def _quiet_stderr(enabled: bool) -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for a moment. libmpg123 prints "part2_3_length ...
+    too large" for the first frame after every seek (its bit reservoir starts empty); the
+    audio is fine, and a corpus of mp3s would otherwise flood the terminal."""
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _short(exc: Exception) -> str:

@@ -229,3 +229,12 @@ def test_tracks_go_to_workers_in_chunks(tmp_path, corpus, monkeypatch):
     ingest(open_store(tmp_path / "b.duckdb"), "folder", corpus, name="c", progress=False,
            options=IngestOptions(workers=1, chunk_size=5))
     assert seen == [5, 5, 4]
+
+
+def test_sampling_an_mp3_prints_no_decoder_noise(tmp_path, capfd):
+    noise = (0.3 * np.random.default_rng(0).standard_normal(SR * 20)).astype(np.float32)
+    path = write(tmp_path / "noise.mp3", noise)
+    capfd.readouterr()
+    info = audio.quick_check(path)  # seeks: libmpg123 would print a warning after each one
+    assert info.duration_s == pytest.approx(20.0, abs=0.1)
+    assert capfd.readouterr().err == ""
