@@ -7,6 +7,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -57,35 +58,54 @@ class _Calls:
 
 
 _KILLER = textwrap.dedent("""
-    import os, signal, sys
+    import multiprocessing, os, signal, sys
     from pathlib import Path
     from genre_core.store import Store, open_store
     from genre_core.datasets.ingest import IngestOptions, ingest
 
-    db, root, when = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
-    real = Store.save_tracks
+    def die():
+        Path(sys.argv[5]).write_text(" ".join(str(p.pid) for p in multiprocessing.active_children()))
+        os.kill(os.getpid(), signal.SIGKILL)
+
     def save_then_die(self, dataset_id, rows):
-        if when == "inside":  # die with the second batch's transaction open
-            if getattr(Store, "_done", 0) == 1:
-                with self.write() as con:
-                    con.execute("DELETE FROM tracks")
-                    os.kill(os.getpid(), signal.SIGKILL)
+        if when == "inside" and getattr(Store, "_done", 0) == 1:  # second batch's transaction open
+            with self.write() as con:
+                con.execute("DELETE FROM tracks")
+                die()
         real(self, dataset_id, rows)
         Store._done = getattr(Store, "_done", 0) + 1
         if when == "after" and Store._done == 2:
-            os.kill(os.getpid(), signal.SIGKILL)
-    Store.save_tracks = save_then_die
-    ingest(open_store(db), "folder", root, name="c", progress=False,
-           options=IngestOptions(workers=1, batch_size=4))
+            die()
+
+    if __name__ == "__main__":
+        db, root, when, workers = sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+        real, Store.save_tracks = Store.save_tracks, save_then_die
+        ingest(open_store(db), "folder", root, name="c", progress=False,
+               options=IngestOptions(workers=workers, batch_size=4, chunk_size=2))
 """)
 
 
-@pytest.mark.parametrize("when", ["after", "inside"])
-def test_a_killed_ingest_resumes_without_redoing_finished_files(tmp_path, corpus, monkeypatch, when):
-    db = tmp_path / "k.duckdb"
-    result = subprocess.run([sys.executable, "-c", _KILLER, str(db), str(corpus), when],
-                            cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert result.returncode == -signal.SIGKILL, result.stderr
+def _gone(pids: list[int], within_s: float = 20.0) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if not any(Path(f"/proc/{pid}").exists() for pid in pids):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize("when, workers", [("after", 1), ("inside", 1), ("after", 2)])
+def test_a_killed_ingest_resumes_without_redoing_finished_files(tmp_path, corpus, monkeypatch, when, workers):
+    db, script, pids = tmp_path / "k.duckdb", tmp_path / "killer.py", tmp_path / "pids"
+    script.write_text(_KILLER)
+    with open(tmp_path / "log", "w") as log:  # not a pipe: a lingering worker would hold it open
+        result = subprocess.run([sys.executable, str(script), str(db), str(corpus), when, str(workers),
+                                 str(pids)], cwd=REPO, stdout=log, stderr=log, timeout=300,
+                                env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == -signal.SIGKILL, (tmp_path / "log").read_text()
+    workers_left = [int(p) for p in pids.read_text().split()]
+    assert len(workers_left) == (workers if workers > 1 else 0)
+    assert _gone(workers_left), "worker processes outlived their killed driver"
     store = open_store(db)
     committed = set(store.tracks("c", usable_only=False).track_id)
     assert len(committed) == 8 if when == "after" else len(committed) == 4  # whole batches only

@@ -32,6 +32,7 @@ from genre_core.datasets import DatasetError, DatasetScan, TrackEntry, read_arti
 from genre_core.datasets.base import with_artists
 from genre_core.datasets.fma import scan_fma
 from genre_core.store import Store
+from genre_core.workers import exit_with_parent
 
 TRACKS_PER_AUTO_WORKER = 50  # a worker costs ~1 s to start: below this, checking in-process wins
 FINAL_STATUSES = ("ok", "unreadable")  # a stored row with one of these needs no second look
@@ -248,7 +249,7 @@ def _run(tasks: list[tuple[TrackEntry, str | None]], options: IngestOptions) -> 
         for chunk in chunks:
             yield _rows(chunk, audio.check_files(_items(chunk), options.validate))
         return
-    pool = ProcessPoolExecutor(workers, mp_context=_context())
+    pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=exit_with_parent)
     try:
         todo = iter(chunks)
         pending = {pool.submit(audio.check_files, _items(c), options.validate): c
@@ -277,5 +278,5 @@ def _context():
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["genre_core.audio"])
+    ctx.set_forkserver_preload(["genre_core.audio", "genre_core.workers"])
     return ctx
