@@ -261,7 +261,7 @@ def check_file(path: Path | str, validate: bool = False, known_sha1: str | None 
     """What ingest records of one file, from plain arguments (a worker process needs nothing
     but this module): size, mtime_ns and sha1 (None when absent), header facts (sample_rate,
     channels, duration_s) and status 'ok', or status 'unreadable' with `error` (the reason)
-    and `error_kind` ('unreadable' | 'silent' | 'too_short').
+    and `error_kind` ('unreadable' | 'silent' | 'too_short'); `validated` echoes `validate`.
 
     `validate`: decode the whole file (`load`) instead of `quick_check`. `known_sha1`: the
     hash stored for this file before; when the bytes still hash to it, the audio is not
@@ -269,7 +269,8 @@ def check_file(path: Path | str, validate: bool = False, known_sha1: str | None 
     """
     path = Path(path)
     facts = {"size": None, "mtime_ns": None, "sha1": None, "sample_rate": None, "channels": None,
-             "duration_s": None, "status": "ok", "error": None, "error_kind": None}
+             "duration_s": None, "status": "ok", "error": None, "error_kind": None,
+             "validated": validate}
     if path.is_file():
         st = path.stat()
         facts.update(size=st.st_size, mtime_ns=st.st_mtime_ns, sha1=file_sha1(path))

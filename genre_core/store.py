@@ -85,11 +85,12 @@ TRACK_COLUMNS = (
 )
 
 
-# What ingest last saw of each file, so a re-run skips unchanged files without reading them.
-# Created by the first ingest that writes (so databases made before it need no migration).
+# What ingest last saw of each file, so a re-run skips unchanged files without reading them
+# (`validated`: the whole file was decoded, not only sampled). Created by the first ingest
+# that writes, so databases made before it need no migration.
 TRACK_FILES_SQL = """CREATE TABLE IF NOT EXISTS track_files (
     dataset_id INTEGER NOT NULL, track_id VARCHAR NOT NULL, size BIGINT, mtime_ns BIGINT,
-    PRIMARY KEY (dataset_id, track_id))"""
+    validated BOOLEAN, PRIMARY KEY (dataset_id, track_id))"""
 
 
 class StoreError(Exception):
@@ -182,31 +183,32 @@ class Store:
 
     def ingest_state(self, name: str) -> pd.DataFrame:
         """What a previous ingest stored for dataset `name`: its tracks' columns plus the
-        size and mtime_ns seen then (NULL when unknown), indexed by track_id; empty if none."""
+        size, mtime_ns and validated seen then (NULL when unknown), indexed by track_id."""
         with self.read() as con:
             has_files = con.execute(
                 "SELECT count(*) FROM information_schema.tables WHERE table_name = 'track_files'"
             ).fetchone()[0]
-            files = ("f.size, f.mtime_ns FROM tracks t LEFT JOIN track_files f USING (dataset_id, track_id)"
-                     if has_files else "NULL::BIGINT AS size, NULL::BIGINT AS mtime_ns FROM tracks t")
+            files = ("f.size, f.mtime_ns, f.validated FROM tracks t LEFT JOIN track_files f "
+                     "USING (dataset_id, track_id)" if has_files else
+                     "NULL::BIGINT AS size, NULL::BIGINT AS mtime_ns, NULL::BOOLEAN AS validated FROM tracks t")
             frame = con.execute(
                 f"SELECT t.*, {files} WHERE t.dataset_id = (SELECT dataset_id FROM datasets WHERE name = ?)",
                 [name]).df()
         return frame.drop(columns=["dataset_id"]).set_index("track_id", drop=False)
 
     def save_tracks(self, dataset_id: int, tracks: list[dict]) -> None:
-        """Insert or replace a batch of track rows (TRACK_COLUMNS plus size, mtime_ns) in one
+        """Insert or replace a batch of track rows (TRACK_COLUMNS + size, mtime_ns, validated) in one
         transaction: a killed ingest keeps every batch committed before the kill, nothing else."""
-        frame = pd.DataFrame(tracks, columns=[*TRACK_COLUMNS, "size", "mtime_ns"])
+        frame = pd.DataFrame(tracks, columns=[*TRACK_COLUMNS, "size", "mtime_ns", "validated"])
         frame.insert(0, "dataset_id", dataset_id)
-        frame = frame.astype({"size": "Int64", "mtime_ns": "Int64"})
+        frame = frame.astype({"size": "Int64", "mtime_ns": "Int64", "validated": "boolean"})
         with self.write() as con:
             con.execute(TRACK_FILES_SQL)
             con.register("batch_frame", frame)
             cols = ", ".join(["dataset_id", *TRACK_COLUMNS])
             con.execute(f"INSERT OR REPLACE INTO tracks ({cols}) SELECT {cols} FROM batch_frame")
             con.execute("INSERT OR REPLACE INTO track_files SELECT dataset_id, track_id, size, "
-                        "mtime_ns FROM batch_frame")
+                        "mtime_ns, validated FROM batch_frame")
             con.unregister("batch_frame")
 
     def mark_missing(self, dataset_id: int, present: Sequence[str]) -> int:

@@ -258,3 +258,15 @@ def test_sampling_an_mp3_prints_no_decoder_noise(tmp_path, capfd):
     info = audio.quick_check(path)  # seeks: libmpg123 would print a warning after each one
     assert info.duration_s == pytest.approx(20.0, abs=0.1)
     assert capfd.readouterr().err == ""
+
+
+def test_validate_rechecks_files_only_sampled_before(tmp_path, corpus, monkeypatch):
+    store = open_store(tmp_path / "v.duckdb")
+    ingest(store, "folder", corpus, name="c", progress=False)
+    calls = _Calls(monkeypatch)
+    first = ingest(store, "folder", corpus, name="c", progress=False, options=IngestOptions(validate=True))
+    assert (first.n_updated, first.n_failed, first.n_unchanged) == (12, 2, 0)
+    assert calls.paths.count("jazz/00.wav") >= 2  # hashed and decoded whole
+    again = ingest(store, "folder", corpus, name="c", progress=False, options=IngestOptions(validate=True))
+    quick = ingest(store, "folder", corpus, name="c", progress=False)
+    assert again.n_unchanged == quick.n_unchanged == 14

@@ -9,7 +9,8 @@ Scale design (issue 11):
 - Rows are committed in batches (every `batch_size` tracks or `batch_seconds`), one
   transaction each, so a killed ingest keeps what it finished. A re-run skips every file whose
   (path, size, mtime) - or, failing that, sha1 - matches what is stored with a final status,
-  without decoding (and, for the first test, without even reading) it.
+  without decoding (and, for the first test, without even reading) it. With `validate`, a
+  file counts as done only if a validating ingest checked it.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def ingest(
     name = name or kind
     stored = _stored_rows(store.ingest_state(name))
     dataset_id = store.begin_ingest(name, found.kind, str(Path(root).resolve()), found.genres)
-    plan = _plan(found.entries, stored)
+    plan = _plan(found.entries, stored, options.validate)
     writer = _BatchWriter(store, dataset_id, options)
     writer.extend(plan.refreshed)
     counts = {"new": 0, "updated": 0, "failed": 0, "unchanged": len(plan.unchanged),
@@ -149,23 +150,22 @@ class _Plan:
     n_unreadable_unchanged: int
 
 
-def _plan(entries: list[TrackEntry], stored: dict[str, dict]) -> _Plan:
+def _plan(entries: list[TrackEntry], stored: dict[str, dict], validate: bool) -> _Plan:
     """Split the scan into files to check and files whose stored row still describes them,
     by (path, size, mtime) alone: no file is opened here."""
     plan = _Plan([], [], [], 0)
     for entry in entries:
         old = stored.get(entry.track_id)
-        final = old is not None and old["status"] in FINAL_STATUSES
-        if not final:
+        done = old is not None and old["status"] in FINAL_STATUSES and (old["validated"] or not validate)
+        if not done:
             plan.tasks.append((entry, None))
             continue
-        st = _stat(entry.path)
-        if (old["path"], old["size"], old["mtime_ns"]) != (str(entry.path.resolve()), st["size"], st["mtime_ns"]):
+        fresh, st = _metadata(entry), _stat(entry.path)
+        if (old["path"], old["size"], old["mtime_ns"]) != (fresh["path"], st["size"], st["mtime_ns"]):
             plan.tasks.append((entry, old["sha1"]))
             continue
         plan.unchanged.append(entry.track_id)
         plan.n_unreadable_unchanged += old["status"] != "ok"
-        fresh = _metadata(entry)
         if any(old[c] != fresh[c] for c in METADATA_COLUMNS):
             plan.refreshed.append({**old, **fresh})
     return plan
