@@ -7,6 +7,9 @@ reason (`tracks.error`) and carry on with the rest of the corpus.
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -19,6 +22,12 @@ AUDIO_EXTENSIONS = (".wav", ".au", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 DEFAULT_SR = 22050  # GTZAN's native rate: no resampling for the reference corpus
 MIN_SECONDS = 1.0  # shorter clips cannot fill even a third of a 3-s window
 SILENCE_DBFS = -60.0  # peak below this is "silent": 16-bit dither sits near -90 dBFS
+# Header sanity bounds: decoded size is checked before decoding (a forged header must not
+# make us allocate gigabytes). 4 kHz covers old telephone-band recordings, 384 kHz the
+# highest studio rates; 8 channels is 7.1; 4 h is far beyond any track (a DJ mix is ~2 h).
+SAMPLE_RATE_RANGE = (4_000, 384_000)
+MAX_CHANNELS = 8
+MAX_SECONDS = 4 * 3600.0
 
 
 class AudioError(Exception):
@@ -67,6 +76,87 @@ def probe(path: Path | str) -> AudioInfo:
     return AudioInfo(path, info.samplerate, info.channels, info.frames, info.format, info.subtype)
 
 
+def check_header(info: AudioInfo, max_seconds: float | None = MAX_SECONDS) -> AudioInfo:
+    """Reject a header whose sample rate, channel count or duration is not sane audio.
+
+    Raises AudioError ("unreadable") naming the file and the offending value, so nothing is
+    decoded from a forged or garbled header. `max_seconds=None` skips the duration bound
+    (streaming readers never hold the whole file).
+    """
+    low, high = SAMPLE_RATE_RANGE
+    if not low <= info.sample_rate <= high:
+        raise AudioError(info.path, f"header says sample rate {info.sample_rate} Hz "
+                                    f"(sane: {low}..{high} Hz)")
+    if not 1 <= info.channels <= MAX_CHANNELS:
+        raise AudioError(info.path, f"header says {info.channels} channels (sane: 1..{MAX_CHANNELS})")
+    if max_seconds is not None and info.duration_s > max_seconds:
+        raise AudioError(info.path, f"header says {info.duration_s / 3600:.1f} h of audio "
+                                    f"(sane: <= {max_seconds / 3600:.1f} h)")
+    return info
+
+
+def quick_check(
+    path: Path | str, n_blocks: int = 8, block_s: float = 0.5, min_seconds: float = MIN_SECONDS,
+    info: AudioInfo | None = None,
+) -> AudioInfo:
+    """Validate a file from its header plus a bounded, strided read: at most ~4 s of audio
+    decoded, whatever the file's length. `info`: the file's `probe`, when the caller has it.
+
+    Reads `n_blocks` blocks of `block_s` seconds spread evenly over the file, the last one
+    ending at the final frame (so a body shorter than its header promises fails here). A clip
+    at most twice that long is decoded whole instead (one read costs less than many seeks).
+    Raises AudioError like `load` for a bad header, too-short, non-finite or undecodable audio.
+    When every sampled block is below SILENCE_DBFS the file is decoded fully, so a quiet intro
+    never marks a track silent; only a file silent throughout raises "silent". Corruption
+    between the sampled blocks goes unseen: ingest's `validate` option decodes every file.
+    """
+    info = info or check_header(probe(path))
+    if info.duration_s < min_seconds:
+        raise AudioError(info.path, f"too short: {info.duration_s:.2f} s < {min_seconds:.2f} s",
+                         "too_short")
+    if info.duration_s <= 2 * n_blocks * block_s:
+        _validate(_decode(info), info.sample_rate, None, info.path, min_seconds, True)
+        return info
+    block = max(1, min(info.frames, int(block_s * info.sample_rate)))
+    starts = np.linspace(0, info.frames - block, num=max(1, n_blocks)).astype(np.int64)
+    peak = 0.0
+    try:
+        with sf.SoundFile(str(info.path)) as f, _quiet_stderr(info.format == "MP3"):
+            for start in np.unique(starts):
+                f.seek(int(start))
+                data = f.read(block, dtype="float32", always_2d=True)
+                if len(data) < block:
+                    raise AudioError(info.path, f"decoded {int(start) + len(data)} of "
+                                                f"{info.frames} frames (truncated file?)")
+                if not np.all(np.isfinite(data)):
+                    raise AudioError(info.path, "contains NaN or infinite samples")
+                peak = max(peak, float(np.max(np.abs(data))))
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise AudioError(info.path, f"decoding failed ({_short(exc)})") from exc
+    if peak <= 0 or 20.0 * np.log10(peak) < SILENCE_DBFS:  # confirm (raises "silent") or clear
+        _validate(_decode(info), info.sample_rate, None, info.path, min_seconds, True)
+    return info
+
+
+@contextmanager
+def _quiet_stderr(enabled: bool) -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for a moment. libmpg123 prints "part2_3_length ...
+    too large" for the first frame after every seek (its bit reservoir starts empty); the
+    audio is fine, and a corpus of mp3s would otherwise flood the terminal."""
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _short(exc: Exception) -> str:
     text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
     # libsndfile prefixes its messages with the path we already report.
@@ -99,14 +189,20 @@ def load(
     """Decode any supported file to mono float32 at `sr` (None: the file's own rate).
     Returns (N,) samples in [-1, 1].
 
-    Raises AudioError for undecodable, truncated, non-finite, too short or silent audio.
+    Raises AudioError for a header that fails `check_header`, undecodable, truncated,
+    non-finite, too short or silent audio.
     """
-    info = probe(path)
+    info = check_header(probe(path))
+    return _validate(_decode(info), info.sample_rate, sr, info.path, min_seconds, reject_silent)
+
+
+def _decode(info: AudioInfo) -> np.ndarray:
+    """The whole file as mono float32 (frames,) at its own rate."""
     try:
-        data, native_sr = sf.read(str(info.path), dtype="float32", always_2d=True)
+        data, _ = sf.read(str(info.path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise AudioError(info.path, f"decoding failed ({_short(exc)})") from exc
-    return _validate(to_mono(data), native_sr, sr, info.path, min_seconds, reject_silent)
+    return to_mono(data)
 
 
 def _validate(
@@ -143,7 +239,7 @@ def segment(
 
 def stream_blocks(path: Path | str, sr: int, block_s: float = 10.0) -> Iterator[np.ndarray]:
     """Yield mono float32 blocks at `sr` from a file of any length, never loading it whole."""
-    info = probe(path)
+    info = check_header(probe(path), max_seconds=None)
     resampler = None if info.sample_rate == sr else soxr.ResampleStream(
         info.sample_rate, sr, 1, dtype="float32", quality="HQ"
     )
@@ -159,6 +255,42 @@ def stream_blocks(path: Path | str, sr: int, block_s: float = 10.0) -> Iterator[
                     return
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise AudioError(info.path, f"decoding failed ({_short(exc)})") from exc
+
+
+def check_file(path: Path | str, validate: bool = False, known_sha1: str | None = None) -> dict:
+    """What ingest records of one file, from plain arguments (a worker process needs nothing
+    but this module): size, mtime_ns and sha1 (None when absent), header facts (sample_rate,
+    channels, duration_s) and status 'ok', or status 'unreadable' with `error` (the reason)
+    and `error_kind` ('unreadable' | 'silent' | 'too_short'); `validated` echoes `validate`.
+
+    `validate`: decode the whole file (`load`) instead of `quick_check`. `known_sha1`: the
+    hash stored for this file before; when the bytes still hash to it, the audio is not
+    looked at and status is None, meaning "the stored facts still hold".
+    """
+    path = Path(path)
+    facts = {"size": None, "mtime_ns": None, "sha1": None, "sample_rate": None, "channels": None,
+             "duration_s": None, "status": "ok", "error": None, "error_kind": None,
+             "validated": validate}
+    if path.is_file():
+        st = path.stat()
+        facts.update(size=st.st_size, mtime_ns=st.st_mtime_ns, sha1=file_sha1(path))
+        if known_sha1 is not None and facts["sha1"] == known_sha1:
+            return {**facts, "status": None}
+    try:
+        info = check_header(probe(path))  # header facts are kept even when the body is bad
+        facts.update(sample_rate=info.sample_rate, channels=info.channels, duration_s=info.duration_s)
+        if validate:
+            load(path, sr=None)  # full decode: corruption anywhere shows here
+        else:
+            quick_check(path, info=info)  # header + <= ~4 s strided read
+    except AudioError as exc:
+        facts.update(status="unreadable", error=exc.reason, error_kind=exc.kind)
+    return facts
+
+
+def check_files(items: list[tuple[str, str | None]], validate: bool = False) -> list[dict]:
+    """`check_file` over (path, known_sha1) pairs: one worker task of ingest."""
+    return [check_file(path, validate, known_sha1) for path, known_sha1 in items]
 
 
 def file_sha1(path: Path | str, chunk: int = 1 << 20) -> str:

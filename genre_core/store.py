@@ -85,6 +85,14 @@ TRACK_COLUMNS = (
 )
 
 
+# What ingest last saw of each file, so a re-run skips unchanged files without reading them
+# (`validated`: the whole file was decoded, not only sampled). Created by the first ingest
+# that writes, so databases made before it need no migration.
+TRACK_FILES_SQL = """CREATE TABLE IF NOT EXISTS track_files (
+    dataset_id INTEGER NOT NULL, track_id VARCHAR NOT NULL, size BIGINT, mtime_ns BIGINT,
+    validated BOOLEAN, PRIMARY KEY (dataset_id, track_id))"""
+
+
 class StoreError(Exception):
     """The database cannot be used: wrong schema version, locked too long, not DuckDB."""
 
@@ -166,6 +174,55 @@ class Store:
             con.execute("INSERT OR REPLACE INTO tracks SELECT * FROM incoming")
             con.execute("DROP TABLE incoming")
         return dataset_id, int(missing or 0)
+
+    def begin_ingest(self, name: str, kind: str, root: str, genres: Sequence[str]) -> int:
+        """Insert or update the dataset row before its tracks arrive in batches; its id."""
+        with self.write() as con:
+            con.execute(TRACK_FILES_SQL)
+            return _upsert_dataset(con, name, kind, root, list(genres))
+
+    def ingest_state(self, name: str) -> pd.DataFrame:
+        """What a previous ingest stored for dataset `name`: its tracks' columns plus the
+        size, mtime_ns and validated seen then (NULL when unknown), indexed by track_id."""
+        with self.read() as con:
+            has_files = con.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = 'track_files'"
+            ).fetchone()[0]
+            files = ("f.size, f.mtime_ns, f.validated FROM tracks t LEFT JOIN track_files f "
+                     "USING (dataset_id, track_id)" if has_files else
+                     "NULL::BIGINT AS size, NULL::BIGINT AS mtime_ns, NULL::BOOLEAN AS validated FROM tracks t")
+            frame = con.execute(
+                f"SELECT t.*, {files} WHERE t.dataset_id = (SELECT dataset_id FROM datasets WHERE name = ?)",
+                [name]).df()
+        return frame.drop(columns=["dataset_id"]).set_index("track_id", drop=False)
+
+    def save_tracks(self, dataset_id: int, tracks: list[dict]) -> None:
+        """Insert or replace a batch of track rows (TRACK_COLUMNS + size, mtime_ns, validated) in one
+        transaction: a killed ingest keeps every batch committed before the kill, nothing else."""
+        frame = pd.DataFrame(tracks, columns=[*TRACK_COLUMNS, "size", "mtime_ns", "validated"])
+        frame.insert(0, "dataset_id", dataset_id)
+        frame = frame.astype({"size": "Int64", "mtime_ns": "Int64", "validated": "boolean"})
+        with self.write() as con:
+            con.execute(TRACK_FILES_SQL)
+            con.register("batch_frame", frame)
+            cols = ", ".join(["dataset_id", *TRACK_COLUMNS])
+            con.execute(f"INSERT OR REPLACE INTO tracks ({cols}) SELECT {cols} FROM batch_frame")
+            con.execute("INSERT OR REPLACE INTO track_files SELECT dataset_id, track_id, size, "
+                        "mtime_ns, validated FROM batch_frame")
+            con.unregister("batch_frame")
+
+    def mark_missing(self, dataset_id: int, present: Sequence[str]) -> int:
+        """Tracks of the dataset not in `present` become status='missing' (kept, so results
+        that refer to them stay meaningful), in one transaction; how many there are."""
+        with self.write() as con:
+            con.register("present_frame", pd.DataFrame({"track_id": list(present)}, dtype=object))
+            missing = con.execute(
+                "UPDATE tracks SET status = 'missing', error = 'file no longer under root' "
+                "WHERE dataset_id = ? AND track_id NOT IN (SELECT track_id FROM present_frame)",
+                [dataset_id],
+            ).fetchone()[0]
+            con.unregister("present_frame")
+        return int(missing or 0)
 
     def dataset(self, name: str) -> dict:
         """The dataset row as a dict; StoreError naming the known datasets when absent."""

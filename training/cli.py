@@ -22,10 +22,13 @@ def cmd_synth(args: argparse.Namespace) -> str:
 
 
 def cmd_ingest(args: argparse.Namespace) -> str:
-    from genre_core.datasets.ingest import ingest
+    from genre_core.datasets.ingest import IngestOptions, ingest
 
     store = open_store(args.db)
-    summary = ingest(store, args.dataset, Path(args.root), args.name, args.artist_index)
+    given = {k: getattr(args, k) for k in ("workers", "batch_size", "subset") if getattr(args, k)}
+    options = IngestOptions(validate=args.validate, **given)
+    summary = ingest(store, args.dataset, Path(args.root), args.name, args.artist_index,
+                     options=options)
     return summary.line(store.path)
 
 
@@ -121,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", required=True, type=Path)
     p.add_argument("--name", help="dataset name in the database (default: the --dataset kind)")
     p.add_argument("--artist-index", type=Path, help="Sturm-format index: file ::: artist ::: title")
+    p.add_argument("--subset", choices=["small", "medium", "large", "full"],
+                   help="FMA only: which fma_<subset>/ folder (default: the smallest present)")
+    p.add_argument("--workers", type=_positive_int, help="worker processes (default: one per CPU)")
+    p.add_argument("--validate", action="store_true",
+                   help="decode every file fully (default: header + a ~4 s strided read)")
+    p.add_argument("--batch-size", type=_positive_int,
+                   help="tracks per commit; a killed ingest resumes after the last one (default 500)")
 
     p = command("train", cmd_train, "train and evaluate one model (k-fold: one run per fold)")
     _cache_args(p)
@@ -191,6 +201,13 @@ def _apply_cache_args(args: argparse.Namespace) -> None:
         os.environ[paths.CACHE_ENV] = str(args.cache_dir.expanduser().resolve())
     if getattr(args, "cache_dtype", None) is not None:
         os.environ[DTYPE_ENV] = args.cache_dtype
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def _corpus_size_args(p: argparse.ArgumentParser) -> None:

@@ -1,4 +1,5 @@
-"""The Free Music Archive: `fma_metadata/tracks.csv` plus `fma_small|fma_medium/XXX/XXXXXX.mp3`.
+"""The Free Music Archive: `fma_metadata/tracks.csv` plus `fma_<subset>/XXX/XXXXXX.mp3`, subset
+one of small, medium, large, full (`scan_fma(root, subset)`; default: the smallest present).
 
 Labels are the top-level genre (`track.genre_top`); FMA's official train/validation/test split
 (`set.split`) and artists (`artist.name`) come along, so artist-aware and official splits work.
@@ -61,8 +62,16 @@ def scan_fma(root: Path, subset: str | None = None) -> DatasetScan:
 
 
 def _audio_root(root: Path, subset: str | None) -> Path:
-    names = [subset] if subset else list(SUBSETS)
-    for name in names:
-        if (root / name).is_dir():
-            return root / name
-    raise DatasetError(f"{root}: none of {', '.join(names)} found beside fma_metadata/")
+    """The fma_<subset>/ folder: the one asked for, else the smallest present (the subsets
+    nest: small is inside medium inside large, so the smallest is the quick, safe default)."""
+    present = [name for name in SUBSETS if (root / name).is_dir()]
+    if subset is None:
+        if not present:
+            raise DatasetError(f"{root}: none of {', '.join(SUBSETS)} found beside fma_metadata/")
+        return root / present[0]
+    name = subset if subset.startswith("fma_") else f"fma_{subset}"
+    if name not in SUBSETS:
+        raise DatasetError(f"unknown FMA subset {subset!r} (choose from small, medium, large, full)")
+    if name not in present:
+        raise DatasetError(f"{root}: {name}/ not found (found: {', '.join(present) or 'none'})")
+    return root / name

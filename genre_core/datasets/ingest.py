@@ -1,19 +1,53 @@
-"""Ingest: scan a corpus, check every file decodes, record each track (or why it cannot
-be used) in the store. One bad file never stops the rest."""
+"""Ingest: scan a corpus, check every file, record each track (or why it cannot be used) in
+the store. One bad file never stops the rest.
+
+Scale design (issue 11):
+- Files are checked in worker processes, a few tracks per task and a bounded number of tasks
+  in flight, so memory and open files do not grow with the corpus (each worker holds one file).
+- By default a file is checked from its header plus a bounded strided read
+  (`audio.quick_check`); `validate=True` decodes every file fully, as ingest used to.
+- Rows are committed in batches (every `batch_size` tracks or `batch_seconds`), one
+  transaction each, so a killed ingest keeps what it finished. A re-run skips every file whose
+  (path, size, mtime) - or, failing that, sha1 - matches what is stored with a final status,
+  without decoding (and, for the first test, without even reading) it. With `validate`, a
+  file counts as done only if a validating ingest checked it.
+"""
 
 from __future__ import annotations
 
+import math
+import multiprocessing
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
+from typing import Iterable, Iterator
 
+import pandas as pd
 from tqdm import tqdm
 
 from genre_core import audio
-from genre_core.datasets import DatasetScan, TrackEntry, scan
+from genre_core.datasets import DatasetError, DatasetScan, TrackEntry, read_artist_index, scan
+from genre_core.datasets.base import with_artists
+from genre_core.datasets.fma import scan_fma
 from genre_core.store import Store
+from genre_core.workers import exit_with_parent
+
+TRACKS_PER_AUTO_WORKER = 50  # a worker costs ~1 s to start: below this, checking in-process wins
+FINAL_STATUSES = ("ok", "unreadable")  # a stored row with one of these needs no second look
+METADATA_COLUMNS = ("path", "label", "artist", "title", "official_split")  # from the scan, not the audio
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    workers: int | None = None  # None: one per CPU, but only one per 50 tracks to check (start-up ~1 s)
+    validate: bool = False  # decode every file fully instead of header + strided sample
+    batch_size: int = 500  # tracks per transaction; a kill loses at most one batch of work
+    batch_seconds: float = 30.0  # ... or this much time, whichever comes first
+    chunk_size: int = 8  # tracks per worker task: amortises inter-process overhead
+    subset: str | None = None  # FMA only: small | medium | large | full
 
 
 @dataclass(frozen=True)
@@ -23,32 +57,42 @@ class IngestSummary:
     n_unreadable: int
     n_missing: int  # tracks stored before that are no longer under the root
     seconds: float
+    n_new: int = 0  # first time stored, usable
+    n_unchanged: int = 0  # skipped: the stored row still describes the file
+    n_updated: int = 0  # stored before, file changed (or was missing), usable now
+    n_failed: int = 0  # checked in this run and not usable (unreadable, silent, too short)
+
+    @property
+    def n_checked(self) -> int:
+        return self.n_new + self.n_updated + self.n_failed
 
     def line(self, db: Path) -> str:
         missing = f", {self.n_missing} no longer on disk" if self.n_missing else ""
+        rate = self.n_checked / self.seconds if self.seconds > 0 else 0.0
         return (
             f"ingested {self.n_tracks} tracks ({self.n_unreadable} unreadable{missing}) "
-            f"into {db} as dataset {self.name!r} in {self.seconds:.1f} s"
+            f"into {db} as dataset {self.name!r} in {self.seconds:.1f} s ({rate:.0f} tracks/s): "
+            f"{self.n_new} new, {self.n_unchanged} unchanged, {self.n_updated} updated, "
+            f"{self.n_failed} failed, {self.n_missing} missing"
         )
 
 
-def inspect_track(entry: TrackEntry) -> dict:
-    """One `tracks` row: decoded and checked, or status='unreadable' with the reason."""
-    row = {
-        "track_id": entry.track_id, "path": str(entry.path.resolve()), "label": entry.label,
-        "artist": entry.artist, "title": entry.title, "official_split": entry.official_split,
-        "duration_s": None, "sample_rate": None, "channels": None,
-        "status": "ok", "error": None, "error_kind": None, "sha1": None,
-    }
+def inspect_track(entry: TrackEntry, validate: bool = False, known_sha1: str | None = None) -> dict:
+    """One `tracks` row (plus size, mtime_ns): the scan's metadata and `audio.check_file`'s
+    facts (status None: same bytes as `known_sha1`, reuse the stored row)."""
+    return _row(entry, audio.check_file(entry.path, validate, known_sha1))
+
+
+def _row(entry: TrackEntry, facts: dict) -> dict:
+    return {"track_id": entry.track_id, **_metadata(entry), **facts}
+
+
+def _stat(path: Path) -> dict:
     try:
-        info = audio.probe(entry.path)
-        row.update(sample_rate=info.sample_rate, channels=info.channels, duration_s=info.duration_s)
-        audio.load(entry.path, sr=None)  # full decode: truncated data only shows here
-    except audio.AudioError as exc:
-        row.update(status="unreadable", error=exc.reason, error_kind=exc.kind)
-    if entry.path.is_file():
-        row["sha1"] = audio.file_sha1(entry.path)
-    return row
+        st = path.stat()
+    except OSError:
+        return {"size": None, "mtime_ns": None}
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 def ingest(
@@ -58,18 +102,181 @@ def ingest(
     name: str | None = None,
     artist_index: Path | None = None,
     progress: bool = True,
+    options: IngestOptions | None = None,
 ) -> IngestSummary:
-    """Scan `root` as dataset `kind`, decode every file, and write dataset + tracks in one
-    transaction (re-ingesting the same name updates in place)."""
+    """Scan `root` as dataset `kind`, check every new or changed file and store the tracks in
+    batches (re-ingesting the same name updates in place and resumes a killed ingest);
+    tracks stored before that are no longer on disk are marked status='missing'."""
+    options = options or IngestOptions()
     start = time.perf_counter()
-    found: DatasetScan = scan(kind, Path(root), artist_index)
+    found = _scan(kind, Path(root), artist_index, options.subset)
     name = name or kind
-    # Decoding is I/O plus C code that releases the GIL, so threads use both cores.
-    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
-        rows = list(
-            tqdm(pool.map(inspect_track, found.entries), total=len(found.entries),
-                 desc=f"ingest {name}", unit="track", disable=not progress)
-        )
-    _, n_missing = store.save_dataset(name, found.kind, str(Path(root).resolve()), found.genres, rows)
-    n_bad = sum(r["status"] != "ok" for r in rows)
-    return IngestSummary(name, len(rows), n_bad, n_missing, time.perf_counter() - start)
+    stored = _stored_rows(store.ingest_state(name))
+    dataset_id = store.begin_ingest(name, found.kind, str(Path(root).resolve()), found.genres)
+    plan = _plan(found.entries, stored, options.validate)
+    writer = _BatchWriter(store, dataset_id, options)
+    writer.extend(plan.refreshed)
+    counts = {"new": 0, "updated": 0, "failed": 0, "unchanged": len(plan.unchanged),
+              "unreadable": plan.n_unreadable_unchanged}
+    bar = tqdm(total=len(plan.tasks), desc=f"ingest {name}", unit="track", disable=not progress,
+               postfix={"unchanged": len(plan.unchanged)} if plan.unchanged else None)
+    try:
+        for rows in _run(plan.tasks, options):
+            writer.extend(_settle(row, stored, counts) for row in rows)
+            bar.update(len(rows))
+    finally:
+        bar.close()
+        writer.flush()  # also on Ctrl-C: finished rows are complete, keep them
+    n_missing = store.mark_missing(dataset_id, [e.track_id for e in found.entries])
+    return IngestSummary(name, len(found.entries), counts["unreadable"], n_missing,
+                         time.perf_counter() - start,
+                         counts["new"], counts["unchanged"], counts["updated"], counts["failed"])
+
+
+def _scan(kind: str, root: Path, artist_index: Path | None, subset: str | None) -> DatasetScan:
+    if subset is None:
+        return scan(kind, root, artist_index)
+    if kind != "fma":
+        raise DatasetError(f"--subset applies to --dataset fma only, not {kind!r}")
+    found = scan_fma(root, subset)
+    return with_artists(found, read_artist_index(artist_index)) if artist_index else found
+
+
+@dataclass
+class _Plan:
+    tasks: list[tuple[TrackEntry, str | None]]  # to check: (entry, stored sha1 to compare)
+    unchanged: list[str]  # track ids whose stored row still holds
+    refreshed: list[dict]  # unchanged audio, changed metadata (e.g. a new artist index)
+    n_unreadable_unchanged: int
+
+
+def _plan(entries: list[TrackEntry], stored: dict[str, dict], validate: bool) -> _Plan:
+    """Split the scan into files to check and files whose stored row still describes them,
+    by (path, size, mtime) alone: no file is opened here."""
+    plan = _Plan([], [], [], 0)
+    for entry in entries:
+        old = stored.get(entry.track_id)
+        done = old is not None and old["status"] in FINAL_STATUSES and (old["validated"] or not validate)
+        if not done:
+            plan.tasks.append((entry, None))
+            continue
+        fresh, st = _metadata(entry), _stat(entry.path)
+        if (old["path"], old["size"], old["mtime_ns"]) != (fresh["path"], st["size"], st["mtime_ns"]):
+            plan.tasks.append((entry, old["sha1"]))
+            continue
+        plan.unchanged.append(entry.track_id)
+        plan.n_unreadable_unchanged += old["status"] != "ok"
+        if any(old[c] != fresh[c] for c in METADATA_COLUMNS):
+            plan.refreshed.append({**old, **fresh})
+    return plan
+
+
+def _stored_rows(state: pd.DataFrame) -> dict[str, dict]:
+    """track_id -> stored row as plain Python values (SQL NULL, NaN and NA all become None)."""
+    return {track_id: {k: None if _is_null(v) else v for k, v in row.items()}
+            for track_id, row in state.to_dict("index").items()}
+
+
+def _is_null(value) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # arrays and the like are values, not nulls
+        return False
+
+
+def _metadata(entry: TrackEntry) -> dict:
+    return {"path": str(entry.path.resolve()), "label": entry.label, "artist": entry.artist,
+            "title": entry.title, "official_split": entry.official_split}
+
+
+def _settle(row: dict, stored: dict[str, dict], counts: dict) -> dict:
+    """Turn a worker's row into the row to store; count it new/updated/failed/unchanged."""
+    old = stored.get(row["track_id"])
+    if row["status"] is None:  # changed on disk but same bytes: keep the stored audio facts
+        counts["unchanged"] += 1
+        counts["unreadable"] += old["status"] != "ok"
+        return {**old, **{k: row[k] for k in (*METADATA_COLUMNS, "size", "mtime_ns")}}
+    if row["status"] != "ok":
+        counts["failed"] += 1
+        counts["unreadable"] += 1
+    else:
+        counts["updated" if old is not None else "new"] += 1
+    return row
+
+
+class _BatchWriter:
+    """Collects rows and commits them `batch_size` rows or `batch_seconds` at a time."""
+
+    def __init__(self, store: Store, dataset_id: int, options: IngestOptions):
+        self.store, self.dataset_id, self.options = store, dataset_id, options
+        self.rows: list[dict] = []
+        self.last = time.monotonic()
+
+    def extend(self, rows: Iterable[dict]) -> None:
+        for row in rows:
+            self.rows.append(row)
+            if len(self.rows) >= self.options.batch_size:
+                self.flush()
+        if self.rows and time.monotonic() - self.last >= self.options.batch_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            self.store.save_tracks(self.dataset_id, self.rows)
+            self.rows = []
+        self.last = time.monotonic()
+
+
+def default_workers() -> int:
+    """One worker per CPU this process may run on (cgroup/affinity aware where the OS says)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _run(tasks: list[tuple[TrackEntry, str | None]], options: IngestOptions) -> Iterator[list[dict]]:
+    """Yield checked rows chunk by chunk, in completion order. At most 4 chunks per worker are
+    in flight, so memory stays bounded whatever the corpus size. Workers get plain
+    (path, sha1) pairs and import only genre_core.audio, so each stays small.
+
+    Worker processes start by forkserver, so, as with any multiprocessing code, a script that
+    calls ingest must guard its entry point with `if __name__ == "__main__":`."""
+    chunks = [tasks[i:i + options.chunk_size] for i in range(0, len(tasks), options.chunk_size)]
+    auto = min(default_workers(), math.ceil(len(tasks) / TRACKS_PER_AUTO_WORKER))
+    workers = min(options.workers or auto, len(chunks))
+    if workers <= 1:  # in-process: no start-up cost for small jobs
+        for chunk in chunks:
+            yield _rows(chunk, audio.check_files(_items(chunk), options.validate))
+        return
+    pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=exit_with_parent)
+    try:
+        todo = iter(chunks)
+        pending = {pool.submit(audio.check_files, _items(c), options.validate): c
+                   for c in islice(todo, 4 * workers)}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield _rows(pending.pop(future), future.result())
+                for chunk in islice(todo, 1):
+                    pending[pool.submit(audio.check_files, _items(chunk), options.validate)] = chunk
+    finally:  # on Ctrl-C or an error, drop queued chunks instead of finishing them
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _items(chunk: list[tuple[TrackEntry, str | None]]) -> list[tuple[str, str | None]]:
+    return [(str(entry.path), known_sha1) for entry, known_sha1 in chunk]
+
+
+def _rows(chunk: list[tuple[TrackEntry, str | None]], facts: list[dict]) -> list[dict]:
+    return [_row(entry, f) for (entry, _), f in zip(chunk, facts)]
+
+
+def _context():
+    """forkserver where available: workers fork from a clean process (never from one holding
+    DuckDB or torch threads) that imported genre_core.audio once, not once per worker."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["genre_core.audio", "genre_core.workers"])
+    return ctx
