@@ -10,6 +10,8 @@ import soundfile as sf
 
 from genre_core import audio
 from genre_core.faults import fingerprint as fp
+from genre_core.faults import landmark_index
+from genre_core.faults.landmark_index import DiskLandmarkIndex
 
 SR = 22050
 
@@ -161,3 +163,58 @@ def test_benchmark_runs_and_finds_its_planted_copy():
     result = fp.fingerprint_benchmark(n_tracks=27, seconds=6.0)
     assert result["planted"] == 1 and result["found"] == 1 and result["false_pairs"] == 0
     assert result["tracks_per_s"] > 0
+
+
+# -- the on-disk index against the RAM one ------------------------------------------------------
+
+def _disk_candidates(prints, folder, tracks=None, order=None) -> list:
+    with DiskLandmarkIndex(folder) as index:
+        for i in order if order is not None else range(len(prints)):
+            index.add(i, prints[i])
+        return list(index.candidates(range(len(prints)) if tracks is None else tracks))
+
+
+def test_disk_index_votes_exactly_as_the_ram_index(found, tmp_path):
+    _, prints, _, _ = found
+    ram = list(fp.memory_candidates(prints))
+    assert len(ram) >= 7  # the planted copies, at least
+    assert _disk_candidates(prints, tmp_path, order=reversed(range(len(prints)))) == ram
+
+
+def test_disk_index_agrees_through_a_small_stop_list_and_many_passes(found, tmp_path, monkeypatch):
+    # A stop list that bites and a voting pass per track exercise both on the small fixture.
+    _, prints, _, _ = found
+    unstopped = len(list(fp.memory_candidates(prints)))
+    monkeypatch.setattr(fp, "STOP_POSTINGS", 4)
+    monkeypatch.setattr(landmark_index, "QUERY_LANDMARKS", 1)
+    monkeypatch.setattr(landmark_index, "FLUSH_LANDMARKS", 500)
+    assert fp.stop_postings(len(prints)) == 4
+    ram = list(fp.memory_candidates(prints))
+    assert 0 < len(ram) < unstopped  # the stop list removed some candidates, not all
+    assert _disk_candidates(prints, tmp_path) == ram
+
+
+def test_disk_and_ram_duplicate_groups_are_identical(corpus, tmp_path):
+    names = list(corpus)
+    at_fp = [audio.resample(corpus[k], SR, fp.FP_SR) for k in names]
+    prints = [fp.fingerprint(y) for y in at_fp]
+    prints[names.index("song7")] = None  # a track that did not decode
+    decoded = [fp.decoded_key(corpus[k], SR) for k in names]
+    files = [f"file-{i}" for i in range(len(names))]
+    args = (names, files, decoded)
+    ram = fp.duplicate_groups(*args, prints, lambda i: at_fp[i])
+    with DiskLandmarkIndex(tmp_path) as index:
+        for i, p in enumerate(prints):
+            if p is not None:
+                index.add(i, p)
+        disk = fp.duplicate_groups(*args, index, lambda i: at_fp[i])
+    assert disk == ram
+    groups = {r["group_id"]: set(r["evidence"]["members"]) for r in disk}
+    assert sorted(map(sorted, groups.values())) == sorted(map(sorted, EXPECTED))
+    assert not list(tmp_path.iterdir())  # the scratch database is gone
+
+
+def test_stop_list_scales_with_the_corpus():
+    assert fp.stop_postings(240) == fp.stop_postings(25_600) == fp.STOP_POSTINGS
+    assert fp.stop_postings(100_000) == 1_000
+    assert fp.stop_postings(106_574) / 106_574 == pytest.approx(fp.STOP_SHARE, rel=1e-3)
