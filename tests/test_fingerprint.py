@@ -186,7 +186,7 @@ def test_disk_index_agrees_through_a_small_stop_list_and_many_passes(found, tmp_
     _, prints, _, _ = found
     unstopped = len(list(fp.memory_candidates(prints)))
     monkeypatch.setattr(fp, "STOP_POSTINGS", 4)
-    monkeypatch.setattr(landmark_index, "QUERY_LANDMARKS", 1)
+    monkeypatch.setattr(landmark_index, "QUERY_LANDMARKS", 1)  # one track per pass
     monkeypatch.setattr(landmark_index, "FLUSH_LANDMARKS", 500)
     assert fp.stop_postings(len(prints)) == 4
     ram = list(fp.memory_candidates(prints))

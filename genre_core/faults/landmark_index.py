@@ -31,24 +31,26 @@ import pyarrow as pa
 from genre_core.faults import fingerprint as fp
 
 FLUSH_LANDMARKS = 1_000_000  # landmarks buffered in Python before an append: ~12 MB
-QUERY_LANDMARKS = 500_000  # query-side landmarks per voting pass: bounds each pass's join
+QUERY_LANDMARKS = 2_000_000  # query-side landmarks per voting pass ...
+PASS_HITS = 20_000_000  # ... and pair hits (join rows) per pass: bounds the GROUP BY's memory
 MEMORY_LIMIT = "1GB"  # DuckDB's own budget; joins and aggregates spill to disk beyond it
 HASH_BITS = 26  # f1 << 16 | f2 << 6 | dt with bins < 1024: fits a 32-bit column
 
 _VOTE_SQL = """
-WITH q AS (SELECT hash, track, t FROM live WHERE track BETWEEN ? AND ?),
+WITH q AS (SELECT hash, track, t FROM live WHERE track BETWEEN $lo AND $hi),
+r AS (SELECT hash, track, t FROM live WHERE track > $lo),
 hits AS MATERIALIZED (
     SELECT q.track AS a, r.track AS b, q.t - r.t AS off, count(*) AS n
-    FROM q JOIN live AS r ON r.hash = q.hash AND r.track > q.track
+    FROM q JOIN r ON r.hash = q.hash AND r.track > q.track
     GROUP BY ALL),
-pairs AS (SELECT a, b, sum(n) AS total FROM hits GROUP BY a, b HAVING sum(n) >= ?),
+pairs AS (SELECT a, b, sum(n) AS total FROM hits GROUP BY a, b HAVING sum(n) >= $min_votes),
 smoothed AS (
     SELECT h.a, h.b, h.off, p.total,
            h.n + coalesce(CASE WHEN lag(h.off) OVER w = h.off - 1 THEN lag(h.n) OVER w END, 0)
                + coalesce(CASE WHEN lead(h.off) OVER w = h.off + 1 THEN lead(h.n) OVER w END, 0) AS votes
     FROM hits AS h JOIN pairs AS p ON h.a = p.a AND h.b = p.b
     WINDOW w AS (PARTITION BY h.a, h.b ORDER BY h.off))
-SELECT a, b, off, votes, total FROM smoothed WHERE votes >= ?
+SELECT a, b, off, votes, total FROM smoothed WHERE votes >= $min_votes
 QUALIFY row_number() OVER (PARTITION BY a, b ORDER BY votes DESC, off) = 1
 ORDER BY a, b
 """
@@ -133,9 +135,13 @@ class DiskLandmarkIndex:
             stopped AS (SELECT hash FROM p GROUP BY hash HAVING count(*) > ?)
             SELECT hash, track, t FROM p ANTI JOIN stopped USING (hash)
         """, [fp.stop_postings(len(reps))])
+        # Pair hits a track's landmarks can make (an upper bound: earlier tracks count too).
+        work = dict(self.con.execute("""
+            SELECT track, sum(c) FROM live JOIN (SELECT hash, count(*) - 1 AS c FROM live GROUP BY hash)
+            USING (hash) GROUP BY track""").fetchall())
         sizes = self.sizes
-        for lo, hi in _ranges(reps, [sizes[t] for t in reps], QUERY_LANDMARKS):
-            rows = self.con.execute(_VOTE_SQL, [lo, hi, fp.MIN_VOTES, fp.MIN_VOTES]).fetchnumpy()
+        for lo, hi in _ranges(reps, [(sizes[t], work.get(t, 0)) for t in reps], (QUERY_LANDMARKS, PASS_HITS)):
+            rows = self.con.execute(_VOTE_SQL, dict(lo=lo, hi=hi, min_votes=fp.MIN_VOTES)).fetchnumpy()
             for a, b, off, votes, total in zip(rows["a"], rows["b"], rows["off"], rows["votes"], rows["total"]):
                 for cand in fp.voted_candidates([a], [b], [off], [votes], [total], sizes):
                     yield int(a), cand
@@ -147,14 +153,15 @@ class DiskLandmarkIndex:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _ranges(tracks: list[int], sizes: list[int], budget: int) -> Iterator[tuple[int, int]]:
-    """Consecutive (first, last) track ranges of `tracks` (sorted) holding about `budget`
-    landmarks each (one track more than the budget gets a range of its own)."""
-    start, held = 0, 0
-    for k, size in enumerate(sizes):
-        if held and held + size > budget:
+def _ranges(tracks: list[int], costs: list[tuple[int, ...]], budget: tuple[int, ...]
+            ) -> Iterator[tuple[int, int]]:
+    """Consecutive (first, last) ranges of `tracks` (sorted) whose summed costs (landmarks,
+    pair hits) stay within `budget` (a track over budget on its own gets a range of its own)."""
+    start, held = 0, np.zeros(len(budget), dtype=np.int64)
+    for k, cost in enumerate(costs):
+        if k > start and np.any(held + cost > budget):
             yield tracks[start], tracks[k - 1]
-            start, held = k, 0
-        held += size
-    if held or start < len(tracks):
+            start, held = k, np.zeros(len(budget), dtype=np.int64)
+        held += cost
+    if start < len(tracks):
         yield tracks[start], tracks[-1]
