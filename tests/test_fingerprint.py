@@ -218,3 +218,12 @@ def test_stop_list_scales_with_the_corpus():
     assert fp.stop_postings(240) == fp.stop_postings(25_600) == fp.STOP_POSTINGS
     assert fp.stop_postings(100_000) == 1_000
     assert fp.stop_postings(106_574) / 106_574 == pytest.approx(fp.STOP_SHARE, rel=1e-3)
+
+
+def test_a_killed_run_s_scratch_index_is_removed(tmp_path):
+    orphan = tmp_path / "landmarks-999999999-abc"  # no such pid
+    orphan.mkdir()
+    (orphan / "index.duckdb").write_bytes(b"left by a killed run")
+    with DiskLandmarkIndex(tmp_path) as index:
+        assert not orphan.exists() and index.dir.exists()
+    assert not index.dir.exists()

@@ -19,6 +19,7 @@ module creates and deletes, never the product's database.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -32,8 +33,8 @@ from genre_core.faults import fingerprint as fp
 
 FLUSH_LANDMARKS = 1_000_000  # landmarks buffered in Python before an append: ~12 MB
 QUERY_LANDMARKS = 2_000_000  # query-side landmarks per voting pass ...
-PASS_HITS = 20_000_000  # ... and pair hits (join rows) per pass: bounds the GROUP BY's memory
-MEMORY_LIMIT = "1GB"  # DuckDB's own budget; joins and aggregates spill to disk beyond it
+PASS_HITS = 2_000_000  # ... and pair hits (join rows) per pass: bounds the GROUP BY's memory
+MEMORY_LIMIT = "256MB"  # DuckDB's own budget; joins and aggregates spill to disk beyond it
 HASH_BITS = 26  # f1 << 16 | f2 << 6 | dt with bins < 1024: fits a 32-bit column
 
 _VOTE_SQL = """
@@ -63,14 +64,17 @@ class DiskLandmarkIndex:
     `with` block) deletes the file. Tracks are plain ints (positions in the caller's list).
     """
 
-    def __init__(self, folder: Path | str, memory_limit: str = MEMORY_LIMIT, threads: int = 2):
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        self.dir = Path(tempfile.mkdtemp(prefix="landmarks-", dir=folder))
+    def __init__(self, folder: Path | str, memory_limit: str = MEMORY_LIMIT, threads: int | None = None):
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        _remove_orphans(folder)
+        self.dir = Path(tempfile.mkdtemp(prefix=f"landmarks-{os.getpid()}-", dir=folder))
         self.con = duckdb.connect(str(self.dir / "index.duckdb"))
-        # Settings take literals, not parameters; these are this module's constants.
+        # Settings take literals, not parameters: quote the one that comes from a path.
         self.con.execute(f"SET memory_limit = '{memory_limit}'")
-        self.con.execute(f"SET threads = {int(threads)}")
-        self.con.execute(f"SET temp_directory = '{self.dir / 'spill'}'")
+        self.con.execute(f"SET threads = {int(threads or min(8, os.cpu_count() or 1))}")
+        spill = str(self.dir / "spill").replace("'", "''")
+        self.con.execute(f"SET temp_directory = '{spill}'")
         self.con.execute("CREATE TABLE postings (hash INTEGER, track INTEGER, t INTEGER)")
         self.sizes: dict[int, int] = {}  # track -> landmark count (stopped hashes included)
         self._pending: list[tuple[int, fp.Fingerprint]] = []
@@ -151,6 +155,24 @@ class DiskLandmarkIndex:
             self.con.close()
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _remove_orphans(folder: Path) -> None:
+    """Delete scratch indexes left by killed processes (their pid is in the name)."""
+    for old in folder.glob("landmarks-*-*"):
+        pid = old.name.split("-")[1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def _ranges(tracks: list[int], costs: list[tuple[int, ...]], budget: tuple[int, ...]
