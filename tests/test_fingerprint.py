@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -227,3 +228,31 @@ def test_a_killed_run_s_scratch_index_is_removed(tmp_path):
     with DiskLandmarkIndex(tmp_path) as index:
         assert not orphan.exists() and index.dir.exists()
     assert not index.dir.exists()
+
+
+def test_fault_scan_decodes_a_file_once_at_its_own_rate_across_runs(tmp_path, monkeypatch):
+    from genre_core.datasets.ingest import ingest
+    from genre_core.faults import detect
+    from genre_core.store import open_store
+
+    folder = tmp_path / "corpus" / "genres" / "rock"
+    folder.mkdir(parents=True)
+    rates = (44100, 22050, 44100)
+    for i, rate in enumerate(rates):
+        sf.write(str(folder / f"rock.{i:05d}.wav"), pcm16(song(i, seconds=5.0, artist=i, sr=rate)), rate)
+    copy = 0.5 * song(0, seconds=5.0, artist=0, sr=44100)[int(0.3 * 44100):]  # -6 dB, 0.3 s later
+    sf.write(str(folder / "rock.00003.wav"), pcm16(copy), 44100)
+    store = open_store(tmp_path / "db" / "gl.duckdb")
+    ingest(store, "folder", tmp_path / "corpus" / "genres", name="rates", progress=False)
+    decoded = []
+    real_load = audio.load
+    monkeypatch.setattr(audio, "load", lambda path, sr=audio.DEFAULT_SR, **kw: decoded.append(
+        (Path(path).name, sr)) or real_load(path, sr=sr, **kw))
+    summary = detect.detect_faults(store, "rates", progress=False)
+    assert sorted(decoded) == sorted((f"rock.{i:05d}.wav", rate) for i, rate in enumerate(rates + (44100,)))
+    assert set(summary.detected.loc[summary.detected.kind == "recording_duplicate", "track_id"]) == {
+        "rock/rock.00000", "rock/rock.00003"}
+    decoded.clear()
+    detect.detect_faults(store, "rates", progress=False)
+    assert decoded == []  # the second run reads the cache only
+    assert not list((tmp_path / "db" / "cache" / "fingerprints").iterdir())  # scratch index removed
