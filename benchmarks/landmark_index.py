@@ -1,7 +1,7 @@
 """python -m benchmarks.landmark_index --tracks N [--seconds S] [--pool-tracks P] [--ram]
 
-How the on-disk landmark index scales, without decoding N files: P synthetic clips are
-fingerprinted for real, then N tracks' landmarks are drawn at the pool's landmarks per second,
+How the on-disk landmark index scales, without decoding N files: P made-up recordings (the
+test suite's `song`: scales, drums, a room-noise floor) are fingerprinted for real, then N tracks' landmarks are drawn at the pool's landmarks per second,
 each hash's anchor bin, bin step and time step drawn independently from the pool's (so hash
 popularity is music-like without being limited to the pool's few distinct hashes; repetition
 within one track is not modelled), and every 500th track is a planted copy of the one before (same
@@ -25,6 +25,7 @@ import numpy as np
 
 from genre_core.faults import fingerprint as fp
 from genre_core.faults.landmark_index import DiskLandmarkIndex
+from tests.test_fingerprint import song
 
 PLANT_EVERY = 500
 PLANT_SHIFT = 20  # frames
@@ -50,9 +51,8 @@ class _Peaks:
 
 
 def pool_prints(n_clips: int, seconds: float, seed: int = 0) -> tuple[np.ndarray, float]:
-    """Hashes of `n_clips` real fingerprints of synthetic clips, and landmarks per second."""
-    rng = np.random.default_rng(seed)
-    prints = [fp.fingerprint(fp._bench_clip(rng, seconds, fp.FP_SR)) for _ in range(n_clips)]
+    """Hashes of `n_clips` real fingerprints of made-up recordings, and landmarks per second."""
+    prints = [fp.fingerprint(song(seed + i, seconds, artist=i // 2, sr=fp.FP_SR)) for i in range(n_clips)]
     hashes = np.concatenate([p.hashes for p in prints])
     return hashes, hashes.size / (n_clips * seconds)
 
