@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,8 @@ import soundfile as sf
 from benchmarks.faults import fingerprint_benchmark
 from genre_core import audio
 from genre_core.faults import fingerprint as fp
+from genre_core.faults import landmark_index
+from genre_core.faults.landmark_index import DiskLandmarkIndex
 
 SR = 22050
 
@@ -162,3 +165,95 @@ def test_benchmark_runs_and_finds_its_planted_copy():
     result = fingerprint_benchmark(n_tracks=27, seconds=6.0)
     assert result["planted"] == 1 and result["found"] == 1 and result["false_pairs"] == 0
     assert result["tracks_per_s"] > 0
+
+
+# -- the on-disk index against the RAM one ------------------------------------------------------
+
+def _disk_candidates(prints, folder, tracks=None, order=None) -> list:
+    with DiskLandmarkIndex(folder) as index:
+        for i in order if order is not None else range(len(prints)):
+            index.add(i, prints[i])
+        return list(index.candidates(range(len(prints)) if tracks is None else tracks))
+
+
+def test_disk_index_votes_exactly_as_the_ram_index(found, tmp_path):
+    _, prints, _, _ = found
+    ram = list(fp.memory_candidates(prints))
+    assert len(ram) >= 7  # the planted copies, at least
+    assert _disk_candidates(prints, tmp_path, order=reversed(range(len(prints)))) == ram
+
+
+def test_disk_index_agrees_through_a_small_stop_list_and_many_passes(found, tmp_path, monkeypatch):
+    # A stop list that bites and a voting pass per track exercise both on the small fixture.
+    _, prints, _, _ = found
+    unstopped = len(list(fp.memory_candidates(prints)))
+    monkeypatch.setattr(fp, "STOP_POSTINGS", 4)
+    monkeypatch.setattr(landmark_index, "QUERY_LANDMARKS", 1)  # one track per pass
+    monkeypatch.setattr(landmark_index, "FLUSH_LANDMARKS", 500)
+    assert fp.stop_postings(len(prints)) == 4
+    ram = list(fp.memory_candidates(prints))
+    assert 0 < len(ram) < unstopped  # the stop list removed some candidates, not all
+    assert _disk_candidates(prints, tmp_path) == ram
+
+
+def test_disk_and_ram_duplicate_groups_are_identical(corpus, tmp_path):
+    names = list(corpus)
+    at_fp = [audio.resample(corpus[k], SR, fp.FP_SR) for k in names]
+    prints = [fp.fingerprint(y) for y in at_fp]
+    prints[names.index("song7")] = None  # a track that did not decode
+    decoded = [fp.decoded_key(corpus[k], SR) for k in names]
+    files = [f"file-{i}" for i in range(len(names))]
+    args = (names, files, decoded)
+    ram = fp.duplicate_groups(*args, prints, lambda i: at_fp[i])
+    with DiskLandmarkIndex(tmp_path) as index:
+        for i, p in enumerate(prints):
+            if p is not None:
+                index.add(i, p)
+        disk = fp.duplicate_groups(*args, index, lambda i: at_fp[i])
+    assert disk == ram
+    groups = {r["group_id"]: set(r["evidence"]["members"]) for r in disk}
+    assert sorted(map(sorted, groups.values())) == sorted(map(sorted, EXPECTED))
+    assert not list(tmp_path.iterdir())  # the scratch database is gone
+
+
+def test_stop_list_scales_with_the_corpus():
+    assert fp.stop_postings(240) == fp.stop_postings(25_600) == fp.STOP_POSTINGS
+    assert fp.stop_postings(100_000) == 1_000
+    assert fp.stop_postings(106_574) / 106_574 == pytest.approx(fp.STOP_SHARE, rel=1e-3)
+
+
+def test_a_killed_run_s_scratch_index_is_removed(tmp_path):
+    orphan = tmp_path / "landmarks-999999999-abc"  # no such pid
+    orphan.mkdir()
+    (orphan / "index.duckdb").write_bytes(b"left by a killed run")
+    with DiskLandmarkIndex(tmp_path) as index:
+        assert not orphan.exists() and index.dir.exists()
+    assert not index.dir.exists()
+
+
+def test_fault_scan_decodes_a_file_once_at_its_own_rate_across_runs(tmp_path, monkeypatch):
+    from genre_core.datasets.ingest import ingest
+    from genre_core.faults import detect
+    from genre_core.store import open_store
+
+    folder = tmp_path / "corpus" / "genres" / "rock"
+    folder.mkdir(parents=True)
+    rates = (44100, 22050, 44100)
+    for i, rate in enumerate(rates):
+        sf.write(str(folder / f"rock.{i:05d}.wav"), pcm16(song(i, seconds=5.0, artist=i, sr=rate)), rate)
+    copy = 0.5 * song(0, seconds=5.0, artist=0, sr=44100)[int(0.3 * 44100):]  # -6 dB, 0.3 s later
+    sf.write(str(folder / "rock.00003.wav"), pcm16(copy), 44100)
+    store = open_store(tmp_path / "db" / "gl.duckdb")
+    ingest(store, "folder", tmp_path / "corpus" / "genres", name="rates", progress=False)
+    decoded = []
+    real_load = audio.load
+    monkeypatch.setattr(audio, "load", lambda path, sr=audio.DEFAULT_SR, **kw: decoded.append(
+        (Path(path).name, sr)) or real_load(path, sr=sr, **kw))
+    summary = detect.detect_faults(store, "rates", progress=False)
+    assert sorted(decoded) == sorted((f"rock.{i:05d}.wav", rate) for i, rate in enumerate(rates + (44100,)))
+    assert set(summary.detected.loc[summary.detected.kind == "recording_duplicate", "track_id"]) == {
+        "rock/rock.00000", "rock/rock.00003"}
+    decoded.clear()
+    detect.detect_faults(store, "rates", progress=False)
+    assert decoded == []  # the second run reads the cache only
+    assert not list((tmp_path / "db" / "cache" / "fingerprints").iterdir())  # scratch index removed

@@ -30,6 +30,7 @@ from genre_core import audio, paths
 from genre_core.faults import fingerprint as fp
 from genre_core.faults.kinds import FAULT_KINDS
 from genre_core.faults.known import FAULT_COLUMNS, known_faults
+from genre_core.faults.landmark_index import DiskLandmarkIndex
 from genre_core.store import Store, to_json
 from genre_core.features.windows import WaveformCache
 
@@ -305,9 +306,10 @@ class _Scan:
 
 
 def _native_audio(track, cache: WaveformCache) -> tuple[np.ndarray, int]:
-    """(N,) samples at the file's own rate: through the training cache when that is its rate."""
+    """(N,) samples at the file's own rate, through the cache at that rate (keyed by sha1 and
+    rate: a 22,050-Hz file shares the training entry, a 44.1-kHz mp3 is decoded once, ever)."""
     sr = int(track.sample_rate)
-    if sr == audio.DEFAULT_SR and isinstance(track.sha1, str):
+    if isinstance(track.sha1, str):
         return cache.load(track.path, track.sha1, sr), sr
     return audio.load(track.path, sr=None), sr
 
@@ -342,12 +344,12 @@ class FaultSummary:
         return text
 
 
-def _scan_rows(ids: list[str], file_keys: list[str | None], scans: list[_Scan], load,
-               sr: int) -> pd.DataFrame:
+def _scan_rows(ids: list[str], file_keys: list[str | None], scans: list[_Scan], index: DiskLandmarkIndex,
+               load, sr: int) -> pd.DataFrame:
     """Duplicate and distortion rows (a distortion's group_id names the problem), and rows
-    for files that no longer decode."""
+    for files that no longer decode. `index` holds the scanned tracks' landmarks."""
     rows = [_row(**r) for r in fp.duplicate_groups(ids, file_keys, [s.decoded for s in scans],
-                                                   [s.fingerprint for s in scans], load, sr)]
+                                                   index, load, sr)]
     for track_id, scan in zip(ids, scans):
         for f in scan.findings:
             evidence = {k: v for k, v in f.items() if k != "score"}
@@ -357,17 +359,25 @@ def _scan_rows(ids: list[str], file_keys: list[str | None], scans: list[_Scan], 
     return _frame(rows)
 
 
-def _scan_all(tracks: pd.DataFrame, cache: WaveformCache, sr: int, progress: bool) -> list[_Scan]:
+def _scan_all(tracks: pd.DataFrame, cache: WaveformCache, sr: int, progress: bool,
+              index: DiskLandmarkIndex) -> list[_Scan]:
     """One _Scan per row of `tracks`; byte-identical files are read once and share it, which
-    also keeps two threads from writing the same cache file at once."""
+    also keeps two threads from writing the same cache file at once. Fingerprints go to
+    `index` under the row's position as they come (the scans keep none: memory stays flat)."""
     first = {}
     for pos, sha1 in enumerate(tracks["sha1"]):
         first.setdefault(sha1 if isinstance(sha1, str) else f"row-{pos}", pos)
     todo = sorted(first.values())
     # Decoding and FFTs release the GIL for long stretches: two threads use both cores.
+    done: dict[int, _Scan] = {}
     with ThreadPoolExecutor(max_workers=2) as pool:
-        done = dict(zip(todo, tqdm(pool.map(lambda pos: _scan_track(tracks.iloc[pos], cache, sr), todo),
-                                   total=len(todo), desc="fault scan", unit="track", disable=not progress)))
+        scans = pool.map(lambda pos: _scan_track(tracks.iloc[pos], cache, sr), todo)
+        for pos, scan in zip(todo, tqdm(scans, total=len(todo), desc="fault scan", unit="track",
+                                        disable=not progress)):
+            if scan.fingerprint is not None:
+                index.add(pos, scan.fingerprint)
+                scan.fingerprint = None
+            done[pos] = scan
     return [done[first[sha1 if isinstance(sha1, str) else f"row-{pos}"]]
             for pos, sha1 in enumerate(tracks["sha1"])]
 
@@ -375,8 +385,9 @@ def _scan_all(tracks: pd.DataFrame, cache: WaveformCache, sr: int, progress: boo
 def detect_faults(store: Store, dataset_name: str, progress: bool = True, sr: int = fp.FP_SR) -> FaultSummary:
     """Run every detector on a dataset and replace its stored faults (detected and known).
 
-    Audio is read once per track (through the training cache); duplicates are fingerprinted
-    at `sr` Hz, distortions measured at each file's own rate. Label issues need a complete
+    Audio is read once per track, through the cache at the file's own rate; duplicates are
+    fingerprinted at `sr` Hz into an on-disk landmark index (bounded memory), distortions
+    measured at each file's own rate. Label issues need a complete
     k-fold run of the dataset. Returns counts per kind and the time taken.
     """
     start = time.perf_counter()
@@ -385,7 +396,6 @@ def detect_faults(store: Store, dataset_name: str, progress: bool = True, sr: in
     every = store.tracks(dataset_name, usable_only=False)
     usable = every[every["status"] == "ok"].reset_index(drop=True)
     cache = WaveformCache(paths.cache_dir(store.path))
-    scans = _scan_all(usable, cache, sr, progress)
     ids = list(usable["track_id"])
 
     @lru_cache(maxsize=16)
@@ -394,7 +404,10 @@ def detect_faults(store: Store, dataset_name: str, progress: bool = True, sr: in
         return audio.resample(np.asarray(y), native, sr)
 
     file_keys = [k if isinstance(k, str) else None for k in usable["sha1"]]
-    parts = [_scan_rows(ids, file_keys, scans, load, sr), status_faults(every), artist_repeats(usable)]
+    with DiskLandmarkIndex(paths.cache_dir(store.path) / "fingerprints") as index:
+        scans = _scan_all(usable, cache, sr, progress, index)
+        parts = [_scan_rows(ids, file_keys, scans, index, load, sr), status_faults(every),
+                 artist_repeats(usable)]
     oof = out_of_fold_probs(store.kfold_test_predictions(dataset_id))
     if oof is not None:
         parts.append(_label_rows(oof))

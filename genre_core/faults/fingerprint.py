@@ -8,10 +8,13 @@ manner of Wang, "An industrial-strength audio search algorithm" (ISMIR 2003):
 1. constellation: local maxima of a log-magnitude STFT at 11025 Hz (picked in one vectorised
    pass with `scipy.ndimage.maximum_filter`);
 2. landmarks: each peak paired with a few later peaks, hashed as (f1, f2, dt);
-3. an inverted index hash -> postings (track, t1), held as hash-sorted arrays searched by
-   bisection rather than a dict of lists: millions of Python lists cost more than the rest;
+3. an inverted index hash -> postings (track, t1): on disk for a whole corpus
+   (genre_core.faults.landmark_index, a DuckDB table voted on in SQL, memory bounded), or
+   in RAM as hash-sorted arrays searched by bisection (`LandmarkIndex`, the reference the
+   on-disk index is tested against, and fast for a few hundred tracks);
 4. each track queries the index; hits vote on (other track, t_query - t_ref) and a real
-   duplicate shows a sharp peak at one offset;
+   duplicate shows a sharp peak at one offset; hashes too common to identify anything (the
+   stop list, scaled with corpus size by `stop_postings`) cast no votes;
 5. only candidates with enough aligned votes are confirmed, by a gain-invariant normalised
    cross-correlation of the waveforms at the voted offset (refined to a sub-sample lag).
 
@@ -23,8 +26,9 @@ either the sharp-offset vote or the waveform correlation.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import scipy.fft
@@ -42,7 +46,9 @@ FAN_OUT = 4  # landmarks per anchor peak
 LOOKAHEAD = 24  # later peaks considered as targets of one anchor
 MAX_DT = 63  # frames (1.5 s): 6 bits of the hash
 MAX_DF = 127  # bins an anchor and its target may differ by
-STOP_POSTINGS = 256  # hashes this common (steady tones, silence edges) say nothing: skipped
+STOP_POSTINGS = 256  # hashes this common (steady tones, silence edges) say nothing: skipped ...
+STOP_SHARE = 0.01  # ... and above 25,600 tracks, hashes with more postings than 1% of the track
+                   # count: a fixed cap stops ever more useful hashes as the corpus grows
 MIN_VOTES = 12  # aligned landmark hits needed to call a pair a candidate
 MIN_VOTE_SHARE = 0.05  # ... and as a share of the shorter track's landmarks
 MIN_CORRELATION = 0.9  # waveform correlation confirming a candidate: copies measure > 0.99,
@@ -122,12 +128,31 @@ def decoded_key(y: np.ndarray, sr: int) -> str:
     return digest.hexdigest()
 
 
+def stop_postings(n_tracks: int) -> int:
+    """Postings above which a hash is skipped, for an index of `n_tracks` tracks.
+
+    A hash's postings grow in proportion to the corpus (the share of tracks holding it is a
+    property of music, not of corpus size), so a fixed cap would stop more and more of the
+    hashes that identify recordings, and recall would fall as the corpus grows. Scaling the
+    cap keeps the same hashes stopped at any size; the floor keeps small corpora (the demo,
+    GTZAN, FMA-small and -medium) exactly as they were. Cost: a hash with c postings makes
+    c^2/2 pair hits, so voting work grows as N^2 times the (fixed) sum of squared hash shares.
+    """
+    return max(STOP_POSTINGS, math.ceil(STOP_SHARE * n_tracks))
+
+
 class LandmarkIndex:
-    """Inverted index hash -> postings (track, anchor frame), as sorted arrays."""
+    """Inverted index hash -> postings (track, anchor frame), as sorted arrays in RAM.
+
+    With the prints it is built from, ~28 B per landmark (~52 B while sorting): the reference
+    implementation, and fine for a few hundred tracks; detect_faults uses the on-disk index
+    (genre_core.faults.landmark_index).
+    """
 
     def __init__(self, prints: Sequence[Fingerprint]):
         sizes = np.array([p.hashes.size for p in prints], dtype=np.int64)
         self.sizes = sizes
+        self.stop = stop_postings(len(prints))
         self.max_frames = max((p.n_frames for p in prints), default=1)
         hashes = np.concatenate([p.hashes for p in prints]) if prints else np.zeros(0, np.int64)
         tracks = np.repeat(np.arange(len(prints), dtype=np.int32), sizes)
@@ -143,7 +168,7 @@ class LandmarkIndex:
         lo = np.searchsorted(self.hashes, fp.hashes, side="left")
         hi = np.searchsorted(self.hashes, fp.hashes, side="right")
         count = hi - lo
-        count[count > STOP_POSTINGS] = 0
+        count[count > self.stop] = 0
         total = int(count.sum())
         if total == 0:
             return []
@@ -179,11 +204,24 @@ def _offset_peaks(query: int, other: np.ndarray, offset: np.ndarray, span: int,
     hits = np.bincount(owners, weights=counts)
     order = np.lexsort((-smooth, owners))  # by owner, best smoothed bin first
     best = order[np.r_[True, owners[order][1:] != owners[order][:-1]]]
-    share = smooth[best] / np.maximum(1, np.minimum(sizes[query], sizes[owners[best]]))
-    best = best[(smooth[best] >= MIN_VOTES) & (share >= MIN_VOTE_SHARE)]
-    return [dict(other=int(owners[k]), offset_frames=int(keys[k] % width) - span - 1, votes=int(smooth[k]),
-                 vote_share=round(float(smooth[k] / max(1, min(sizes[query], sizes[owners[k]]))), 4),
-                 peak_share=round(float(smooth[k] / hits[owners[k]]), 4)) for k in best]
+    return voted_candidates(np.full(best.size, query), owners[best], keys[best] % width - span - 1,
+                            smooth[best], hits[owners[best]], sizes)
+
+
+def voted_candidates(query: np.ndarray, other: np.ndarray, offset: np.ndarray, votes: np.ndarray,
+                     hits: np.ndarray, sizes: np.ndarray | Sequence[int]) -> list[dict]:
+    """Candidates among each pair's best offset: (K,) arrays of the pair's tracks, best offset
+    in frames, smoothed votes there and all hits of the pair; `sizes[i]` is track i's landmark
+    count. Keeps pairs with MIN_VOTES aligned votes making MIN_VOTE_SHARE of the shorter track."""
+    keep = np.asarray(votes) >= MIN_VOTES  # most pairs share a chance hit or two: drop them first
+    query, other, offset, votes, hits = (np.asarray(x)[keep] for x in (query, other, offset, votes, hits))
+    out = []
+    for q, o, off, v, h in zip(query, other, offset, votes, hits):
+        share = float(v / max(1, min(sizes[int(q)], sizes[int(o)])))
+        if v >= MIN_VOTES and share >= MIN_VOTE_SHARE:
+            out.append(dict(other=int(o), offset_frames=int(off), votes=int(v), vote_share=round(share, 4),
+                            peak_share=round(float(v / h), 4)))
+    return out
 
 
 def align(q: np.ndarray, r: np.ndarray, offset: int, max_lag: int = 2 * HOP, min_overlap: int = 0) -> dict:
@@ -244,22 +282,36 @@ def recording_pairs(prints: Sequence[Fingerprint], load: Callable[[int], np.ndar
     only voted candidates are loaded.
     `skip(a, b)` drops pairs already known (e.g. exact duplicates). Each pair: a, b, score
     (correlation) and evidence (offset_s, gain_db, matched_hashes, vote_share, correlation).
+    The index is held in RAM: the reference for the on-disk index (landmark_index).
     """
+    return confirm_pairs(memory_candidates(prints), load, skip, sr)
+
+
+def memory_candidates(prints: Sequence[Fingerprint]) -> Iterator[tuple[int, dict]]:
+    """(a, candidate) for every voted pair a < candidate["other"] of `prints`, by the RAM index."""
     index = LandmarkIndex(prints)
-    pairs = []
     for a, fp in enumerate(prints):
         for cand in index.votes(a, fp):
-            b = cand["other"]
-            if skip(a, b):
-                continue
-            fit = align(load(a), load(b), cand["offset_frames"] * HOP, min_overlap=int(MIN_OVERLAP_S * sr))
-            if fit["correlation"] < MIN_CORRELATION:
-                continue
-            offset_s = (cand["offset_frames"] * HOP + fit["lag"]) / sr
-            pairs.append(dict(a=a, b=b, score=fit["correlation"], evidence=dict(
-                offset_s=round(offset_s, 4), gain_db=fit["gain_db"], matched_hashes=cand["votes"],
-                vote_share=cand["vote_share"], correlation=fit["correlation"],
-                overlap_s=round(fit["overlap"] / sr, 2))))
+            yield a, cand
+
+
+def confirm_pairs(candidates: Iterable[tuple[int, dict]], load: Callable[[int], np.ndarray],
+                  skip: Callable[[int, int], bool] = lambda a, b: False, sr: int = FP_SR) -> list[dict]:
+    """Voted candidates (a, dict(other, offset_frames, votes, vote_share)) confirmed by waveform
+    correlation; `load(i)` gives track i's (N,) audio at `sr` Hz. Pairs as `recording_pairs`."""
+    pairs = []
+    for a, cand in candidates:
+        b = cand["other"]
+        if skip(a, b):
+            continue
+        fit = align(load(a), load(b), cand["offset_frames"] * HOP, min_overlap=int(MIN_OVERLAP_S * sr))
+        if fit["correlation"] < MIN_CORRELATION:
+            continue
+        offset_s = (cand["offset_frames"] * HOP + fit["lag"]) / sr
+        pairs.append(dict(a=a, b=b, score=fit["correlation"], evidence=dict(
+            offset_s=round(offset_s, 4), gain_db=fit["gain_db"], matched_hashes=cand["votes"],
+            vote_share=cand["vote_share"], correlation=fit["correlation"],
+            overlap_s=round(fit["overlap"] / sr, 2))))
     return pairs
 
 
@@ -295,10 +347,12 @@ def key_groups(keys: Sequence[Sequence[str | None]]) -> list[list[int]]:
 
 
 def duplicate_groups(ids: Sequence[str], file_keys: Sequence[str | None], decoded_keys: Sequence[str | None],
-                     prints: Sequence[Fingerprint | None], load: Callable[[int], np.ndarray],
-                     sr: int = FP_SR) -> list[dict]:
+                     prints, load: Callable[[int], np.ndarray], sr: int = FP_SR) -> list[dict]:
     """Exact and recording duplicates among tracks `ids` (all arguments parallel to it).
 
+    `prints` is either the on-disk index holding track i's landmarks under i (a
+    landmark_index.DiskLandmarkIndex: `indexed(i)`, `candidates(tracks)`) or, in RAM, a
+    sequence of Fingerprint-or-None parallel to `ids`; both give the same groups.
     `load(i)` returns track i's (N,) audio at `sr`, read only for voted candidates. Recording
     duplicates are searched among one member per exact group, so a byte copy is reported
     once, as an exact duplicate. Returns rows (track_id, kind, group_id, score, evidence
@@ -313,18 +367,24 @@ def duplicate_groups(ids: Sequence[str], file_keys: Sequence[str | None], decode
                       evidence=evidence) for i in group]
         for i in group[1:]:
             rep[i] = group[0]
-    reps = [i for i in range(len(ids)) if rep[i] == i and prints[i] is not None]
-    pairs = recording_pairs([prints[i] for i in reps], lambda j: load(reps[j]), sr=sr)
+    on_disk = hasattr(prints, "candidates")
+    reps = [i for i in range(len(ids)) if rep[i] == i and (prints.indexed(i) if on_disk else prints[i] is not None)]
+    if on_disk:
+        candidates = prints.candidates(reps)
+    else:  # the RAM index numbers the representatives 0..R-1: back to positions in `ids`
+        candidates = ((reps[a], dict(c, other=reps[c["other"]]))
+                      for a, c in memory_candidates([prints[i] for i in reps]))
+    pairs = confirm_pairs(candidates, load, sr=sr)
     best: dict[int, tuple[float, dict]] = {}
     for p in pairs:
         for mine, other, sign in ((p["a"], p["b"], 1.0), (p["b"], p["a"], -1.0)):
             if mine not in best or p["score"] > best[mine][0]:
                 # evidence is measured from the pair's first track; turned round for the second
-                best[mine] = (p["score"], dict(p["evidence"], partner=ids[reps[other]],
+                best[mine] = (p["score"], dict(p["evidence"], partner=ids[other],
                                                offset_s=sign * p["evidence"]["offset_s"] + 0.0,
                                                gain_db=sign * p["evidence"]["gain_db"] + 0.0))
-    for g, group in enumerate(connected_groups(len(reps), [(p["a"], p["b"]) for p in pairs]), 1):
-        members = [ids[reps[j]] for j in group]
-        rows += [dict(track_id=ids[reps[j]], kind="recording_duplicate", group_id=f"recording-{g:02d}",
+    for g, group in enumerate(connected_groups(len(ids), [(p["a"], p["b"]) for p in pairs]), 1):
+        members = [ids[j] for j in group]
+        rows += [dict(track_id=ids[j], kind="recording_duplicate", group_id=f"recording-{g:02d}",
                       score=best[j][0], evidence=dict(best[j][1], members=members)) for j in group]
     return rows
