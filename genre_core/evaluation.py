@@ -8,7 +8,6 @@ small split happens to lack neither drags the average down nor inflates it.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -187,30 +186,39 @@ def bootstrap_ci(
     alpha: float = 0.05,
     seed: int = 0,
     vectorized: bool = True,
+    chunk: int | None = None,
 ) -> tuple[float, float]:
     """Percentile bootstrap (1 - alpha) interval of a metric, resampling items with replacement.
 
     `y_x` is whatever the metric scores against `y_true` (N,): predictions (N,) or scores
     (N, C). With `vectorized=True` `metric_fn` is a batched metric (see `batch_accuracy`,
-    `batch_top_k`, `batch_macro_f1`) called on (R, N[, C]) resamples in memory-bounded chunks;
-    otherwise it is a plain scalar metric (e.g. an sklearn function) called once per resample.
-    The same seed draws the same resamples for every metric, so intervals are paired.
+    `batch_top_k`, `batch_macro_f1`) called on (R, N[, C]) resamples in memory-bounded chunks
+    (resampled rows of at most _BOOT_CHUNK_ELEMENTS values each: memory O(chunk x N) whatever
+    n_boot); otherwise it is a plain scalar metric (e.g. an sklearn function) called once per
+    resample. The same seed draws the same resamples for every metric, so intervals are
+    paired, and the same resamples whatever `chunk` (resamples drawn and scored together;
+    default: as many as fit in _BOOT_CHUNK_ELEMENTS).
     """
     y_true = np.asarray(y_true)
     y_x = np.asarray(y_x)
     n = y_true.shape[0]
     if n == 0 or y_x.shape[0] != n:
         raise ValueError(f"need matching non-empty inputs, got {y_true.shape} and {y_x.shape}")
-    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))  # (R, N)
-    if vectorized:
+    if chunk is None:
         per_row = n * max(1, int(np.prod(y_x.shape[1:])))
         chunk = max(1, _BOOT_CHUNK_ELEMENTS // per_row)
-        values = np.concatenate([  # (R,)
-            np.asarray(metric_fn(y_true[part], y_x[part]), dtype=np.float64).reshape(-1)
-            for part in np.array_split(idx, math.ceil(n_boot / chunk))  # (R_chunk, N) each
-        ])
-    else:
-        values = np.array([float(metric_fn(y_true[row], y_x[row])) for row in idx])
+    rng = np.random.default_rng(seed)
+    values = np.empty(n_boot)  # (R,)
+    for start in range(0, n_boot, chunk):
+        # Each chunk's resamples are drawn only when scored: peak memory is chunk x N, not
+        # n_boot x N. Consecutive draws continue one stream, so any chunking draws exactly
+        # the resamples one (n_boot, N) draw would, and the interval does not depend on it.
+        idx = rng.integers(0, n, size=(min(chunk, n_boot - start), n))  # (R_chunk, N)
+        if vectorized:
+            part = np.asarray(metric_fn(y_true[idx], y_x[idx]), dtype=np.float64).reshape(-1)
+        else:
+            part = np.array([float(metric_fn(y_true[row], y_x[row])) for row in idx])
+        values[start : start + len(idx)] = part
     low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])
     return float(low), float(high)
 

@@ -1,5 +1,6 @@
-"""Embeddings: per-track means, deterministic 2-D maps, cosine neighbours, and the
-confusion analysis built on stored predictions and neighbours."""
+"""Embeddings: per-track means, deterministic 2-D maps, cosine neighbours (exact, and
+approximate above a size threshold), `analyze --methods`, and the confusion analysis built
+on stored predictions and neighbours."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from genre_core.analysis.embeddings import confusion_analysis, nearest_neighbours, project, track_means
+from genre_core.analysis import embeddings
+from genre_core.analysis.embeddings import (
+    KnnGraph, confusion_analysis, knn_graph, nearest_neighbours, project, track_means,
+)
 
 
 def _clusters(n_per: int = 12, dim: int = 8, seed: int = 0) -> np.ndarray:
@@ -23,7 +27,7 @@ def test_track_means_average_each_tracks_windows():
     np.testing.assert_allclose(out, [[2, 1], [0, 0], [5, 5]])  # track 1 had no window
 
 
-@pytest.mark.parametrize("method", ["tsne", "umap"])
+@pytest.mark.parametrize("method", ["tsne", "umap", "pca"])
 def test_projections_are_deterministic_under_a_seed(method):
     vectors = _clusters()
     first, again = project(vectors, method, seed=0), project(vectors, method, seed=0)
@@ -35,7 +39,7 @@ def test_projections_are_deterministic_under_a_seed(method):
         assert not np.allclose(first, project(vectors, method, seed=1))
 
 
-@pytest.mark.parametrize("method", ["tsne", "umap"])
+@pytest.mark.parametrize("method", ["tsne", "umap", "pca"])
 def test_projections_keep_clusters_apart(method):
     xy = project(_clusters(), method, seed=0)
     centres = np.stack([xy[i * 12 : (i + 1) * 12].mean(axis=0) for i in range(3)])
@@ -56,7 +60,17 @@ def test_umap_leaves_torchs_thread_count_alone():
 def test_a_handful_of_tracks_still_gets_a_map():
     assert project(np.eye(3), "umap").shape == (3, 2)
     with pytest.raises(ValueError, match="unknown projection"):
-        project(np.eye(5), "pca")
+        project(np.eye(5), "mds")
+
+
+def test_umap_reads_a_graph_handed_in_instead_of_searching():
+    vectors = _clusters()
+    graph = knn_graph(vectors, 14)
+    np.testing.assert_array_equal(project(vectors, "umap", knn=graph), project(vectors, "umap"))
+    # A graph it reads: scrambled neighbours give another map.
+    rng = np.random.default_rng(0)
+    scrambled = KnnGraph(rng.permutation(graph.indices), graph.distances, exact=True)
+    assert not np.allclose(project(vectors, "umap", knn=scrambled), project(vectors, "umap"))
 
 
 def test_nearest_neighbours_by_cosine_exclude_self_and_are_ordered():
@@ -79,6 +93,87 @@ def test_nearest_neighbours_chunks_give_the_same_answer():
     whole = nearest_neighbours(ids, vectors, k=5)
     pd.testing.assert_frame_equal(whole, nearest_neighbours(ids, vectors, k=5, chunk=7))
     assert (whole.groupby("track_id").size() == 5).all()
+
+
+def _many_clusters(n: int = 3000, dim: int = 32, n_clusters: int = 30, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n_clusters, dim)) * 2
+    return centres[rng.integers(0, n_clusters, size=n)] + rng.standard_normal((n, dim))
+
+
+@pytest.fixture(scope="module")
+def exact_and_approximate():
+    vectors = _many_clusters()
+    # threshold=1000 forces pynndescent on 3,000 vectors; the first call compiles (numba).
+    return vectors, knn_graph(vectors, 10), knn_graph(vectors, 10, seed=0, threshold=1000)
+
+
+@pytest.mark.slow
+def test_approximate_neighbours_agree_with_exact_ones(exact_and_approximate):
+    vectors, exact, approx = exact_and_approximate
+    assert exact.exact and not approx.exact
+    assert approx.indices.shape == exact.indices.shape == (3000, 10)
+    recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx.indices, exact.indices)])
+    assert recall >= 0.9
+    assert not (approx.indices == np.arange(3000)[:, None]).any()  # never yourself
+    assert (np.diff(approx.distances, axis=1) >= 0).all()  # nearest first
+    x = embeddings.unit_rows(vectors)
+    cosine = 1.0 - np.einsum("nd,nkd->nk", x, x[approx.indices])  # (N, k) recomputed
+    np.testing.assert_allclose(approx.distances, cosine, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_approximate_neighbours_are_seeded_and_feed_the_table(exact_and_approximate):
+    vectors, _, approx = exact_and_approximate
+    again = knn_graph(vectors, 10, seed=0, threshold=1000)
+    np.testing.assert_array_equal(again.indices, approx.indices)
+    ids = [f"t{i:04d}" for i in range(len(vectors))]
+    table = nearest_neighbours(ids, vectors, k=5, knn=approx)
+    assert len(table) == 3000 * 5
+    np.testing.assert_array_equal(table.distance.to_numpy().reshape(3000, 5), approx.distances[:, :5])
+
+
+def test_a_narrow_graph_refuses_a_wider_question():
+    graph = knn_graph(_clusters(), 3)
+    assert graph.exact and graph.indices.shape == (36, 3)
+    with pytest.raises(ValueError, match="holds 3 neighbours"):
+        graph.first(5)
+    pd.testing.assert_frame_equal(  # prefixes of a wider exact graph are the narrower answer
+        nearest_neighbours(list("abcdefghijklmnopqrstuvwxyz0123456789"), _clusters(), k=3,
+                           knn=knn_graph(_clusters(), 10)),
+        nearest_neighbours(list("abcdefghijklmnopqrstuvwxyz0123456789"), _clusters(), k=3))
+
+
+def test_methods_flag_parses_and_refuses_unknown_maps(capsys):
+    from training.cli import build_parser
+
+    parse = build_parser().parse_args
+    assert parse(["analyze", "--run", "r"]).methods == ("tsne", "umap")
+    assert parse(["analyze", "--run", "r", "--methods", "pca, umap,pca"]).methods == ("pca", "umap")
+    assert parse(["analyze", "--run", "r", "--methods", "none"]).methods == ()
+    with pytest.raises(SystemExit) as stop:
+        parse(["analyze", "--run", "r", "--methods", "umap,mds"])
+    assert stop.value.code == 2 and "unknown projection mds" in capsys.readouterr().err
+
+
+def test_analyze_draws_the_methods_asked_and_says_what_it_skipped(toy_store, monkeypatch, capsys):
+    from genre_core.models.musicnn import net as musicnn
+    from genre_core.models.musicnn.weights import MusicnnWeightsMissing
+    from genre_core.train.fit import TrainConfig, fit
+    from training.cli import main
+
+    def missing(*args, **kwargs):
+        raise MusicnnWeightsMissing("not installed (simulated)")
+
+    monkeypatch.setattr(musicnn, "load_tagger", missing)
+    monkeypatch.setattr(embeddings, "TSNE_MAX_POINTS", 10)  # the toy's 24 tracks are "too many"
+    run_id = fit(toy_store, TrainConfig.tiny_preset("toy", "logreg"), progress=False).run_id
+    code = main(["analyze", "--run", run_id, "--methods", "pca,tsne", "--db", str(toy_store.path)])
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert code == 0 and "1 projections" in line and "t-SNE skipped: 24 tracks > 10" in line
+    maps = toy_store.query("SELECT method, count(*) AS n FROM projections WHERE run_id = ? "
+                           "GROUP BY method", [run_id])
+    assert maps.to_dict("records") == [{"method": "pca", "n": 24}]
 
 
 CLASSES = ["blues", "jazz", "rock"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import tracemalloc
 from math import comb
 
 import numpy as np
@@ -128,6 +129,42 @@ def test_bootstrap_vectorised_metrics_match_scalar_metrics(scored):
         fast = ev.bootstrap_ci(y_true, y_x, batched, n_boot=50, seed=1)
         slow = ev.bootstrap_ci(y_true, y_x, scalar, n_boot=50, seed=1, vectorized=False)
         np.testing.assert_allclose(fast, slow)
+
+
+def _one_draw_bootstrap(y, y_x, fn, n_boot, seed, alpha=0.05):
+    """The bootstrap as it was: every resample drawn at once as one (n_boot, N) index."""
+    idx = np.random.default_rng(seed).integers(0, len(y), size=(n_boot, len(y)))
+    values = np.asarray(fn(y[idx], y_x[idx]), dtype=np.float64)
+    return tuple(float(v) for v in np.quantile(values, [alpha / 2, 1 - alpha / 2]))
+
+
+def test_bootstrap_chunks_draw_the_resamples_of_one_draw(scored):
+    y_true, probs = scored
+    y_pred = probs.argmax(axis=1)
+    for fn, y_x in ((ev.batch_accuracy, y_pred), (ev.batch_macro_f1(5), y_pred),
+                    (ev.batch_top_k(2), probs)):
+        whole = _one_draw_bootstrap(y_true, y_x, fn, n_boot=200, seed=5)
+        for chunk in (None, 1, 7, 200, 10_000):
+            assert ev.bootstrap_ci(y_true, y_x, fn, n_boot=200, seed=5, chunk=chunk) == whole
+
+
+def _peak_bytes(fn) -> int:
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_bootstrap_memory_is_bounded_by_the_chunk_not_n_boot():
+    rng = np.random.default_rng(2)
+    n = 50_000
+    y, pred = rng.integers(0, 10, size=n), rng.integers(0, 10, size=n)
+    few, many = (_peak_bytes(lambda: ev.bootstrap_ci(y, pred, ev.batch_accuracy, n_boot=r))
+                 for r in (100, 1000))
+    assert many < 1.2 * few, f"{few / 1e6:.0f} MB at 100 resamples, {many / 1e6:.0f} MB at 1000"
+    assert many < 1000 * n * 8 / 3  # one (1000, N) int64 index alone was 400 MB
 
 
 def test_bootstrap_accuracy_is_fast():

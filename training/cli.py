@@ -68,7 +68,22 @@ def cmd_analyze(args: argparse.Namespace) -> str:
     from genre_core.analysis.analyze import analyze
 
     limits = {} if args.gradcam_limit is None else {"gradcam_limit": args.gradcam_limit or None}  # 0: all
-    return analyze(open_store(args.db, create=False), args.run, **limits).line()
+    return analyze(open_store(args.db, create=False), args.run, methods=args.methods, **limits).line()
+
+
+def _methods(text: str) -> tuple[str, ...]:
+    """--methods "umap,tsne" -> ("umap", "tsne"); "none" -> () (neighbours only)."""
+    from genre_core.analysis.embeddings import METHODS
+
+    names = tuple(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
+    if names == ("none",):
+        return ()
+    unknown = [m for m in names if m not in METHODS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown projection {', '.join(unknown) or repr(text)} "
+            f"(choose from {', '.join(METHODS)}, comma-separated, or none)")
+    return names
 
 
 def cmd_faults(args: argparse.Namespace) -> str:
@@ -165,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="run id (see the app's Overview or the runs table)")
     p.add_argument("--gradcam-limit", type=int, metavar="N",
                    help="explain at most N test tracks, misclassified first (0: all; default 300)")
+    p.add_argument("--methods", type=_methods, default="tsne,umap",
+                   help="2-D maps to draw, comma-separated from tsne, umap, pca, or none "
+                        "(default tsne,umap; t-SNE is skipped with a note above 250,000 tracks)")
 
     p = command("faults", cmd_faults, "duplicates, label issues, distortions, artist repetition")
     _cache_args(p)

@@ -22,6 +22,9 @@ from tqdm import tqdm
 
 from genre_core import paths
 from genre_core.analysis.embeddings import nearest_neighbours, project, track_embeddings
+from genre_core.analysis.embeddings import (
+    DEFAULT_METHODS, UMAP_NEIGHBOURS, knn_graph, skip_reason,
+)
 from genre_core.analysis.explain import (
     band_occlusion, band_profile, compact, normalise, track_features, track_map,
 )
@@ -57,13 +60,14 @@ class AnalyzeSummary:
 
 
 def analyze(store: Store, run_id: str, progress: bool = True, gradcam_split: str = "test",
-            taggrams: bool = True, methods: Sequence[str] = ("tsne", "umap"),
+            taggrams: bool = True, methods: Sequence[str] = DEFAULT_METHODS,
             device: str = "auto", k: int = 10, gradcam_limit: int | None = GRADCAM_LIMIT) -> AnalyzeSummary:
     """Compute and store every analysis of a complete run; returns counts for the summary.
 
     `gradcam_split`: the split (with stored predictions: "test" or "val") whose tracks get
     Grad-CAM maps, band importance and taggrams. `taggrams` needs the musicnn wheel (skipped
-    with a note without it). `k`: neighbours kept per track.
+    with a note without it). `k`: neighbours kept per track. `methods`: the 2-D maps to
+    draw (see embeddings.METHODS); one skipped at this size gets a note instead.
     """
     started = time.perf_counter()
     loaded = load_run(store, run_id, device)
@@ -119,17 +123,25 @@ def _embedding_tables(loaded: LoadedRun, tracks: pd.DataFrame, cache: WaveformCa
     ids, vectors, kind = track_embeddings(loaded, tracks, cache, progress, extra=extra)
     if kind != "penultimate":
         summary.notes.append(f"maps and neighbours use the {kind} features (no network embedding)")
+    # One neighbour search serves UMAP and the neighbours table (approximate above
+    # embeddings.ANN_THRESHOLD tracks).
+    graph = knn_graph(vectors, max(k, UMAP_NEIGHBOURS - 1), seed=loaded.config.seed)
+    if not graph.exact:
+        summary.notes.append(f"neighbours approximate (pynndescent, {len(ids):,} tracks)")
     maps = []
     for method in tqdm(methods, desc="projections", unit="map", disable=not progress):
-        xy = project(vectors, method, seed=loaded.config.seed)  # (N, 2)
+        if (reason := skip_reason(method, len(ids))) is not None:
+            summary.notes.append(reason)
+            continue
+        xy = project(vectors, method, seed=loaded.config.seed, knn=graph)  # (N, 2)
         maps.append(pd.DataFrame({"method": method, "track_id": ids, "x": xy[:, 0], "y": xy[:, 1]}))
-    summary.n_embeddings, summary.n_projections = len(ids), len(methods)
+    summary.n_embeddings, summary.n_projections = len(ids), len(maps)
     return {
         "embeddings": pd.concat(
             [pd.DataFrame({"track_id": ids, "kind": name, "vector": [v.tolist() for v in table]})
              for name, table in {kind: vectors, **extra}.items()], ignore_index=True),
         "projections": pd.concat(maps, ignore_index=True) if maps else pd.DataFrame(),
-        "neighbours": nearest_neighbours(ids, vectors, k=k),
+        "neighbours": nearest_neighbours(ids, vectors, k=k, knn=graph),
     }
 
 

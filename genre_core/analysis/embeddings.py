@@ -1,16 +1,21 @@
-"""Where a model puts each track: penultimate embeddings, 2-D maps of them (t-SNE, UMAP),
-nearest neighbours, and the confusion analysis that reads those neighbours.
+"""Where a model puts each track: penultimate embeddings, 2-D maps of them (t-SNE, UMAP,
+PCA), nearest neighbours, and the confusion analysis that reads those neighbours.
 
 A track's embedding is the mean of its windows' embeddings (the run's eval hop), so it
 summarises the whole track the way the track-level prediction does. Maps and neighbours
 use the direction of a vector, not its length (rows scaled to unit length; cosine
 distance), because ReLU embeddings of loud and quiet versions of a sound differ mostly
 in length.
+
+Nothing here is O(N^2) above ANN_THRESHOLD tracks: neighbours are then approximate
+(pynndescent) and searched once for both UMAP and the neighbours table, t-SNE is openTSNE's
+O(N) FFT method, and past TSNE_MAX_POINTS it is skipped.
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -22,6 +27,15 @@ from genre_core.features.windows import WaveformCache, build_windows, handcrafte
 from genre_core.train.inference import batch_size
 
 NEIGHBOUR_COLUMNS = ["track_id", "rank", "neighbour_id", "distance"]
+METHODS = ("tsne", "umap", "pca")  # every 2-D map project() draws
+DEFAULT_METHODS = ("tsne", "umap")  # what `analyze` draws unless told (the Map page's two)
+# Above this many tracks neighbours come from pynndescent: exact search is O(N^2 D) (~1 s
+# at 5,000 x 200-d, ~3 min at 100,000); below it exact search is as fast and has no error.
+ANN_THRESHOLD = 5_000
+UMAP_NEIGHBOURS = 15  # UMAP's n_neighbors, counting each point as its own first neighbour
+# openTSNE's FFT t-SNE is O(N) but ~2-3 ms per point on one core (~5 min at 100,000), so a
+# catalogue past this would stall `analyze` for hours: skipped there, with a note.
+TSNE_MAX_POINTS = 250_000
 CONFUSION_COLUMNS = [
     "label", "predicted", "count", "share", "track_ids", "probs", "neighbour_ids",
     "neighbour_labels", "neighbours_predicted_share",
@@ -95,31 +109,90 @@ def _pca2(x: np.ndarray) -> np.ndarray:
     return np.pad(coords, ((0, 0), (0, 2 - coords.shape[1])))
 
 
-def project(vectors: np.ndarray, method: str = "tsne", seed: int = 0) -> np.ndarray:
+@dataclass(frozen=True)
+class KnnGraph:
+    """Each row's nearest other rows by cosine distance, nearest first: computed once,
+    then shared by the UMAP map and the neighbours table."""
+
+    indices: np.ndarray  # (N, k) int64 row numbers, never the row itself
+    distances: np.ndarray  # (N, k) float64 cosine distances (1 - cos, in [0, 2])
+    exact: bool  # False: pynndescent's approximate answer
+
+    def first(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest ((N, k) indices, (N, k) distances); k <= the graph's width."""
+        if k > self.indices.shape[1]:
+            raise ValueError(f"graph holds {self.indices.shape[1]} neighbours, {k} asked")
+        return self.indices[:, :k], self.distances[:, :k]
+
+
+def knn_graph(vectors: np.ndarray, k: int, seed: int = 0, threshold: int = ANN_THRESHOLD,
+              chunk: int = 1024) -> KnnGraph:
+    """(N, D) embeddings -> the k (capped at N - 1) nearest other rows of each by cosine
+    distance. Exact (ties to the earlier row; memory chunk x N) for N <= `threshold`,
+    pynndescent above it (memory O(N k), time empirically ~O(N^1.14 D)); the same seed
+    gives the same graph either way."""
+    x = unit_rows(vectors)
+    k = min(k, len(x) - 1)
+    if k < 1:
+        empty = np.zeros((len(x), 0))
+        return KnnGraph(empty.astype(np.int64), empty, exact=True)
+    if len(x) <= threshold:
+        indices, distances = _knn(x, k, chunk)
+        return KnnGraph(indices, distances, exact=True)
+    return _ann(x, k, seed)
+
+
+def _ann(x: np.ndarray, k: int, seed: int) -> KnnGraph:
+    from pynndescent import NNDescent  # numba compile: only when a big corpus needs it
+
+    # Euclidean on unit rows ranks like cosine, and is the distance UMAP is handed.
+    # n_jobs=1: numba's parallel descent would make the graph (and the maps) unrepeatable.
+    index = NNDescent(x.astype(np.float32), metric="euclidean", n_neighbors=k + 1,
+                      random_state=seed, n_jobs=1, low_memory=True)
+    indices, l2 = index.neighbor_graph  # (N, k + 1) each, nearest first, usually self first
+    # Drop each row's own entry wherever it sits (duplicates may come before it); a row
+    # whose search missed itself drops its farthest instead. A stable sort keeps the order.
+    own = indices == np.arange(len(x))[:, None]  # (N, k + 1)
+    keep = np.argsort(own, axis=1, kind="stable")[:, :k]  # (N, k)
+    indices = np.take_along_axis(indices, keep, axis=1).astype(np.int64)
+    l2 = np.take_along_axis(l2, keep, axis=1).astype(np.float64)
+    return KnnGraph(indices, np.clip(l2 * l2 / 2.0, 0.0, 2.0), exact=False)
+
+
+def skip_reason(method: str, n: int) -> str | None:
+    """Why `method` is not drawn for n tracks (a note for the summary), or None."""
+    if method == "tsne" and n > TSNE_MAX_POINTS:
+        return (f"t-SNE skipped: {n:,} tracks > {TSNE_MAX_POINTS:,} would take hours "
+                "(UMAP and PCA maps scale; choose them with --methods)")
+    return None
+
+
+def project(vectors: np.ndarray, method: str = "tsne", seed: int = 0,
+            knn: KnnGraph | None = None) -> np.ndarray:
     """(N, D) embeddings -> (N, 2) float32 map coordinates; the same seed gives the same map.
 
-    "tsne": PCA-initialised, perplexity min(30, (N - 1) / 3) (it must stay below N).
+    "tsne": openTSNE (FFT-accelerated above 10,000 points, its own Annoy neighbour search
+    above 1,000), PCA-initialised, perplexity min(30, (N - 1) / 3) (it must stay below N).
     "umap": n_neighbors min(15, N - 1), single-threaded, since numba's parallel layout is
-    not reproducible. Fewer than 4 tracks are too few for either: they get PCA coordinates.
+    not reproducible; it reuses `knn` (see `knn_graph`) when given. "pca": the first two
+    principal coordinates. Fewer than 4 tracks are too few for t-SNE or UMAP: they get PCA.
     """
-    if method not in ("tsne", "umap"):
-        raise ValueError(f"unknown projection {method!r} (choose tsne or umap)")
+    if method not in METHODS:
+        raise ValueError(f"unknown projection {method!r} (choose from {', '.join(METHODS)})")
     x = unit_rows(vectors)
     n = len(x)
-    if n < 4:
+    if n < 4 or method == "pca":
         return _pca2(x).astype(np.float32)
     if method == "tsne":
-        from sklearn.manifold import TSNE
-
-        tsne = TSNE(n_components=2, perplexity=min(30.0, (n - 1) / 3), init="pca",
-                    random_state=seed)
-        return tsne.fit_transform(x).astype(np.float32)
+        return _tsne(x, seed)
     import umap  # slow import (numba): only when a UMAP map is wanted
 
-    k = min(15, n - 1)  # UMAP counts each point as its own first neighbour
-    # Exact neighbours handed in: the same answer UMAP's own search gives below 4096 points,
-    # and it spares numba compiling that search (10 s of a first call on a CPU).
-    indices, cosine = _knn(x, k - 1)
+    k = min(UMAP_NEIGHBOURS, n - 1)  # UMAP counts each point as its own first neighbour
+    # Neighbours handed in (the exact ones below ANN_THRESHOLD, the answer UMAP's own
+    # search gives there), so UMAP never searches again and numba never compiles its search.
+    if knn is None or knn.indices.shape[1] < k - 1:
+        knn = knn_graph(x, k - 1, seed=seed)
+    indices, cosine = knn.first(k - 1)
     indices = np.concatenate([np.arange(n)[:, None], indices], axis=1)  # (N, k), self first
     dists = np.sqrt(2.0 * np.concatenate([np.zeros((n, 1)), cosine], axis=1))  # unit-row L2
     reducer = umap.UMAP(n_components=2, n_neighbors=k, random_state=seed, n_jobs=1,
@@ -134,6 +207,17 @@ def project(vectors: np.ndarray, method: str = "tsne", seed: int = 0) -> np.ndar
         # numba's OpenMP layer resets the process-wide OpenMP thread count, which torch
         # shares: left alone, every later forward pass runs oversubscribed (10x slower).
         torch.set_num_threads(threads)
+
+
+def _tsne(x: np.ndarray, seed: int) -> np.ndarray:
+    # openTSNE (BSD): approximate affinities and FFT-interpolated gradients, O(N) per
+    # iteration; sklearn's t-SNE searched neighbours exactly (O(N^2 D) on 200-d vectors).
+    from openTSNE import TSNE
+
+    # n_jobs=1: one seed, one map (and the 2 cores are shared with the rest of analyze).
+    tsne = TSNE(n_components=2, perplexity=min(30.0, (len(x) - 1) / 3), initialization="pca",
+                n_jobs=1, random_state=seed)
+    return np.asarray(tsne.fit(x), dtype=np.float32)
 
 
 def _knn(x: np.ndarray, k: int, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
@@ -153,15 +237,19 @@ def _knn(x: np.ndarray, k: int, chunk: int = 1024) -> tuple[np.ndarray, np.ndarr
 
 
 def nearest_neighbours(track_ids: Sequence[str], vectors: np.ndarray, k: int = 10,
-                       chunk: int = 1024) -> pd.DataFrame:
+                       chunk: int = 1024, knn: KnnGraph | None = None) -> pd.DataFrame:
     """The k nearest other tracks of each track by cosine distance (1 - cos, in [0, 2])
     -> DataFrame(track_id, rank (1 = nearest), neighbour_id, distance). A track is never
-    its own neighbour; ties go to the earlier track. Memory: chunk x N distances."""
+    its own neighbour; ties go to the earlier track. `knn`: a graph from `knn_graph` (at
+    least k wide) to read instead of searching; without it, `knn_graph` searches (exact up
+    to ANN_THRESHOLD tracks, memory chunk x N; approximate above)."""
     ids = np.asarray(list(track_ids), dtype=object)
     k = min(k, len(ids) - 1)
     if k < 1:
         return pd.DataFrame(columns=NEIGHBOUR_COLUMNS)
-    nearest, distance = _knn(unit_rows(vectors), k, chunk)  # (N, k) each
+    if knn is None:
+        knn = knn_graph(vectors, k, chunk=chunk)
+    nearest, distance = knn.first(k)  # (N, k) each
     return pd.DataFrame({
         "track_id": np.repeat(ids, k),
         "rank": np.tile(np.arange(1, k + 1), len(ids)),
