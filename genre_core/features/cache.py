@@ -57,7 +57,7 @@ import numpy as np
 DTYPE_ENV = "GENRELENS_CACHE_DTYPE"
 DTYPES = {"float32": "<f4", "float16": "<f2"}
 SHARD_BYTES = 1 << 30  # rotate a writer's shard past ~1 GiB
-MAX_OPEN_SHARDS = 16  # read descriptors per process (LRU)
+MAX_OPEN_SHARDS = 8  # read descriptors per process (LRU): 4 loader workers + main stay < 64
 INDEX_FILE = "index.sqlite"
 SHARD_DIR = "shards"
 TABLE_DTYPE = "npy"  # a table entry holds a whole .npy file (any shape and dtype)
