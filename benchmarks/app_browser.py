@@ -30,12 +30,13 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update"]
 PAGES = {"overview": "GenreLens", "confusion": "Confusion matrix", "map": "Map", "track": "Track ",
          "faults": "Dataset faults", "compare": "Compare runs", "classify": "Classify a recording"}
-# Drawn: the script has finished (no status widget), nothing of the previous run is left (no
-# stale element) and every plotly chart has laid itself out.
+# Drawn: the new page's title is up, its script has finished (streamlit's own e2e signal), no
+# placeholder or element of the previous run is left, and every plotly chart has laid itself out.
 DRAWN_JS = """(title) => {
   const h1 = document.querySelector('h1');
   if (!h1 || !h1.innerText.startsWith(title)) return false;
-  if (document.querySelector('[data-testid="stStatusWidget"]')) return false;
+  if (!document.querySelector('[data-testid="stApp"][data-test-script-state="notRunning"]')) return false;
+  if (document.querySelector('[data-testid="stStatusWidget"], [data-testid="stSkeleton"]')) return false;
   if (document.querySelector('[data-stale="true"]')) return false;
   const plots = Array.from(document.querySelectorAll('.js-plotly-plot'));
   return plots.every(gd => gd._fullLayout && gd.querySelector('.main-svg'));
