@@ -38,6 +38,16 @@ def map_controls() -> tuple[str, str, str]:
     return method, COLOUR_BY[colour], text
 
 
+@st.cache_resource(show_spinner=False, max_entries=8)
+def map_figure(db, run_id: str, method: str, colour_by: str, presentation: bool, highlight: tuple,
+               keep: tuple):
+    """(the map figure, points drawn): built once per choice, since 50,000 points take a second
+    to lay out, and shared read-only by every session."""
+    drawn = state.sample_map(cached(q.projection)(db, run_id, method), keep=keep)
+    classes = list(cached(q.run_row)(db, run_id).classes)
+    return charts.embedding_map(drawn, colour_by, classes, presentation, highlight), len(drawn)
+
+
 method, colour_by, search = map_controls()
 points = cached(q.projection)(ctx.db, ctx.run_id, method)
 if points.empty:
@@ -46,13 +56,14 @@ if points.empty:
 found = cached(q.search_tracks)(ctx.db, ctx.run_id, search, SEARCH_LIMIT) if search.strip() else None
 highlight = [] if found is None else list(found.track_id)
 open_track = [ctx.track[1]] if ctx.track else []
-drawn = state.sample_map(points, keep=[*highlight, *open_track, *ctx.selection.track_ids])
+figure, n_drawn = map_figure(ctx.db, ctx.run_id, method, colour_by, ctx.presentation, tuple(highlight),
+                             (*highlight, *open_track, *ctx.selection.track_ids))
 if found is not None:
     n_matches = int(found.n_matches.iloc[0]) if len(found) else 0
     shown = int(points.track_id.isin(set(highlight)).sum())
     st.caption(f"{n_matches:,} tracks match “{search.strip()}”; {shown} of the first {SEARCH_LIMIT} are on this "
                "map (ringed). Click one to open it.")
-event = st.plotly_chart(charts.embedding_map(drawn, colour_by, list(run.classes), ctx.presentation, highlight),
+event = st.plotly_chart(figure,
                         on_select="rerun", selection_mode=("points", "box", "lasso"), key="map_chart",
                         theme=None, config=charts.plot_config(ctx.image_format, f"map_{method}"))
 ids = state.selected_track_ids(event)
@@ -68,8 +79,8 @@ if len(ids) > 1:
 
 chosen = ctx.selection if len(ids) < 2 else st.session_state[state.SELECTION]
 if not chosen.source.startswith("Map") or len(chosen.track_ids) < 2:
-    sampled = "" if len(drawn) == len(points) else (
-        f" ({len(drawn):,} drawn: a share of every genre, plus all misclassified, searched and selected tracks)")
+    sampled = "" if n_drawn == len(points) else (
+        f" ({n_drawn:,} drawn: a share of every genre, plus all misclassified, searched and selected tracks)")
     st.caption(f"{len(points):,} tracks{sampled} · {method}. Tip: the lasso and box tools are in the chart's "
                "top-right toolbar.")
     st.stop()

@@ -367,15 +367,3 @@ def test_plain_summary_for_non_experts():
                                 n_classes=10), 5)
     assert text.startswith("The best model, cnn, names the right genre for 71 of 100 test songs (95% CI 62–79)")
     assert "at random would get about 10" in text
-
-
-def test_loudest_window():
-    from genre_core.live.recording import loudest_window
-
-    sr = 1000
-    y = np.zeros(10 * sr, dtype=np.float32)
-    y[6 * sr: 7 * sr] = 1.0
-    start, window = loudest_window(y, sr, 2.0, 0.5)
-    assert 5.0 <= start <= 6.0 and window.size == 2 * sr and window.max() == 1.0
-    start, window = loudest_window(y[:500], sr, 2.0, 0.5)  # shorter than a window: padded
-    assert start == 0.0 and window.size == 2 * sr

@@ -6,6 +6,7 @@ import pytest
 from genre_core.audio import AudioError
 from genre_core.train.inference import load_run
 from benchmarks.latency import latency_benchmark, mix_benchmark
+from genre_core.live.recording import loudest_window
 from genre_core.live.streaming import (RingBuffer, StreamingClassifier, classify_array, classify_file,
                                        classify_stream)
 from genre_core.live.timeline import SILENCE
@@ -226,3 +227,29 @@ def test_classify_recording_gives_the_timeline_and_the_loudest_windows_gradcam(t
     assert cam.image["mel"].shape[0] == cam.cam.shape[0] == 128 and heard.representation == "logmel"
     with pytest.raises(RecordingError, match="notes.txt is not audio GenreLens can read"):
         classify_recording(tiny_run[1], b"not samples at all" * 40, "notes.txt")
+
+
+def test_loudest_window():
+    sr = 1000
+    y = np.zeros(10 * sr, dtype=np.float32)
+    y[6 * sr: 7 * sr] = 1.0
+    start, window = loudest_window(y, sr, 2.0, 0.5)
+    assert 5.0 <= start <= 6.0 and window.size == 2 * sr and window.max() == 1.0
+    start, window = loudest_window(y[:500], sr, 2.0, 0.5)  # shorter than a window: padded
+    assert start == 0.0 and window.size == 2 * sr
+
+
+def test_display_spectrogram_is_librosas_log_mel():
+    """The Track and Classify pages draw features.spectral.mel_image (LogMel), which replaced a
+    librosa mel in the query layer: the image is the same to well under a tenth of a dB."""
+    import librosa
+
+    from genre_core.features.spectral import mel_image
+
+    y = band_clip("mid", 3, 4.0)
+    image = mel_image(y, sr=SR, max_frames=10_000)
+    reference = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=SR, n_fft=2048, hop_length=512,
+                                                                   n_mels=128), ref=np.max, top_db=80.0)
+    np.testing.assert_allclose(image["mel"], reference, atol=0.05)
+    assert image["duration_s"] == pytest.approx(4.0) and image["freqs"].shape == (128,)
+    assert mel_image(y, sr=SR, max_frames=50)["mel"].shape == (128, 43)  # 173 frames max-pooled by 4

@@ -1,0 +1,125 @@
+"""The app as a person meets it: seconds from a click in the sidebar until the page's charts are
+drawn, in a real browser (Debian's chromium through playwright) against `streamlit run app.py`.
+
+    python -m benchmarks.app_browser [--db PATH] [--tracks 100000] [--runs 20] [--rounds 3]
+
+Builds the database with `benchmarks.app_db.build` when it is missing. The first round runs on
+a fresh server (every query uncached); later rounds hit st.cache_data, as every later visit
+does. Target: every page < 1.5 s warm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+
+from benchmarks.app_db import build
+from genre_core.store import open_store
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update"]
+PAGES = {"overview": "GenreLens", "confusion": "Confusion matrix", "map": "Map", "track": "Track ",
+         "faults": "Dataset faults", "compare": "Compare runs", "classify": "Classify a recording"}
+# Drawn: the new page's title is up, its script has finished (streamlit's own e2e signal), no
+# placeholder or element of the previous run is left, and every plotly chart has laid itself out.
+DRAWN_JS = """(title) => {
+  const h1 = document.querySelector('h1');
+  if (!h1 || !h1.innerText.startsWith(title)) return false;
+  if (!document.querySelector('[data-testid="stApp"][data-test-script-state="notRunning"]')) return false;
+  if (document.querySelector('[data-testid="stStatusWidget"], [data-testid="stSkeleton"]')) return false;
+  if (document.querySelector('[data-stale="true"]')) return false;
+  const plots = Array.from(document.querySelectorAll('.js-plotly-plot'));
+  return plots.every(gd => gd._fullLayout && gd.querySelector('.main-svg'));
+}"""
+
+
+def _serve(db_path: Path) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                             "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+                            cwd=ROOT, env={**os.environ, "GENRELENS_DB": str(db_path)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
+                return proc, url
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError("streamlit did not start within 120 s")
+
+
+def _click(tab, name: str) -> float:
+    """Seconds from a click on the page's sidebar link until its charts are drawn."""
+    link = tab.locator('[data-testid="stSidebarNav"] a', has_text=name.capitalize()).first
+    started = time.perf_counter()
+    link.click()
+    tab.wait_for_function(DRAWN_JS, arg=PAGES[name], timeout=180_000, polling=50)
+    return time.perf_counter() - started
+
+
+def time_pages(db_path: Path, rounds: int = 3) -> pd.DataFrame:
+    """Per page: the deep link (first open of a fresh server), the first click (cold caches) and
+    the median of the later clicks (warm), in seconds."""
+    from playwright.sync_api import sync_playwright
+
+    proc, url = _serve(db_path)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            tab = browser.new_page(viewport={"width": 1400, "height": 950})
+            started = time.perf_counter()
+            tab.goto(url)
+            tab.wait_for_function(DRAWN_JS, arg=PAGES["overview"], timeout=300_000, polling=50)
+            deep_link = time.perf_counter() - started
+            times: dict[str, list[float]] = {name: [] for name in PAGES}
+            for _ in range(rounds):
+                for name in [*list(PAGES)[1:], "overview"]:
+                    times[name].append(_click(tab, name))
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    rows = [dict(page=name, cold_s=t[0], warm_s=statistics.median(t[1:]) if len(t) > 1 else float("nan"))
+            for name, t in times.items()]
+    frame = pd.DataFrame(rows)
+    frame.attrs["deep_link_s"] = deep_link
+    return frame
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.app_browser", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tracks", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--db", type=Path, help="default: data/bench/app_<tracks>x<runs>.duckdb")
+    parser.add_argument("--rounds", type=int, default=3, help="visits per page (the first is cold)")
+    args = parser.parse_args(argv)
+    path = args.db or Path("data/bench") / f"app_{args.tracks}x{args.runs}.duckdb"
+    if not path.is_file():
+        started = time.perf_counter()
+        build(open_store(path), "bench", n_tracks=args.tracks, n_runs=args.runs)
+        print(f"built {path} ({args.tracks} tracks, {args.runs} runs) in {time.perf_counter() - started:.0f} s")
+    frame = time_pages(path, args.rounds)
+    print(f"{path}: seconds from a sidebar click until the page's charts are drawn "
+          f"(deep link to a fresh server: {frame.attrs['deep_link_s']:.1f} s)")
+    print(frame.to_markdown(index=False, floatfmt=".2f"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
