@@ -11,7 +11,7 @@ import pandas as pd
 from genre_core import evaluation
 from genre_core.app.queries._db import _REVIEWS, _df
 from genre_core.faults.kinds import DUPLICATE_KINDS
-from genre_core.faults.known import compare_faults
+from genre_core.faults.known import compare_faults, comparison_summary
 from genre_core.app.queries.runs import predictions, run_row
 
 # -- faults and reviews ---------------------------------------------------------------------
@@ -93,20 +93,8 @@ def known_vs_detected(db, dataset_id: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     (`faults.known.compare_faults`). Returns (per-track rows with status found | missed | new,
     per-family summary with counts, precision and recall)."""
     frame = faults(db, dataset_id)
-    frame = frame[frame.track_id.notna()]
-    compared = compare_faults(frame[frame.source == "detected"], frame[frame.source == "known"])
-    family = compared.kind.where(~compared.kind.isin(DUPLICATE_KINDS), "duplicate")
-    detail = (compared.assign(family=family, status=compared.status.astype(str))[["track_id", "family", "status"]]
-              .sort_values(["track_id", "family"]).reset_index(drop=True))
-    summary = (detail.pivot_table(index="family", columns="status", values="track_id",
-                                  aggfunc="count", fill_value=0)
-               .reindex(columns=["found", "missed", "new"], fill_value=0).reset_index())
-    summary.columns.name = None
-    summary["known"] = summary.found + summary.missed
-    summary["recall"] = np.where(summary.known > 0, summary.found / summary.known.clip(lower=1), np.nan)
-    detected = summary.found + summary.new
-    summary["precision"] = np.where(detected > 0, summary.found / detected.clip(lower=1), np.nan)
-    return detail, summary
+    detail = compare_faults(frame[frame.source == "detected"], frame[frame.source == "known"])
+    return detail[["track_id", "family", "status"]], comparison_summary(detail)
 
 
 def confirmed_faulty(db, dataset_id: int) -> set[str]:
