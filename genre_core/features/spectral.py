@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+import librosa
+import numpy as np
 import torch
 import torchaudio
 from torch import nn
