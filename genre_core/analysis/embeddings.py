@@ -33,8 +33,9 @@ DEFAULT_METHODS = ("tsne", "umap")  # what `analyze` draws unless told (the Map 
 # at 5,000 x 200-d, ~3 min at 100,000); below it exact search is as fast and has no error.
 ANN_THRESHOLD = 5_000
 UMAP_NEIGHBOURS = 15  # UMAP's n_neighbors, counting each point as its own first neighbour
-# openTSNE's FFT t-SNE is O(N) but ~2-3 ms per point on one core (~5 min at 100,000), so a
-# catalogue past this would stall `analyze` for hours: skipped there, with a note.
+# openTSNE's FFT t-SNE is O(N), but its 750 iterations on one core take minutes per 100,000
+# points: a catalogue past this would stall `analyze` for an hour or more, so it is skipped
+# there, with a note.
 TSNE_MAX_POINTS = 250_000
 CONFUSION_COLUMNS = [
     "label", "predicted", "count", "share", "track_ids", "probs", "neighbour_ids",
