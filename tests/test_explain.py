@@ -69,7 +69,7 @@ def test_gradcam_has_the_feature_grid_shape_for_every_conv_model(name):
 
 
 def test_gradcam_works_through_the_frozen_musicnn_probe(tmp_path, monkeypatch):
-    from genre_core.models.musicnn.net import MusicnnMel
+    from genre_core.features.spectral import MusicnnMel
     from genre_core.models.musicnn.weights import MusicnnWeightsMissing
 
     monkeypatch.setenv("GENRELENS_CACHE_DIR", str(tmp_path))

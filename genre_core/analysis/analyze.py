@@ -183,7 +183,8 @@ def _taggram_table(loaded: LoadedRun, tracks: pd.DataFrame, explained: pd.DataFr
                    summary: AnalyzeSummary) -> pd.DataFrame | None:
     """MSD musicnn tag probabilities per 3-s window of each explained track: `values` is
     (n_frames windows, 50 tags) flattened row-major. None when the wheel is missing."""
-    from genre_core.models.musicnn.net import MUSICNN_SR, MusicnnMel, load_tagger
+    from genre_core.features.spectral import MUSICNN_SR, MusicnnMel
+    from genre_core.models.musicnn.net import load_tagger
     from genre_core.models.musicnn.weights import MusicnnWeightsMissing, tag_names
 
     try:

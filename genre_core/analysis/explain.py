@@ -94,9 +94,9 @@ def frame_hop(frontend: nn.Module) -> int:
     config = getattr(frontend, "config", None)
     if config is not None:
         return int(config.hop_length)
-    from genre_core.models.musicnn.net import HOP_LENGTH
+    from genre_core.features.spectral import MUSICNN_HOP_LENGTH
 
-    return HOP_LENGTH
+    return MUSICNN_HOP_LENGTH
 
 
 @dataclass

@@ -11,7 +11,7 @@ from genre_core.features.spectral import FeatureConfig, build_feature, feature_b
 def input_pipeline(kind: str, features: FeatureConfig) -> tuple[torch.nn.Module, int, int]:
     """(front end waveform -> (B, 1, F, T), its sample rate, F) for an input kind."""
     if kind == "musicnn":
-        from genre_core.models.musicnn.net import MUSICNN_SR, MusicnnMel
+        from genre_core.features.spectral import MUSICNN_SR, MusicnnMel
 
         return MusicnnMel(), MUSICNN_SR, 96
     return build_feature(kind, features), features.sr, feature_bins(kind, features)
