@@ -166,11 +166,7 @@ class Store:
             frame.insert(0, "dataset_id", dataset_id)
             con.register("incoming_frame", frame)
             con.execute("INSERT INTO incoming SELECT * FROM incoming_frame")
-            missing = con.execute(
-                "UPDATE tracks SET status = 'missing', error = 'file no longer under root' "
-                "WHERE dataset_id = ? AND track_id NOT IN (SELECT track_id FROM incoming)",
-                [dataset_id],
-            ).fetchone()[0]
+            missing = _mark_absent(con, dataset_id, "incoming")
             con.execute("INSERT OR REPLACE INTO tracks SELECT * FROM incoming")
             con.execute("DROP TABLE incoming")
         return dataset_id, int(missing or 0)
@@ -216,11 +212,7 @@ class Store:
         that refer to them stay meaningful), in one transaction; how many there are."""
         with self.write() as con:
             con.register("present_frame", pd.DataFrame({"track_id": list(present)}, dtype=object))
-            missing = con.execute(
-                "UPDATE tracks SET status = 'missing', error = 'file no longer under root' "
-                "WHERE dataset_id = ? AND track_id NOT IN (SELECT track_id FROM present_frame)",
-                [dataset_id],
-            ).fetchone()[0]
+            missing = _mark_absent(con, dataset_id, "present_frame")
             con.unregister("present_frame")
         return int(missing or 0)
 
@@ -436,3 +428,13 @@ def to_json(value: Any) -> str:
     if isinstance(value, dict):
         value = {k: None if isinstance(v, float) and v != v else v for k, v in value.items()}
     return json.dumps(value, sort_keys=True, default=lambda v: v.item() if hasattr(v, "item") else str(v))
+
+
+def _mark_absent(con: duckdb.DuckDBPyConnection, dataset_id: int, present: str) -> int:
+    """Tracks of the dataset whose id is not in the relation `present` (a registered frame or
+    temp table of this module, never user input) become status 'missing'; how many."""
+    return con.execute(
+        "UPDATE tracks SET status = 'missing', error = 'file no longer under root' "
+        f"WHERE dataset_id = ? AND track_id NOT IN (SELECT track_id FROM {present})",
+        [dataset_id],
+    ).fetchone()[0]
