@@ -13,7 +13,8 @@ import pandas as pd
 import torch
 
 from genre_core.features.spectral import FeatureConfig, LogMel
-from genre_core.features.windows import WaveformCache, build_windows
+from genre_core.features.cache import ShardCache
+from genre_core.features.windows import build_windows
 
 N_TRACKS = 60
 
@@ -31,7 +32,7 @@ def run(store, args) -> pd.DataFrame:
     frontend = LogMel(config)
     rows = [dict(pipeline="librosa.load + melspectrogram loop", tracks_per_s=len(tracks) / plain)]
     with tempfile.TemporaryDirectory() as tmp:
-        cache = WaveformCache(Path(tmp))
+        cache = ShardCache(Path(tmp))
         for label in ("GenreLens, cold cache (decode + cache + log-mel)", "GenreLens, warm cache (log-mel only)"):
             started = time.perf_counter()
             windows = build_windows(tracks, sorted(tracks.label.unique()), cache, sr=config.sr,

@@ -14,7 +14,7 @@ import pytest
 
 from genre_core.features import cache as cache_mod
 from genre_core.features.cache import MAX_OPEN_SHARDS, ShardCache, open_read_shards, read_samples
-from genre_core.features.windows import WaveformCache, build_windows
+from genre_core.features.windows import build_windows
 from tests.helpers import make_toy_corpus, tone, write
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,11 +36,11 @@ def test_load_decodes_once_then_reads_the_shard(tmp_path, monkeypatch):
     from genre_core import audio
 
     path = write(tmp_path / "a.wav", tone(1.0))
-    cache = WaveformCache(tmp_path / "cache")
+    cache = ShardCache(tmp_path / "cache")
     first = cache.load(path, "ab" * 20, 22050)
     assert first.dtype == np.float32 and first.shape == (22050,)
     monkeypatch.setattr(audio, "load", lambda *a, **k: pytest.fail("decoded twice"))
-    again = WaveformCache(tmp_path / "cache").load(path, "ab" * 20, 22050)  # a new process, in effect
+    again = ShardCache(tmp_path / "cache").load(path, "ab" * 20, 22050)  # a new process, in effect
     assert np.array_equal(first, again)
     assert not isinstance(again, np.memmap)  # nothing stays mapped or open per track
 
@@ -131,7 +131,7 @@ def test_a_writer_killed_at_a_random_moment_never_corrupts_the_index(tmp_path):
 
 def test_emfile_never_deletes_a_good_entry(tmp_path, monkeypatch):
     path = write(tmp_path / "a.wav", tone(1.0))
-    cache = WaveformCache(tmp_path / "cache")
+    cache = ShardCache(tmp_path / "cache")
     good = cache.load(path, _sha(7), 22050)
     shards = sorted((tmp_path / "cache" / "shards").iterdir())
     cache_mod._READERS.forget(str(cache.cached(_sha(7), 22050).shard))
@@ -141,11 +141,11 @@ def test_emfile_never_deletes_a_good_entry(tmp_path, monkeypatch):
 
     monkeypatch.setattr(cache_mod.os, "open", no_descriptors)
     with pytest.raises(OSError) as caught:
-        WaveformCache(tmp_path / "cache").load(path, _sha(7), 22050)
+        ShardCache(tmp_path / "cache").load(path, _sha(7), 22050)
     assert caught.value.errno == errno.EMFILE
     monkeypatch.undo()
     assert sorted((tmp_path / "cache" / "shards").iterdir()) == shards
-    fresh = WaveformCache(tmp_path / "cache")
+    fresh = ShardCache(tmp_path / "cache")
     assert fresh.cached(_sha(7), 22050) is not None
     assert np.array_equal(fresh.load(path, _sha(7), 22050), good)
 
@@ -161,20 +161,20 @@ def test_a_legacy_npy_file_is_migrated_and_never_deleted_on_emfile(tmp_path, mon
 
     monkeypatch.setattr(np, "load", emfile_load)
     with pytest.raises(OSError):
-        WaveformCache(tmp_path / "cache").load("missing.wav", _sha(8), 22050)
+        ShardCache(tmp_path / "cache").load("missing.wav", _sha(8), 22050)
     monkeypatch.setattr(np, "load", real_load)
     assert legacy.is_file()
-    assert np.array_equal(WaveformCache(tmp_path / "cache").load("missing.wav", _sha(8), 22050), _signal(8))
+    assert np.array_equal(ShardCache(tmp_path / "cache").load("missing.wav", _sha(8), 22050), _signal(8))
 
 
 def test_a_torn_entry_is_re_decoded_not_trusted(tmp_path):
     path = write(tmp_path / "a.wav", tone(1.0))
-    cache = WaveformCache(tmp_path / "cache")
+    cache = ShardCache(tmp_path / "cache")
     y = cache.load(path, _sha(9), 22050)
     loc = cache.cached(_sha(9), 22050)
     os.truncate(loc.shard, loc.offset + 100)  # proof: the shard is shorter than the index says
     cache_mod._READERS.forget(loc.shard)
-    assert np.array_equal(WaveformCache(tmp_path / "cache").load(path, _sha(9), 22050), y)
+    assert np.array_equal(ShardCache(tmp_path / "cache").load(path, _sha(9), 22050), y)
 
 
 def test_descriptors_stay_bounded_whatever_the_number_of_tracks_and_shards(tmp_path):
@@ -235,7 +235,7 @@ def test_window_index_is_grouped_per_track_and_reads_the_right_samples(tmp_path)
     tracks = pd.DataFrame(dict(track_id=[f.stem for f in files], path=[str(f) for f in files],
                                sha1=[_sha(i) for i in range(len(files))],
                                label=[f.parent.name for f in files]))
-    cache = WaveformCache(tmp_path / "cache")
+    cache = ShardCache(tmp_path / "cache")
     w = build_windows(tracks, ["high", "low", "mid"], cache, sr=22050, window_s=0.5, hop_s=0.25,
                       progress=False)
     assert len(w) == len(files) * 7
@@ -259,7 +259,7 @@ def test_the_loader_gives_the_same_batches_with_and_without_workers(tmp_path, mo
     tracks = pd.DataFrame(dict(track_id=[f.stem for f in files], path=[str(f) for f in files],
                                sha1=[_sha(i) for i in range(len(files))],
                                label=[f.parent.name for f in files]))
-    w = build_windows(tracks, ["high", "low", "mid"], WaveformCache(tmp_path / "cache"), sr=22050,
+    w = build_windows(tracks, ["high", "low", "mid"], ShardCache(tmp_path / "cache"), sr=22050,
                       window_s=0.5, hop_s=0.25, progress=False)
     order = torch.randperm(len(w), generator=torch.Generator().manual_seed(0)).numpy()
     runs = []

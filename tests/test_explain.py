@@ -149,12 +149,12 @@ def test_track_gradcam_spans_the_whole_track_on_the_mel_grid(toy_store):
     from genre_core.train.inference import load_run
     from genre_core.train.config import TrainConfig
     from genre_core.train.fit import fit
-    from genre_core.features.windows import WaveformCache
+    from genre_core.features.cache import ShardCache
 
     config = TrainConfig.tiny_preset("toy", "cnn", epochs=1)
     run = load_run(toy_store, fit(toy_store, config, progress=False).run_id, "cpu")
     track = toy_store.tracks("toy").iloc[0]
-    y = WaveformCache(toy_store.path.parent / "cache").load(track.path, track.sha1, run.sr)
+    y = ShardCache(toy_store.path.parent / "cache").load(track.path, track.sha1, run.sr)
     cam = track_gradcam(run, y, target=0)
     # 4 s at 22050 Hz, hop 512, centred frames: 1 + 88200 // 512 = 173 frames, 128 bands.
     assert cam.shape == (128, 173) and np.isfinite(cam).all()

@@ -30,7 +30,7 @@ from genre_core.analysis.explain import (
 )
 from genre_core.train.inference import LoadedRun, load_run
 from genre_core.store import Store
-from genre_core.features.windows import WaveformCache
+from genre_core.features.cache import ShardCache
 
 TAGGER = "MSD_musicnn"  # its 50 MSD tags include most genre words
 TAGGRAM_CHUNK = 16  # 3-s windows per tagger forward: bounds memory on long tracks
@@ -80,7 +80,7 @@ def analyze(store: Store, run_id: str, progress: bool = True, gradcam_split: str
         raise ValueError(f"run {run_id} has no {gradcam_split!r} predictions (has: {splits})")
     explained = explained[explained.track_id.isin(tracks.track_id)]
     explained = _limit_explained(explained, gradcam_limit, loaded.config.seed, summary)
-    cache = WaveformCache(paths.cache_dir(store.path))
+    cache = ShardCache(paths.cache_dir(store.path))
     results = _embedding_tables(loaded, tracks, cache, methods, k, progress, summary)
     results.update(_gradcam_tables(loaded, tracks, explained, cache, progress, summary))
     if taggrams:
@@ -116,7 +116,7 @@ def _usable_tracks(store: Store, loaded: LoadedRun, summary: AnalyzeSummary) -> 
     return known.reset_index(drop=True)
 
 
-def _embedding_tables(loaded: LoadedRun, tracks: pd.DataFrame, cache: WaveformCache,
+def _embedding_tables(loaded: LoadedRun, tracks: pd.DataFrame, cache: ShardCache,
                       methods: Sequence[str], k: int, progress: bool,
                       summary: AnalyzeSummary) -> dict[str, pd.DataFrame]:
     extra: dict[str, np.ndarray] = {}
@@ -146,7 +146,7 @@ def _embedding_tables(loaded: LoadedRun, tracks: pd.DataFrame, cache: WaveformCa
 
 
 def _gradcam_tables(loaded: LoadedRun, tracks: pd.DataFrame, explained: pd.DataFrame,
-                    cache: WaveformCache, progress: bool,
+                    cache: ShardCache, progress: bool,
                     summary: AnalyzeSummary) -> dict[str, pd.DataFrame]:
     """Grad-CAM maps (predicted and true genre) and band importance of explained tracks."""
     model = loaded.model
@@ -179,7 +179,7 @@ def _gradcam_tables(loaded: LoadedRun, tracks: pd.DataFrame, explained: pd.DataF
 
 
 def _taggram_table(loaded: LoadedRun, tracks: pd.DataFrame, explained: pd.DataFrame,
-                   cache: WaveformCache, progress: bool,
+                   cache: ShardCache, progress: bool,
                    summary: AnalyzeSummary) -> pd.DataFrame | None:
     """MSD musicnn tag probabilities per 3-s window of each explained track: `values` is
     (n_frames windows, 50 tags) flattened row-major. None when the wheel is missing."""

@@ -23,7 +23,8 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from genre_core.features.windows import WaveformCache, build_windows, handcrafted_windows
+from genre_core.features.cache import ShardCache
+from genre_core.features.windows import build_windows, handcrafted_windows
 from genre_core.train.inference import batch_size
 
 NEIGHBOUR_COLUMNS = ["track_id", "rank", "neighbour_id", "distance"]
@@ -51,7 +52,7 @@ def track_means(track_pos: np.ndarray, values: np.ndarray, n_tracks: int) -> np.
     return (sums / np.maximum(counts, 1)).astype(np.float32)
 
 
-def track_embeddings(loaded_run, tracks: pd.DataFrame, cache: WaveformCache,
+def track_embeddings(loaded_run, tracks: pd.DataFrame, cache: ShardCache,
                      progress: bool = True, extra: dict | None = None) -> tuple[list[str], np.ndarray, str]:
     """Embed every track (columns track_id, path, sha1, label; labels among the run's
     classes) -> (track ids, (N, D) float32 vectors, kind).

@@ -32,7 +32,7 @@ from genre_core.faults.kinds import FAULT_KINDS
 from genre_core.faults.known import FAULT_COLUMNS, known_faults
 from genre_core.faults.landmark_index import DiskLandmarkIndex
 from genre_core.store import Store, to_json
-from genre_core.features.windows import WaveformCache
+from genre_core.features.cache import ShardCache
 
 CLIP_RUN = 3  # samples pinned at one extreme in a row: a real waveform rarely holds still 3 times
 CLIP_MIN_SHARE = 1e-3  # 0.1% of samples: one loud peak of a clean track stays far below this
@@ -305,7 +305,7 @@ class _Scan:
     error: str | None = None
 
 
-def _native_audio(track, cache: WaveformCache) -> tuple[np.ndarray, int]:
+def _native_audio(track, cache: ShardCache) -> tuple[np.ndarray, int]:
     """(N,) samples at the file's own rate, through the cache at that rate (keyed by sha1 and
     rate: a 22,050-Hz file shares the training entry, a 44.1-kHz mp3 is decoded once, ever)."""
     sr = int(track.sample_rate)
@@ -314,7 +314,7 @@ def _native_audio(track, cache: WaveformCache) -> tuple[np.ndarray, int]:
     return audio.load(track.path, sr=None), sr
 
 
-def _scan_track(track, cache: WaveformCache, sr: int) -> _Scan:
+def _scan_track(track, cache: ShardCache, sr: int) -> _Scan:
     try:
         y, native = _native_audio(track, cache)
     except audio.AudioError as exc:  # changed on disk since ingest
@@ -359,7 +359,7 @@ def _scan_rows(ids: list[str], file_keys: list[str | None], scans: list[_Scan], 
     return _frame(rows)
 
 
-def _scan_all(tracks: pd.DataFrame, cache: WaveformCache, sr: int, progress: bool,
+def _scan_all(tracks: pd.DataFrame, cache: ShardCache, sr: int, progress: bool,
               index: DiskLandmarkIndex) -> list[_Scan]:
     """One _Scan per row of `tracks`; byte-identical files are read once and share it, which
     also keeps two threads from writing the same cache file at once. Fingerprints go to
@@ -395,7 +395,7 @@ def detect_faults(store: Store, dataset_name: str, progress: bool = True, sr: in
     dataset_id = int(info["dataset_id"])
     every = store.tracks(dataset_name, usable_only=False)
     usable = every[every["status"] == "ok"].reset_index(drop=True)
-    cache = WaveformCache(paths.cache_dir(store.path))
+    cache = ShardCache(paths.cache_dir(store.path))
     ids = list(usable["track_id"])
 
     @lru_cache(maxsize=16)

@@ -23,8 +23,6 @@ from genre_core.features.cache import Location, ShardCache, read_samples
 
 HANDCRAFTED_VERSION = 1  # bump when genre_core.features.handcrafted changes its output
 
-WaveformCache = ShardCache  # the name every caller knows: WaveformCache(root).load(path, sha1, sr)
-
 
 @dataclass
 class WindowSet:
@@ -88,7 +86,7 @@ def window_starts(n_samples: int, window_len: int, hop: int) -> np.ndarray:
 def build_windows(
     tracks: pd.DataFrame,
     classes: Sequence[str],
-    cache: WaveformCache,
+    cache: ShardCache,
     *,
     sr: int,
     window_s: float,
@@ -112,7 +110,7 @@ def build_windows(
     return WindowSet(list(tracks["track_id"]), labels, locations, index, window_len, sr)
 
 
-def handcrafted_windows(windows: WindowSet, shas: Sequence[str], cache: WaveformCache,
+def handcrafted_windows(windows: WindowSet, shas: Sequence[str], cache: ShardCache,
                         progress: bool = True) -> np.ndarray:
     """(W, 57) handcrafted feature table of every window, cached per track.
 

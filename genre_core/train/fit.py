@@ -29,7 +29,8 @@ from genre_core.models import build_model, get_spec
 from genre_core.store import Store
 from genre_core.train.config import TrainConfig
 from genre_core.train.loop import Interrupted, LoopSettings, Trainer, resolve_device
-from genre_core.features.windows import WaveformCache, WindowSet, build_windows, handcrafted_windows
+from genre_core.features.cache import ShardCache
+from genre_core.features.windows import WindowSet, build_windows, handcrafted_windows
 
 
 @dataclass
@@ -96,7 +97,7 @@ def fit(store: Store, config: TrainConfig, *, run_id: str | None = None, resume:
                              config=config.to_dict(), device=str(resolve_device(config.device)),
                              seed=config.seed, sweep=sweep, classes=data.classes))
     try:
-        cache = WaveformCache(paths.cache_dir(store.path))
+        cache = ShardCache(paths.cache_dir(store.path))
         run_dir = paths.run_dir(store.path, run_id)
         if spec.is_torch:
             outputs = _fit_torch(config, data, cache, representation, run_dir, resume, progress, stop_after_epoch)
