@@ -21,9 +21,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from genre_core import paths
-from genre_core.analysis.embeddings import nearest_neighbours, project, track_embeddings
 from genre_core.analysis.embeddings import (
-    DEFAULT_METHODS, UMAP_NEIGHBOURS, knn_graph, skip_reason,
+    DEFAULT_METHODS, UMAP_NEIGHBOURS, knn_graph, nearest_neighbours, project, skip_reason, track_embeddings,
 )
 from genre_core.analysis.explain import (
     band_occlusion, band_profile, compact, normalise, track_features, track_map,
@@ -98,12 +97,12 @@ def _limit_explained(explained: pd.DataFrame, limit: int | None, seed: int,
     then correct ones in a seeded random order, so every genre tends to be represented."""
     if limit is None or len(explained) <= limit:
         return explained
-    wrong = explained.predicted != explained.label
-    order = np.random.default_rng(seed).permutation(len(explained))
-    ranked = explained.iloc[order].assign(_right=(~wrong).to_numpy()[order]).sort_values("_right", kind="stable")
+    shuffled = explained.iloc[np.random.default_rng(seed).permutation(len(explained))]
+    right = (shuffled.predicted == shuffled.label).to_numpy()
+    ranked = shuffled.iloc[np.argsort(right, kind="stable")]  # misclassified (False) first
     summary.notes.append(f"Grad-CAM and taggrams for {limit} of {len(explained)} tracks "
                          f"(misclassified first; --gradcam-limit to change)")
-    return ranked.head(limit).drop(columns="_right")
+    return ranked.head(limit)
 
 
 def _usable_tracks(store: Store, loaded: LoadedRun, summary: AnalyzeSummary) -> pd.DataFrame:
