@@ -59,6 +59,7 @@ DTYPES = {"float32": "<f4", "float16": "<f2"}
 SHARD_BYTES = 1 << 30  # rotate a writer's shard past ~1 GiB
 MAX_OPEN_SHARDS = 8  # read descriptors per process (LRU): 4 loader workers + main stay < 64
 INDEX_FILE = "index.sqlite"
+INDEX_LOCK_WAIT_S = 60.0  # how long a process waits for another one's hold on the index
 SHARD_DIR = "shards"
 TABLE_DTYPE = "npy"  # a table entry holds a whole .npy file (any shape and dtype)
 _SHA1 = re.compile(r"(?<![0-9a-f])[0-9a-f]{40}(?![0-9a-f])")
@@ -225,6 +226,21 @@ class PruneResult:
                 f"{self.bytes_after / 1e9:.3f} GB")
 
 
+def _while_locked(statement: Callable[[], object]) -> None:
+    """Run a setup statement, retrying while another process holds the index. Switching to
+    WAL (and creating the tables) while a second process opens a brand-new index can fail
+    with "database is locked" at once: SQLite skips its busy timeout there to avoid deadlock."""
+    deadline = time.monotonic() + INDEX_LOCK_WAIT_S
+    while True:
+        try:
+            statement()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 class ShardCache:
     """Mono waveforms at a fixed rate and derived per-track tables, in shards (see module doc).
 
@@ -260,11 +276,11 @@ class ShardCache:
         self._check_fork()
         if self._con is None:
             self.root.mkdir(parents=True, exist_ok=True)
-            con = sqlite3.connect(self.root / INDEX_FILE, timeout=60, isolation_level=None,
+            con = sqlite3.connect(self.root / INDEX_FILE, timeout=INDEX_LOCK_WAIT_S, isolation_level=None,
                                   check_same_thread=False)
-            con.execute("PRAGMA journal_mode=WAL")
+            _while_locked(lambda: con.execute("PRAGMA journal_mode=WAL"))
             con.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: consistent after a crash
-            con.executescript(_SCHEMA)
+            _while_locked(lambda: con.executescript(_SCHEMA))
             self._con = con
         return self._con
 
