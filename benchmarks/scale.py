@@ -10,11 +10,17 @@ user does, as its own `python -m training` process under a file-descriptor limit
 and prints, per stage, wall time, tracks/s, peak RSS and peak open files of the whole
 process tree (workers included, sampled from /proc), and the disk the database, cache and
 run files use afterwards. A stage that fails prints its last error line and stops the run.
+
+Each finished stage is also recorded in `<scale root>/<N>x<S>/results.json`, and the table
+shows every recorded stage of that corpus: a 100,000-track run whose stages take hours can be
+finished across several invocations (`--skip ingest train`), and the table says when each
+stage was measured.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import shutil
@@ -30,6 +36,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from genre_core import paths
+from genre_core.features.cache import DTYPE_ENV, DTYPES
 
 GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
 SOURCE_SR = 16000
@@ -45,6 +52,19 @@ class StageResult:
     peak_open_files: int
     disk_gb: float
     status: str
+    measured: str = ""  # local time the stage finished
+
+
+def _load_results(path: Path) -> dict[str, StageResult]:
+    if not path.is_file():
+        return {}
+    return {name: StageResult(**row) for name, row in json.loads(path.read_text()).items()}
+
+
+def _save_results(path: Path, results: dict[str, StageResult]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({name: vars(r) for name, r in results.items()}, indent=1))
+    os.replace(tmp, path)
 
 
 # --- corpus -----------------------------------------------------------------------------
@@ -175,27 +195,32 @@ def run(args) -> None:
     if args.fresh:
         for stale in (db, db.with_suffix(".duckdb.wal"), work / "cache", work / "runs"):
             shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
-    env = {**os.environ, paths.CACHE_ENV: str(work / "cache")}
-    results = []
+    env = {**os.environ, paths.CACHE_ENV: str(work / "cache"), DTYPE_ENV: args.cache_dtype}
+    record = work / "results.json"
+    results = {} if args.fresh else _load_results(record)
     for name, cmd in stages(args, db, corpus):
         if name == "analyze":
             cmd = [sys.executable, "-m", "training", "analyze", "--run", _latest_run(db), "--db", str(db)]
         log = work / f"{name}.log"
         status, seconds, rss, fds = measured(cmd, env, log)
         tail = log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
-        results.append(StageResult(name, seconds, args.tracks / seconds, rss / 2**30, fds,
-                                   disk_bytes(db, work / "cache", work / "runs") / 1e9,
-                                   "ok" if status == 0 else f"exit {status}: {tail[0][:120]}"))
+        results[name] = StageResult(name, seconds, args.tracks / seconds, rss / 2**30, fds,
+                                    disk_bytes(db, work / "cache", work / "runs") / 1e9,
+                                    "ok" if status == 0 else f"exit {status}: {tail[0][:120]}",
+                                    time.strftime("%Y-%m-%d %H:%M"))
+        _save_results(record, results)
         print(f"{name}: {tail[0][:160]}")
         if status != 0:
             break
-    _print_table(results, args)
+    order = [name for name, _ in stages(argparse.Namespace(skip=[]), db, corpus)]
+    _print_table([results[name] for name in order if name in results], args)
 
 
 def _print_table(results: list[StageResult], args) -> None:
     import pandas as pd
 
-    print(f"\n{args.tracks} tracks x {args.seconds:g} s, ulimit -n {args.ulimit_n}, {os.cpu_count()} CPUs\n")
+    print(f"\n{args.tracks} tracks x {args.seconds:g} s, ulimit -n {args.ulimit_n}, {os.cpu_count()} CPUs, "
+          f"cache {args.cache_dtype}\n")
     frame = pd.DataFrame([vars(r) for r in results]).rename(columns={
         "seconds": "wall s", "tracks_per_s": "tracks/s", "peak_rss_gb": "peak RSS GiB",
         "peak_open_files": "peak open files", "disk_gb": "disk GB after"})
@@ -210,3 +235,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--scale-root", default="data/bench/scale", help="where corpora and databases go")
     group.add_argument("--skip", nargs="*", default=[], choices=["ingest", "train", "analyze", "faults"])
     group.add_argument("--fresh", action="store_true", help="drop the database and cache of an earlier run")
+    group.add_argument("--cache-dtype", choices=sorted(DTYPES), default="float32",
+                       help="waveform cache dtype (float16 halves its disk, as --cache-dtype does)")
