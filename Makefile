@@ -8,10 +8,11 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps musicnn==0.1.0
+	$(PY) -m pip install --quiet --no-deps -e .  # the `genrelens` command (= python -m training)
 	touch $(STAMP)
 
 demo: setup
