@@ -76,6 +76,9 @@ class ConvNet(GenreModel):
     """
 
     input_kind = "logmel"
+    # Channels-last (NHWC) convolutions: on this 2-core CPU cnn_small inferred 1.6x faster and
+    # trained 1.2x faster (oneDNN's preferred layout). Not measured to help ResNet: off there.
+    channels_last = True
 
     def __init__(
         self,
@@ -91,8 +94,12 @@ class ConvNet(GenreModel):
         self.features = features
         self.pool = pool
         self.head = EmbeddingHead(pooled_dim, emb_dim, n_classes, dropout)
+        if self.channels_last:
+            self.to(memory_format=torch.channels_last)  # 4-D weights; loaded weights keep it
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)  # same values, NHWC strides
         z = self.features(self.input_norm(x))  # (B, C, F', T')
         return self.head(self.pool(z))
 
@@ -181,6 +188,7 @@ class ResNet(ConvNet):
     after a conv + max-pool stem; global mean+max pooling, 256-d embedding."""
 
     gradcam_layer = "features.4.1.act"
+    channels_last = False
 
     def __init__(self, n_classes: int, n_features: int, tiny: bool = False) -> None:
         widths = (8, 16, 16, 32) if tiny else (32, 64, 128, 256)
