@@ -69,6 +69,8 @@ def analyze(store: Store, run_id: str, progress: bool = True, gradcam_split: str
     draw (see embeddings.METHODS); one skipped at this size gets a note instead.
     """
     started = time.perf_counter()
+    if reason := store.run(run_id)["config"].get("no_model"):  # an imported run
+        raise ValueError(f"run {run_id} cannot be analysed: {reason} (its maps were made at import)")
     loaded = load_run(store, run_id, device)
     summary = AnalyzeSummary(run_id)
     tracks = _usable_tracks(store, loaded, summary)
@@ -122,9 +124,19 @@ def _embedding_tables(loaded: LoadedRun, tracks: pd.DataFrame, cache: ShardCache
     ids, vectors, kind = track_embeddings(loaded, tracks, cache, progress, extra=extra)
     if kind != "penultimate":
         summary.notes.append(f"maps and neighbours use the {kind} features (no network embedding)")
+    return map_tables(ids, {kind: vectors, **extra}, kind, methods, k, loaded.config.seed, progress, summary)
+
+
+def map_tables(ids: Sequence[str], vectors_by_kind: dict[str, np.ndarray], kind: str,
+               methods: Sequence[str], k: int, seed: int, progress: bool,
+               summary: AnalyzeSummary) -> dict[str, pd.DataFrame]:
+    """Embeddings, 2-D maps and neighbours of tracks `ids` from stored vectors: maps and
+    neighbours use `vectors_by_kind[kind]` (N, D); every kind is stored. Also serves runs
+    whose embeddings were imported rather than computed."""
+    vectors = vectors_by_kind[kind]
     # One neighbour search serves UMAP and the neighbours table (approximate above
     # embeddings.ANN_THRESHOLD tracks).
-    graph = knn_graph(vectors, max(k, UMAP_NEIGHBOURS - 1), seed=loaded.config.seed)
+    graph = knn_graph(vectors, max(k, UMAP_NEIGHBOURS - 1), seed=seed)
     if not graph.exact:
         summary.notes.append(f"neighbours approximate (pynndescent, {len(ids):,} tracks)")
     maps = []
@@ -132,13 +144,13 @@ def _embedding_tables(loaded: LoadedRun, tracks: pd.DataFrame, cache: ShardCache
         if (reason := skip_reason(method, len(ids))) is not None:
             summary.notes.append(reason)
             continue
-        xy = project(vectors, method, seed=loaded.config.seed, knn=graph)  # (N, 2)
+        xy = project(vectors, method, seed=seed, knn=graph)  # (N, 2)
         maps.append(pd.DataFrame({"method": method, "track_id": ids, "x": xy[:, 0], "y": xy[:, 1]}))
     summary.n_embeddings, summary.n_projections = len(ids), len(maps)
     return {
         "embeddings": pd.concat(
             [pd.DataFrame({"track_id": ids, "kind": name, "vector": [v.tolist() for v in table]})
-             for name, table in {kind: vectors, **extra}.items()], ignore_index=True),
+             for name, table in vectors_by_kind.items()], ignore_index=True),
         "projections": pd.concat(maps, ignore_index=True) if maps else pd.DataFrame(),
         "neighbours": nearest_neighbours(ids, vectors, k=k, knn=graph),
     }
