@@ -172,6 +172,33 @@ def _embeddings(frame: pd.DataFrame, path: Path, labels: pd.Series) -> tuple[lis
 def _store_run(store: Store, dataset_id: int, dataset: str, model: str, classes: list[str],
                predictions: pd.DataFrame, vectors: tuple[list[str], np.ndarray] | None,
                file: Path, progress: bool) -> ImportSummary:
+    summary = AnalyzeSummary("")
+    extra = {}
+    if vectors is not None:
+        ids, table = vectors
+        extra = map_tables(ids, {"imported": table}, "imported", DEFAULT_METHODS, 10, SEED, progress, summary)
+    config = {"dataset": dataset, "model": model, "split": "imported", "imported_from": file.name,
+              "no_model": "predictions imported from a file: no model to run Grad-CAM or classify with"}
+    stored = store_prediction_run(store, dataset_id, model, "imported", "imported", classes, predictions,
+                                  config, extra)
+    return ImportSummary(stored.run_id, stored.report.n, stored.report.accuracy, stored.ci,
+                         summary.n_embeddings, summary.notes)
+
+
+@dataclass
+class StoredRun:
+    run_id: str
+    report: evaluation.Report  # of the test split
+    ci: tuple[float, float]  # of track accuracy on the test split
+
+
+def store_prediction_run(store: Store, dataset_id: int, model: str, representation: str, split: str,
+                         classes: list[str], predictions: pd.DataFrame, config: dict,
+                         extra: dict[str, pd.DataFrame] | None = None) -> StoredRun:
+    """A complete run from track-level probabilities made elsewhere (imported, ensembled):
+    `predictions` (track_id, split in SPLITS, label, probs (C,) in `classes` order) is scored
+    exactly like a native run's (track-level metrics, bootstrap CIs) and stored with `extra`
+    run tables in one transaction; a failure leaves the run marked failed, never half-written."""
     from genre_core.train.fit import new_run_id
 
     run_id = new_run_id(model)
@@ -191,22 +218,14 @@ def _store_run(store: Store, dataset_id: int, dataset: str, model: str, classes:
         predicted=[classes[int(np.argmax(p))] for p in predictions["probs"]],
         probs=[np.asarray(p, dtype=np.float32).tolist() for p in predictions["probs"]],
     )[["track_id", "split", "label", "predicted", "probs"]]
-    results = {"metrics": pd.DataFrame(metrics), "predictions": stored}
-    summary = AnalyzeSummary(run_id)
-    if vectors is not None:
-        ids, table = vectors
-        results.update(map_tables(ids, {"imported": table}, "imported", DEFAULT_METHODS, 10, SEED,
-                                  progress, summary))
-    config = {"dataset": dataset, "model": model, "split": "imported", "imported_from": file.name,
-              "no_model": "predictions imported from a file: no model to run Grad-CAM or classify with"}
-    store.start_run(dict(run_id=run_id, dataset_id=dataset_id, model=model, representation="imported",
-                         split="imported", config=config, device="none", seed=SEED, classes=classes))
+    store.start_run(dict(run_id=run_id, dataset_id=dataset_id, model=model, representation=representation,
+                         split=split, config=config, device="none", seed=SEED, classes=classes))
     try:
-        store.finish_run(run_id, results)
+        store.finish_run(run_id, {"metrics": pd.DataFrame(metrics), "predictions": stored, **(extra or {})})
     except Exception as exc:
         store.fail_run(run_id, f"{type(exc).__name__}: {exc}")
         raise
-    return ImportSummary(run_id, report.n, report.accuracy, ci, summary.n_embeddings, summary.notes)
+    return StoredRun(run_id, report, ci)
 
 
 def is_imported(run: dict) -> bool:
