@@ -362,24 +362,26 @@ def check_file(path: Path | str, validate: bool = False, known_sha1: str | None 
     looked at and status is None, meaning "the stored facts still hold". `max_seconds`: the
     duration cap checked from the header. Never raises for a bad file: the reason is returned.
     """
-    facts = {**unusable(None, None, validate), "status": "ok"}
+    facts = {**_NO_FACTS, "status": "ok", "error": None, "error_kind": None, "validated": validate}
     try:
         return _check(Path(path), facts, validate, known_sha1, max_seconds)
     except AudioError as exc:
-        return {**facts, **unusable(exc.reason, exc.kind, validate)}
+        return unusable(exc.reason, exc.kind, facts)
     except OSError as exc:  # e.g. a file we may not read, or one that vanished mid-check
-        reason = f"cannot read file ({exc.strerror or type(exc).__name__})"
-        return {**facts, **unusable(reason, "unreadable", validate)}
+        return unusable(f"cannot read file ({exc.strerror or type(exc).__name__})", "unreadable", facts)
     except Exception as exc:  # noqa: BLE001 - one file's surprise must not abort a whole ingest
-        reason = f"check failed ({type(exc).__name__}: {_short(exc)})"
-        return {**facts, **unusable(reason, "unreadable", validate)}
+        return unusable(f"check failed ({type(exc).__name__}: {_short(exc)})", "unreadable", facts)
 
 
-def unusable(reason: str | None, kind: str | None, validate: bool = False) -> dict:
-    """`check_file`'s answer for a file that cannot be used, before any fact is known."""
-    return {"size": None, "mtime_ns": None, "sha1": None, "sample_rate": None, "channels": None,
-            "duration_s": None, "status": "unreadable", "error": reason, "error_kind": kind,
-            "validated": validate}
+_NO_FACTS = {"size": None, "mtime_ns": None, "sha1": None, "sample_rate": None, "channels": None,
+             "duration_s": None}
+
+
+def unusable(reason: str, kind: str, facts: dict | None = None) -> dict:
+    """`check_file`'s answer for a file that cannot be used: `facts` (what was learnt of it
+    before the problem showed: size, sha1, header) plus status 'unreadable' and the reason."""
+    return {**_NO_FACTS, "validated": False, **(facts or {}), "status": "unreadable",
+            "error": reason, "error_kind": kind}
 
 
 def _check(path: Path, facts: dict, validate: bool, known_sha1: str | None,

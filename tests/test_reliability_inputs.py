@@ -311,10 +311,13 @@ def test_a_rerun_over_the_same_bad_inputs_changes_nothing(tmp_path, hostile_corp
     store = open_store(tmp_path / "r.duckdb")
     options = IngestOptions(workers=1, max_seconds=CAP_S)
     first = ingest(store, "folder", root, name="h", progress=False, options=options)
+    probed, real = [], audio.probe
+    monkeypatch.setattr(audio, "probe", lambda path: probed.append(path) or real(path))
     again = ingest(store, "folder", root, name="h", progress=False, options=options)
     assert again.n_tracks == first.n_tracks == len(store.tracks("h", usable_only=False))
     assert again.n_unreadable == first.n_unreadable and again.n_missing == 0
     assert again.n_new == again.n_updated == 0
+    assert probed == []  # bad files with a stored reason are not looked at again
 
 
 # --- one regression test per defect of the probe (issue 12) --------------------------------
