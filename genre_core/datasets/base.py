@@ -78,8 +78,8 @@ def with_artists(scan: DatasetScan, index: dict[str, tuple[str | None, str | Non
 
 def walk(folder: Path, max_depth: int | None = None) -> tuple[list[Path], list[TrackEntry]]:
     """Every path under `folder` (sorted; `max_depth` 1: its direct children only) that may be
-    a track, and a rejected entry (track id `<rel>/`, label: the folder's name) for each
-    sub-folder that could not be read. Symlinked sub-folders are reported, never followed: a
+    a track, and a rejected entry (see `rejected_entry`) for each sub-folder that could not
+    be read. Symlinked sub-folders are reported, never followed: a
     link back up would repeat the corpus forever. A real folder named like audio (`x.wav`) is
     listed too, so ingest records why it is no track."""
     paths: list[Path] = []
@@ -118,10 +118,10 @@ def link_problem(path: Path, within: Path | None = None) -> str | None:
     return None
 
 
-def rejected_entry(path: Path, folder: Path, reason: str, label: str | None = None) -> TrackEntry:
+def rejected_entry(path: Path, folder: Path, reason: str) -> TrackEntry:
     """An entry ingest records as refused: id `<label>/<path under folder>/` (the trailing slash
-    keeps it apart from any file's id), label `label` or the folder's name."""
-    label = label or folder.name
+    keeps it apart from any file's id), label: the folder's name."""
+    label = folder.name
     rel = path.relative_to(folder).as_posix() if path != folder else ""
     return TrackEntry(f"{label}/{rel}/" if rel else f"{label}/", path, label, rejected=reason)
 
@@ -176,12 +176,12 @@ def _printable(text: str) -> str:
 def unique_ids(entries: list[TrackEntry]) -> list[TrackEntry]:
     """Track ids made unique, deterministically: ids that clash (`song.wav` and `song.flac`
     both give `genre/song`) keep their file's extension (`genre/song.wav`); any clash left
-    after that gets `#2`, `#3`... in path order. Ids that never clashed stay as they were, so
+    after that gets `#2`, `#3`... in scan order. Ids that never clashed stay as they were, so
     GTZAN's `blues.00000` and ids stored by earlier ingests keep their meaning."""
     clashes = Counter(e.track_id for e in entries)
     entries = [replace(e, track_id=e.track_id + e.path.suffix)
                if clashes[e.track_id] > 1 and not e.track_id.endswith("/") else e for e in entries]
-    taken = Counter(e.track_id for e in entries)
+    taken = {e.track_id for e in entries}
     seen: set[str] = set()
     out = []
     for entry in entries:  # scanners list paths sorted, so this order is deterministic
