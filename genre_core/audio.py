@@ -6,9 +6,12 @@ reason (`tracks.error`) and carry on with the rest of the corpus.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 import sys
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +30,27 @@ SILENCE_DBFS = -60.0  # peak below this is "silent": 16-bit dither sits near -90
 # highest studio rates; 8 channels is 7.1; 4 h is far beyond any track (a DJ mix is ~2 h).
 SAMPLE_RATE_RANGE = (4_000, 384_000)
 MAX_CHANNELS = 8
-MAX_SECONDS = 4 * 3600.0
+MAX_SECONDS_ENV = "GENRELENS_MAX_SECONDS"  # raise (or lower) the duration cap for a whole session
+
+
+def _seconds_from_env(default: float = 4 * 3600.0) -> float:
+    """The duration cap: $GENRELENS_MAX_SECONDS when it is a positive number, else `default`.
+    A bad value warns instead of raising: it is read at import, before any CLI error handling."""
+    text = os.environ.get(MAX_SECONDS_ENV, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value > 0 and np.isfinite(value)):
+        warnings.warn(f"${MAX_SECONDS_ENV}={text!r} is not a positive number of seconds; "
+                      f"using {default:.0f}")
+        return default
+    return value
+
+
+MAX_SECONDS = _seconds_from_env()
 
 
 class AudioError(Exception):
@@ -55,22 +78,51 @@ class AudioInfo:
 
 
 def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise AudioError(path, "no such file")
-    if path.is_dir():
-        raise AudioError(path, "is a directory, not an audio file")
-    if path.stat().st_size == 0:
+    if _regular_file(path).st_size == 0:
         raise AudioError(path, "empty file (0 bytes)")
+
+
+def _regular_file(path: Path) -> os.stat_result:
+    """The stat of a regular file, or AudioError saying what the path is instead - found
+    without opening it (opening a FIFO would block)."""
+    try:
+        st = path.stat()  # follows symlinks: the target is what would be read
+    except OSError as exc:
+        raise AudioError(path, _stat_failure(path, exc)) from exc
+    if stat.S_ISDIR(st.st_mode):
+        raise AudioError(path, "is a directory, not an audio file")
+    if not stat.S_ISREG(st.st_mode):
+        raise AudioError(path, f"not a regular file (a {_file_type(st.st_mode)}), not an audio file")
+    return st
+
+
+def _stat_failure(path: Path, exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "symlink loop (the link never reaches a file)"
+    if path.is_symlink():
+        return "broken symlink (its target does not exist)"
+    if exc.errno == errno.ENOENT:
+        return "no such file"
+    return f"cannot read file ({exc.strerror or type(exc).__name__})"
+
+
+def _file_type(mode: int) -> str:
+    kinds = ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+             (stat.S_ISBLK, "block device"))
+    return next((name for test, name in kinds if test(mode)), "special file")
 
 
 def probe(path: Path | str) -> AudioInfo:
     """Header facts of an audio file without decoding it."""
     path = Path(path)
     _check_file(path)
+    if (kind := _what_it_is(path, text=False)) is not None:  # libsndfile may half-parse these
+        raise AudioError(path, f"not decodable audio ({kind})")
     try:
-        info = sf.info(str(path))
+        with _quiet_stderr(path.suffix.lower() == ".mp3"):  # libmpg123 narrates failed resyncs
+            info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise AudioError(path, f"not decodable audio ({_short(exc)})") from exc
+        raise AudioError(path, f"not decodable audio ({_what_it_is(path) or _short(exc)})") from exc
     if info.frames <= 0 or info.samplerate <= 0:
         raise AudioError(path, "header declares no audio frames")
     return AudioInfo(path, info.samplerate, info.channels, info.frames, info.format, info.subtype)
@@ -90,9 +142,16 @@ def check_header(info: AudioInfo, max_seconds: float | None = MAX_SECONDS) -> Au
     if not 1 <= info.channels <= MAX_CHANNELS:
         raise AudioError(info.path, f"header says {info.channels} channels (sane: 1..{MAX_CHANNELS})")
     if max_seconds is not None and info.duration_s > max_seconds:
-        raise AudioError(info.path, f"header says {info.duration_s / 3600:.1f} h of audio "
-                                    f"(sane: <= {max_seconds / 3600:.1f} h)")
+        raise AudioError(info.path, f"header says {_span(info.duration_s)} of audio "
+                                    f"(sane: <= {_span(max_seconds)})")
     return info
+
+
+def _span(seconds: float) -> str:
+    """7.0 s, 12.5 min, 5.0 h: a cap set in seconds must not print as "0.0 h"."""
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def quick_check(
@@ -160,7 +219,40 @@ def _quiet_stderr(enabled: bool) -> Iterator[None]:
 def _short(exc: Exception) -> str:
     text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
     # libsndfile prefixes its messages with the path we already report.
-    return text.split(": ", 1)[-1] if text.startswith("Error opening") else text
+    text = text.split(": ", 1)[-1] if text.startswith("Error opening") else text
+    # libsndfile's mpg123 path says this of any regular file it cannot parse as MP3.
+    return "unrecognised format" if "possibly a pipe?" in text else text
+
+
+# First bytes of files people mistake for (or rename to) audio: refused before libsndfile
+# sees them (it may half-parse an archive as raw audio), named for what they are.
+_MAGIC = (
+    (b"PK\x03\x04", "a ZIP archive"), (b"\x1f\x8b", "a gzip archive"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"), (b"Rar!", "a RAR archive"),
+    (b"%PDF", "a PDF document"), (b"\x7fELF", "an executable"), (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"), (b"MThd", "a MIDI score"),
+)
+
+
+def _what_it_is(path: Path, text: bool = True) -> str | None:
+    """'the bytes are a ZIP archive, not audio'-style reason, or None when the first bytes are
+    nothing we recognise. `text`: also recognise plain text (only once libsndfile refused the
+    file: some raw encodings are printable by chance)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        return None
+    kind = next((name for magic, name in _MAGIC if head.startswith(magic)), None)
+    if kind is None and text and _looks_like_text(head):
+        kind = "text"
+    return f"the bytes are {kind}, not audio" if kind else None
+
+
+def _looks_like_text(head: bytes) -> bool:
+    text = head.decode("utf-8", errors="replace")  # a character cut at byte 512 costs one U+FFFD
+    printable = sum((c.isprintable() and c != "\ufffd") or c in "\r\n\t" for c in text)
+    return len(head) >= 16 and printable >= 0.95 * len(text)  # 4 bytes of "RIFF" are no text
 
 
 def to_mono(y: np.ndarray) -> np.ndarray:
@@ -185,14 +277,15 @@ def load(
     sr: int | None = DEFAULT_SR,
     min_seconds: float = MIN_SECONDS,
     reject_silent: bool = True,
+    max_seconds: float | None = MAX_SECONDS,
 ) -> np.ndarray:
     """Decode any supported file to mono float32 at `sr` (None: the file's own rate).
     Returns (N,) samples in [-1, 1].
 
-    Raises AudioError for a header that fails `check_header`, undecodable, truncated,
-    non-finite, too short or silent audio.
+    Raises AudioError for a header that fails `check_header` (`max_seconds`: its duration
+    cap), undecodable, truncated, non-finite, too short or silent audio.
     """
-    info = check_header(probe(path))
+    info = check_header(probe(path), max_seconds)
     return _validate(_decode(info), info.sample_rate, sr, info.path, min_seconds, reject_silent)
 
 
@@ -257,7 +350,8 @@ def stream_blocks(path: Path | str, sr: int, block_s: float = 10.0) -> Iterator[
         raise AudioError(info.path, f"decoding failed ({_short(exc)})") from exc
 
 
-def check_file(path: Path | str, validate: bool = False, known_sha1: str | None = None) -> dict:
+def check_file(path: Path | str, validate: bool = False, known_sha1: str | None = None,
+               max_seconds: float = MAX_SECONDS) -> dict:
     """What ingest records of one file, from plain arguments (a worker process needs nothing
     but this module): size, mtime_ns and sha1 (None when absent), header facts (sample_rate,
     channels, duration_s) and status 'ok', or status 'unreadable' with `error` (the reason)
@@ -265,32 +359,51 @@ def check_file(path: Path | str, validate: bool = False, known_sha1: str | None 
 
     `validate`: decode the whole file (`load`) instead of `quick_check`. `known_sha1`: the
     hash stored for this file before; when the bytes still hash to it, the audio is not
-    looked at and status is None, meaning "the stored facts still hold".
+    looked at and status is None, meaning "the stored facts still hold". `max_seconds`: the
+    duration cap checked from the header. Never raises for a bad file: the reason is returned.
     """
-    path = Path(path)
-    facts = {"size": None, "mtime_ns": None, "sha1": None, "sample_rate": None, "channels": None,
-             "duration_s": None, "status": "ok", "error": None, "error_kind": None,
-             "validated": validate}
-    if path.is_file():
-        st = path.stat()
-        facts.update(size=st.st_size, mtime_ns=st.st_mtime_ns, sha1=file_sha1(path))
-        if known_sha1 is not None and facts["sha1"] == known_sha1:
-            return {**facts, "status": None}
+    facts = {**_NO_FACTS, "status": "ok", "error": None, "error_kind": None, "validated": validate}
     try:
-        info = check_header(probe(path))  # header facts are kept even when the body is bad
-        facts.update(sample_rate=info.sample_rate, channels=info.channels, duration_s=info.duration_s)
-        if validate:
-            load(path, sr=None)  # full decode: corruption anywhere shows here
-        else:
-            quick_check(path, info=info)  # header + <= ~4 s strided read
+        return _check(Path(path), facts, validate, known_sha1, max_seconds)
     except AudioError as exc:
-        facts.update(status="unreadable", error=exc.reason, error_kind=exc.kind)
+        return unusable(exc.reason, exc.kind, facts)
+    except OSError as exc:  # e.g. a file we may not read, or one that vanished mid-check
+        return unusable(f"cannot read file ({exc.strerror or type(exc).__name__})", "unreadable", facts)
+    except Exception as exc:  # noqa: BLE001 - one file's surprise must not abort a whole ingest
+        return unusable(f"check failed ({type(exc).__name__}: {_short(exc)})", "unreadable", facts)
+
+
+_NO_FACTS = {"size": None, "mtime_ns": None, "sha1": None, "sample_rate": None, "channels": None,
+             "duration_s": None}
+
+
+def unusable(reason: str, kind: str, facts: dict | None = None) -> dict:
+    """`check_file`'s answer for a file that cannot be used: `facts` (what was learnt of it
+    before the problem showed: size, sha1, header) plus status 'unreadable' and the reason."""
+    return {**_NO_FACTS, "validated": False, **(facts or {}), "status": "unreadable",
+            "error": reason, "error_kind": kind}
+
+
+def _check(path: Path, facts: dict, validate: bool, known_sha1: str | None,
+           max_seconds: float) -> dict:
+    """`check_file`'s work; fills `facts` in place, raising at the first problem."""
+    st = _regular_file(path)  # before hashing: never open a FIFO or a directory
+    facts.update(size=st.st_size, mtime_ns=st.st_mtime_ns, sha1=file_sha1(path))
+    if known_sha1 is not None and facts["sha1"] == known_sha1:
+        return {**facts, "status": None}
+    info = check_header(probe(path), max_seconds)  # header facts are kept even when the body is bad
+    facts.update(sample_rate=info.sample_rate, channels=info.channels, duration_s=info.duration_s)
+    if validate:
+        load(path, sr=None, max_seconds=max_seconds)  # full decode: corruption anywhere shows here
+    else:
+        quick_check(path, info=info)  # header + <= ~4 s strided read
     return facts
 
 
-def check_files(items: list[tuple[str, str | None]], validate: bool = False) -> list[dict]:
+def check_files(items: list[tuple[str, str | None]], validate: bool = False,
+                max_seconds: float = MAX_SECONDS) -> list[dict]:
     """`check_file` over (path, known_sha1) pairs: one worker task of ingest."""
-    return [check_file(path, validate, known_sha1) for path, known_sha1 in items]
+    return [check_file(path, validate, known_sha1, max_seconds) for path, known_sha1 in items]
 
 
 def file_sha1(path: Path | str, chunk: int = 1 << 20) -> str:

@@ -245,7 +245,7 @@ def test_cli_flags_reach_ingest(tmp_path, corpus, capsys):
 def test_tracks_go_to_workers_in_chunks(tmp_path, corpus, monkeypatch):
     seen = []
     real = audio.check_files
-    monkeypatch.setattr(audio, "check_files", lambda items, validate: seen.append(len(items)) or real(items, validate))
+    monkeypatch.setattr(audio, "check_files", lambda items, *args: seen.append(len(items)) or real(items, *args))
     ingest(open_store(tmp_path / "b.duckdb"), "folder", corpus, name="c", progress=False,
            options=IngestOptions(workers=1, chunk_size=5))
     assert seen == [5, 5, 4]

@@ -22,10 +22,12 @@ def cmd_synth(args: argparse.Namespace) -> str:
 
 
 def cmd_ingest(args: argparse.Namespace) -> str:
-    from genre_core.datasets.ingest import IngestOptions, ingest
+    from genre_core.datasets.ingest import IngestOptions, check_request, ingest
 
+    check_request(args.dataset, args.root, args.name)  # a bad request creates no database file
     store = open_store(args.db)
-    given = {k: getattr(args, k) for k in ("workers", "batch_size", "subset") if getattr(args, k)}
+    given = {k: getattr(args, k) for k in ("workers", "batch_size", "subset", "max_seconds")
+             if getattr(args, k)}
     options = IngestOptions(validate=args.validate, **given)
     summary = ingest(store, args.dataset, Path(args.root), args.name, args.artist_index,
                      options=options)
@@ -146,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="decode every file fully (default: header + a ~4 s strided read)")
     p.add_argument("--batch-size", type=_positive_int,
                    help="tracks per commit; a killed ingest resumes after the last one (default 500)")
+    p.add_argument("--max-seconds", type=_positive_float,
+                   help="refuse files longer than this, from their header (default 14400 = 4 h, "
+                        "or $GENRELENS_MAX_SECONDS)")
 
     p = command("train", cmd_train, "train and evaluate one model (k-fold: one run per fold)")
     _cache_args(p)
@@ -225,6 +230,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from genre_core.datasets.base import DatasetError, DatasetScan, TrackEntry, is_audio
+from genre_core.datasets.base import DatasetError, DatasetScan, TrackEntry, is_audio, usable_labels, walk
 
 SUBSETS = ("fma_small", "fma_medium", "fma_large", "fma_full")
 _SPLIT_NAMES = {"training": "train", "validation": "validation", "test": "test"}
@@ -41,9 +41,9 @@ def scan_fma(root: Path, subset: str | None = None) -> DatasetScan:
         raise DatasetError(f"{root}: fma_metadata/tracks.csv not found")
     audio_root = _audio_root(root, subset)
     table = read_fma_tracks(csv_path)
-    entries = []
-    for path in sorted(audio_root.glob("*/*")):
-        if not (is_audio(path) and path.stem.isdigit()):
+    paths, entries = walk(audio_root, max_depth=2)  # entries: folders it could not list
+    for path in paths:
+        if not (is_audio(path) and path.stem.isdigit() and len(path.relative_to(audio_root).parts) == 2):
             continue
         number = int(path.stem)
         if number not in table.index or pd.isna(table.at[number, "genre_top"]):
@@ -56,9 +56,10 @@ def scan_fma(root: Path, subset: str | None = None) -> DatasetScan:
                 official_split=_SPLIT_NAMES.get(str(row["split"])),
             )
         )
-    if not entries:
+    genres = sorted(usable_labels(entries))
+    if not genres:
         raise DatasetError(f"{audio_root}: no audio files with a genre_top label in tracks.csv")
-    return DatasetScan("fma", root, sorted({e.label for e in entries}), entries)
+    return DatasetScan("fma", root, genres, entries)
 
 
 def _audio_root(root: Path, subset: str | None) -> Path:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from genre_core.datasets.base import DatasetError, DatasetScan, TrackEntry, is_audio
+from genre_core.datasets.base import DatasetError, DatasetScan, TrackEntry, is_audio, usable_labels, walk
 
 GTZAN_GENRES = (
     "blues", "classical", "country", "disco", "hiphop",
@@ -42,11 +42,14 @@ def scan_gtzan(root: Path, kind: str = "gtzan") -> DatasetScan:
     genre_root = find_genre_root(root)
     entries = []
     for genre in GTZAN_GENRES:
-        for path in sorted((genre_root / genre).glob("*")) if (genre_root / genre).is_dir() else []:
-            match = _TRACK_NAME.match(path.stem)
-            if is_audio(path) and match:
-                entries.append(TrackEntry(path.stem, path, genre))
-    if not entries:
+        if not (genre_root / genre).is_dir():
+            continue
+        paths, problems = walk(genre_root / genre, max_depth=1)
+        entries += problems
+        entries += [TrackEntry(p.stem, p, genre) for p in paths
+                    if is_audio(p) and _TRACK_NAME.match(p.stem)]
+    labels = usable_labels(entries)
+    if not labels:
         raise DatasetError(f"{genre_root}: no files named <genre>.000NN.<audio extension>")
-    genres = [g for g in GTZAN_GENRES if any(e.label == g for e in entries)]
+    genres = [g for g in GTZAN_GENRES if g in labels]
     return DatasetScan(kind, Path(root), genres, entries)

@@ -29,9 +29,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from genre_core import audio
-from genre_core.datasets import DatasetError, DatasetScan, TrackEntry, read_artist_index, scan
-from genre_core.datasets.base import with_artists
-from genre_core.datasets.fma import scan_fma
+from genre_core.datasets import DatasetError, TrackEntry, scan
 from genre_core.store import Store
 from genre_core.workers import exit_with_parent
 
@@ -48,6 +46,7 @@ class IngestOptions:
     batch_seconds: float = 30.0  # ... or this much time, whichever comes first
     chunk_size: int = 8  # tracks per worker task: amortises inter-process overhead
     subset: str | None = None  # FMA only: small | medium | large | full
+    max_seconds: float = audio.MAX_SECONDS  # longer is refused from the header ($GENRELENS_MAX_SECONDS, 4 h)
 
 
 @dataclass(frozen=True)
@@ -109,8 +108,8 @@ def ingest(
     tracks stored before that are no longer on disk are marked status='missing'."""
     options = options or IngestOptions()
     start = time.perf_counter()
-    found = _scan(kind, Path(root), artist_index, options.subset)
-    name = name or kind
+    name = check_request(kind, root, name)
+    found = scan(kind, Path(root), artist_index, options.subset)
     stored = _stored_rows(store.ingest_state(name))
     dataset_id = store.begin_ingest(name, found.kind, str(Path(root).resolve()), found.genres)
     plan = _plan(found.entries, stored, options.validate)
@@ -118,6 +117,7 @@ def ingest(
     writer.extend(plan.refreshed)
     counts = {"new": 0, "updated": 0, "failed": 0, "unchanged": len(plan.unchanged),
               "unreadable": plan.n_unreadable_unchanged}
+    writer.extend(_settle(row, stored, counts) for row in plan.rejected)
     bar = tqdm(total=len(plan.tasks), desc=f"ingest {name}", unit="track", disable=not progress,
                postfix={"unchanged": len(plan.unchanged)} if plan.unchanged else None)
     try:
@@ -133,13 +133,16 @@ def ingest(
                          counts["new"], counts["unchanged"], counts["updated"], counts["failed"])
 
 
-def _scan(kind: str, root: Path, artist_index: Path | None, subset: str | None) -> DatasetScan:
-    if subset is None:
-        return scan(kind, root, artist_index)
-    if kind != "fma":
-        raise DatasetError(f"--subset applies to --dataset fma only, not {kind!r}")
-    found = scan_fma(root, subset)
-    return with_artists(found, read_artist_index(artist_index)) if artist_index else found
+def check_request(kind: str, root: Path | str, name: str | None) -> str:
+    """The dataset name to use (default: `kind`), or a one-line error for a request that
+    cannot work - checked before anything is written (the CLI calls it before it creates
+    the database file)."""
+    name = kind if name is None else name
+    if not name.strip():
+        raise DatasetError("the dataset name must not be empty (--name)")
+    if not Path(root).is_dir():
+        raise DatasetError(f"{root}: not a directory")
+    return name
 
 
 @dataclass
@@ -148,13 +151,17 @@ class _Plan:
     unchanged: list[str]  # track ids whose stored row still holds
     refreshed: list[dict]  # unchanged audio, changed metadata (e.g. a new artist index)
     n_unreadable_unchanged: int
+    rejected: list[dict]  # rows of entries the scan refused: stored with the reason, never opened
 
 
 def _plan(entries: list[TrackEntry], stored: dict[str, dict], validate: bool) -> _Plan:
     """Split the scan into files to check and files whose stored row still describes them,
     by (path, size, mtime) alone: no file is opened here."""
-    plan = _Plan([], [], [], 0)
+    plan = _Plan([], [], [], 0, [])
     for entry in entries:
+        if entry.rejected:
+            plan.rejected.append(_rejected_row(entry))
+            continue
         old = stored.get(entry.track_id)
         done = old is not None and old["status"] in FINAL_STATUSES and (old["validated"] or not validate)
         if not done:
@@ -185,13 +192,34 @@ def _is_null(value) -> bool:
 
 
 def _metadata(entry: TrackEntry) -> dict:
-    return {"path": str(entry.path.resolve()), "label": entry.label, "artist": entry.artist,
+    return {"path": _resolved(entry), "label": entry.label, "artist": entry.artist,
             "title": entry.title, "official_split": entry.official_split}
+
+
+def _resolved(entry: TrackEntry) -> str:
+    """The path to store: resolved, except for a refused entry (its link may loop or lead out
+    of the root) or one that changed into a loop since the scan."""
+    if entry.rejected:
+        return str(entry.path.absolute())
+    try:
+        return str(entry.path.resolve())
+    except (RuntimeError, OSError):
+        return str(entry.path.absolute())
+
+
+def _rejected_row(entry: TrackEntry) -> dict:
+    """The row of an entry the scan refused: the reason, no audio facts."""
+    return _row(entry, audio.unusable(entry.rejected, "rejected"))
 
 
 def _settle(row: dict, stored: dict[str, dict], counts: dict) -> dict:
     """Turn a worker's row into the row to store; count it new/updated/failed/unchanged."""
     old = stored.get(row["track_id"])
+    if row["error_kind"] == "rejected" and old is not None and (old["status"], old["error"]) == \
+            (row["status"], row["error"]):
+        counts["unchanged"] += 1  # refused again for the same reason: nothing new to say
+        counts["unreadable"] += 1
+        return row
     if row["status"] is None:  # changed on disk but same bytes: keep the stored audio facts
         counts["unchanged"] += 1
         counts["unreadable"] += old["status"] != "ok"
@@ -245,21 +273,22 @@ def _run(tasks: list[tuple[TrackEntry, str | None]], options: IngestOptions) -> 
     chunks = [tasks[i:i + options.chunk_size] for i in range(0, len(tasks), options.chunk_size)]
     auto = min(default_workers(), math.ceil(len(tasks) / TRACKS_PER_AUTO_WORKER))
     workers = min(options.workers or auto, len(chunks))
+    check = (options.validate, options.max_seconds)
     if workers <= 1:  # in-process: no start-up cost for small jobs
         for chunk in chunks:
-            yield _rows(chunk, audio.check_files(_items(chunk), options.validate))
+            yield _rows(chunk, audio.check_files(_items(chunk), *check))
         return
     pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=exit_with_parent)
     try:
         todo = iter(chunks)
-        pending = {pool.submit(audio.check_files, _items(c), options.validate): c
+        pending = {pool.submit(audio.check_files, _items(c), *check): c
                    for c in islice(todo, 4 * workers)}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 yield _rows(pending.pop(future), future.result())
                 for chunk in islice(todo, 1):
-                    pending[pool.submit(audio.check_files, _items(chunk), options.validate)] = chunk
+                    pending[pool.submit(audio.check_files, _items(chunk), *check)] = chunk
     finally:  # on Ctrl-C or an error, drop queued chunks instead of finishing them
         pool.shutdown(wait=True, cancel_futures=True)
 
