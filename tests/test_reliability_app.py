@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -246,6 +247,35 @@ def test_a_dataset_rooted_at_slash_serves_nothing(corpus_db):
     db, _, _ = corpus_db
     everything = int(open_store(db).dataset("everything")["dataset_id"])
     assert _count(q.track_file(db, everything, "good") is None)
+
+
+@pytest.mark.parametrize("planted", ["none", "secret_text_inside_root", "symlink_out_of_root", "etc_passwd"])
+def test_the_track_page_plays_nothing_the_database_points_outside(monkeypatch, tmp_path, app_db, planted):
+    """The probe's case end to end: a database row naming a text file as a track's audio made
+    the Track page serve its bytes. ("none": the untouched track still plays.)"""
+    path = tmp_path / "copy.duckdb"
+    shutil.copy(app_db["db"], path)
+    run, dataset_id = app_db["ten_runs"][0], app_db["ten_id"]
+    track_id = q.predictions(app_db["db"], run).track_id.iloc[0]
+    root = tmp_path / "corpus"
+    (root / "rock").mkdir(parents=True)
+    (root / "rock" / "secret.wav").write_text("password=hunter2\n")
+    (root / "rock" / "out.wav").symlink_to(write(tmp_path / "elsewhere.wav", tone(2.0)))
+    target = {"secret_text_inside_root": root / "rock" / "secret.wav",
+              "symlink_out_of_root": root / "rock" / "out.wav", "etc_passwd": Path("/etc/passwd")}.get(planted)
+    if target is not None:
+        with duckdb.connect(str(path)) as con:
+            con.execute("UPDATE datasets SET root = ? WHERE dataset_id = ?", [str(root), dataset_id])
+            con.execute("UPDATE tracks SET path = ? WHERE dataset_id = ? AND track_id = ?",
+                        [str(target), dataset_id, track_id])
+    at = _app(monkeypatch, [path], **{state.RUN: run, state.TRACK: (dataset_id, track_id)})
+    at.switch_page("pages/track.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == f"Track {track_id}"
+    if target is None:
+        assert at.get("audio") and not at.warning
+    else:
+        assert _count(not at.get("audio") and [w.value for w in at.warning] == [media.NO_AUDIO])
 
 
 # -- uploads on the Classify page (D2) --------------------------------------------------------

@@ -28,7 +28,6 @@ DBS_ENV = "GENRELENS_DBS"
 REFUSED = ("This database cannot be opened here. Choose one in the sidebar; whoever runs this app "
            "decides which databases it offers (GENRELENS_DB, GENRELENS_DBS or `databases` in "
            ".streamlit/secrets.toml) and fills the default one with `make demo`.")
-NO_AUDIO = "No playable audio for this track."
 
 
 def configured_databases(secret_paths: Iterable[str] = ()) -> list[Path]:

@@ -18,6 +18,9 @@ from genre_core.app.queries.tracks import track_file
 
 BROWSER_AUDIO = (".wav", ".mp3", ".ogg", ".flac")  # played as-is; others (.au, .aiff) decoded
 ENVELOPE_SR = 22050
+# What a page says when a track marked ok is refused (outside its root, not audio): the same
+# words whatever the reason, so the page reveals nothing about the file.
+NO_AUDIO = "No playable audio for this track."
 MAX_UPLOAD_MB = 200  # about 20 min of 44.1 kHz stereo WAV; longer recordings are cut first
 # Decoding allocates what the header promises (frames x channels float32) before reading a
 # byte, and a compressed header can promise hours in a 1 KB file: 2 GiB is ~1.7 h of 44.1 kHz
