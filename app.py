@@ -8,13 +8,18 @@ genre_core.app.state) so they survive page switches; each page reads them via `c
 from __future__ import annotations
 
 import importlib
+import logging
 import threading
+from pathlib import Path
 
+import duckdb
 import streamlit as st
 
-from genre_core.app import state
+from genre_core.app import access, state
 from genre_core.app import queries as q
-from genre_core.store import default_db_path
+from genre_core.store import StoreError
+
+log = logging.getLogger("genrelens.app")
 
 st.set_page_config(page_title="GenreLens", page_icon="🎧", layout="wide")
 
@@ -48,11 +53,55 @@ def _widget_from(key: str, widget_key: str, default) -> None:
     st.session_state[widget_key] = st.session_state[key]
 
 
-def database_picker() -> str:
-    _widget_from("genrelens.db_path", "_db_path", str(default_db_path()))
-    st.sidebar.text_input("Database", key="_db_path", on_change=_keep, args=("_db_path", "genrelens.db_path"),
-                          help="A GenreLens DuckDB file (default: $GENRELENS_DB or data/genrelens.duckdb)")
-    return st.session_state["genrelens.db_path"]
+def _secret_databases() -> list[str]:
+    """`databases = [...]` from .streamlit/secrets.toml, when that file exists."""
+    if not st.secrets.load_if_toml_exists():
+        return []
+    listed = st.secrets.get("databases", [])
+    return [listed] if isinstance(listed, str) else [str(p) for p in listed]
+
+
+def _pick_database() -> None:
+    """on_change of the database selectbox: the sidebar's choice replaces a `?db=` link's."""
+    st.session_state[state.DB_CHOICE] = st.session_state["_db"]
+    if "db" in st.query_params:
+        del st.query_params["db"]
+
+
+def database_picker() -> Path | None:
+    """The configured database chosen in the sidebar (or by a `?db=NAME` link, NAME being a
+    label the sidebar shows), or None when the choice is not one of them. Visitors pick from
+    the operator's list (genre_core.app.access); they never type a path."""
+    labels = access.database_labels(access.configured_databases(_secret_databases()))
+    if "db" in st.query_params:
+        st.session_state[state.DB_CHOICE] = st.query_params["db"]
+    chosen = st.session_state.setdefault(state.DB_CHOICE, next(iter(labels)))
+    st.session_state["_db"] = chosen if chosen in labels else None
+    st.sidebar.selectbox("Database", list(labels), key="_db", on_change=_pick_database,
+                         placeholder="Choose a database",
+                         help="The databases whoever runs this app has made available")
+    return access.allowed_database(labels, chosen)
+
+
+def open_database(path: Path | None) -> tuple[q.DbRef | None, str, str]:
+    """The app's one place that opens a database: (DbRef or None, state, what to show).
+
+    Anything that is not a usable GenreLens database (not allowed, missing, foreign, corrupt,
+    a schema version that is not a number) gets the one neutral `access.REFUSED`, while the
+    real reason goes to the server log for the operator.
+    """
+    if path is None:
+        return None, "refused", access.REFUSED
+    try:
+        db_state, message = q.database_state(path)
+        if db_state in ("ok", "no_runs"):
+            return q.DbRef(str(path), q.db_version(path)), db_state, message
+    except (StoreError, ValueError, duckdb.Error) as exc:  # defensive: a traceback would name paths
+        db_state, message = "invalid", f"{path}: {exc}"
+    if db_state == "empty":
+        return None, db_state, message
+    log.warning("GenreLens refused database %s: %s", path, message)
+    return None, db_state, access.REFUSED
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -108,19 +157,18 @@ def _warm_up() -> bool:
 def main() -> None:
     _warm_up()
     page = st.navigation(PAGES)
-    path = database_picker()
-    db_state, message = q.database_state(path)
+    db, db_state, message = open_database(database_picker())
     display_options()
     if st.session_state.get(state.PRESENTATION):
         st.html(PRESENTATION_CSS)
-    if db_state in ("missing", "empty", "invalid"):
+    if db is None:
+        st.session_state.pop(state.DB, None)
         st.title("GenreLens")
-        (st.error if db_state == "invalid" else st.info)(message, icon=":material/database:")
+        (st.info if db_state == "empty" else st.error)(message, icon=":material/database:")
         st.markdown("GenreLens shows how music-genre classifiers behave: leaderboards with "
                     "confidence intervals, clickable confusion matrices, maps of what the "
                     "model hears, Grad-CAM over spectrograms and the faults of the dataset.")
         return
-    db = q.DbRef(path, q.db_version(path))
     st.session_state[state.DB] = db
     run_id = run_picker(db)
     st.session_state[state.RUN] = run_id

@@ -4,17 +4,16 @@ from pathlib import Path
 
 import streamlit as st
 
-from genre_core.app import charts
+from genre_core.app import charts, media
 from genre_core.live import recording, timeline
 from page_frame import enter, require_run
 
-MAX_MB = 200
 RESULT = "genrelens.classify_result"  # (upload key, run_id, recording.Recording)
 
 ctx = enter("pages/classify.py")
 
 st.title("Classify a recording")
-st.write(f"Upload any audio file (up to {MAX_MB} MB) or record one: the chosen run labels every few "
+st.write(f"Upload any audio file (up to {media.MAX_UPLOAD_MB} MB) or record one: the chosen run labels every few "
          "seconds, and a smoothed timeline shows where the genre changes.")
 require_run(ctx)
 
@@ -27,7 +26,7 @@ def model_of(db_path: str, run_id: str):
 def classify_controls():
     """The upload (or recording), or None."""
     left, right = st.columns([3, 2])
-    upload = left.file_uploader("Audio file", type=None, max_upload_size=MAX_MB, key="upload",
+    upload = left.file_uploader("Audio file", type=None, max_upload_size=media.MAX_UPLOAD_MB, key="upload",
                                 help="wav, mp3, flac, ogg, au, aiff…")
     recorded = right.audio_input("…or record", key="record")
     return upload or recorded
@@ -38,9 +37,10 @@ stored = st.session_state.get(RESULT)
 if given is not None:
     key = (given.file_id, ctx.run_id)
     if stored is None or stored[0] != key:
-        if given.size > MAX_MB * 1024 * 1024:
-            st.error(f"{given.name} is {given.size / 2**20:.0f} MB; the limit is {MAX_MB} MB. "
-                     "Cut it shorter first.")
+        # Before the model loads and before a byte is decoded: size, rate, channels, duration.
+        problem = media.upload_problem(given.getvalue(), given.name)
+        if problem:
+            st.error(problem, icon=":material/block:")
             st.stop()
         try:
             loaded = model_of(ctx.db.path, ctx.run_id)

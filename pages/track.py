@@ -90,7 +90,8 @@ track_controls()
 
 audio = cached(media.track_audio)(ctx.db, dataset_id, track_id)
 if audio is None:
-    st.warning(f"No playable audio: the file is {row.status}" + (f" ({row.error})" if row.error else "") + ".")
+    st.warning(media.NO_AUDIO if row.status == "ok" else  # ok but refused by queries.track_file
+               f"No playable audio: the file is {row.status}" + (f" ({row.error})" if row.error else "") + ".")
 else:
     st.audio(audio[0], sample_rate=audio[1], autoplay=bool(st.session_state.pop(state.AUTOPLAY, False)))
     st.plotly_chart(charts.waveform(cached(media.track_waveform)(ctx.db, dataset_id, track_id), ctx.presentation),

@@ -1,10 +1,13 @@
-"""The audio of one track as the app shows it: what st.audio plays, the waveform envelope and
-the spectrogram. A file is reached only through `queries.track_file` (a usable track of the
-database), so nothing outside the registered corpus is ever read."""
+"""The audio the app handles: what st.audio plays for a track, its waveform envelope and
+spectrogram, and the checks an upload passes before it is decoded. A track's file is reached
+only through `queries.track_file` (a usable track, inside its dataset's registered root), so
+nothing outside the registered corpus is ever read."""
 
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,6 +18,40 @@ from genre_core.app.queries.tracks import track_file
 
 BROWSER_AUDIO = (".wav", ".mp3", ".ogg", ".flac")  # played as-is; others (.au, .aiff) decoded
 ENVELOPE_SR = 22050
+# What a page says when a track marked ok is refused (outside its root, not audio): the same
+# words whatever the reason, so the page reveals nothing about the file.
+NO_AUDIO = "No playable audio for this track."
+MAX_UPLOAD_MB = 200  # about 20 min of 44.1 kHz stereo WAV; longer recordings are cut first
+# Decoding allocates what the header promises (frames x channels float32) before reading a
+# byte, and a compressed header can promise hours in a 1 KB file: 2 GiB is ~1.7 h of 44.1 kHz
+# stereo, more than any single recording the Classify page is for.
+MAX_DECODED_MB = 2048
+
+
+def upload_problem(data: bytes, name: str, max_mb: float | None = None) -> str | None:
+    """One sentence saying why an uploaded file will not be decoded, or None when it may be.
+
+    Checked without decoding: the byte size (0 < size <= `max_mb`, default MAX_UPLOAD_MB),
+    then from the header alone the sample rate, channels and duration (`audio.check_header`)
+    and the decoded size they imply (<= MAX_DECODED_MB), so a forged header cannot make the
+    server allocate gigabytes.
+    """
+    max_mb = MAX_UPLOAD_MB if max_mb is None else max_mb
+    if not data:
+        return f"{name} is empty (0 bytes)."
+    if len(data) > max_mb * 2**20:
+        return f"{name} is {len(data) / 2**20:.1f} MB; the limit is {max_mb:g} MB. Cut it shorter first."
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / ("upload" + Path(name).suffix.lower())  # libsndfile goes by content
+        path.write_bytes(data)
+        try:
+            info = audio.check_header(audio.probe(path))
+        except audio.AudioError as exc:
+            return f"{name} is not audio GenreLens can read: {exc.reason}."
+    if info.frames * info.channels * 4 > MAX_DECODED_MB * 2**20:
+        return (f"{name} is too long to classify here: its header says {info.duration_s / 60:.0f} min "
+                f"of {info.channels}-channel audio (limit {MAX_DECODED_MB} MB decoded). Cut it shorter first.")
+    return None
 
 
 def track_audio(db, dataset_id: int, track_id: str) -> tuple[Any, int | None] | None:

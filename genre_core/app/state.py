@@ -16,6 +16,7 @@ import pandas as pd
 
 # Non-widget session_state keys (widgets use the same names with a leading underscore).
 DB = "genrelens.db"  # queries.DbRef of the open database
+DB_CHOICE = "genrelens.db_choice"  # label of the chosen database (access.database_labels), not a path
 RUN = "genrelens.run_id"  # the run chosen in the sidebar
 PRESENTATION = "genrelens.presentation"  # bool: big fonts, controls folded away
 IMAGE_FORMAT = "genrelens.image_format"  # "svg" | "png": what a chart's camera button saves

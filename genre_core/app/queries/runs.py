@@ -18,10 +18,21 @@ from genre_core.store import SCHEMA_VERSION
 FILL_COMMAND = "make demo"  # or: python -m training demo
 
 
+def _schema_version(frame: pd.DataFrame) -> int | None:
+    """The stored schema version; None when absent or not an integer (a damaged or foreign
+    meta table must read as "not a GenreLens database", not crash the app)."""
+    try:
+        return None if frame.empty else int(frame.value.iloc[0])
+    except (TypeError, ValueError):
+        return None
+
+
 def database_state(db) -> tuple[str, str]:
-    """("ok" | "missing" | "invalid" | "empty" | "no_runs", a sentence saying what to do)."""
+    """("ok" | "missing" | "invalid" | "empty" | "no_runs", a sentence saying what to do).
+    The sentences of "missing" and "invalid" name the file: they are for the operator (the
+    app shows visitors `access.REFUSED` instead)."""
     path = _path(db)
-    fill = f"Fill it with one command: `{FILL_COMMAND}` (or `python -m training demo --db {path}`)."
+    fill = f"Fill it with one command: `{FILL_COMMAND}` (or `python -m training demo --db PATH`)."
     if not path.is_file():
         return "missing", f"There is no database at `{path}` yet. {fill}"
     try:
@@ -30,11 +41,11 @@ def database_state(db) -> tuple[str, str]:
                            "(SELECT count(*) FROM runs WHERE status = 'complete') AS r")
     except Exception as exc:  # not DuckDB, or not ours: say so rather than crash
         return "invalid", f"`{path}` is not a GenreLens database ({str(exc).splitlines()[0]})."
-    if version.empty or int(version.value[0]) != SCHEMA_VERSION:
-        found = None if version.empty else version.value[0]
-        return "invalid", f"`{path}` has schema version {found}, this GenreLens expects {SCHEMA_VERSION}."
+    if _schema_version(version) != SCHEMA_VERSION:
+        found = None if version.empty else version.value.iloc[0]
+        return "invalid", f"`{path}` has schema version {found!r}, this GenreLens expects {SCHEMA_VERSION}."
     if int(counts.d[0]) == 0:
-        return "empty", f"The database `{path}` holds no dataset yet. {fill}"
+        return "empty", f"This database holds no dataset yet. {fill}"
     if int(counts.r[0]) == 0:
         return "no_runs", ("No training run has finished yet. Train one with "
                            "`python -m training train --dataset NAME --model cnn`, or run "

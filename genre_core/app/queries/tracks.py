@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from genre_core.app.access import servable_audio
 from genre_core.app.queries._db import _df
 
 # -- one track ------------------------------------------------------------------------------
@@ -39,13 +40,19 @@ def track(db, dataset_id: int, track_id: str) -> pd.Series | None:
 
 
 def track_file(db, dataset_id: int, track_id: str) -> Path | None:
-    """The audio file of a usable track in the database, or None: the only way the app finds
-    a file to read, so nothing outside the corpus can be served."""
-    row = track(db, dataset_id, track_id)
-    if row is None or row["status"] != "ok":
+    """The audio file of a usable track, or None: the only way the app finds a file to read.
+
+    Returned only when the track's status is ok and, after resolving symlinks, the file lies
+    inside its dataset's registered root, has an audio extension and a header that probes as
+    audio (`access.servable_audio`); the path returned is the resolved one. A database whose
+    rows point elsewhere (another directory, /etc/passwd, a text file named .wav, a symlink
+    leading out of the corpus) gets None, so nothing outside the corpus is served.
+    """
+    frame = _df(db, """SELECT t.path, t.status, d.root FROM tracks t JOIN datasets d USING (dataset_id)
+                       WHERE t.dataset_id = ? AND t.track_id = ?""", [dataset_id, track_id])
+    if frame.empty or frame.status.iloc[0] != "ok":
         return None
-    path = Path(row["path"])
-    return path if path.is_file() else None
+    return servable_audio(frame.path.iloc[0], frame.root.iloc[0])
 
 
 def track_probs(db, run_id: str, track_id: str) -> pd.DataFrame:
