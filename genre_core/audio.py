@@ -289,13 +289,28 @@ def load(
     return _validate(_decode(info), info.sample_rate, sr, info.path, min_seconds, reject_silent)
 
 
+DECODE_BLOCK_FRAMES = 1 << 20
+
+
 def _decode(info: AudioInfo) -> np.ndarray:
-    """The whole file as mono float32 (frames,) at its own rate."""
+    """The whole file as mono float32 (frames,) at its own rate.
+
+    Decoded block by block and mixed to mono as it goes, so peak memory is the mono signal
+    (4 bytes per frame) whatever the channel count: an 8-channel header cannot multiply it.
+    The header's frame count is only a hint (compressed formats may lie): blocks are appended
+    until the decoder stops.
+    """
+    blocks = []
     try:
-        data, _ = sf.read(str(info.path), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(info.path)) as f:
+            while True:
+                block = f.read(DECODE_BLOCK_FRAMES, dtype="float32", always_2d=True)
+                if not len(block):
+                    break
+                blocks.append(to_mono(block))
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise AudioError(info.path, f"decoding failed ({_short(exc)})") from exc
-    return to_mono(data)
+    return np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
 
 
 def _validate(
