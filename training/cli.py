@@ -26,12 +26,19 @@ def cmd_ingest(args: argparse.Namespace) -> str:
 
     check_request(args.dataset, args.root, args.name)  # a bad request creates no database file
     store = open_store(args.db)
-    given = {k: getattr(args, k) for k in ("workers", "batch_size", "subset", "max_seconds")
-             if getattr(args, k)}
+    given = {k: getattr(args, k) for k in ("workers", "batch_size", "subset", "max_seconds", "engine",
+                                           "ray_address") if getattr(args, k)}
     options = IngestOptions(validate=args.validate, **given)
     summary = ingest(store, args.dataset, Path(args.root), args.name, args.artist_index,
                      options=options)
     return summary.line(store.path)
+
+
+def _engine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="where file checks run: worker processes here (default) or Ray tasks")
+    p.add_argument("--ray-address", help="with --engine ray: 'auto' or HOST:PORT of a running cluster "
+                                         "(default: start a local Ray instance)")
 
 
 def cmd_train(args: argparse.Namespace) -> str:
@@ -151,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seconds", type=_positive_float,
                    help="refuse files longer than this, from their header (default 14400 = 4 h, "
                         "or $GENRELENS_MAX_SECONDS)")
+    _engine_args(p)
 
     p = command("train", cmd_train, "train and evaluate one model (k-fold: one run per fold)")
     _cache_args(p)

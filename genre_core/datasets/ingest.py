@@ -15,13 +15,8 @@ Scale design (issue 11):
 
 from __future__ import annotations
 
-import math
-import multiprocessing
-import os
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -30,8 +25,8 @@ from tqdm import tqdm
 
 from genre_core import audio
 from genre_core.datasets import DatasetError, TrackEntry, scan
+from genre_core.engine import EngineOptions, auto_workers, chunked, map_chunks
 from genre_core.store import Store
-from genre_core.workers import exit_with_parent
 
 TRACKS_PER_AUTO_WORKER = 50  # a worker costs ~1 s to start: below this, checking in-process wins
 FINAL_STATUSES = ("ok", "unreadable")  # a stored row with one of these needs no second look
@@ -47,6 +42,8 @@ class IngestOptions:
     chunk_size: int = 8  # tracks per worker task: amortises inter-process overhead
     subset: str | None = None  # FMA only: small | medium | large | full
     max_seconds: float = audio.MAX_SECONDS  # longer is refused from the header ($GENRELENS_MAX_SECONDS, 4 h)
+    engine: str = "local"  # local worker processes | ray (genre_core.engine)
+    ray_address: str | None = None  # with engine="ray": None starts a local instance
 
 
 @dataclass(frozen=True)
@@ -255,42 +252,19 @@ class _BatchWriter:
         self.last = time.monotonic()
 
 
-def default_workers() -> int:
-    """One worker per CPU this process may run on (cgroup/affinity aware where the OS says)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def _run(tasks: list[tuple[TrackEntry, str | None]], options: IngestOptions) -> Iterator[list[dict]]:
-    """Yield checked rows chunk by chunk, in completion order. At most 4 chunks per worker are
-    in flight, so memory stays bounded whatever the corpus size. Workers get plain
-    (path, sha1) pairs and import only genre_core.audio, so each stays small.
+    """Yield checked rows chunk by chunk, in completion order, from worker processes or Ray
+    tasks (genre_core.engine: bounded in flight, so memory stays flat whatever the corpus size).
+    Workers get plain (path, sha1) pairs and import only genre_core.audio, so each stays small.
 
-    Worker processes start by forkserver, so, as with any multiprocessing code, a script that
-    calls ingest must guard its entry point with `if __name__ == "__main__":`."""
-    chunks = [tasks[i:i + options.chunk_size] for i in range(0, len(tasks), options.chunk_size)]
-    auto = min(default_workers(), math.ceil(len(tasks) / TRACKS_PER_AUTO_WORKER))
-    workers = min(options.workers or auto, len(chunks))
-    check = (options.validate, options.max_seconds)
-    if workers <= 1:  # in-process: no start-up cost for small jobs
-        for chunk in chunks:
-            yield _rows(chunk, audio.check_files(_items(chunk), *check))
-        return
-    pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=exit_with_parent)
-    try:
-        todo = iter(chunks)
-        pending = {pool.submit(audio.check_files, _items(c), *check): c
-                   for c in islice(todo, 4 * workers)}
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield _rows(pending.pop(future), future.result())
-                for chunk in islice(todo, 1):
-                    pending[pool.submit(audio.check_files, _items(chunk), *check)] = chunk
-    finally:  # on Ctrl-C or an error, drop queued chunks instead of finishing them
-        pool.shutdown(wait=True, cancel_futures=True)
+    Local worker processes start by forkserver, so, as with any multiprocessing code, a script
+    that calls ingest must guard its entry point with `if __name__ == "__main__":`."""
+    chunks = chunked(tasks, options.chunk_size)
+    workers = options.workers or auto_workers(len(tasks), TRACKS_PER_AUTO_WORKER)
+    engine = EngineOptions(options.engine, workers, options.ray_address, preload=("genre_core.audio",))
+    for i, facts in map_chunks(audio.check_files, [_items(c) for c in chunks],
+                               (options.validate, options.max_seconds), engine):
+        yield _rows(chunks[i], facts)
 
 
 def _items(chunk: list[tuple[TrackEntry, str | None]]) -> list[tuple[str, str | None]]:
@@ -299,13 +273,3 @@ def _items(chunk: list[tuple[TrackEntry, str | None]]) -> list[tuple[str, str | 
 
 def _rows(chunk: list[tuple[TrackEntry, str | None]], facts: list[dict]) -> list[dict]:
     return [_row(entry, f) for (entry, _), f in zip(chunk, facts)]
-
-
-def _context():
-    """forkserver where available: workers fork from a clean process (never from one holding
-    DuckDB or torch threads) that imported genre_core.audio once, not once per worker."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["genre_core.audio", "genre_core.workers"])
-    return ctx
