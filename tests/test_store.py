@@ -119,3 +119,42 @@ def test_a_reader_waits_out_a_writer_in_another_process(tmp_path):
     assert rows["value"].tolist() == ["1"]
     assert time.monotonic() - started > 0.2  # it really had to wait for the lock
     holder.wait(timeout=10)
+
+
+def test_a_non_integer_schema_version_is_a_store_error_naming_the_file(tmp_path):
+    path = tmp_path / "odd.duckdb"
+    open_store(path)
+    con = duckdb.connect(str(path))
+    con.execute("UPDATE meta SET value = 'one' WHERE key = 'schema_version'")
+    con.close()
+    with pytest.raises(StoreError, match=r"odd\.duckdb: schema version 'one' is not an integer"):
+        open_store(path)
+
+
+def _running_run(db, run_id):
+    db.start_run(dict(run_id=run_id, dataset_id=1, model="cnn", split="random", config={}))
+
+
+def test_a_running_run_whose_process_is_gone_is_reported_interrupted(tmp_path):
+    db = open_store(tmp_path / "g.duckdb")
+    for run_id in ("alive", "killed", "silent", "legacy"):
+        _running_run(db, run_id)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # reaped: its pid names no process now
+    with db.write() as con:
+        con.execute("UPDATE run_heartbeats SET pid = ? WHERE run_id = 'killed'", [dead.pid])
+        con.execute("UPDATE run_heartbeats SET beat_at = beat_at - INTERVAL 1 HOUR WHERE run_id = 'silent'")
+        con.execute("DELETE FROM run_heartbeats WHERE run_id = 'legacy'")  # made before heartbeats
+    status = db.runs().set_index("run_id").status
+    assert status.to_dict() == {"alive": "running", "killed": "interrupted", "silent": "interrupted",
+                                "legacy": "interrupted"}
+    assert db.run("killed")["status"] == "interrupted"
+    db.beat("alive")
+
+
+def test_runs_of_a_database_without_the_heartbeat_table_still_list(tmp_path):
+    db = open_store(tmp_path / "old.duckdb")
+    _running_run(db, "r1")
+    with db.write() as con:
+        con.execute("DROP TABLE run_heartbeats")
+    assert db.runs().status.tolist() == ["interrupted"]
