@@ -284,7 +284,8 @@ class Store:
 
     def beat(self, run_id: str) -> None:
         """This process is still working on the run (see HEARTBEAT_S)."""
-        with self.write() as con:  # the table exists: start_run / restart_run made it
+        # A short lock wait: a beat is skippable, and Ctrl-C must not wait on one for long.
+        with self.write(wait_s=HEARTBEAT_S / 4) as con:  # start_run / restart_run made the table
             con.execute("UPDATE run_heartbeats SET beat_at = ? WHERE run_id = ?", [now(), run_id])
 
     def finish_run(self, run_id: str, results: dict[str, pd.DataFrame],

@@ -105,5 +105,5 @@ def test_runs_lists_every_run_with_its_status(toy_store, capsys):
     assert main(["runs", "--db", str(toy_store.path)]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert out[0].split()[:5] == ["run_id", "dataset", "model", "split", "status"]
-    assert any(line.startswith("listed ") and " running " in line for line in out)
+    assert any(line.split()[:1] == ["listed"] and " running " in line for line in out)
     assert " runs: " in out[-1]

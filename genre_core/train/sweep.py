@@ -75,8 +75,8 @@ def load_sweep(path: Path) -> SweepSpec:
     for model in raw["models"]:
         get_spec(model)
     try:  # bad [train] values fail here, before any cell inserts a run row
-        TrainConfig(dataset=raw["dataset"], model=raw["models"][0], **raw.get("train", {}))
-    except (TypeError, ValueError, IndexError) as exc:
+        TrainConfig(dataset=raw["dataset"], model="any", **raw.get("train", {}))
+    except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: bad [train] settings ({exc})") from None
     return SweepSpec(raw["dataset"], tuple(raw["models"]), reps, augments, dict(raw.get("train", {})))
 
