@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -22,6 +23,11 @@ import pandas as pd
 SCHEMA_VERSION = 1
 DEFAULT_DB = Path("data/genrelens.duckdb")
 LOCK_WAIT_S = 30.0  # a run's final write takes well under a second; 30 s covers slow disks
+# A training process writes a heartbeat every HEARTBEAT_S (genre_core.train.lifecycle); a
+# 'running' run whose heartbeat is older than STALE_AFTER_S, or whose process is gone from
+# this host, was killed (kill -9, power loss) and is reported as 'interrupted'.
+HEARTBEAT_S = 20.0
+STALE_AFTER_S = 6 * HEARTBEAT_S  # generous: a loaded machine may delay a beat by a lock wait
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -73,6 +79,17 @@ CREATE TABLE IF NOT EXISTS reviews (
     decided_at TIMESTAMP);
 """
 
+# Tables added after schema version 1: created by the first write that needs them (and by
+# SCHEMA's users on a new file), so older databases need no migration; readers check first.
+# run_heartbeats: the process of a running run and when it last proved alive.
+# run_files: sha256 of each file a complete run left, checked before the file is loaded.
+LATER_TABLES = {
+    "run_heartbeats": """CREATE TABLE IF NOT EXISTS run_heartbeats (
+        run_id VARCHAR PRIMARY KEY, pid INTEGER, host VARCHAR, beat_at TIMESTAMP)""",
+    "run_files": """CREATE TABLE IF NOT EXISTS run_files (
+        run_id VARCHAR, name VARCHAR, sha256 VARCHAR, PRIMARY KEY (run_id, name))""",
+}
+
 # Tables whose rows belong to one run (written by finish_run / analysis in one transaction).
 RUN_TABLES = (
     "epochs", "metrics", "predictions", "segment_predictions", "embeddings", "projections",
@@ -110,10 +127,17 @@ def _connect(path: Path, read_only: bool, wait_s: float) -> duckdb.DuckDBPyConne
     while True:
         try:
             return duckdb.connect(str(path), read_only=read_only)
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            if not _is_transient(exc) or time.monotonic() > deadline:
                 raise StoreError(f"{path}: {str(exc).splitlines()[0]}") from exc
             time.sleep(0.05)
+
+
+def _is_transient(exc: duckdb.Error) -> bool:
+    """Another process holds the lock, or another thread of this one holds a connection of the
+    other kind (read-only vs read-write: a training run's heartbeat thread); both end soon."""
+    text = str(exc).lower()
+    return "lock" in text or "different configuration" in text
 
 
 class Store:
@@ -181,9 +205,7 @@ class Store:
         """What a previous ingest stored for dataset `name`: its tracks' columns plus the
         size, mtime_ns and validated seen then (NULL when unknown), indexed by track_id."""
         with self.read() as con:
-            has_files = con.execute(
-                "SELECT count(*) FROM information_schema.tables WHERE table_name = 'track_files'"
-            ).fetchone()[0]
+            has_files = _has_table(con, "track_files")
             files = ("f.size, f.mtime_ns, f.validated FROM tracks t LEFT JOIN track_files f "
                      "USING (dataset_id, track_id)" if has_files else
                      "NULL::BIGINT AS size, NULL::BIGINT AS mtime_ns, NULL::BOOLEAN AS validated FROM tracks t")
@@ -242,7 +264,8 @@ class Store:
     # -- runs ------------------------------------------------------------------------------
 
     def start_run(self, run: dict) -> None:
-        """Insert a run row with status 'running' (the app shows only complete runs)."""
+        """Insert a run row with status 'running' (the app shows only complete runs), owned by
+        this process: its pid and a first heartbeat are written in the same transaction."""
         row = {**run, "status": "running", "started_at": now(), "config": to_json(run["config"])}
         with self.write() as con:
             con.execute("DELETE FROM runs WHERE run_id = ?", [row["run_id"]])
@@ -250,16 +273,36 @@ class Store:
                 f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                 list(row.values()),
             )
+            _claim_run(con, row["run_id"])
 
-    def finish_run(self, run_id: str, results: dict[str, pd.DataFrame]) -> None:
+    def restart_run(self, run_id: str) -> None:
+        """A resumed run is 'running' again, owned by this process."""
+        with self.write() as con:
+            con.execute("UPDATE runs SET status = 'running', finished_at = NULL, error = NULL "
+                        "WHERE run_id = ?", [run_id])
+            _claim_run(con, run_id)
+
+    def beat(self, run_id: str) -> None:
+        """This process is still working on the run (see HEARTBEAT_S)."""
+        # A short lock wait: a beat is skippable, and Ctrl-C must not wait on one for long.
+        with self.write(wait_s=HEARTBEAT_S / 4) as con:  # start_run / restart_run made the table
+            con.execute("UPDATE run_heartbeats SET beat_at = ? WHERE run_id = ?", [now(), run_id])
+
+    def finish_run(self, run_id: str, results: dict[str, pd.DataFrame],
+                   files: dict[str, str] | None = None) -> None:
         """Write every result table of a run and mark it complete, all in one transaction.
 
         `results` maps table name (epochs, metrics, predictions, segment_predictions, ...)
         to a frame with that table's columns minus run_id. Rows a previous attempt of the
-        same run left are replaced, so a resumed run never doubles its rows.
+        same run left are replaced, so a resumed run never doubles its rows. `files` maps the
+        name of each file the run left (model.joblib, ...) to its sha256, checked on load.
         """
         with self.write() as con:
             _replace_run_rows(con, run_id, results)
+            con.execute(LATER_TABLES["run_files"])
+            con.execute("DELETE FROM run_files WHERE run_id = ?", [run_id])
+            for name, digest in (files or {}).items():
+                con.execute("INSERT INTO run_files VALUES (?, ?, ?)", [run_id, name, digest])
             con.execute(
                 "UPDATE runs SET status = 'complete', finished_at = ?, error = NULL WHERE run_id = ?",
                 [now(), run_id],
@@ -271,19 +314,55 @@ class Store:
             _replace_run_rows(con, run_id, results)
 
     def fail_run(self, run_id: str, error: str) -> None:
+        """The run raised: 'failed', with the error (resumable from its last checkpoint)."""
+        self._end_run(run_id, "failed", error)
+
+    def interrupt_run(self, run_id: str, reason: str) -> None:
+        """The run was stopped (Ctrl-C, SIGTERM): 'interrupted', resumable with --resume."""
+        self._end_run(run_id, "interrupted", reason)
+
+    def _end_run(self, run_id: str, status: str, error: str) -> None:
         with self.write() as con:
             con.execute(
-                "UPDATE runs SET status = 'failed', finished_at = ?, error = ? WHERE run_id = ?",
-                [now(), error[:2000], run_id],
+                "UPDATE runs SET status = ?, finished_at = ?, error = ? WHERE run_id = ?",
+                [status, now(), error[:2000], run_id],
             )
 
     def run(self, run_id: str) -> dict:
-        rows = self.query("SELECT * FROM runs WHERE run_id = ?", [run_id])
+        """The run row as a dict, config parsed, `status` as `runs()` reports it."""
+        rows = self.runs(run_id=run_id)
         if rows.empty:
             raise StoreError(f"no run {run_id!r} in {self.path}")
         row = rows.iloc[0].to_dict()
         row["config"] = json.loads(row["config"]) if row["config"] else {}
         return row
+
+    def runs(self, dataset_name: str | None = None, run_id: str | None = None) -> pd.DataFrame:
+        """Every run (optionally of one dataset, or one run), oldest first: the runs columns
+        plus dataset, pid, host and beat_at. `status` is the live one: a 'running' run whose
+        process is gone or silent (see STALE_AFTER_S) is reported as 'interrupted'."""
+        with self.read() as con:
+            beats = ("LEFT JOIN run_heartbeats h USING (run_id)" if _has_table(con, "run_heartbeats") else
+                     "LEFT JOIN (SELECT NULL::VARCHAR AS run_id, NULL::INTEGER AS pid, "
+                     "NULL::VARCHAR AS host, NULL::TIMESTAMP AS beat_at) h USING (run_id)")
+            frame = con.execute(
+                f"SELECT r.*, d.name AS dataset, h.pid, h.host, h.beat_at FROM runs r "
+                f"LEFT JOIN datasets d USING (dataset_id) {beats} "
+                "WHERE (CAST(? AS VARCHAR) IS NULL OR d.name = ?) "
+                "AND (CAST(? AS VARCHAR) IS NULL OR r.run_id = ?) ORDER BY r.started_at, r.run_id",
+                [dataset_name, dataset_name, run_id, run_id]).df()
+        frame["status"] = [live_status(*row) for row in
+                           zip(frame.status, frame.pid, frame.host, frame.beat_at)]
+        return frame
+
+    def run_file_sha256(self, run_id: str, name: str) -> str | None:
+        """The sha256 recorded when the run completed for its file `name`, or None."""
+        with self.read() as con:
+            if not _has_table(con, "run_files"):
+                return None
+            row = con.execute("SELECT sha256 FROM run_files WHERE run_id = ? AND name = ?",
+                              [run_id, name]).fetchone()
+        return row[0] if row else None
 
     def complete_runs(self, dataset_name: str | None = None, model: str | None = None,
                       split_like: str = "%") -> pd.DataFrame:
@@ -362,6 +441,43 @@ class Store:
                         "VALUES (?, ?, ?, ?, ?, ?)", [dataset_id, track_id, kind, decision, note, now()])
 
 
+def _claim_run(con, run_id: str) -> None:
+    con.execute(LATER_TABLES["run_heartbeats"])
+    con.execute("INSERT OR REPLACE INTO run_heartbeats VALUES (?, ?, ?, ?)",
+                [run_id, os.getpid(), socket.gethostname(), now()])
+
+
+def live_status(status: str, pid, host, beat_at) -> str:
+    """A stored run status as it is now: 'running' only while its process can be alive."""
+    if status != "running":
+        return status
+    if beat_at is None or pd.isna(beat_at) or (now() - beat_at).total_seconds() > STALE_AFTER_S:
+        return "interrupted"
+    if host == socket.gethostname() and not _pid_alive(int(pid)):
+        return "interrupted"
+    return "running"
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this host and is not a zombie (killed, not yet reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc (macOS): existence is all we can tell
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def _has_table(con, name: str) -> bool:
+    return bool(con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()[0])
+
+
 def _replace_run_rows(con, run_id: str, results: dict[str, pd.DataFrame]) -> None:
     for table, frame in results.items():
         if table not in RUN_TABLES:
@@ -401,6 +517,8 @@ def open_store(path: Path | str | None = None, create: bool = True) -> Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         with Store(path).write() as con:
             con.execute(SCHEMA)
+            for sql in LATER_TABLES.values():
+                con.execute(sql)
             con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
         return Store(path)
     _check_version(path)
@@ -413,7 +531,11 @@ def _check_version(path: Path) -> None:
             row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     except duckdb.Error as exc:
         raise StoreError(f"{path}: not a GenreLens database ({str(exc).splitlines()[0]})") from exc
-    version = int(row[0]) if row else None
+    try:
+        version = int(row[0]) if row else None
+    except ValueError:
+        raise StoreError(f"{path}: schema version {row[0]!r} is not an integer (a damaged or foreign "
+                         "database); move the file aside and re-run ingest") from None
     if version != SCHEMA_VERSION:
         raise StoreError(
             f"{path}: schema version {version}, this GenreLens expects {SCHEMA_VERSION}; "

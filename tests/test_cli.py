@@ -61,3 +61,49 @@ def test_classify_an_unreadable_file_exits_2_naming_it(toy_store, tmp_path, caps
     bad.write_text("not audio")
     assert main(["classify", str(bad), "--db", str(toy_store.path)]) == 2
     assert str(bad) in capsys.readouterr().err
+
+
+def _no_model_load(monkeypatch):
+    from genre_core.train import inference
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded: the check came too late")
+
+    monkeypatch.setattr(inference, "load_run", refuse)
+
+
+def test_classify_refuses_a_bad_out_before_classifying(toy_store, tmp_path, capsys, monkeypatch):
+    _no_model_load(monkeypatch)
+    song = write(tmp_path / "song.wav", tone(4.0))
+    (tmp_path / "a_file").write_text("x")
+    for out, reason in ((tmp_path / "x.txt", "unknown timeline format '.txt'"),
+                        (tmp_path / "a_file" / "t.json", "not a writable folder")):
+        assert main(["classify", str(song), "--db", str(toy_store.path), "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(out) in err[0] and reason in err[0], err
+
+
+def test_classify_refuses_a_forged_header_at_once(toy_store, tmp_path, capsys, monkeypatch):
+    import time
+
+    import numpy as np
+    import soundfile as sf
+
+    _no_model_load(monkeypatch)
+    forged = tmp_path / "one_hz.wav"
+    sf.write(str(forged), np.zeros(66_150, dtype=np.int16), 1, subtype="PCM_16")  # 132 KB, "18 h"
+    started = time.monotonic()
+    assert main(["classify", str(forged), "--db", str(toy_store.path)]) == 2
+    assert time.monotonic() - started < 5
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(forged) in err[0] and "sample rate 1 Hz" in err[0], err
+
+
+def test_runs_lists_every_run_with_its_status(toy_store, capsys):
+    toy_store.start_run(dict(run_id="listed", dataset_id=int(toy_store.dataset("toy")["dataset_id"]),
+                             model="cnn", split="random", config={}))
+    assert main(["runs", "--db", str(toy_store.path)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0].split()[:5] == ["run_id", "dataset", "model", "split", "status"]
+    assert any(line.split()[:1] == ["listed"] and " running " in line for line in out)
+    assert " runs: " in out[-1]

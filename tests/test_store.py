@@ -82,13 +82,17 @@ def test_pipeline_reads_of_runs_predictions_and_faults(tmp_path, corpus):
     assert list(detected.kind) == ["distortion", "silence"] and db.faults("mine", "known").empty
 
 
-def test_schema_version_is_checked_on_open(tmp_path):
+@pytest.mark.parametrize("stored, error", [
+    ("0", "old.duckdb: schema version 0, this GenreLens expects"),
+    ("one", "old.duckdb: schema version 'one' is not an integer"),  # a StoreError, not ValueError
+])
+def test_schema_version_is_checked_on_open(tmp_path, stored, error):
     path = tmp_path / "old.duckdb"
     open_store(path)
     con = duckdb.connect(str(path))
-    con.execute("UPDATE meta SET value = '0' WHERE key = 'schema_version'")
+    con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [stored])
     con.close()
-    with pytest.raises(StoreError, match="schema version 0"):
+    with pytest.raises(StoreError, match=error):
         open_store(path)
 
 
@@ -119,3 +123,32 @@ def test_a_reader_waits_out_a_writer_in_another_process(tmp_path):
     assert rows["value"].tolist() == ["1"]
     assert time.monotonic() - started > 0.2  # it really had to wait for the lock
     holder.wait(timeout=10)
+
+
+def _running_run(db, run_id):
+    db.start_run(dict(run_id=run_id, dataset_id=1, model="cnn", split="random", config={}))
+
+
+def test_a_running_run_whose_process_is_gone_is_reported_interrupted(tmp_path):
+    db = open_store(tmp_path / "g.duckdb")
+    for run_id in ("alive", "killed", "silent", "legacy"):
+        _running_run(db, run_id)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # reaped: its pid names no process now
+    with db.write() as con:
+        con.execute("UPDATE run_heartbeats SET pid = ? WHERE run_id = 'killed'", [dead.pid])
+        con.execute("UPDATE run_heartbeats SET beat_at = beat_at - INTERVAL 1 HOUR WHERE run_id = 'silent'")
+        con.execute("DELETE FROM run_heartbeats WHERE run_id = 'legacy'")  # made before heartbeats
+    status = db.runs().set_index("run_id").status
+    assert status.to_dict() == {"alive": "running", "killed": "interrupted", "silent": "interrupted",
+                                "legacy": "interrupted"}
+    assert db.run("killed")["status"] == "interrupted"
+    db.beat("alive")
+
+
+def test_runs_of_a_database_without_the_heartbeat_table_still_list(tmp_path):
+    db = open_store(tmp_path / "old.duckdb")
+    _running_run(db, "r1")
+    with db.write() as con:
+        con.execute("DROP TABLE run_heartbeats")
+    assert db.runs().status.tolist() == ["interrupted"]

@@ -66,7 +66,7 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(toy_store):
     straight = fit(toy_store, config, progress=False)
     with pytest.raises(Interrupted):
         fit(toy_store, config, run_id="resume-me", progress=False, stop_after_epoch=1)
-    assert toy_store.run("resume-me")["status"] == "running"  # never shown as complete
+    assert toy_store.run("resume-me")["status"] == "interrupted"  # resumable, never shown as complete
     resumed = resume_run(toy_store, "resume-me", progress=False)
 
     def table(run_id, sql):
@@ -132,3 +132,104 @@ def test_a_loaded_run_reproduces_its_stored_window_predictions(toy_store, model)
     probs, _ = loaded.predict_windows(window[None, :])
     assert np.allclose(probs[0], seg.probs[0], atol=1e-4)
     assert loaded.classes == ["high", "low", "mid"]
+
+
+class _Planted:
+    """A pickle that, if ever unpickled, creates `marker` (stands for any shell command)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _plant(path, marker):
+    import pickle
+
+    path.write_bytes(pickle.dumps(_Planted(marker), protocol=2))
+
+
+def test_a_planted_checkpoint_is_refused_on_resume_and_never_runs(toy_store, tmp_path, capsys):
+    from genre_core import paths
+    from training.cli import main
+
+    config = TrainConfig.tiny_preset("toy", "cnn_small", epochs=2)
+    with pytest.raises(Interrupted):
+        fit(toy_store, config, run_id="planted", progress=False, stop_after_epoch=1)
+    marker = tmp_path / "pwned"
+    _plant(paths.run_dir(toy_store.path, "planted") / paths.CHECKPOINT_FILE, marker)
+    capsys.readouterr()
+    assert main(["train", "--resume", "planted", "--db", str(toy_store.path)]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+    assert not marker.exists()
+    assert len(err) == 1 and "checkpoint.pt: refusing to resume" in err[0], err  # (besides progress bars)
+    assert toy_store.run("planted")["status"] == "failed"
+
+
+def test_a_replaced_baseline_file_is_refused_and_never_runs(toy_store, tmp_path):
+    from genre_core import paths
+    from genre_core.store import StoreError
+    from genre_core.train.inference import load_run
+
+    run = fit(toy_store, TrainConfig.tiny_preset("toy", "logreg"), progress=False)
+    assert load_run(toy_store, run.run_id, device="cpu").estimator is not None  # the genuine file loads
+    marker = tmp_path / "pwned"
+    _plant(paths.run_dir(toy_store.path, run.run_id) / paths.BASELINE_FILE, marker)
+    with pytest.raises(StoreError, match="sha256 differs"):
+        load_run(toy_store, run.run_id, device="cpu")
+    with toy_store.write() as con:  # a run without a recorded checksum: refused all the same
+        con.execute("DELETE FROM run_files WHERE run_id = ?", [run.run_id])
+    with pytest.raises(StoreError, match="no checksum recorded"):
+        load_run(toy_store, run.run_id, device="cpu")
+    assert not marker.exists()
+
+
+BAD_TRAIN_OPTIONS = [["--epochs", "0"], ["--epochs", "-1"], ["--batch-size", "0"], ["--batch-size", "-4"],
+                     ["--lr", "0"], ["--lr", "-1e-3"], ["--lr", "nan"], ["--lr", "inf"], ["--fold", "0"],
+                     ["--seed", "-1"], ["--epochs", "two"]]
+
+
+@pytest.mark.parametrize("bad", BAD_TRAIN_OPTIONS, ids=" ".join)
+def test_nonsense_hyperparameters_are_refused_before_any_run_row(toy_store, capsys, bad):
+    from training.cli import main
+
+    before = len(toy_store.query("SELECT run_id FROM runs"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--dataset", "toy", "--model", "cnn", "--db", str(toy_store.path), *bad])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and bad[0] in err[0], err
+    assert len(toy_store.query("SELECT run_id FROM runs")) == before
+
+
+@pytest.mark.parametrize("field, value", [("epochs", 0), ("batch_size", -4), ("lr", 0.0), ("fold", 6),
+                                          ("hop_s", float("nan")), ("patience", -1)])
+def test_a_config_with_nonsense_values_cannot_be_built(field, value):
+    with pytest.raises(ValueError, match=field):
+        TrainConfig("toy", "cnn", **{field: value})
+
+
+def test_ctrl_c_marks_the_run_interrupted_and_resumable(toy_store, monkeypatch):
+    from genre_core.train import loop as torch_loop
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch_loop.Trainer, "fit", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        fit(toy_store, TrainConfig.tiny_preset("toy", "cnn_small", epochs=1), run_id="ctrl-c", progress=False)
+    run = toy_store.run("ctrl-c")
+    assert run["status"] == "interrupted" and "--resume ctrl-c" in run["error"]
+    monkeypatch.undo()
+    assert resume_run(toy_store, "ctrl-c", progress=False).status == "complete"  # no checkpoint: from epoch 1
+
+
+def test_a_run_whose_process_is_alive_cannot_be_resumed_twice(toy_store):
+    dataset_id = int(toy_store.dataset("toy")["dataset_id"])
+    config = TrainConfig.tiny_preset("toy", "cnn_small").to_dict()
+    toy_store.start_run(dict(run_id="alive", dataset_id=dataset_id, model="cnn_small", split="random",
+                             config=config))  # owned by this (living) process
+    assert toy_store.run("alive")["status"] == "running"
+    with pytest.raises(ValueError, match="still running"):
+        resume_run(toy_store, "alive", progress=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 from genre_core.audio import AudioError
 from genre_core.datasets import DATASETS, DatasetError
 from genre_core.store import StoreError, default_db_path, open_store
+from genre_core.train.lifecycle import interrupt_on_sigterm
 
 USER_ERRORS = (AudioError, DatasetError, StoreError, ValueError, FileNotFoundError)
 
@@ -60,6 +62,16 @@ def cmd_sweep(args: argparse.Namespace) -> str:
     print(table.drop(columns=["sweep"]).to_string(index=False, float_format="%.3f"))
     failed = int(table.run_id.isna().sum())
     return f"sweep {table.sweep.iloc[0]}: {len(table) - failed} runs complete, {failed} failed"
+
+
+def cmd_runs(args: argparse.Namespace) -> str:
+    runs = open_store(args.db, create=False).runs(args.dataset)
+    if runs.empty:
+        return f"{args.db}: no runs yet"
+    shown = runs[["run_id", "dataset", "model", "split", "status", "started_at", "finished_at"]]
+    print(shown.to_string(index=False))
+    counts = runs.status.value_counts()
+    return f"{len(runs)} runs: " + ", ".join(f"{n} {status}" for status, n in counts.items())
 
 
 def cmd_classify(args: argparse.Namespace) -> str:
@@ -128,7 +140,7 @@ def cmd_demo(args: argparse.Namespace) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    parser = _OneLineParser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, func, help_text: str) -> argparse.ArgumentParser:
@@ -141,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("synth", cmd_synth, "generate the demo corpus (GTZAN layout, planted faults)")
     p.add_argument("--out", required=True, type=Path)
     _corpus_size_args(p)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_nonnegative_int, default=0)
 
     p = command("ingest", cmd_ingest, "scan a corpus, check every file, store its tracks")
     p.add_argument("--dataset", required=True, choices=sorted(DATASETS))
@@ -165,12 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="dataset name in the database (see ingest --name)")
     p.add_argument("--model", help="model name (see genre_core.models.MODELS)")
     p.add_argument("--split", choices=["random", "kfold", "fault-filtered", "artist", "official"])
-    p.add_argument("--fold", type=int, help="with --split kfold: run only this fold (1-based)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
+    # Checked here, before the database is opened: a bad value never leaves a run row behind.
+    p.add_argument("--fold", type=_positive_int, help="with --split kfold: run only this fold (1-based)")
+    p.add_argument("--epochs", type=_positive_int)
+    p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--lr", type=_positive_float)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=_nonnegative_int)
     p.add_argument("--tiny", action="store_true", help="tiny model, 2 epochs: a smoke run in seconds")
     p.add_argument("--no-augment", action="store_true", help="switch every augmentation off")
     p.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run from its checkpoint")
@@ -179,11 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     _cache_args(p)
     p.add_argument("--config", required=True, type=Path, help="TOML or JSON sweep file")
 
+    p = command("runs", cmd_runs, "every run and its status (a killed run shows as interrupted)")
+    p.add_argument("--dataset", help="only the runs of this dataset")
+
     p = command("classify", cmd_classify, "genre timeline of any audio file, of any length")
     p.add_argument("file", help="audio file (wav, au, flac, ogg, mp3, aiff)")
     p.add_argument("--run", help="run whose model classifies (default: the latest complete run)")
-    p.add_argument("--window", type=float, help="window length in s (default: the run's, 3 s)")
-    p.add_argument("--hop", type=float, default=1.5, help="hop between windows in s (default 1.5)")
+    p.add_argument("--window", type=_positive_float, help="window length in s (default: the run's, 3 s)")
+    p.add_argument("--hop", type=_positive_float, default=1.5, help="hop between windows in s (default 1.5)")
     p.add_argument("--smoothing", choices=["viterbi", "median", "none"], default="viterbi")
     p.add_argument("--out", type=Path, help="write the full timeline here (.csv or .json)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -191,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("analyze", cmd_analyze, "embeddings, projections, neighbours, Grad-CAM of a run")
     _cache_args(p)
     p.add_argument("--run", required=True, help="run id (see the app's Overview or the runs table)")
-    p.add_argument("--gradcam-limit", type=int, metavar="N",
+    p.add_argument("--gradcam-limit", type=_nonnegative_int, metavar="N",
                    help="explain at most N test tracks, misclassified first (0: all; default 300)")
     p.add_argument("--methods", type=_methods, default="tsne,umap",
                    help="2-D maps to draw, comma-separated from tsne, umap, pca, or none "
@@ -210,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("demo", cmd_demo, "synth -> ingest -> train -> analyze -> faults on the demo corpus")
     p.add_argument("--out", type=Path, default=Path("data/demo"), help="where the demo corpus lives")
     _corpus_size_args(p)
-    p.add_argument("--epochs", type=int, default=8, help="epochs of the demo's CNN (default 8)")
+    p.add_argument("--epochs", type=_positive_int, default=8, help="epochs of the demo's CNN (default 8)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     _cache_args(p)
     return parser
@@ -234,10 +250,38 @@ def _apply_cache_args(args: argparse.Namespace) -> None:
         os.environ[DTYPE_ENV] = args.cache_dtype
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Bad arguments exit 2 with one line (the CLI contract), not argparse's usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
+
+
+def _int_at_least(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+    return value
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return _int_at_least(text, 1)
+
+
+def _nonnegative_int(text: str) -> int:
+    return _int_at_least(text, 0)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
 
 
@@ -249,13 +293,14 @@ def _positive_float(text: str) -> float:
 
 
 def _corpus_size_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--per-genre", type=int, default=24, help="clips per genre (default 24)")
-    p.add_argument("--seconds", type=float, default=15.0, help="clip length (default 15 s)")
+    p.add_argument("--per-genre", type=_positive_int, default=24, help="clips per genre (default 24)")
+    p.add_argument("--seconds", type=_positive_float, default=15.0, help="clip length (default 15 s)")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _apply_cache_args(args)
+    interrupt_on_sigterm()  # `kill PID` stops a run like Ctrl-C: marked interrupted, resumable
     try:
         print(args.func(args))
     except USER_ERRORS as exc:

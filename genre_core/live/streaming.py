@@ -16,8 +16,9 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from genre_core.audio import SILENCE_DBFS, AudioError, probe, resample, stream_blocks, to_mono
-from genre_core.live.timeline import DEFAULT_SWITCH_PENALTY, Section, WindowPrediction, segment, write_timeline
+from genre_core.audio import SILENCE_DBFS, AudioError, check_header, probe, resample, stream_blocks, to_mono
+from genre_core.live.timeline import (DEFAULT_SWITCH_PENALTY, Section, WindowPrediction, check_timeline_target,
+                                     segment, write_timeline)
 
 __all__ = ["RingBuffer", "StreamingClassifier", "WindowPrediction", "ClassifyResult", "classify_stream",
            "classify_blocks", "classify_file", "classify_array"]
@@ -242,7 +243,10 @@ def classify_file(store, path: Path | str, run_id: str | None = None, window_s: 
     """
     from genre_core.train.inference import load_run
 
-    info = probe(path)  # fail on unreadable files before loading a model
+    if out is not None:
+        out = check_timeline_target(out)  # before the work, not after it
+    # A forged header (1 Hz, days of audio) is refused here, in milliseconds, before a model loads.
+    info = check_header(probe(path))
     loaded = load_run(store, run_id, device=device)
     blocks = _checked(path, stream_blocks(path, loaded.sr, 10.0))
     return _classify(blocks, loaded, str(path), info.duration_s, window_s=window_s, hop_s=hop_s,

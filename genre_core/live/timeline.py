@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -242,6 +243,22 @@ def timeline_frame(
     return frame
 
 
+def check_timeline_target(out: Path | str) -> Path:
+    """`out` as a Path if a timeline can be written there (.csv or .json, in a folder that
+    exists or can be made, writable); else a one-line ValueError. Callers check before the
+    long work, so a bad --out never costs a whole classification."""
+    out = Path(out)
+    if out.suffix.lower() not in (".csv", ".json"):
+        shown = repr(out.suffix) if out.suffix else "(no suffix)"
+        raise ValueError(f"{out}: unknown timeline format {shown} (use .csv or .json)")
+    if out.is_dir():
+        raise ValueError(f"{out}: is a directory, not a file")
+    folder = next(p for p in (out.parent, *out.parent.parents) if p.exists())  # "/" always exists
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{out}: cannot write there ({folder} is not a writable folder)")
+    return out
+
+
 def write_timeline(
     predictions: Sequence[WindowPrediction],
     sections: Sequence[Section],
@@ -250,14 +267,10 @@ def write_timeline(
 ) -> Path:
     """Write the timeline by suffix: .csv (one row per window, as `timeline_frame`) or .json
     ({"windows": [...], "sections": [...]}, probabilities null for silent windows)."""
-    out = Path(out)
-    suffix = out.suffix.lower()
-    if suffix not in (".csv", ".json"):
-        shown = repr(out.suffix) if out.suffix else "(no suffix)"
-        raise ValueError(f"{out}: unknown timeline format {shown} (use .csv or .json)")
+    out = check_timeline_target(out)
     frame = timeline_frame(predictions, classes, sections)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".csv":
+    if out.suffix.lower() == ".csv":
         frame.to_csv(out, index=False)
         return out
     windows = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from genre_core.features.augment import AugmentConfig
@@ -32,6 +33,23 @@ class TrainConfig:
     device: str = "auto"
     seed: int = 0
     tiny: bool = False  # small model widths: any model trains in seconds on a CPU
+
+    def __post_init__(self) -> None:
+        # Checked here, not only by the CLI: sweeps and the API build configs too, and a bad
+        # value must fail before a run row exists, not as a ZeroDivisionError mid-run.
+        for name, low in (("epochs", 1), ("batch_size", 1), ("k", 2), ("fold", 1), ("seed", 0)):
+            if getattr(self, name) < low:
+                raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
+        if self.fold > self.k:
+            raise ValueError(f"fold must be in 1..{self.k}, got {self.fold}")
+        for name in ("lr", "grad_clip", "window_s", "hop_s", "eval_hop_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, got {value}")
+        for name in ("weight_decay", "warmup_epochs", "patience"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be >= 0, got {value}")
 
     @classmethod
     def tiny_preset(cls, dataset: str, model: str, **overrides) -> "TrainConfig":

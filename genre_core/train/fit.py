@@ -28,6 +28,8 @@ from genre_core.datasets.splits import SPLITS, Split, kfold_splits
 from genre_core.models import build_model, get_spec
 from genre_core.store import Store
 from genre_core.train.config import TrainConfig
+from genre_core.train.inference import file_sha256
+from genre_core.train.lifecycle import Heartbeat
 from genre_core.train.loop import Interrupted, LoopSettings, Trainer, resolve_device
 from genre_core.features.cache import ShardCache
 from genre_core.features.windows import WindowSet, build_windows, handcrafted_windows
@@ -84,32 +86,49 @@ def prepare(store: Store, config: TrainConfig) -> Sides:
 
 def fit(store: Store, config: TrainConfig, *, run_id: str | None = None, resume: bool = False,
         progress: bool = True, stop_after_epoch: int | None = None, sweep: str | None = None) -> RunResult:
-    """Train and evaluate one model; the run ends 'complete' with all results, or 'failed'."""
+    """Train and evaluate one model; the run ends 'complete' with all results, 'failed' when it
+    raises, or 'interrupted' (resumable) on Ctrl-C / SIGTERM."""
     spec = get_spec(config.model)
     seed_everything(config.seed)
     data = prepare(store, config)
     run_id = run_id or new_run_id(config.model)
-    dataset_id = int(store.dataset(config.dataset)["dataset_id"])
-    representation = config.representation or spec.input_kind
-    if not resume:
-        store.start_run(dict(run_id=run_id, dataset_id=dataset_id, model=config.model,
-                             representation=representation, split=data.split.name,
-                             config=config.to_dict(), device=str(resolve_device(config.device)),
-                             seed=config.seed, sweep=sweep, classes=data.classes))
+    _start(store, config, data, run_id, resume, sweep)
+    if progress:  # printed now, so a run that is killed can still be found and resumed
+        print(f"run {run_id}: {'resumed' if resume else 'started'} (if stopped, continue with: "
+              f"python -m training train --resume {run_id})", flush=True)
     try:
-        cache = ShardCache(paths.cache_dir(store.path))
-        run_dir = paths.run_dir(store.path, run_id)
-        if spec.is_torch:
-            outputs = _fit_torch(config, data, cache, representation, run_dir, resume, progress, stop_after_epoch)
-        else:
-            outputs = _fit_baseline(config, data, cache, run_dir, progress)
-        result = _evaluate_and_store(store, run_id, config, data, outputs)
-    except Interrupted:
+        with Heartbeat(store, run_id) as heartbeat:
+            cache = ShardCache(paths.cache_dir(store.path))
+            run_dir = paths.run_dir(store.path, run_id)
+            if spec.is_torch:
+                outputs = _fit_torch(config, data, cache, run_dir, resume, progress, stop_after_epoch,
+                                     heartbeat.nudge)
+            else:
+                outputs = _fit_baseline(config, data, cache, run_dir, progress)
+            return _evaluate_and_store(store, run_id, config, data, outputs)
+    except (Interrupted, KeyboardInterrupt) as exc:
+        store.interrupt_run(run_id, f"interrupted ({exc or 'Ctrl-C'}); continue with --resume {run_id}")
         raise
     except Exception as exc:
         store.fail_run(run_id, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
         raise
-    return result
+
+
+def _start(store: Store, config: TrainConfig, data: Sides, run_id: str, resume: bool,
+           sweep: str | None) -> None:
+    """Insert the run row (or claim the resumed one) for this process."""
+    if resume:
+        store.restart_run(run_id)
+        return
+    store.start_run(dict(run_id=run_id, dataset_id=int(store.dataset(config.dataset)["dataset_id"]),
+                         model=config.model, representation=_representation(config),
+                         split=data.split.name, config=config.to_dict(),
+                         device=str(resolve_device(config.device)), seed=config.seed, sweep=sweep,
+                         classes=data.classes))
+
+
+def _representation(config: TrainConfig) -> str:
+    return config.representation or get_spec(config.model).input_kind
 
 
 @dataclass
@@ -119,11 +138,12 @@ class Outputs:
     epochs: list[dict]
     windows: dict[str, WindowSet]  # side -> windows
     log_probs: dict[str, np.ndarray]  # side -> (W, C)
+    files: dict[str, str]  # name of each file the run leaves -> its sha256, checked on load
 
 
-def _fit_torch(config, data: Sides, cache, representation, run_dir: Path, resume, progress,
-               stop_after_epoch) -> Outputs:
-    frontend, sr, n_bins = input_pipeline(representation, config.features)
+def _fit_torch(config, data: Sides, cache, run_dir: Path, resume, progress, stop_after_epoch,
+               on_epoch) -> Outputs:
+    frontend, sr, n_bins = input_pipeline(_representation(config), config.features)
     windows = _windows(data, cache, sr, config, progress)
     model = build_model(config.model, len(data.classes), n_bins, tiny=config.tiny)
     settings = LoopSettings(config.epochs, config.batch_size, config.lr, config.weight_decay,
@@ -132,14 +152,16 @@ def _fit_torch(config, data: Sides, cache, representation, run_dir: Path, resume
     steps = -(-len(windows["train"]) // config.batch_size)
     trainer = Trainer(model, frontend, settings, resolve_device(config.device), steps, sr)
     checkpoint = run_dir / paths.CHECKPOINT_FILE
-    if resume:
-        if not checkpoint.is_file():
-            raise ValueError(f"nothing to resume: {checkpoint} not found")
+    # Killed before its first checkpoint: nothing was kept, so resuming starts at epoch 1 (the
+    # seeds make that the very run an uninterrupted one would have been).
+    if resume and checkpoint.is_file():
         trainer.load(checkpoint)
-    state = trainer.fit(windows["train"], windows["val"], len(data.classes), checkpoint, progress)
-    torch.save(trainer.model.state_dict(), run_dir / paths.MODEL_FILE)
+    state = trainer.fit(windows["train"], windows["val"], len(data.classes), checkpoint, progress,
+                        on_epoch)
+    model_file = run_dir / paths.MODEL_FILE
+    torch.save(trainer.model.state_dict(), model_file)
     log_probs = {side: trainer.predict(windows[side], progress)[0] for side in ("val", "test")}
-    return Outputs(state.history, windows, log_probs)
+    return Outputs(state.history, windows, log_probs, {model_file.name: file_sha256(model_file)})
 
 
 def _windows(data: Sides, cache, sr: int, config: TrainConfig, progress: bool) -> dict[str, WindowSet]:
@@ -162,7 +184,8 @@ def _fit_baseline(config: TrainConfig, data: Sides, cache, run_dir: Path, progre
     estimator = build_model(config.model, len(data.classes), 57, seed=config.seed)
     estimator.fit(tables["train"], labels["train"])
     run_dir.mkdir(parents=True, exist_ok=True)
-    joblib.dump(estimator, run_dir / paths.BASELINE_FILE)
+    model_file = run_dir / paths.BASELINE_FILE
+    joblib.dump(estimator, model_file)
     log_probs = {side: _full_log_proba(estimator, tables[side], len(data.classes)) for side in ("val", "test")}
     train_acc = float((estimator.predict(tables["train"]) == labels["train"]).mean())
     val = log_probs["val"]
@@ -170,7 +193,7 @@ def _fit_baseline(config: TrainConfig, data: Sides, cache, run_dir: Path, progre
                  val_loss=float(-val[np.arange(len(val)), labels["val"]].mean()) if len(val) else None,
                  val_acc=float((val.argmax(1) == labels["val"]).mean()) if len(val) else None,
                  seconds=time.perf_counter() - started)
-    return Outputs([epoch], windows, log_probs)
+    return Outputs([epoch], windows, log_probs, {model_file.name: file_sha256(model_file)})
 
 
 def _full_log_proba(estimator, table: np.ndarray, n_classes: int) -> np.ndarray:
@@ -216,7 +239,7 @@ def _evaluate_and_store(store: Store, run_id: str, config: TrainConfig, data: Si
     store.finish_run(run_id, {
         "epochs": epochs, "metrics": pd.DataFrame(metrics),
         "predictions": pd.DataFrame(predictions), "segment_predictions": pd.DataFrame(segments),
-    })
+    }, files=outputs.files)
     return RunResult(run_id, "complete", report, ci, _summary_line(run_id, config, report, ci))
 
 
@@ -228,10 +251,14 @@ def _summary_line(run_id: str, config: TrainConfig, report, ci: dict) -> str:
 
 
 def resume_run(store: Store, run_id: str, progress: bool = True) -> RunResult:
-    """Continue an interrupted (or failed) run from its last checkpoint."""
+    """Continue an interrupted (or failed) run from its last checkpoint (from the start when
+    it was stopped before its first one); refused while the run's process is alive."""
     row = store.run(run_id)
     if row["status"] == "complete":
         raise ValueError(f"run {run_id} is already complete")
+    if row["status"] == "running":  # two processes must never write one run's checkpoint
+        raise ValueError(f"run {run_id} is still running (pid {int(row['pid'])} on {row['host']}); "
+                         "stop it first")
     return fit(store, TrainConfig.from_dict(row["config"]), run_id=run_id, resume=True,
                progress=progress)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import joblib
 import numpy as np
@@ -60,6 +62,31 @@ class LoadedRun:
         return probs.cpu().numpy(), {k: v.float().cpu().numpy() for k, v in vectors.items() if v is not None}
 
 
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verified_file(store: Store, run_id: str, path: Path, required: bool) -> Path:
+    """`path` if it is the very file the run left (sha256 recorded when it completed).
+
+    `required`: a file that can run code when loaded (a joblib pickle) is refused without a
+    record too; torch weights, loaded with weights_only=True, only when a record disagrees."""
+    if not path.is_file():
+        raise StoreError(f"run {run_id}: model file {path} is missing")
+    expected = store.run_file_sha256(run_id, path.name)
+    if expected is None and required:
+        raise StoreError(f"{path}: refusing to load: no checksum recorded for it in {store.path} "
+                         "(retrain the run)")
+    if expected is not None and file_sha256(path) != expected:
+        raise StoreError(f"{path}: refusing to load: its sha256 differs from the one recorded "
+                         "when the run completed (file replaced or damaged)")
+    return path
+
+
 def latest_complete_run(store: Store) -> str:
     runs = store.complete_runs()
     if runs.empty:
@@ -77,17 +104,13 @@ def load_run(store: Store, run_id: str | None = None, device: str = "auto") -> L
     spec, classes = get_spec(config.model), list(row["classes"])
     folder, dev = paths.run_dir(store.path, run_id), resolve_device(device)
     if not spec.is_torch:
-        path = folder / paths.BASELINE_FILE
-        if not path.is_file():
-            raise StoreError(f"run {run_id}: model file {path} is missing")
+        path = verified_file(store, run_id, folder / paths.BASELINE_FILE, required=True)
         return LoadedRun(run_id, config, classes, config.features.sr, config.window_s, dev,
                          estimator=joblib.load(path))
     representation = row.get("representation") or spec.input_kind
     frontend, sr, bins = input_pipeline(representation, config.features)
     model = build_model(config.model, len(classes), bins, tiny=config.tiny)
-    path = folder / paths.MODEL_FILE
-    if not path.is_file():
-        raise StoreError(f"run {run_id}: model file {path} is missing")
+    path = verified_file(store, run_id, folder / paths.MODEL_FILE, required=False)
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return LoadedRun(run_id, config, classes, sr, config.window_s, dev,
                      model=model.to(dev).eval(), frontend=frontend.to(dev).eval())

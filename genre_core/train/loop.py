@@ -7,6 +7,7 @@ import copy
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -111,6 +112,18 @@ class LoopState:
     history: list[dict] = field(default_factory=list)
 
 
+CHECKPOINT_KEYS = {"model", "best", "optimizer", "scheduler", "generator", "torch_rng", "state"}
+
+
+def _load_reason(exc: Exception) -> str:
+    """The part of a torch.load error that says why: what follows "WeightsUnpickler error:"
+    (the refused global or opcode); torch's own first line would suggest weights_only=False."""
+    text = str(exc)
+    _, found, after = text.partition("WeightsUnpickler error:")
+    lines = [line.strip() for line in (after if found else text).splitlines() if line.strip()]
+    return lines[0][:200] if lines else type(exc).__name__
+
+
 class Interrupted(Exception):
     """Raised after `stop_after_epoch`: the checkpoint is on disk, the run can be resumed."""
 
@@ -168,8 +181,9 @@ class Trainer:
 
     # -- epochs ----------------------------------------------------------------------------
 
-    def fit(self, train: WindowSet, val: WindowSet, n_classes: int,
-            checkpoint: Path | None, progress: bool = True) -> LoopState:
+    def fit(self, train: WindowSet, val: WindowSet, n_classes: int, checkpoint: Path | None,
+            progress: bool = True, on_epoch: Callable[[], None] | None = None) -> LoopState:
+        """Train until `epochs` or early stopping; `on_epoch` is called after each checkpoint."""
         self._n_classes = n_classes
         s = self.settings
         while self.state.epoch < s.epochs:
@@ -191,6 +205,8 @@ class Trainer:
                            f"val loss {h['val_loss']:.3f} acc {h['val_acc']:.3f} | {h['seconds']:.0f} s")
             if checkpoint is not None:
                 self.save(checkpoint)
+            if on_epoch is not None:
+                on_epoch()
             if s.stop_after_epoch is not None and self.state.epoch >= s.stop_after_epoch:
                 raise Interrupted(f"stopped after epoch {self.state.epoch}")
             if self.state.bad_epochs >= s.patience:
@@ -237,18 +253,32 @@ class Trainer:
     # -- checkpoints -----------------------------------------------------------------------
 
     def save(self, path: Path) -> None:
-        """Everything needed to continue exactly where we are (written atomically)."""
+        """Everything needed to continue exactly where we are (written atomically).
+
+        Only tensors, dicts, lists, numbers and strings, so `load` can read it with
+        weights_only=True (the optimizer/scheduler state dicts and LoopState are just that;
+        LambdaLR stores None for its function, which __init__ rebuilds)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         payload = dict(model=self.model.state_dict(), best=self.best_weights,
                        optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
                        generator=self.generator.get_state(), torch_rng=torch.get_rng_state(),
-                       state=self.state.__dict__)
+                       state=dict(self.state.__dict__))
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         torch.save(payload, tmp)
         os.replace(tmp, path)
 
     def load(self, path: Path) -> None:
-        payload = torch.load(path, map_location=self.device, weights_only=False)
+        """Continue from a checkpoint written by `save`. Anything else (a planted pickle, a
+        damaged file) is refused with a one-line ValueError and nothing in it runs."""
+        try:
+            with warnings.catch_warnings():  # e.g. "unusual pickle protocol": one line is enough
+                warnings.simplefilter("ignore")
+                payload = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as exc:  # weights_only refuses code; any other failure: unusable too
+            raise ValueError(f"{path}: refusing to resume from it: not a GenreLens checkpoint "
+                             f"({_load_reason(exc)})") from None
+        if not isinstance(payload, dict) or not CHECKPOINT_KEYS <= payload.keys():
+            raise ValueError(f"{path}: refusing to resume from it: not a GenreLens checkpoint")
         self.model.load_state_dict(payload["model"])
         self.best_weights = payload["best"]
         self.optimizer.load_state_dict(payload["optimizer"])

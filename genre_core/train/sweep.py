@@ -74,6 +74,10 @@ def load_sweep(path: Path) -> SweepSpec:
                 for name, fields in (raw.get("augment") or {"default": {}}).items()}
     for model in raw["models"]:
         get_spec(model)
+    try:  # bad [train] values fail here, before any cell inserts a run row
+        TrainConfig(dataset=raw["dataset"], model="any", **raw.get("train", {}))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: bad [train] settings ({exc})") from None
     return SweepSpec(raw["dataset"], tuple(raw["models"]), reps, augments, dict(raw.get("train", {})))
 
 

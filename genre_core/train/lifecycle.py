@@ -1,0 +1,62 @@
+"""A run's life as the database sees it: a heartbeat while it trains, and signals as interrupts.
+
+A process killed with SIGKILL (or a lost machine) cannot write its own end; the heartbeat lets
+every reader tell such a run from a live one (Store.runs reports it 'interrupted'). SIGTERM is
+turned into KeyboardInterrupt, so `kill PID` ends a run like Ctrl-C does: marked 'interrupted',
+resumable with --resume.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+from genre_core.store import HEARTBEAT_S, Store, StoreError
+
+
+class Heartbeat:
+    """Context manager: a daemon thread that calls `store.beat(run_id)` every `period_s`, and
+    at once after `nudge()` (the loop nudges after each epoch).
+
+    Beats come from this one thread only, so they never race each other for the same row. A
+    beat that cannot get the database lock is skipped: the next one will do.
+    """
+
+    def __init__(self, store: Store, run_id: str, period_s: float = HEARTBEAT_S):
+        self.store, self.run_id, self.period_s = store, run_id, period_s
+        self._wake, self._stop = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat {run_id}", daemon=True)
+
+    def nudge(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.period_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.store.beat(self.run_id)
+            except StoreError:
+                pass  # locked by another writer too long: STALE_AFTER_S outlasts several missed beats
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join()
+
+
+def _terminate_as_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+def interrupt_on_sigterm() -> None:
+    """From now on SIGTERM raises KeyboardInterrupt in the main thread (call from a CLI's main;
+    elsewhere, e.g. a CLI called from a worker thread, signals are not ours to take)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate_as_interrupt)
