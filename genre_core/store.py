@@ -246,6 +246,20 @@ class Store:
             raise StoreError(f"no dataset named {name!r} in {self.path} (known: {known or 'none'})")
         return rows.iloc[0].to_dict()
 
+    def dataset_overview(self) -> pd.DataFrame:
+        """One row per dataset: name, kind, root, genres and its tracks by status."""
+        return self.query(
+            "SELECT d.name, d.kind, len(d.genres) AS genres, count(t.track_id) AS tracks, "
+            "count(*) FILTER (WHERE t.status = 'ok') AS ok, "
+            "count(*) FILTER (WHERE t.status = 'missing') AS missing, "
+            "count(*) FILTER (WHERE t.status NOT IN ('ok', 'missing')) AS unusable, d.root "
+            "FROM datasets d LEFT JOIN tracks t USING (dataset_id) GROUP BY ALL ORDER BY d.name")
+
+    def test_accuracy(self) -> pd.DataFrame:
+        """run_id, accuracy, ci_low, ci_high: every run's track-level test accuracy."""
+        return self.query("SELECT run_id, value AS accuracy, ci_low, ci_high FROM metrics "
+                          "WHERE split = 'test' AND name = 'track/accuracy'")
+
     def has_dataset(self, name: str) -> bool:
         return not self.query("SELECT 1 FROM datasets WHERE name = ?", [name]).empty
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
 import sys
@@ -10,10 +11,13 @@ from pathlib import Path
 
 from genre_core.audio import AudioError
 from genre_core.datasets import DATASETS, DatasetError
+from genre_core.datasets.splits import SPLITS
+from genre_core.models import MODELS
 from genre_core.store import StoreError, default_db_path, open_store
+from genre_core.train.config import TrainConfig
 from genre_core.train.lifecycle import interrupt_on_sigterm
 
-USER_ERRORS = (AudioError, DatasetError, StoreError, ValueError, FileNotFoundError)
+USER_ERRORS = (AudioError, DatasetError, StoreError, ValueError, FileNotFoundError)  # BadImport is a ValueError
 
 
 def cmd_synth(args: argparse.Namespace) -> str:
@@ -65,13 +69,52 @@ def cmd_sweep(args: argparse.Namespace) -> str:
 
 
 def cmd_runs(args: argparse.Namespace) -> str:
-    runs = open_store(args.db, create=False).runs(args.dataset)
+    store = open_store(args.db, create=False)
+    runs = store.runs(args.dataset)
+    if args.status:
+        runs = runs[runs.status == args.status]
     if runs.empty:
-        return f"{args.db}: no runs yet"
-    shown = runs[["run_id", "dataset", "model", "split", "status", "started_at", "finished_at"]]
+        return f"{args.db}: no runs" + (f" with status {args.status}" if args.status else "")
+    runs = runs.merge(store.test_accuracy(), on="run_id", how="left")
+    runs["test accuracy [95% CI]"] = [
+        "" if a != a else f"{a:.3f} [{lo:.3f}-{hi:.3f}]" for a, lo, hi in zip(runs.accuracy, runs.ci_low, runs.ci_high)]
+    shown = runs[["run_id", "dataset", "model", "split", "status", "test accuracy [95% CI]", "finished_at"]]
     print(shown.to_string(index=False))
     counts = runs.status.value_counts()
     return f"{len(runs)} runs: " + ", ".join(f"{n} {status}" for status, n in counts.items())
+
+
+def cmd_datasets(args: argparse.Namespace) -> str:
+    table = open_store(args.db, create=False).dataset_overview()
+    if table.empty:
+        return f"{args.db}: no datasets yet (python -m training ingest ...)"
+    print(table.to_string(index=False))
+    return f"{len(table)} datasets, {int(table.tracks.sum())} tracks"
+
+
+def cmd_export(args: argparse.Namespace) -> str:
+    from genre_core.export import export_run
+
+    return export_run(open_store(args.db, create=False), args.run, args.out, args.format).line()
+
+
+def cmd_import_predictions(args: argparse.Namespace) -> str:
+    from genre_core.imported import import_predictions
+
+    store = open_store(args.db, create=False)
+    return import_predictions(store, args.dataset, args.file, args.model, embeddings=args.embeddings).line()
+
+
+def cmd_report(args: argparse.Namespace) -> str:
+    from genre_core.report import write_report
+
+    return write_report(open_store(args.db, create=False), args.run, args.out, n_examples=args.examples).line()
+
+
+def cmd_ensemble(args: argparse.Namespace) -> str:
+    from genre_core.ensemble import ensemble
+
+    return ensemble(open_store(args.db, create=False), args.runs, label=args.label).line()
 
 
 def cmd_classify(args: argparse.Namespace) -> str:
@@ -139,14 +182,35 @@ def cmd_demo(args: argparse.Namespace) -> str:
     return run_demo(open_store(args.db), config, log=print)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(prog="python -m training", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+DESCRIPTION = """GenreLens: train music-genre classifiers honestly and see why they fail.
 
-    def command(name: str, func, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
+A typical session: ingest a corpus, train a model (track-level splits, accuracy with a 95%
+interval), analyze the run (maps, neighbours, Grad-CAM), look for the dataset's faults, then
+explore everything in the app (make app). Every command takes --db (default $GENRELENS_DB or
+data/genrelens.duckdb); bad input exits 2 with one line."""
+
+
+def program_name() -> str:
+    """`genrelens` when run through the console script, else the module form."""
+    return "genrelens" if Path(sys.argv[0]).name == "genrelens" else "python -m training"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from genre_core import __version__
+
+    parser = _OneLineParser(prog=program_name(), description=DESCRIPTION,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, func, help_text: str, epilog: str | None = None) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=epilog,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("--db", type=Path, default=default_db_path(),
                        help="DuckDB file (default: $GENRELENS_DB or data/genrelens.duckdb)")
+        talk = p.add_mutually_exclusive_group()
+        talk.add_argument("-q", "--quiet", action="store_true", help="only warnings, errors and the summary line")
+        talk.add_argument("-v", "--verbose", action="store_true", help="debug messages too")
         p.set_defaults(func=func)
         return p
 
@@ -172,18 +236,26 @@ def build_parser() -> argparse.ArgumentParser:
                         "or $GENRELENS_MAX_SECONDS)")
     _engine_args(p)
 
-    p = command("train", cmd_train, "train and evaluate one model (k-fold: one run per fold)")
+    defaults = TrainConfig(dataset="", model="")
+    p = command("train", cmd_train, "train and evaluate one model (k-fold: one run per fold)",
+                epilog=_model_list())
     _cache_args(p)
-    p.add_argument("--dataset", help="dataset name in the database (see ingest --name)")
-    p.add_argument("--model", help="model name (see genre_core.models.MODELS)")
-    p.add_argument("--split", choices=["random", "kfold", "fault-filtered", "artist", "official"])
+    p.add_argument("--dataset", help="dataset name in the database (see: datasets)")
+    p.add_argument("--model", choices=sorted(MODELS), metavar="MODEL", help="model name (listed below)")
+    p.add_argument("--split", choices=list(SPLITS),
+                   help=f"how tracks are split before windowing (default {defaults.split}): random, "
+                        "kfold (k runs), artist (no artist on two sides), fault-filtered (known duplicates "
+                        "and mislabels removed), official (the dataset's own split)")
     # Checked here, before the database is opened: a bad value never leaves a run row behind.
     p.add_argument("--fold", type=_positive_int, help="with --split kfold: run only this fold (1-based)")
-    p.add_argument("--epochs", type=_positive_int)
-    p.add_argument("--batch-size", type=_positive_int)
-    p.add_argument("--lr", type=_positive_float)
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--seed", type=_nonnegative_int)
+    p.add_argument("--epochs", type=_positive_int, help=f"maximum epochs, early stopping on validation "
+                                                         f"loss (default {defaults.epochs})")
+    p.add_argument("--batch-size", type=_positive_int, help=f"windows per batch (default {defaults.batch_size})")
+    p.add_argument("--lr", type=_positive_float, help=f"peak learning rate of AdamW (default {defaults.lr:g})")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"],
+                   help="auto: CUDA when present (bf16 autocast), else CPU (default auto)")
+    p.add_argument("--seed", type=_nonnegative_int, help=f"seeds the split, weights and augmentation "
+                                                         f"(default {defaults.seed})")
     p.add_argument("--tiny", action="store_true", help="tiny model, 2 epochs: a smoke run in seconds")
     p.add_argument("--no-augment", action="store_true", help="switch every augmentation off")
     p.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run from its checkpoint")
@@ -192,8 +264,41 @@ def build_parser() -> argparse.ArgumentParser:
     _cache_args(p)
     p.add_argument("--config", required=True, type=Path, help="TOML or JSON sweep file")
 
-    p = command("runs", cmd_runs, "every run and its status (a killed run shows as interrupted)")
+    p = command("runs", cmd_runs, "every run: model, split, status, test accuracy with its 95%% CI "
+                                  "(a killed run shows as interrupted)")
     p.add_argument("--dataset", help="only the runs of this dataset")
+    p.add_argument("--status", choices=["complete", "running", "interrupted", "failed"],
+                   help="only runs with this status")
+
+    command("datasets", cmd_datasets, "every dataset: kind, genres, tracks by status, root")
+
+    p = command("export", cmd_export, "a run's tables as parquet/CSV, or TensorBoard projector files",
+                epilog="tables: tracks, predictions (prob_<genre> columns), metrics, embeddings, "
+                       "projections, faults, reviews, and manifest.json (see README, Export)")
+    p.add_argument("--run", required=True, help="run id (see: runs)")
+    p.add_argument("--out", required=True, type=Path, help="folder to write (created)")
+    p.add_argument("--format", choices=["parquet", "csv", "tensorboard"], default="parquet",
+                   help="parquet (default), csv, or tensorboard (vectors.tsv, metadata.tsv, projector_config.pbtxt)")
+
+    p = command("import-predictions", cmd_import_predictions,
+                "make a complete run from any model's predictions (CSV or parquet)",
+                epilog="columns: track_id, then prob_<genre> for every genre (rows sum to 1) or predicted; "
+                       "optional split (test|val). Embeddings: track_id + an embedding list column or "
+                       "one numeric column per dimension.")
+    p.add_argument("--dataset", required=True, help="dataset the predictions are about")
+    p.add_argument("--file", required=True, type=Path, help="predictions table (.csv, .tsv or .parquet)")
+    p.add_argument("--embeddings", type=Path, help="optional embeddings table: maps and neighbours are drawn")
+    p.add_argument("--model", required=True, help="a label for the model (letters, digits, _.+-)")
+
+    p = command("report", cmd_report, "one self-contained HTML report of a run, to share or present")
+    p.add_argument("--run", required=True, help="run id (see: runs)")
+    p.add_argument("--out", required=True, type=Path, help="the .html file to write")
+    p.add_argument("--examples", type=_positive_int, default=6,
+                   help="misclassified tracks to include with audio and Grad-CAM (default 6)")
+
+    p = command("ensemble", cmd_ensemble, "average the calibrated probabilities of runs on one test set")
+    p.add_argument("--runs", required=True, nargs="+", metavar="RUN", help="two or more complete runs")
+    p.add_argument("--label", default="ensemble", help="model label of the stored run (default ensemble)")
 
     p = command("classify", cmd_classify, "genre timeline of any audio file, of any length")
     p.add_argument("file", help="audio file (wav, au, flac, ogg, mp3, aiff)")
@@ -230,6 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     _cache_args(p)
     return parser
+
+
+def _model_list() -> str:
+    width = max(len(name) for name in MODELS)
+    return "models:\n" + "\n".join(f"  {name:<{width}}  {spec.description}" for name, spec in sorted(MODELS.items()))
 
 
 def _cache_args(p: argparse.ArgumentParser) -> None:
@@ -285,20 +395,28 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
 def _corpus_size_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--per-genre", type=_positive_int, default=24, help="clips per genre (default 24)")
     p.add_argument("--seconds", type=_positive_float, default=15.0, help="clip length (default 15 s)")
 
 
+def _setup_logging(args: argparse.Namespace) -> None:
+    """Progress and reports go to stderr through the `genrelens` logger; stdout keeps the
+    command's result (the summary line, tables), so it can be piped."""
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log = logging.getLogger("genrelens")
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+    if args.quiet:
+        os.environ["TQDM_DISABLE"] = "1"  # tqdm reads it for every bar it makes
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _setup_logging(args)
     _apply_cache_args(args)
     interrupt_on_sigterm()  # `kill PID` stops a run like Ctrl-C: marked interrupted, resumable
     try:

@@ -8,6 +8,7 @@ prediction per track; the stored metrics are track-level with bootstrap 95% CIs.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import random
 import secrets
 import time
@@ -33,6 +34,8 @@ from genre_core.train.lifecycle import Heartbeat
 from genre_core.train.loop import Interrupted, LoopSettings, Trainer, resolve_device
 from genre_core.features.cache import ShardCache
 from genre_core.features.windows import WindowSet, build_windows, handcrafted_windows
+
+log = logging.getLogger("genrelens")  # the CLI shows INFO on stderr (--quiet / --verbose)
 
 
 @dataclass
@@ -94,7 +97,7 @@ def fit(store: Store, config: TrainConfig, *, run_id: str | None = None, resume:
     run_id = run_id or new_run_id(config.model)
     _start(store, config, data, run_id, resume, sweep)
     if progress:  # printed now, so a run that is killed can still be found and resumed
-        print(f"run {run_id}: {'resumed' if resume else 'started'} (if stopped, continue with: "
+        log.info(f"run {run_id}: {'resumed' if resume else 'started'} (if stopped, continue with: "
               f"python -m training train --resume {run_id})", flush=True)
     try:
         with Heartbeat(store, run_id) as heartbeat:
@@ -276,13 +279,13 @@ def train_command(store: Store, dataset: str | None, model: str | None, *, fold:
     base = make(dataset=dataset, model=model, **overrides)
     if base.split != "kfold" or fold is not None:
         result = fit(store, dataclasses.replace(base, fold=fold or 1))
-        print(evaluation.format_report(result.report, result.ci))
+        log.info(evaluation.format_report(result.report, result.ci))
         return result.summary
     sweep = f"kfold-{secrets.token_hex(3)}"
     accuracies = []
     for k in range(1, base.k + 1):
         result = fit(store, dataclasses.replace(base, fold=k), sweep=sweep)
-        print(result.summary)
+        log.info(result.summary)
         accuracies.append(result.report.accuracy)
     mean, std, n = evaluation.kfold_summary(accuracies)
     return f"{model} on {dataset}, {n}-fold ({sweep}): track accuracy {mean:.3f} ± {std:.3f} (mean ± sd)"
