@@ -379,14 +379,16 @@ class Store:
         return row[0] if row else None
 
     def complete_runs(self, dataset_name: str | None = None, model: str | None = None,
-                      split_like: str = "%") -> pd.DataFrame:
+                      split_like: str = "%", with_model: bool = False) -> pd.DataFrame:
         """Complete runs (run_id, model, split, classes, finished_at), oldest first, optionally of
-        one dataset and model, with `split` matching a LIKE pattern (e.g. 'kfold-%')."""
+        one dataset and model, with `split` matching a LIKE pattern (e.g. 'kfold-%'), and with
+        `with_model` only runs that have a model file (not imported or ensembled ones)."""
         return self.query(
             "SELECT r.run_id, r.model, r.split, r.classes, r.finished_at FROM runs r "
             "JOIN datasets d USING (dataset_id) WHERE r.status = 'complete' AND r.split LIKE ? "
             "AND (CAST(? AS VARCHAR) IS NULL OR d.name = ?) AND (CAST(? AS VARCHAR) IS NULL OR r.model = ?) "
-            "ORDER BY r.finished_at", [split_like, dataset_name, dataset_name, model, model])
+            "AND NOT (? AND coalesce(r.representation, '') IN ('imported', 'ensemble')) "
+            "ORDER BY r.finished_at", [split_like, dataset_name, dataset_name, model, model, with_model])
 
     def predictions(self, run_id: str, split: str | None = None) -> pd.DataFrame:
         """A run's track-level predictions (track_id, split, label, predicted, probs), by

@@ -109,3 +109,16 @@ def test_analyze_explains_why_an_imported_run_has_no_model(store, app_db, tmp_pa
     run_id = import_predictions(store, "toy", tmp_path / "p.csv", "outside", progress=False).run_id
     with pytest.raises(ValueError, match="no model"):
         analyze(store, run_id, progress=False)
+
+
+def test_a_run_without_a_model_is_never_the_default_model(store, app_db, tmp_path):
+    from genre_core.store import StoreError
+    from genre_core.train.inference import latest_complete_run, load_run
+
+    before = latest_complete_run(store)
+    preds, classes = _native(store, app_db)
+    _prob_table(preds, classes).to_csv(tmp_path / "p.csv", index=False)
+    run_id = import_predictions(store, "toy", tmp_path / "p.csv", "newest", progress=False).run_id
+    assert latest_complete_run(store) == before != run_id
+    with pytest.raises(StoreError, match="no model"):
+        load_run(store, run_id)

@@ -88,7 +88,8 @@ def verified_file(store: Store, run_id: str, path: Path, required: bool) -> Path
 
 
 def latest_complete_run(store: Store) -> str:
-    runs = store.complete_runs()
+    """The most recent complete run that has a model (imported and ensemble runs have none)."""
+    runs = store.complete_runs(with_model=True)
     if runs.empty:
         raise StoreError(f"{store.path}: no complete run yet (train one: python -m training train ...)")
     return str(runs.run_id.iloc[-1])
@@ -100,6 +101,8 @@ def load_run(store: Store, run_id: str | None = None, device: str = "auto") -> L
     row = store.run(run_id)
     if row["status"] != "complete":
         raise StoreError(f"run {run_id} is {row['status']}, not complete")
+    if reason := row["config"].get("no_model"):
+        raise StoreError(f"run {run_id} has no model to load: {reason}")
     config = TrainConfig.from_dict(row["config"])
     spec, classes = get_spec(config.model), list(row["classes"])
     folder, dev = paths.run_dir(store.path, run_id), resolve_device(device)
