@@ -98,7 +98,7 @@ def fit(store: Store, config: TrainConfig, *, run_id: str | None = None, resume:
     _start(store, config, data, run_id, resume, sweep)
     if progress:  # printed now, so a run that is killed can still be found and resumed
         log.info(f"run {run_id}: {'resumed' if resume else 'started'} (if stopped, continue with: "
-              f"python -m training train --resume {run_id})", flush=True)
+                 f"python -m training train --resume {run_id})")
     try:
         with Heartbeat(store, run_id) as heartbeat:
             cache = ShardCache(paths.cache_dir(store.path))
