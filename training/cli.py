@@ -14,6 +14,7 @@ from genre_core.datasets import DATASETS, DatasetError
 from genre_core.datasets.splits import SPLITS
 from genre_core.models import MODELS
 from genre_core.store import StoreError, default_db_path, open_store
+from genre_core.train import distributed
 from genre_core.train.config import TrainConfig
 from genre_core.train.lifecycle import interrupt_on_sigterm
 
@@ -50,6 +51,11 @@ def _engine_args(p: argparse.ArgumentParser) -> None:
 def cmd_train(args: argparse.Namespace) -> str:
     from genre_core.train.fit import resume_run, train_command
 
+    if args.gpus > 1 and not distributed.ranks().enabled:  # relaunch this command under torchrun
+        code = distributed.launch(args.gpus, _without_option(sys.argv[1:], "--gpus"))
+        if code:
+            raise ValueError(f"torchrun with {args.gpus} processes exited with status {code}")
+        return f"trained with {args.gpus} processes (torchrun; rank 0 stored the run)"
     store = open_store(args.db)
     if args.resume:
         return resume_run(store, args.resume).summary
@@ -57,6 +63,19 @@ def cmd_train(args: argparse.Namespace) -> str:
                  if k in ("split", "epochs", "device", "seed", "batch_size", "lr") and v is not None}
     return train_command(store, args.dataset, args.model, fold=args.fold, tiny=args.tiny,
                          augment=not args.no_augment, **overrides)
+
+
+def _without_option(argv: list[str], name: str) -> list[str]:
+    """argv minus `name VALUE` / `name=VALUE`."""
+    out, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == name:
+            skip = True
+        elif not item.startswith(name + "="):
+            out.append(item)
+    return out
 
 
 def cmd_sweep(args: argparse.Namespace) -> str:
@@ -256,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: CUDA when present (bf16 autocast), else CPU (default auto)")
     p.add_argument("--seed", type=_nonnegative_int, help=f"seeds the split, weights and augmentation "
                                                          f"(default {defaults.seed})")
+    p.add_argument("--gpus", type=_positive_int, default=1,
+                   help="data-parallel processes (DDP via torchrun; one per GPU, gloo on CPU); --batch-size "
+                        "stays the total batch (default 1)")
     p.add_argument("--tiny", action="store_true", help="tiny model, 2 epochs: a smoke run in seconds")
     p.add_argument("--no-augment", action="store_true", help="switch every augmentation off")
     p.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run from its checkpoint")

@@ -28,6 +28,7 @@ from genre_core.features.pipeline import input_pipeline
 from genre_core.datasets.splits import SPLITS, Split, kfold_splits
 from genre_core.models import build_model, get_spec
 from genre_core.store import Store
+from genre_core.train import distributed
 from genre_core.train.config import TrainConfig
 from genre_core.train.inference import file_sha256
 from genre_core.train.lifecycle import Heartbeat
@@ -92,10 +93,29 @@ def fit(store: Store, config: TrainConfig, *, run_id: str | None = None, resume:
     """Train and evaluate one model; the run ends 'complete' with all results, 'failed' when it
     raises, or 'interrupted' (resumable) on Ctrl-C / SIGTERM."""
     spec = get_spec(config.model)
-    seed_everything(config.seed)
-    data = prepare(store, config)
-    run_id = run_id or new_run_id(config.model)
-    _start(store, config, data, run_id, resume, sweep)
+    here, device_name = distributed.start(config.device)
+    if here.enabled and not spec.is_torch:
+        raise ValueError(f"{config.model} is a scikit-learn baseline: train it in one process, not under torchrun")
+    device = torch.device(device_name) if here.enabled else resolve_device(config.device)
+    try:
+        seed_everything(config.seed)
+        data = prepare(store, config)
+        if not here.is_main:  # a follower: trains its share; rank 0 alone writes the run
+            run_id = distributed.broadcast_text(None, here)
+            cache, run_dir = ShardCache(paths.cache_dir(store.path)), paths.run_dir(store.path, run_id)
+            _fit_torch(config, data, cache, run_dir, resume, False, stop_after_epoch, None, device, here)
+            return RunResult(run_id, "follower", summary=f"rank {here.rank}: trained its share of run {run_id}")
+        run_id = distributed.broadcast_text(run_id or new_run_id(config.model), here)
+        return _fit_and_store(store, config, spec, data, run_id, resume, progress, stop_after_epoch, sweep,
+                              device, here)
+    finally:
+        distributed.stop()
+
+
+def _fit_and_store(store: Store, config: TrainConfig, spec, data: Sides, run_id: str, resume: bool,
+                   progress: bool, stop_after_epoch: int | None, sweep: str | None, device: torch.device,
+                   here: distributed.Ranks) -> RunResult:
+    _start(store, config, data, run_id, resume, sweep, device)
     if progress:  # printed now, so a run that is killed can still be found and resumed
         log.info(f"run {run_id}: {'resumed' if resume else 'started'} (if stopped, continue with: "
                  f"python -m training train --resume {run_id})")
@@ -105,7 +125,7 @@ def fit(store: Store, config: TrainConfig, *, run_id: str | None = None, resume:
             run_dir = paths.run_dir(store.path, run_id)
             if spec.is_torch:
                 outputs = _fit_torch(config, data, cache, run_dir, resume, progress, stop_after_epoch,
-                                     heartbeat.nudge)
+                                     heartbeat.nudge, device, here)
             else:
                 outputs = _fit_baseline(config, data, cache, run_dir, progress)
             return _evaluate_and_store(store, run_id, config, data, outputs)
@@ -118,7 +138,7 @@ def fit(store: Store, config: TrainConfig, *, run_id: str | None = None, resume:
 
 
 def _start(store: Store, config: TrainConfig, data: Sides, run_id: str, resume: bool,
-           sweep: str | None) -> None:
+           sweep: str | None, device: torch.device) -> None:
     """Insert the run row (or claim the resumed one) for this process."""
     if resume:
         store.restart_run(run_id)
@@ -126,7 +146,7 @@ def _start(store: Store, config: TrainConfig, data: Sides, run_id: str, resume: 
     store.start_run(dict(run_id=run_id, dataset_id=int(store.dataset(config.dataset)["dataset_id"]),
                          model=config.model, representation=_representation(config),
                          split=data.split.name, config=config.to_dict(),
-                         device=str(resolve_device(config.device)), seed=config.seed, sweep=sweep,
+                         device=str(device), seed=config.seed, sweep=sweep,
                          classes=data.classes))
 
 
@@ -145,15 +165,16 @@ class Outputs:
 
 
 def _fit_torch(config, data: Sides, cache, run_dir: Path, resume, progress, stop_after_epoch,
-               on_epoch) -> Outputs:
+               on_epoch, device: torch.device, here: distributed.Ranks) -> Outputs:
     frontend, sr, n_bins = input_pipeline(_representation(config), config.features)
     windows = _windows(data, cache, sr, config, progress)
     model = build_model(config.model, len(data.classes), n_bins, tiny=config.tiny)
     settings = LoopSettings(config.epochs, config.batch_size, config.lr, config.weight_decay,
                             config.warmup_epochs, config.patience, config.grad_clip,
                             config.augment, config.seed, stop_after_epoch)
-    steps = -(-len(windows["train"]) // config.batch_size)
-    trainer = Trainer(model, frontend, settings, resolve_device(config.device), steps, sr)
+    per_rank, local_batch = distributed.shard(np.arange(len(windows["train"])), config.batch_size, here)
+    steps = -(-len(per_rank) // local_batch)
+    trainer = Trainer(model, frontend, settings, device, steps, sr, here)
     checkpoint = run_dir / paths.CHECKPOINT_FILE
     # Killed before its first checkpoint: nothing was kept, so resuming starts at epoch 1 (the
     # seeds make that the very run an uninterrupted one would have been).
@@ -161,6 +182,8 @@ def _fit_torch(config, data: Sides, cache, run_dir: Path, resume, progress, stop
         trainer.load(checkpoint)
     state = trainer.fit(windows["train"], windows["val"], len(data.classes), checkpoint, progress,
                         on_epoch)
+    if not here.is_main:
+        return Outputs(state.history, windows, {}, {})
     model_file = run_dir / paths.MODEL_FILE
     torch.save(trainer.model.state_dict(), model_file)
     log_probs = {side: trainer.predict(windows[side], progress)[0] for side in ("val", "test")}
@@ -259,7 +282,8 @@ def resume_run(store: Store, run_id: str, progress: bool = True) -> RunResult:
     row = store.run(run_id)
     if row["status"] == "complete":
         raise ValueError(f"run {run_id} is already complete")
-    if row["status"] == "running":  # two processes must never write one run's checkpoint
+    # Two processes must never write one run's checkpoint (torchrun followers only read it).
+    if row["status"] == "running" and distributed.ranks().is_main:
         raise ValueError(f"run {run_id} is still running (pid {int(row['pid'])} on {row['host']}); "
                          "stop it first")
     return fit(store, TrainConfig.from_dict(row["config"]), run_id=run_id, resume=True,
@@ -279,13 +303,17 @@ def train_command(store: Store, dataset: str | None, model: str | None, *, fold:
     base = make(dataset=dataset, model=model, **overrides)
     if base.split != "kfold" or fold is not None:
         result = fit(store, dataclasses.replace(base, fold=fold or 1))
-        log.info(evaluation.format_report(result.report, result.ci))
+        if result.report is not None:  # None on a torchrun follower rank
+            log.info(evaluation.format_report(result.report, result.ci))
         return result.summary
     sweep = f"kfold-{secrets.token_hex(3)}"
     accuracies = []
     for k in range(1, base.k + 1):
         result = fit(store, dataclasses.replace(base, fold=k), sweep=sweep)
         log.info(result.summary)
-        accuracies.append(result.report.accuracy)
+        if result.report is not None:
+            accuracies.append(result.report.accuracy)
+    if not accuracies:
+        return f"rank {distributed.ranks().rank}: trained its share of {base.k} folds ({sweep})"
     mean, std, n = evaluation.kfold_summary(accuracies)
     return f"{model} on {dataset}, {n}-fold ({sweep}): track accuracy {mean:.3f} ± {std:.3f} (mean ± sd)"

@@ -20,6 +20,8 @@ from tqdm import tqdm
 
 from genre_core.features.augment import AugmentConfig, augment_waveform, mixup, spec_augment
 from genre_core.features.windows import WindowSet
+from genre_core.train import distributed
+from genre_core.train.distributed import Ranks
 
 WORKERS_ENV = "GENRELENS_LOADER_WORKERS"  # override the automatic DataLoader worker count
 MIN_BATCHES_FOR_WORKERS = 8  # fewer batches than this: forking workers costs more than it saves
@@ -132,9 +134,12 @@ class Trainer:
     """Owns model, front end (waveform -> features), optimiser, schedule and RNG streams."""
 
     def __init__(self, model: nn.Module, frontend: nn.Module, settings: LoopSettings,
-                 device: torch.device, steps_per_epoch: int, sr: int):
+                 device: torch.device, steps_per_epoch: int, sr: int, ranks: Ranks = Ranks()):
         self.model, self.frontend = model.to(device), frontend.to(device)
-        self.settings, self.device, self.sr = settings, device, sr
+        self.settings, self.device, self.sr, self.ranks = settings, device, sr, ranks
+        # What the training step calls: DDP around the model when launched by torchrun (it
+        # averages gradients); the plain model serves prediction, checkpoints and weights.
+        self.net = distributed.wrap(self.model, device, ranks)
         params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
         total = max(1, settings.epochs * steps_per_epoch)
@@ -169,7 +174,7 @@ class Trainer:
         if self.settings.augment.mixup_alpha > 0:
             x, target = mixup(x, target, self.settings.augment.mixup_alpha, self.generator)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            logits = self.model(x).logits
+            logits = self.net(x).logits
         loss = F.cross_entropy(logits.float(), target)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -190,20 +195,23 @@ class Trainer:
             started = time.perf_counter()
             self.model.train()
             order = torch.randperm(len(train), generator=self.generator).numpy()
+            mine, batch_size = distributed.shard(order, s.batch_size, self.ranks)
             loss_sum, correct = 0.0, 0
-            for audio, labels, _ in tqdm(window_loader(train, order, s.batch_size, self.device),
+            for audio, labels, _ in tqdm(window_loader(train, mine, batch_size, self.device),
                                          desc=f"epoch {self.state.epoch + 1}/{s.epochs}", unit="batch",
                                          disable=not progress, leave=False):
                 batch_loss, batch_correct = self._train_step(audio, labels)
                 loss_sum, correct = loss_sum + batch_loss, correct + batch_correct
-            val_loss, val_acc = self.evaluate_loss(val)
-            self._end_epoch(loss_sum / len(train), correct / len(train), val_loss, val_acc,
+            loss_sum, correct, seen = distributed.all_sum([loss_sum, correct, len(mine)], self.ranks)
+            distributed.sync_buffers(self.model, self.ranks)
+            val_loss, val_acc = self.evaluate_loss(val)  # every rank: one model, one answer
+            self._end_epoch(loss_sum / seen, correct / seen, val_loss, val_acc,
                             time.perf_counter() - started)
-            if progress:
+            if progress and self.ranks.is_main:
                 h = self.state.history[-1]
                 tqdm.write(f"epoch {h['epoch']:>3}: train loss {h['train_loss']:.3f} acc {h['train_acc']:.3f} | "
                            f"val loss {h['val_loss']:.3f} acc {h['val_acc']:.3f} | {h['seconds']:.0f} s")
-            if checkpoint is not None:
+            if checkpoint is not None and self.ranks.is_main:  # one writer of the run folder
                 self.save(checkpoint)
             if on_epoch is not None:
                 on_epoch()
