@@ -68,3 +68,32 @@ def test_cli_ingest_with_engine_ray(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "ingested 24 tracks" in done.stdout
     assert len(_tracks(open_store(db, create=False), "toy")) == 24
+
+
+@pytest.mark.slow
+def test_faults_on_ray_find_what_the_local_engine_finds(local_ray, tmp_path):
+    import shutil
+
+    from genre_core.faults.detect import detect_faults
+
+    import soundfile as sf
+
+    from tests.test_fingerprint import SR, song
+
+    corpus = tmp_path / "corpus"
+    for i, genre in enumerate(["a", "b", "c"] * 3):
+        (corpus / genre).mkdir(parents=True, exist_ok=True)
+        sf.write(corpus / genre / f"song{i}.wav", song(i, seconds=6.0, artist=i % 3), SR)
+    shutil.copyfile(corpus / "a" / "song0.wav", corpus / "b" / "copy_of_song0.wav")  # same bytes
+    sf.write(corpus / "c" / "quieter_song1.flac", 0.6 * song(1, seconds=6.0, artist=1), SR)  # fingerprints
+    found = {}
+    for engine in ("local", "ray"):
+        store = open_store(tmp_path / f"{engine}.duckdb")
+        ingest(store, "folder", corpus, name="toy", progress=False)
+        summary = detect_faults(store, "toy", progress=False,
+                                engine=EngineOptions(engine, workers=2))
+        found[engine] = (summary.detected.drop(columns=["evidence"]).sort_values(["kind", "track_id"])
+                         .reset_index(drop=True), summary.detected.evidence.sort_values().tolist())
+    kinds = set(found["local"][0].kind)
+    assert "exact_duplicate" in kinds and len(kinds - {"exact_duplicate"}) >= 1, kinds
+    assert found["local"][0].equals(found["ray"][0]) and found["local"][1] == found["ray"][1]

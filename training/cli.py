@@ -43,7 +43,7 @@ def cmd_ingest(args: argparse.Namespace) -> str:
 
 def _engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", choices=["local", "ray"], default="local",
-                   help="where file checks run: worker processes here (default) or Ray tasks")
+                   help="where per-file work runs: worker processes here (default) or Ray tasks")
     p.add_argument("--ray-address", help="with --engine ray: 'auto' or HOST:PORT of a running cluster "
                                          "(default: start a local Ray instance)")
 
@@ -172,7 +172,10 @@ def _methods(text: str) -> tuple[str, ...]:
 def cmd_faults(args: argparse.Namespace) -> str:
     from genre_core.faults.detect import detect_faults
 
-    return detect_faults(open_store(args.db, create=False), args.dataset).line()
+    from genre_core.engine import EngineOptions
+
+    engine = EngineOptions(args.engine, args.workers, args.ray_address)
+    return detect_faults(open_store(args.db, create=False), args.dataset, engine=engine).line()
 
 
 def cmd_cache(args: argparse.Namespace) -> str:
@@ -343,6 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("faults", cmd_faults, "duplicates, label issues, distortions, artist repetition")
     _cache_args(p)
     p.add_argument("--dataset", required=True, help="dataset name in the database")
+    p.add_argument("--workers", type=_positive_int, help="worker processes / Ray CPUs (default: one per CPU)")
+    _engine_args(p)
 
     p = command("cache", cmd_cache, "size of the decoded-audio and feature cache; --prune compacts it")
     _cache_args(p)

@@ -16,9 +16,10 @@ from __future__ import annotations
 import json
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Sequence
 
 import numpy as np
@@ -27,6 +28,7 @@ import scipy.fft
 from tqdm import tqdm
 
 from genre_core import audio, paths
+from genre_core.engine import EngineOptions, auto_workers, chunked, map_chunks
 from genre_core.faults import fingerprint as fp
 from genre_core.faults.kinds import FAULT_KINDS
 from genre_core.faults.known import FAULT_COLUMNS, known_faults
@@ -359,30 +361,56 @@ def _scan_rows(ids: list[str], file_keys: list[str | None], scans: list[_Scan], 
     return _frame(rows)
 
 
+SCAN_CHUNK = 8  # tracks per worker task
+TRACKS_PER_SCAN_WORKER = 50  # fewer tracks than this per worker: scanning in-process wins
+
+
+def scan_chunk(items: list[tuple[int, str, str | None, int]], cache_root: str, sr: int) -> list[dict]:
+    """Worker (a local process or a Ray task): one plain row per (position, path, sha1, rate)
+    with the landmarks as lists, so it travels as an Arrow table and the driver alone writes
+    the landmark index and the database."""
+    cache = ShardCache(Path(cache_root))
+    rows = []
+    for pos, path, sha1, rate in items:
+        scan = _scan_track(SimpleNamespace(path=path, sha1=sha1, sample_rate=rate), cache, sr)
+        found = scan.fingerprint
+        rows.append({"pos": pos, "decoded": scan.decoded, "error": scan.error,
+                     "findings": to_json(scan.findings),
+                     "hashes": None if found is None else found.hashes.tolist(),
+                     "times": None if found is None else found.times.tolist(),
+                     "n_frames": None if found is None else int(found.n_frames)})
+    return rows
+
+
 def _scan_all(tracks: pd.DataFrame, cache: ShardCache, sr: int, progress: bool,
-              index: DiskLandmarkIndex) -> list[_Scan]:
+              index: DiskLandmarkIndex, engine: EngineOptions) -> list[_Scan]:
     """One _Scan per row of `tracks`; byte-identical files are read once and share it, which
-    also keeps two threads from writing the same cache file at once. Fingerprints go to
+    also keeps two workers from writing the same cache entry at once. Fingerprints go to
     `index` under the row's position as they come (the scans keep none: memory stays flat)."""
     first = {}
     for pos, sha1 in enumerate(tracks["sha1"]):
         first.setdefault(sha1 if isinstance(sha1, str) else f"row-{pos}", pos)
     todo = sorted(first.values())
-    # Decoding and FFTs release the GIL for long stretches: two threads use both cores.
+    items = [(pos, str(tracks.path.iloc[pos]), tracks.sha1.iloc[pos] if isinstance(tracks.sha1.iloc[pos], str)
+              else None, int(tracks.sample_rate.iloc[pos])) for pos in todo]
+    if engine.workers is None:
+        engine = replace(engine, workers=auto_workers(len(items), TRACKS_PER_SCAN_WORKER))
     done: dict[int, _Scan] = {}
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        scans = pool.map(lambda pos: _scan_track(tracks.iloc[pos], cache, sr), todo)
-        for pos, scan in zip(todo, tqdm(scans, total=len(todo), desc="fault scan", unit="track",
-                                        disable=not progress)):
-            if scan.fingerprint is not None:
-                index.add(pos, scan.fingerprint)
-                scan.fingerprint = None
-            done[pos] = scan
+    with tqdm(total=len(items), desc="fault scan", unit="track", disable=not progress) as bar:
+        for _, rows in map_chunks(scan_chunk, chunked(items, SCAN_CHUNK), (str(cache.root), sr), engine):
+            for row in rows:
+                if row["hashes"] is not None:
+                    index.add(row["pos"], fp.Fingerprint(np.asarray(row["hashes"], dtype=np.int64),
+                                                         np.asarray(row["times"], dtype=np.int32),
+                                                         int(row["n_frames"])))
+                done[row["pos"]] = _Scan(None, row["decoded"], json.loads(row["findings"]), row["error"])
+            bar.update(len(rows))
     return [done[first[sha1 if isinstance(sha1, str) else f"row-{pos}"]]
             for pos, sha1 in enumerate(tracks["sha1"])]
 
 
-def detect_faults(store: Store, dataset_name: str, progress: bool = True, sr: int = fp.FP_SR) -> FaultSummary:
+def detect_faults(store: Store, dataset_name: str, progress: bool = True, sr: int = fp.FP_SR,
+                  engine: EngineOptions = EngineOptions()) -> FaultSummary:
     """Run every detector on a dataset and replace its stored faults (detected and known).
 
     Audio is read once per track, through the cache at the file's own rate; duplicates are
@@ -405,7 +433,7 @@ def detect_faults(store: Store, dataset_name: str, progress: bool = True, sr: in
 
     file_keys = [k if isinstance(k, str) else None for k in usable["sha1"]]
     with DiskLandmarkIndex(paths.cache_dir(store.path) / "fingerprints") as index:
-        scans = _scan_all(usable, cache, sr, progress, index)
+        scans = _scan_all(usable, cache, sr, progress, index, engine)
         parts = [_scan_rows(ids, file_keys, scans, index, load, sr), status_faults(every),
                  artist_repeats(usable)]
     oof = out_of_fold_probs(store.kfold_test_predictions(dataset_id))
