@@ -9,7 +9,8 @@ Builds (or reuses) the demo corpus in its own database under data/bench/, then p
 - faults: detector runtime, precision/recall against the planted faults, fingerprint scaling,
   and accuracy with and without the flagged tracks;
 - latency: live classification ms/window and real-time factor per model, and a 60-min mix;
-- app: page and query times on a generated 10,000-track / 20-run database.
+- app: page and query times on a generated 10,000-track / 20-run database;
+- engines: ingest and faults-scan tracks/s with 1 vs 2 local workers and on Ray.
 
 `scale` runs only when named (`python -m benchmarks scale --tracks N --seconds S`): the
 whole pipeline on N generated clips of S seconds, one process per stage under
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import accuracy, app_db, faults, features, latency, scale, throughput
+from benchmarks import accuracy, app_db, engines, faults, features, latency, scale, throughput
 from genre_core.store import open_store
 
 SECTIONS = {
@@ -36,6 +37,7 @@ SECTIONS = {
     "faults": faults.run,
     "latency": latency.run,
     "app": app_db.run,
+    "engines": engines.run,
 }
 BENCH_ROOT = Path("data/bench")
 
