@@ -15,7 +15,6 @@ Heavy arrays stay float32 (as librosa's are); the tempogram and the statistics a
 
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 
 import librosa
@@ -154,21 +153,17 @@ class Handcrafted(nn.Module):
     def _tuning_index(self, power: torch.Tensor) -> torch.Tensor:
         """(B,) index into chroma_banks of librosa.estimate_tuning(S=power, sr, n_fft)."""
         pitch, mag, peak = _pitch_peaks(power, self.pitch_bins, self.sr, self.n_fft)  # (B, P, T) each
-        values = torch.where(peak, mag, torch.full_like(mag, math.inf)).flatten(1)  # (B, P * T)
-        counts = peak.flatten(1).sum(1)  # (B,)
-        ascending = values.topk(max(int(counts.max()), 1), dim=1, largest=False).values  # (B, K)
-        lo = ascending.gather(1, ((counts - 1).clamp(min=0) // 2)[:, None])
-        hi = ascending.gather(1, (counts // 2).clamp(max=ascending.shape[1] - 1)[:, None])
-        threshold = (lo + hi) / 2  # (B, 1): np.median of each example's peak magnitudes
-        chosen = peak & (mag >= threshold[:, :, None])  # (B, P, T)
-        residual = torch.remainder(12 * torch.log2(pitch / 27.5), 1.0)  # semitones above A, in [0, 1)
-        residual = torch.where(residual >= 0.5, residual - 1.0, residual).double().contiguous()
-        bins = torch.bucketize(residual, self.tuning_edges, right=True) - 1  # (B, P, T) in [0, 100)
+        # Peaks are a few percent of the bins: work on them alone, as one flat list grouped by example.
+        example = peak.nonzero()[:, 0]  # (K,) ascending
+        pitch, mag = pitch[peak], mag[peak]  # (K,)
+        counts = torch.bincount(example, minlength=len(power))  # (B,)
+        chosen = mag >= _group_medians(mag, example, counts)[example]  # the louder half of each example's
+        residual = torch.remainder(12 * torch.log2(pitch[chosen] / 27.5), 1.0)  # semitones above A, [0, 1)
+        residual = torch.where(residual >= 0.5, residual - 1.0, residual).double()
         n_bins = len(self.tuning_edges) - 1
-        bins = torch.where(chosen, bins, torch.full_like(bins, n_bins)).flatten(1)  # n_bins = not counted
-        hist = torch.zeros(len(bins), n_bins + 1, dtype=torch.long, device=bins.device)
-        hist.scatter_add_(1, bins, torch.ones_like(bins))
-        best = hist[:, :n_bins].argmax(1)  # first maximum, as np.argmax
+        bins = torch.bucketize(residual, self.tuning_edges, right=True) - 1  # in [0, n_bins)
+        hist = torch.bincount(example[chosen] * n_bins + bins, minlength=len(power) * n_bins)
+        best = hist.view(len(power), n_bins).argmax(1)  # first maximum, as np.argmax
         return torch.where(counts > 0, best, torch.full_like(best, n_bins))  # no peaks: tuning 0.0
 
     def _centroid_bandwidth(self, mag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -226,6 +221,21 @@ def _pitch_peaks(power: torch.Tensor, bins: slice, sr: int, n_fft: int):
     pitch = ((index + shift.double()) * float(sr) / n_fft).float()  # librosa's order of rounding
     mag = s_here + 0.5 * ((s_above - s_below) / 2.0) * shift  # np.gradient's centred difference
     return pitch, mag, peak
+
+
+def _group_medians(values: torch.Tensor, group: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """np.median of each group's values (mean of the middle two for an even count): (G,).
+
+    `group` (K,) is ascending with `counts` (G,) members each; an empty group gets 0."""
+    if len(values) == 0:
+        return torch.zeros(len(counts), dtype=values.dtype, device=values.device)
+    order = values.argsort(stable=True)
+    order = order[group[order].argsort(stable=True)]  # by group, ascending within each
+    ranked = values[order]
+    starts = counts.cumsum(0) - counts
+    lo = ranked[(starts + (counts - 1).clamp(min=0) // 2).clamp(max=len(values) - 1)]
+    hi = ranked[(starts + counts // 2).clamp(max=len(values) - 1)]
+    return (lo + hi) / 2
 
 
 def _power_to_db(power: torch.Tensor) -> torch.Tensor:
