@@ -110,10 +110,10 @@ class Handcrafted(nn.Module):
         mag = spec.abs()  # (B, F, T)
         power = mag.square()
         mel_db = _power_to_db(torch.matmul(self.mel_basis, power))  # (B, 128, T)
-        harmonic, percussive = self._hpss(spec, mag, y.shape[-1])  # (B, N) each
+        harmonic, percussive = self._hpss(y, spec, mag)  # (B, N) each
         series = [
             self._chroma(power),
-            _rms(mag, self.n_fft),
+            _rms(power, self.n_fft),
             *self._centroid_bandwidth(mag),
             self._rolloff(mag),
             _zero_crossing_rate(y, self.n_fft, self.hop_length),
@@ -128,20 +128,19 @@ class Handcrafted(nn.Module):
         # As the reference: one NaN row would make a whole sklearn fit fail.
         return torch.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
 
-    def _hpss(self, spec, mag, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """librosa.decompose.hpss (kernel 31, power 2, margin 1) + istft of both halves."""
+    def _hpss(self, y, spec, mag) -> tuple[torch.Tensor, torch.Tensor]:
+        """librosa.decompose.hpss (kernel 31, power 2, margin 1) + istft: (B, N) harmonic and
+        percussive signals."""
         harm = median_filter(mag, HPSS_KERNEL, dim=-1)  # (B, F, T) smooth along time
         perc = median_filter(mag, HPSS_KERNEL, dim=-2)  # (B, F, T) smooth along frequency
-        peak = torch.maximum(harm, perc)
-        # Margin 1 means split_zeros: where both are ~0, each half gets half of the (tiny) bin.
-        silent = peak < torch.finfo(mag.dtype).tiny
-        peak = torch.where(silent, torch.ones_like(peak), peak)
-        h2, p2 = (harm / peak).square(), (perc / peak).square()
-        total = torch.where(silent, torch.ones_like(h2), h2 + p2)
-        half = torch.full_like(h2, 0.5)
-        masks = torch.where(silent, half, h2 / total), torch.where(silent, half, p2 / total)
-        return tuple(torch.istft(spec * m, self.n_fft, self.hop_length, window=self.window, center=True,
-                                 length=length) for m in masks)
+        # The soft mask h^2 / (h^2 + p^2), as 1 / (1 + (p / h)^2): nothing squared underflows,
+        # in place on the big arrays, and 0 / 0 (both zero) is NaN -> margin 1's split_zeros half.
+        mask = perc.div_(harm).square_().add_(1.0).reciprocal_().nan_to_num_(nan=0.5)  # (B, F, T)
+        harmonic = torch.istft(spec * mask, self.n_fft, self.hop_length, window=self.window, center=True,
+                               length=y.shape[-1])
+        # The percussive mask is 1 - mask and istft is linear (and inverts this STFT exactly), so
+        # the percussive signal is what the harmonic one leaves of y: one istft instead of two.
+        return harmonic, y - harmonic
 
     def _chroma(self, power: torch.Tensor) -> torch.Tensor:
         """chroma_stft(S=power): the filterbank of each example's estimated tuning, max-normalised."""
@@ -168,11 +167,13 @@ class Handcrafted(nn.Module):
 
     def _centroid_bandwidth(self, mag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """spectral_centroid and spectral_bandwidth (p=2) of a magnitude spectrogram, (B, T) Hz."""
-        total = mag.sum(1, keepdim=True)  # (B, 1, T)
-        weights = mag / torch.where(total < torch.finfo(mag.dtype).tiny, torch.ones_like(total), total)
-        freqs = self.freqs[:, None]  # (F, 1)
-        centroid = (weights * freqs).sum(1)  # (B, T)
-        spread = (weights * (freqs - centroid[:, None, :]).square()).sum(1)  # (B, T)
+        # Moments 0-2 of frequency in one pass, float64 so that E[f^2] - E[f]^2 does not cancel.
+        freqs = self.freqs.double()
+        moments = torch.matmul(torch.stack([torch.ones_like(freqs), freqs, freqs.square()]), mag.double())  # (B, 3, T)
+        total = moments[:, 0]
+        total = torch.where(total < torch.finfo(mag.dtype).tiny, torch.ones_like(total), total)  # silent frame
+        centroid = moments[:, 1] / total  # (B, T)
+        spread = (moments[:, 2] / total - centroid.square()).clamp(min=0)  # (B, T) Hz^2
         return centroid, spread.sqrt()
 
     def _rolloff(self, mag: torch.Tensor) -> torch.Tensor:
@@ -208,11 +209,12 @@ def _pitch_peaks(power: torch.Tensor, bins: slice, sr: int, n_fft: int):
     its pitch and height come from a parabola through it and its two neighbours.
     """
     ref = PIPTRACK_THRESHOLD * power.amax(1, keepdim=True)  # (B, 1, T)
-    gated = power * (power > ref)
     lo, hi = bins.start, bins.stop
-    below, here, above = (gated[:, lo - 1 + i: hi - 1 + i] for i in range(3))  # (B, P, T) each
+    near = power[:, lo - 1: hi + 1]  # (B, P + 2, T): the bins and their neighbours
+    gated = near * (near > ref)
+    below, here, above = (gated[:, i: i + hi - lo] for i in range(3))  # (B, P, T) each
     peak = (here > below) & (here >= above)
-    s_below, s_here, s_above = (power[:, lo - 1 + i: hi - 1 + i] for i in range(3))
+    s_below, s_here, s_above = (near[:, i: i + hi - lo] for i in range(3))
     # librosa's numba stencil does this in float64 (2 * x promotes) and stores float32.
     curvature = (s_above + s_below).double() - 2.0 * s_here.double()
     slope = (s_above - s_below).double() / 2
@@ -244,10 +246,9 @@ def _power_to_db(power: torch.Tensor) -> torch.Tensor:
     return torch.maximum(db, db.amax(dim=(1, 2), keepdim=True) - TOP_DB)
 
 
-def _rms(mag: torch.Tensor, frame_length: int) -> torch.Tensor:
-    """librosa.feature.rms(S=mag): the DC and Nyquist bins count half (they have no mirror)."""
-    power = mag.square()
-    weight = torch.ones(power.shape[1], device=mag.device, dtype=mag.dtype)
+def _rms(power: torch.Tensor, frame_length: int) -> torch.Tensor:
+    """librosa.feature.rms(S=|power|^0.5): the DC and Nyquist bins count half (no mirror)."""
+    weight = torch.ones(power.shape[1], device=power.device, dtype=power.dtype)
     weight[0] = 0.5
     if frame_length % 2 == 0:
         weight[-1] = 0.5
