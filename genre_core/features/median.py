@@ -40,7 +40,8 @@ def median_filter(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
         raise ValueError(f"window {size} is longer than twice the axis ({length})")
     padded = torch.cat([moved[..., :half].flip(-1), moved, moved[..., length - half:].flip(-1)], -1)
     rows = padded.reshape(-1, padded.shape[-1])  # (R, L + size - 1)
-    step = max(1, _CHUNK_ELEMENTS // rows.shape[-1])
+    # A GPU has no such cache or thread trouble, only a launch cost per op: one chunk there.
+    step = len(rows) if rows.is_cuda else max(1, _CHUNK_ELEMENTS // rows.shape[-1])
     out = torch.cat([sliding_median(chunk, size) for chunk in rows.split(step)])  # (R, L)
     return out.reshape(moved.shape).movedim(-1, dim)
 
