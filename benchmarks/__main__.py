@@ -6,6 +6,7 @@ Builds (or reuses) the demo corpus in its own database under data/bench/, then p
   CNN on 128-band mel images);
 - throughput: training and inference windows/second per torch model on this machine;
 - features: tracks/second of our pipeline vs a plain librosa load + melspectrogram loop;
+- handcrafted: ms per 3-s window of the 57-feature table, librosa vs batched torch;
 - faults: detector runtime, precision/recall against the planted faults, fingerprint scaling,
   and accuracy with and without the flagged tracks;
 - latency: live classification ms/window and real-time factor per model, and a 60-min mix;
@@ -27,13 +28,14 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import accuracy, app_db, engines, faults, features, latency, scale, throughput
+from benchmarks import accuracy, app_db, engines, faults, features, handcrafted, latency, scale, throughput
 from genre_core.store import open_store
 
 SECTIONS = {
     "accuracy": accuracy.run,
     "throughput": throughput.run,
     "features": features.run,
+    "handcrafted": handcrafted.run,
     "faults": faults.run,
     "latency": latency.run,
     "app": app_db.run,

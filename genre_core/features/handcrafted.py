@@ -1,6 +1,9 @@
 """Handcrafted features (librosa, numpy): the 57-column table of GTZAN's "features_3_sec.csv"
 that published handcrafted-feature projects (and the sklearn baselines here) train on, plus
-chroma and spectral contrast."""
+chroma and spectral contrast.
+
+`handcrafted` is the reference: the baselines compute the same table batched in torch
+(`handcrafted_torch.handcrafted_batch`), which the tests hold to it column by column."""
 
 from __future__ import annotations
 
