@@ -48,9 +48,9 @@ class LoadedRun:
         """(B, L) audio -> ((B, C) probabilities, {kind: (B, D)}) with kinds "penultimate" and,
         where the model has one, "pooled". Baselines return no embeddings."""
         if self.estimator is not None:
-            from genre_core.features.handcrafted import handcrafted
+            from genre_core.features.handcrafted_torch import handcrafted_batch
 
-            table = np.stack([handcrafted(w, sr=self.sr) for w in windows])
+            table = handcrafted_batch(np.asarray(windows), sr=self.sr)  # (B, 57), batched in torch
             probs = np.full((len(windows), len(self.classes)), 0.0)
             probs[:, self.estimator.classes_] = self.estimator.predict_proba(table)
             return probs, {}
