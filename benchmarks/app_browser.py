@@ -63,18 +63,35 @@ def _serve(db_path: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("streamlit did not start within 120 s")
 
 
-def _click(tab, name: str) -> float:
-    """Seconds from a click on the page's sidebar link until its charts are drawn."""
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _busy_s(cdp) -> float:
+    """Seconds the page's main thread has spent on tasks (script, layout, paint) so far."""
+    return next(m["value"] for m in cdp.send("Performance.getMetrics")["metrics"] if m["name"] == "TaskDuration")
+
+
+def _click(tab, cdp, server_pid: int, name: str) -> tuple[float, float, float]:
+    """(seconds from a click on the page's sidebar link until its charts are drawn, CPU seconds
+    the server spent meanwhile, seconds the browser tab's main thread was busy meanwhile). On a
+    shared machine the wall time queues behind other work; the two CPU figures do not, and say
+    which side a slow page should be cut on."""
     link = tab.locator('[data-testid="stSidebarNav"] a', has_text=name.capitalize()).first
+    cpu, busy = _cpu_s(server_pid), _busy_s(cdp)
     started = time.perf_counter()
     link.click()
     tab.wait_for_function(DRAWN_JS, arg=PAGES[name], timeout=180_000, polling=50)
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    return wall, _cpu_s(server_pid) - cpu, _busy_s(cdp) - busy
 
 
 def time_pages(db_path: Path, rounds: int = 3) -> pd.DataFrame:
     """Per page: the deep link (first open of a fresh server), the first click (cold caches) and
-    the median of the later clicks (warm), in seconds."""
+    the median of the later clicks (warm), in seconds; for the warm clicks also the median CPU
+    seconds of the server and busy seconds of the browser tab (see `_click`)."""
     from playwright.sync_api import sync_playwright
 
     proc, url = _serve(db_path)
@@ -82,23 +99,31 @@ def time_pages(db_path: Path, rounds: int = 3) -> pd.DataFrame:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             tab = browser.new_page(viewport={"width": 1400, "height": 950})
+            cdp = tab.context.new_cdp_session(tab)
+            cdp.send("Performance.enable")
             started = time.perf_counter()
             tab.goto(url)
             tab.wait_for_function(DRAWN_JS, arg=PAGES["overview"], timeout=300_000, polling=50)
             deep_link = time.perf_counter() - started
-            times: dict[str, list[float]] = {name: [] for name in PAGES}
+            times: dict[str, list[tuple[float, float, float]]] = {name: [] for name in PAGES}
             for _ in range(rounds):
                 for name in [*list(PAGES)[1:], "overview"]:
-                    times[name].append(_click(tab, name))
+                    times[name].append(_click(tab, cdp, proc.pid, name))
             browser.close()
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    rows = [dict(page=name, cold_s=t[0], warm_s=statistics.median(t[1:]) if len(t) > 1 else float("nan"))
+    rows = [dict(page=name, cold_s=t[0][0], **{column: _warm(t, i) for i, column in
+                                                 enumerate(["warm_s", "server_cpu_s", "browser_busy_s"])})
             for name, t in times.items()]
     frame = pd.DataFrame(rows)
     frame.attrs["deep_link_s"] = deep_link
     return frame
+
+
+def _warm(clicks: list[tuple[float, ...]], i: int) -> float:
+    """Median of field `i` over the warm clicks (all but the first)."""
+    return statistics.median(c[i] for c in clicks[1:]) if len(clicks) > 1 else float("nan")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,11 @@ COLOUR_BY = {"true genre": "label", "predicted genre": "predicted", "correct / w
 ctx = enter("pages/map.py")
 cached = st.cache_data(show_spinner=False, max_entries=64)
 SEARCH_LIMIT = 200  # matches ringed on the map; the Track page's search lists any track
+# Points drawn at most (a sample above, see state.sample_map). 20,000 by default: each point costs
+# the browser ~80 bytes of JSON and WebGL work, and 50,000 took 3-7 s a redraw at 100,000 tracks.
+DENSITY = {"20,000": 20_000, "50,000": 50_000, "all": None}
+# The projection is read-only on this page: shared, it is not unpickled (100,000 rows) every rerun.
+shared = st.cache_resource(show_spinner=False, max_entries=8)
 
 st.title("Map")
 st.write("Each point is a track, placed so that tracks the model finds similar sit close together. "
@@ -25,31 +30,35 @@ if not methods:
     st.stop()
 
 
-def map_controls() -> tuple[str, str, str]:
-    """(projection method, column to colour by, search text)"""
+def map_controls() -> tuple[str, str, str, int | None]:
+    """(projection method, column to colour by, search text, most points to draw; None: all)"""
     box = st.expander("Controls") if ctx.presentation else st.container()
     with box:
-        left, middle, right = st.columns([1, 2, 2])
+        left, middle, right, density = st.columns([1, 2, 2, 1])
         method = left.radio("Projection", methods, horizontal=True, key="map_method",
                             format_func=lambda m: {"tsne": "t-SNE", "umap": "UMAP"}.get(m, m))
         colour = middle.radio("Colour by", list(COLOUR_BY), horizontal=True, key="map_colour")
         text = right.text_input("Find on the map", key="map_search", placeholder="id, artist, genre or file name",
                                 help=f"Rings up to {SEARCH_LIMIT} matching tracks; they are always drawn")
-    return method, COLOUR_BY[colour], text
+        drawn = density.selectbox("Points drawn", list(DENSITY), key="map_density",
+                                  help="At most; above, a share of every genre plus all misclassified, searched "
+                                       "and selected tracks. More points redraw more slowly.")
+    return method, COLOUR_BY[colour], text, DENSITY[drawn]
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def map_figure(db, run_id: str, method: str, colour_by: str, presentation: bool, highlight: tuple,
-               keep: tuple):
+               keep: tuple, max_points: int | None):
     """(the map figure, points drawn): built once per choice, since 50,000 points take a second
     to lay out, and shared read-only by every session."""
-    drawn = state.sample_map(cached(q.projection)(db, run_id, method), keep=keep)
+    points = shared(q.projection)(db, run_id, method)
+    drawn = state.sample_map(points, max_points=max_points or len(points), keep=keep)
     classes = list(cached(q.run_row)(db, run_id).classes)
     return charts.embedding_map(drawn, colour_by, classes, presentation, highlight), len(drawn)
 
 
-method, colour_by, search = map_controls()
-points = cached(q.projection)(ctx.db, ctx.run_id, method)
+method, colour_by, search, max_points = map_controls()
+points = shared(q.projection)(ctx.db, ctx.run_id, method)
 if points.empty:
     st.info("This projection holds no points.")
     st.stop()
@@ -57,7 +66,7 @@ found = cached(q.search_tracks)(ctx.db, ctx.run_id, search, SEARCH_LIMIT) if sea
 highlight = [] if found is None else list(found.track_id)
 open_track = [ctx.track[1]] if ctx.track else []
 figure, n_drawn = map_figure(ctx.db, ctx.run_id, method, colour_by, ctx.presentation, tuple(highlight),
-                             (*highlight, *open_track, *ctx.selection.track_ids))
+                             (*highlight, *open_track, *ctx.selection.track_ids), max_points)
 if found is not None:
     n_matches = int(found.n_matches.iloc[0]) if len(found) else 0
     shown = int(points.track_id.isin(set(highlight)).sum())
@@ -80,7 +89,8 @@ if len(ids) > 1:
 chosen = ctx.selection if len(ids) < 2 else st.session_state[state.SELECTION]
 if not chosen.source.startswith("Map") or len(chosen.track_ids) < 2:
     sampled = "" if n_drawn == len(points) else (
-        f" ({n_drawn:,} drawn: a share of every genre, plus all misclassified, searched and selected tracks)")
+        f" ({n_drawn:,} drawn: a share of every genre, plus all misclassified, searched and selected tracks; "
+        "draw more under “Points drawn”)")
     st.caption(f"{len(points):,} tracks{sampled} · {method}. Tip: the lasso and box tools are in the chart's "
                "top-right toolbar.")
     st.stop()

@@ -8,6 +8,7 @@ benchmarks.app_db.build.
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import subprocess
 import sys
@@ -87,6 +88,17 @@ def test_db_version_changes_when_a_review_is_saved(writable):
     store = open_store(writable)
     store.save_review(2, "blues.00000", "artist_repeat", "confirmed", None)
     assert q.db_version(writable) != before
+
+
+def test_db_version_queries_only_after_the_files_changed(writable, monkeypatch):
+    runs = importlib.import_module("genre_core.app.queries.runs")  # the package's `runs` is a query
+    calls = []
+    real = runs._version_row
+    monkeypatch.setattr(runs, "_version_row", lambda path: calls.append(path) or real(path))
+    first = q.db_version(writable)
+    assert q.db_version(writable) == first and len(calls) == 1  # every rerun asks; files unchanged
+    open_store(writable).save_review(2, "blues.00000", "artist_repeat", "confirmed", None)
+    assert q.db_version(writable) != first and len(calls) == 2
 
 
 # -- datasets, runs, leaderboard -------------------------------------------------------------
