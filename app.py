@@ -106,6 +106,11 @@ def open_database(path: Path | None) -> tuple[q.DbRef | None, str, str]:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _runs(db: q.DbRef):
+    return q.runs(db)  # every complete run, folds of k-fold experiments included
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _board(db: q.DbRef):
     return q.leaderboard(db)
 
 
@@ -124,7 +129,7 @@ def run_picker(db: q.DbRef) -> str | None:
         return None
     ids = list(board.sort_values("finished_at", ascending=False).run_id)
     if st.session_state.get(state.RUN) not in ids:
-        st.session_state[state.RUN] = _default_run(db, board)
+        st.session_state[state.RUN] = _default_run(db, _board(db))  # the best entry, never a fold
     def label(r) -> str:
         accuracy = "–" if r.accuracy != r.accuracy else f"{r.accuracy:.0%}"  # NaN: no test results
         return f"{r.model} · {r.dataset} · {accuracy} · {r.run_id}"

@@ -194,7 +194,7 @@ class StoredRun:
 
 def store_prediction_run(store: Store, dataset_id: int, model: str, representation: str, split: str,
                          classes: list[str], predictions: pd.DataFrame, config: dict,
-                         extra: dict[str, pd.DataFrame] | None = None) -> StoredRun:
+                         extra: dict[str, pd.DataFrame] | None = None, sweep: str | None = None) -> StoredRun:
     """A complete run from track-level probabilities made elsewhere (imported, ensembled):
     `predictions` (track_id, split in SPLITS, label, probs (C,) in `classes` order) is scored
     exactly like a native run's (track-level metrics, bootstrap CIs) and stored with `extra`
@@ -219,7 +219,7 @@ def store_prediction_run(store: Store, dataset_id: int, model: str, representati
         probs=[np.asarray(p, dtype=np.float32).tolist() for p in predictions["probs"]],
     )[["track_id", "split", "label", "predicted", "probs"]]
     store.start_run(dict(run_id=run_id, dataset_id=dataset_id, model=model, representation=representation,
-                         split=split, config=config, device="none", seed=SEED, classes=classes))
+                         split=split, config=config, device="none", seed=SEED, classes=classes, sweep=sweep))
     try:
         store.finish_run(run_id, {"metrics": pd.DataFrame(metrics), "predictions": stored, **(extra or {})})
     except Exception as exc:

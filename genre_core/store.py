@@ -327,6 +327,13 @@ class Store:
         with self.write() as con:
             _replace_run_rows(con, run_id, results)
 
+    def delete_run(self, run_id: str) -> None:
+        """Remove a run and every row it owns, in one transaction (a superseded pooled run)."""
+        with self.write() as con:
+            for table in RUN_TABLES:
+                con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+            con.execute("DELETE FROM runs WHERE run_id = ?", [run_id])
+
     def fail_run(self, run_id: str, error: str) -> None:
         """The run raised: 'failed', with the error (resumable from its last checkpoint)."""
         self._end_run(run_id, "failed", error)

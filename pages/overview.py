@@ -38,13 +38,17 @@ if board.empty:
     st.info("No training run has finished yet. Train one with `python -m training train --dataset NAME "
             "--model cnn`, or run `make demo`.")
     st.stop()
-st.caption("Complete runs, best first per dataset (★). Click a row to make it the run the other pages show.")
+st.caption("One entry per experiment, best first per dataset (★): a k-fold experiment is scored on its pooled "
+           "out-of-fold predictions (every track once), with the per-fold spread beside it. Entries marked "
+           "'other test set' were not tested on the ★ entry's tracks, so their accuracies are not directly "
+           "comparable with it. Click a row to make it the run the other pages show.")
 table = board.assign(sweep=board.sweep.fillna(""),
     star=board.best.map({True: "★", False: ""}),
+    test_set=board.comparable.map({True: "", False: "other test set"}),
     accuracy_ci=[state.format_pct(a, lo, hi) for a, lo, hi in zip(board.accuracy, board.ci_low, board.ci_high)],
 )
-columns = ["star", "dataset", "model", "representation", "split", "accuracy_ci", "macro_f1", "top2", "n_test",
-           "sweep", "finished_at", "run_id"]
+columns = ["star", "dataset", "model", "representation", "split", "accuracy_ci", "fold_spread", "test_set",
+           "macro_f1", "top2", "n_test", "sweep", "finished_at", "run_id"]
 
 
 def _highlight(row):
@@ -66,7 +70,8 @@ st.dataframe(
     hide_index=True, width="stretch", on_select=partial(_pick, list(table.run_id)), selection_mode="single-row",
     key="leaderboard",
     column_config={"star": st.column_config.TextColumn("", width="small"),
-                   "accuracy_ci": "track accuracy [95% CI]", "macro_f1": "macro-F1", "top2": "top-2",
+                   "accuracy_ci": "track accuracy [95% CI]", "fold_spread": "per fold (mean ± sd)",
+                   "test_set": "comparable?", "macro_f1": "macro-F1", "top2": "top-2",
                    "n_test": "test tracks",
                    "finished_at": st.column_config.DatetimeColumn("finished", format="YYYY-MM-DD HH:mm")})
 

@@ -48,6 +48,9 @@ def build_app_db(root: Path) -> dict:
     classes = list(store.run(toy.run_id)["classes"])
     store.replace_run_rows(toy.run_id, fake_analysis(store.tracks("toy"), store.predictions(toy.run_id), classes,
                                                      4.0, 5, False, np.random.default_rng(0)))
+    from genre_core.train.fit import train_command
+
+    train_command(store, "toy", "logreg", split="kfold", k=4)  # a k-fold experiment: one pooled entry
     ten = build(store, "ten", n_tracks=150, n_runs=6, seconds=4.0, files_per_genre=1, n_explained=12)
     info = dict(db=str(store.path), toy_run=toy.run_id, ten_runs=list(ten.run_id),
                 sweep=ten.sweep.dropna().iloc[0], ten_id=int(store.dataset("ten")["dataset_id"]),

@@ -77,7 +77,7 @@ def test_queries_wait_while_a_training_process_writes(writable):
     try:
         assert holder.stdout.readline().strip() == "locked"
         started = time.monotonic()
-        assert len(q.runs(writable)) == 7
+        assert len(q.runs(writable)) == 12  # toy: cnn + 4 folds + pooled; ten: 6
         assert time.monotonic() - started > 0.3  # it did wait for the lock
     finally:
         holder.wait(timeout=30)
@@ -113,7 +113,8 @@ def test_datasets_count_tracks_and_faults(db, app_db):
 
 def test_runs_are_complete_only(db, app_db):
     runs = q.runs(db)
-    assert set(runs.run_id) == {app_db["toy_run"], *app_db["ten_runs"]}
+    kfold = runs[runs.split.str.contains("kfold")]  # the fixture's 4 folds and their pooled run
+    assert set(runs.run_id) - set(kfold.run_id) == {app_db["toy_run"], *app_db["ten_runs"]} and len(kfold) == 5
     assert not any("running" in r or "failed" in r for r in runs.run_id)
     assert runs.accuracy.between(0, 1).all() and (runs.ci_low <= runs.accuracy).all()
 
@@ -285,7 +286,8 @@ def test_mcnemar_on_shared_test_tracks(db, app_db):
 def test_epochs_sweeps_ablation(db, app_db):
     assert set(q.epochs(db, app_db["ten_runs"][:2]).run_id) == set(app_db["ten_runs"][:2])
     sweeps = q.sweeps(db)
-    assert list(sweeps.sweep) == [app_db["sweep"]] and sweeps.n_runs[0] == 3
+    counts = sweeps.set_index("sweep").n_runs
+    assert counts[app_db["sweep"]] == 3 and sorted(counts) == [3, 4]  # the ablation; the k-fold folds
     table = q.ablation(db, app_db["sweep"])
     assert len(table) == 3 and {"model", "representation", "accuracy", "ci_low"} <= set(table.columns)
     assert "window_s" not in table.columns  # identical in every run of the sweep: not shown

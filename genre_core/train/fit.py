@@ -316,4 +316,10 @@ def train_command(store: Store, dataset: str | None, model: str | None, *, fold:
     if not accuracies:
         return f"rank {distributed.ranks().rank}: trained its share of {base.k} folds ({sweep})"
     mean, std, n = evaluation.kfold_summary(accuracies)
-    return f"{model} on {dataset}, {n}-fold ({sweep}): track accuracy {mean:.3f} ± {std:.3f} (mean ± sd)"
+    from genre_core.train.pooled import pool_kfold
+
+    pooled = pool_kfold(store, sweep)  # the experiment's one leaderboard entry
+    low, high = pooled.ci
+    return (f"{model} on {dataset}, {n}-fold ({sweep}): pooled out-of-fold track accuracy "
+            f"{pooled.report.accuracy:.3f} [95% CI {low:.3f}-{high:.3f}] on {pooled.report.n} tracks "
+            f"(run {pooled.run_id}); per fold {mean:.3f} ± {std:.3f} (mean ± sd)")

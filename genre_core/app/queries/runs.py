@@ -125,13 +125,15 @@ def runs(db) -> pd.DataFrame:
                    max(ci_high) FILTER (WHERE name = 'track/macro_f1') AS f1_high,
                    max(value) FILTER (WHERE name = 'track/top2') AS top2
             FROM metrics WHERE split = 'test' GROUP BY run_id),
-        n AS (SELECT run_id, count(*) AS n_test FROM predictions WHERE split = 'test' GROUP BY run_id)
+        -- test_set: an order-free signature of the run's test tracks (equal sets, equal values)
+        n AS (SELECT run_id, count(*) AS n_test, bit_xor(hash(track_id)) AS test_set
+              FROM predictions WHERE split = 'test' GROUP BY run_id)
         SELECT r.run_id, r.dataset_id, d.name AS dataset, r.model,
                coalesce(r.representation, '') AS representation, r.split, r.sweep, r.seed,
                r.device, r.finished_at, r.classes, len(r.classes) AS n_classes,
                CAST(r.config->>'window_s' AS DOUBLE) AS window_s, r.config,
                m.accuracy, m.ci_low, m.ci_high, m.macro_f1, m.f1_low, m.f1_high, m.top2,
-               coalesce(n.n_test, 0) AS n_test
+               coalesce(n.n_test, 0) AS n_test, n.test_set
         FROM runs r JOIN datasets d USING (dataset_id)
         LEFT JOIN m USING (run_id) LEFT JOIN n USING (run_id)
         WHERE r.status = 'complete'
@@ -139,15 +141,31 @@ def runs(db) -> pd.DataFrame:
 
 
 def leaderboard(db, dataset_id: int | None = None) -> pd.DataFrame:
-    """Complete runs ranked by test accuracy (per dataset), `best` marking each dataset's top."""
+    """One entry per experiment, ranked by test accuracy per dataset; `best` marks each
+    dataset's top. A k-fold experiment is its pooled run (every track predicted once, CI over
+    all tracks, `fold_spread` beside it), never one of its folds, so no lucky fold is starred.
+    `comparable`: the entry was tested on exactly the best entry's test tracks; other entries'
+    accuracies are not directly comparable with it."""
     frame = runs(db)
+    frame = frame[~frame.split.str.startswith("kfold-")]  # folds: represented by their pooled run
     if dataset_id is not None:
         frame = frame[frame.dataset_id == dataset_id]
     frame = frame.sort_values(["dataset", "accuracy", "macro_f1"], ascending=[True, False, False],
                               na_position="last", kind="stable")
     frame["rank"] = frame.groupby("dataset").cumcount() + 1
     frame["best"] = (frame["rank"] == 1) & frame["accuracy"].notna()
+    best_set = frame[frame.best].set_index("dataset_id")["test_set"]
+    frame["comparable"] = frame["test_set"].eq(frame["dataset_id"].map(best_set)).to_numpy()
+    frame["fold_spread"] = [_fold_spread(c) for c in frame["config"]]
     return frame.reset_index(drop=True)
+
+
+def _fold_spread(config) -> str:
+    """'0.899 ± 0.031 over 5 folds' for a pooled k-fold run, '' otherwise."""
+    config = json.loads(config) if isinstance(config, str) else (config or {})
+    if "fold_accuracies" not in config:
+        return ""
+    return f"{config['fold_mean']:.3f} ± {config['fold_sd']:.3f} over {config['k']} folds"
 
 
 def run_row(db, run_id: str) -> pd.Series | None:
@@ -280,14 +298,15 @@ def mcnemar(db, run_a: str, run_b: str, split: str = "test") -> pd.DataFrame:
 
 def sweeps(db) -> pd.DataFrame:
     return _df(db, """SELECT sweep, count(*) AS n_runs, max(finished_at) AS finished_at FROM runs
-                      WHERE status = 'complete' AND sweep IS NOT NULL
+                      WHERE status = 'complete' AND sweep IS NOT NULL AND split NOT LIKE 'pooled-%'
                       GROUP BY sweep ORDER BY finished_at DESC""")
 
 
 def ablation(db, sweep: str) -> pd.DataFrame:
     """One row per run of a sweep: the config settings that differ between its runs, then
     test accuracy (CI) and macro-F1, best first."""
-    frame = _df(db, "SELECT run_id, config FROM runs WHERE sweep = ? AND status = 'complete'", [sweep])
+    frame = _df(db, "SELECT run_id, config FROM runs WHERE sweep = ? AND status = 'complete' "
+                    "AND split NOT LIKE 'pooled-%'", [sweep])  # a k-fold sweep's pooled run is no setting
     if frame.empty:
         return frame
     config = pd.json_normalize([json.loads(c) if c else {} for c in frame.config])
@@ -307,7 +326,7 @@ def sweep_summary(db, sweep: str) -> pd.DataFrame:
     """Mean and sample standard deviation of test accuracy over a sweep's runs (the k-fold
     estimate when the sweep is one model's folds): n_runs, mean, sd, kfold (bool)."""
     frame = runs(db)
-    frame = frame[(frame.sweep == sweep) & frame.accuracy.notna()]
+    frame = frame[(frame.sweep == sweep) & frame.accuracy.notna() & ~frame.split.str.startswith("pooled-")]
     if frame.empty:
         return pd.DataFrame(columns=["n_runs", "mean", "sd", "kfold"])
     mean, sd, n = evaluation.kfold_summary(frame.accuracy.to_numpy())
