@@ -65,3 +65,21 @@ def test_quiet_keeps_only_the_result_on_stdout(db, app_db, tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.err == "" and captured.out.count("\n") == 1
     assert np.isfinite(pd.read_csv(tmp_path / "q" / "metrics.csv").value).all()
+
+
+def test_options_that_lived_only_in_code_are_on_the_command_line(tmp_path, capsys):
+    from training.cli import build_parser, demo_root
+
+    parser = build_parser()
+    train = parser.parse_args(["train", "--dataset", "d", "--model", "cnn", "--k", "3", "--window", "2.5",
+                               "--hop", "1", "--representation", "mfcc"])
+    assert (train.k, train.window_s, train.hop_s, train.representation) == (3, 2.5, 1.0, "mfcc")
+    analyze = parser.parse_args(["analyze", "--run", "r", "--neighbours", "5", "--no-taggrams", "--device", "cpu"])
+    assert (analyze.neighbours, analyze.no_taggrams, analyze.device) == (5, True, "cpu")
+    assert parser.parse_args(["classify", "x.wav", "--switch-penalty", "3"]).switch_penalty == 3.0
+    # demo keeps its corpus beside its database; synth writes no database, so takes no --db
+    assert demo_root(parser.parse_args(["demo", "--db", str(tmp_path / "elsewhere" / "g.duckdb")])) == \
+        tmp_path / "elsewhere" / "demo"
+    with pytest.raises(SystemExit) as done:
+        parser.parse_args(["synth", "--out", str(tmp_path), "--db", "x.duckdb"])
+    assert done.value.code == 2 and "--db" in capsys.readouterr().err

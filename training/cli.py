@@ -12,6 +12,7 @@ from pathlib import Path
 from genre_core.audio import AudioError
 from genre_core.datasets import DATASETS, DatasetError
 from genre_core.datasets.splits import SPLITS
+from genre_core.live.timeline import DEFAULT_SWITCH_PENALTY
 from genre_core.models import MODELS
 from genre_core.store import StoreError, default_db_path, open_store
 from genre_core.train import distributed
@@ -60,7 +61,8 @@ def cmd_train(args: argparse.Namespace) -> str:
     if args.resume:
         return resume_run(store, args.resume).summary
     overrides = {k: v for k, v in vars(args).items()
-                 if k in ("split", "epochs", "device", "seed", "batch_size", "lr") and v is not None}
+                 if k in ("split", "epochs", "device", "seed", "batch_size", "lr", "k", "window_s", "hop_s",
+                          "representation") and v is not None}
     return train_command(store, args.dataset, args.model, fold=args.fold, tiny=args.tiny,
                          augment=not args.no_augment, **overrides)
 
@@ -142,6 +144,7 @@ def cmd_classify(args: argparse.Namespace) -> str:
 
     store = open_store(args.db, create=False)
     result = classify_file(store, Path(args.file), args.run, window_s=args.window, hop_s=args.hop,
+                           switch_penalty=args.switch_penalty,
                            method=args.smoothing, out=args.out, device=args.device)
     print(format_sections(result.sections))
     return result.summary()
@@ -151,7 +154,8 @@ def cmd_analyze(args: argparse.Namespace) -> str:
     from genre_core.analysis.analyze import analyze
 
     limits = {} if args.gradcam_limit is None else {"gradcam_limit": args.gradcam_limit or None}  # 0: all
-    return analyze(open_store(args.db, create=False), args.run, methods=args.methods, **limits).line()
+    return analyze(open_store(args.db, create=False), args.run, methods=args.methods, device=args.device,
+                   k=args.neighbours, taggrams=not args.no_taggrams, **limits).line()
 
 
 def _methods(text: str) -> tuple[str, ...]:
@@ -195,11 +199,16 @@ def cmd_cache(args: argparse.Namespace) -> str:
     return stats.lines()[0]
 
 
+def demo_root(args: argparse.Namespace) -> Path:
+    """--out, or demo/ beside the database: the corpus stays with the database that lists it."""
+    return Path(args.out) if args.out else Path(args.db).parent / "demo"
+
+
 def cmd_demo(args: argparse.Namespace) -> str:
     """The whole pipeline on the built-in corpus (see genre_core.demo)."""
     from genre_core.demo import DemoConfig, run_demo
 
-    config = DemoConfig(root=Path(args.out), per_genre=args.per_genre, seconds=args.seconds,
+    config = DemoConfig(root=demo_root(args), per_genre=args.per_genre, seconds=args.seconds,
                         epochs=args.epochs, device=args.device)
     return run_demo(open_store(args.db), config, log=print)
 
@@ -225,21 +234,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, func, help_text: str, epilog: str | None = None) -> argparse.ArgumentParser:
+    def command(name: str, func, help_text: str, epilog: str | None = None,
+                db: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text, epilog=epilog,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("--db", type=Path, default=default_db_path(),
-                       help="DuckDB file (default: $GENRELENS_DB or data/genrelens.duckdb)")
+        if db:  # every command but synth (which writes only audio files)
+            p.add_argument("--db", type=Path, default=default_db_path(),
+                           help="DuckDB file (default: $GENRELENS_DB or data/genrelens.duckdb)")
         talk = p.add_mutually_exclusive_group()
         talk.add_argument("-q", "--quiet", action="store_true", help="only warnings, errors and the summary line")
         talk.add_argument("-v", "--verbose", action="store_true", help="debug messages too")
         p.set_defaults(func=func)
         return p
 
-    p = command("synth", cmd_synth, "generate the demo corpus (GTZAN layout, planted faults)")
-    p.add_argument("--out", required=True, type=Path)
+    p = command("synth", cmd_synth, "generate the demo corpus (GTZAN layout, planted faults)", db=False)
+    p.add_argument("--out", required=True, type=Path, help="folder to write the corpus into")
     _corpus_size_args(p)
-    p.add_argument("--seed", type=_nonnegative_int, default=0)
+    p.add_argument("--seed", type=_nonnegative_int, default=0, help="the corpus is a function of the seed (default 0)")
 
     p = command("ingest", cmd_ingest, "scan a corpus, check every file, store its tracks")
     p.add_argument("--dataset", required=True, choices=sorted(DATASETS))
@@ -278,6 +289,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: CUDA when present (bf16 autocast), else CPU (default auto)")
     p.add_argument("--seed", type=_nonnegative_int, help=f"seeds the split, weights and augmentation "
                                                          f"(default {defaults.seed})")
+    p.add_argument("--k", type=_positive_int, help=f"folds with --split kfold (default {defaults.k})")
+    p.add_argument("--window", dest="window_s", type=_positive_float,
+                   help=f"window length in s the model sees (default {defaults.window_s:g})")
+    p.add_argument("--hop", dest="hop_s", type=_positive_float,
+                   help=f"hop between training windows in s (default {defaults.hop_s:g})")
+    p.add_argument("--representation", choices=["logmel", "mfcc"],
+                   help="override a torch model's input features (default: the model's own)")
     p.add_argument("--gpus", type=_positive_int, default=1,
                    help="data-parallel processes (DDP via torchrun; one per GPU, gloo on CPU); --batch-size "
                         "stays the total batch (default 1)")
@@ -330,7 +348,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", help="run whose model classifies (default: the latest complete run)")
     p.add_argument("--window", type=_positive_float, help="window length in s (default: the run's, 3 s)")
     p.add_argument("--hop", type=_positive_float, default=1.5, help="hop between windows in s (default 1.5)")
-    p.add_argument("--smoothing", choices=["viterbi", "median", "none"], default="viterbi")
+    p.add_argument("--smoothing", choices=["viterbi", "median", "none"], default="viterbi",
+                   help="how window predictions become sections (default viterbi)")
+    p.add_argument("--switch-penalty", type=_positive_float, default=DEFAULT_SWITCH_PENALTY,
+                   help="viterbi: log-probability cost of a genre change; higher, fewer sections (default 10)")
     p.add_argument("--out", type=Path, help="write the full timeline here (.csv or .json)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
 
@@ -342,6 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", type=_methods, default="tsne,umap",
                    help="2-D maps to draw, comma-separated from tsne, umap, pca, or none "
                         "(default tsne,umap; t-SNE is skipped with a note above 250,000 tracks)")
+    p.add_argument("--neighbours", type=_positive_int, default=10, help="nearest neighbours kept per track (default 10)")
+    p.add_argument("--no-taggrams", action="store_true", help="skip the musicnn taggrams of explained tracks")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default auto")
 
     p = command("faults", cmd_faults, "duplicates, label issues, distortions, artist repetition")
     _cache_args(p)
@@ -356,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(do not prune a cache that several databases share)")
 
     p = command("demo", cmd_demo, "synth -> ingest -> train -> analyze -> faults on the demo corpus")
-    p.add_argument("--out", type=Path, default=Path("data/demo"), help="where the demo corpus lives")
+    p.add_argument("--out", type=Path, help="where the demo corpus lives (default: demo/ beside --db)")
     _corpus_size_args(p)
     p.add_argument("--epochs", type=_positive_int, default=8, help="epochs of the demo's CNN (default 8)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
