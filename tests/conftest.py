@@ -51,12 +51,25 @@ def build_app_db(root: Path) -> dict:
     from genre_core.train.fit import train_command
 
     train_command(store, "toy", "logreg", split="kfold", k=4)  # a k-fold experiment: one pooled entry
+    imported = _import_toy_predictions(store, toy.run_id, classes, root / "outside.csv")
     ten = build(store, "ten", n_tracks=150, n_runs=6, seconds=4.0, files_per_genre=1, n_explained=12)
-    info = dict(db=str(store.path), toy_run=toy.run_id, ten_runs=list(ten.run_id),
+    info = dict(db=str(store.path), toy_run=toy.run_id, ten_runs=list(ten.run_id), imported_run=imported,
                 sweep=ten.sweep.dropna().iloc[0], ten_id=int(store.dataset("ten")["dataset_id"]),
                 toy_id=int(store.dataset("toy")["dataset_id"]))
     info_file.write_text(json.dumps(info))
     return info
+
+
+def _import_toy_predictions(store, run_id: str, classes: list[str], path: Path) -> str:
+    """A run brought from outside: the toy run's test probabilities as a CSV, imported."""
+    import pandas as pd
+
+    from genre_core.imported import import_predictions
+
+    test = store.predictions(run_id, "test")
+    pd.DataFrame({"track_id": test.track_id, **{f"prob_{g}": [p[j] for p in test.probs]
+                                                for j, g in enumerate(classes)}}).to_csv(path, index=False)
+    return import_predictions(store, "toy", path, "outside", progress=False).run_id
 
 
 @pytest.fixture(scope="session")

@@ -60,15 +60,15 @@ def test_overview_leaderboard_and_summary(monkeypatch, app_db):
     _ok(at)
     board = next(d.value for d in at.dataframe if "accuracy_ci" in d.value.columns)
     # Complete runs only, and a k-fold experiment once: its pooled entry, never its folds.
-    assert len(board) == 2 + len(app_db["ten_runs"])
+    assert len(board) == 3 + len(app_db["ten_runs"])  # toy: cnn, pooled logreg, imported
     assert (board.split == "pooled-kfold/4").sum() == 1 and not board.split.str.startswith("kfold-").any()
     pooled = board[board.split == "pooled-kfold/4"].iloc[0]
     assert "over 4 folds" in pooled.fold_spread
     # The toy cnn was tested on a random split's tracks, the pooled entry on every track.
     toy = board[board.dataset == "toy"].set_index("run_id")
     starred = toy[toy.star == "★"].index[0]
-    other = next(r for r in toy.index if r != starred)
-    assert toy.test_set[starred] == "" and toy.test_set[other] == "other test set"
+    assert toy.test_set[starred] == "" and toy.test_set[app_db["toy_run"]] == "other test set"
+    assert app_db["imported_run"] in toy.index  # a run brought from outside is an entry like any other
     assert (board.star == "★").sum() == 2  # the best of each dataset
     assert any(i.value.startswith("The best model") for i in at.info)
     datasets = at.dataframe[0].value

@@ -219,3 +219,22 @@ def test_classify_an_upload(page, server, app_db):
     settle(page)
     no_errors(page)
     screenshot(page, "classify_result")
+
+
+def test_an_imported_run_is_in_the_leaderboard_and_compare(page, server, app_db):
+    """A run made from another model's predictions: chosen in the sidebar, it is in the
+    Overview's interval chart and among Compare's runs, labelled as imported. (Last: it
+    leaves the imported run chosen, which has no map for the tests above.)"""
+    visit(page, server, "overview")
+    picker = page.get_by_role("combobox", name="Run")
+    picker.click()
+    picker.fill(app_db["imported_run"])
+    page.keyboard.press("Enter")
+    settle(page)
+    tail = app_db["imported_run"].rsplit("-", 1)[-1]
+    assert page.locator(".js-plotly-plot text", has_text=f"outside · imported · {tail}").count() >= 1
+    visit(page, server, "compare")
+    chips = page.locator('[data-testid="stMultiSelect"]').first.inner_text()
+    assert f"outside · imported · {tail}" in chips
+    no_errors(page)
+    screenshot(page, "compare_imported")

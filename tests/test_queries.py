@@ -77,7 +77,7 @@ def test_queries_wait_while_a_training_process_writes(writable):
     try:
         assert holder.stdout.readline().strip() == "locked"
         started = time.monotonic()
-        assert len(q.runs(writable)) == 12  # toy: cnn + 4 folds + pooled; ten: 6
+        assert len(q.runs(writable)) == 13  # toy: cnn + 4 folds + pooled + imported; ten: 6
         assert time.monotonic() - started > 0.3  # it did wait for the lock
     finally:
         holder.wait(timeout=30)
@@ -114,7 +114,8 @@ def test_datasets_count_tracks_and_faults(db, app_db):
 def test_runs_are_complete_only(db, app_db):
     runs = q.runs(db)
     kfold = runs[runs.split.str.contains("kfold")]  # the fixture's 4 folds and their pooled run
-    assert set(runs.run_id) - set(kfold.run_id) == {app_db["toy_run"], *app_db["ten_runs"]} and len(kfold) == 5
+    assert set(runs.run_id) - set(kfold.run_id) == {app_db["toy_run"], app_db["imported_run"], *app_db["ten_runs"]}
+    assert len(kfold) == 5
     assert not any("running" in r or "failed" in r for r in runs.run_id)
     assert runs.accuracy.between(0, 1).all() and (runs.ci_low <= runs.accuracy).all()
 
