@@ -148,3 +148,12 @@ def test_the_head_alone_equals_the_full_forward(probe_store):
         full, head = model(x), model.from_embedding(model.embed(x))
     assert torch.allclose(full.logits, head.logits, atol=1e-6)
     assert torch.equal(full.embedding, head.embedding)  # the probe's head reads the penultimate
+
+
+def test_a_probe_keeps_mixup_and_drops_the_audio_augmentations():
+    from genre_core.features.augment import AugmentConfig
+    from genre_core.train.probe import embedding_augment
+
+    assert embedding_augment(_mixup()) == AugmentConfig(gain_db=0.0, noise_snr_db=None, spec_time_masks=0,
+                                                        spec_freq_masks=0, mixup_alpha=0.4)
+    assert embedding_augment(AugmentConfig.default()) == AugmentConfig.none()
