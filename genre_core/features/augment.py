@@ -252,10 +252,11 @@ def spec_augment(
     zero (e.g. -80 dB for silence), so a zero band would be a loud artificial stripe. Time spans
     are drawn first, then frequency spans, each with `mask_spans`.
     """
-    if x.ndim != 4:
-        raise ValueError(f"spec_augment expects (B, 1, F, T), got {tuple(x.shape)}")
+    # Off means a no-op for any shape: a probe's head trains on (B, D) embeddings in the loop.
     if config.spec_time_masks == 0 and config.spec_freq_masks == 0:
         return x
+    if x.ndim != 4:
+        raise ValueError(f"spec_augment expects (B, 1, F, T), got {tuple(x.shape)}")
     g = _as_generator(generator)
     batch, _, n_freq, n_time = x.shape
     t_spans = mask_spans(batch, n_time, config.spec_time_masks, config.spec_time_width, g)

@@ -30,6 +30,12 @@ class GenreModel(nn.Module):
 
     input_kind: str = "logmel"
     gradcam_layer: str | None = None
+    # True for a model whose backbone never trains (a probe). Such a model also has
+    # `backbone_id` (a name for what `embed` computes, part of the embedding cache key),
+    # `embed(x) -> (B, D)`, a `head` module holding every trainable parameter, and
+    # `from_embedding((B, D)) -> ModelOutput`, equal to `forward(x)` in eval mode. Training
+    # then reads embeddings extracted once (genre_core.features.embedding_cache).
+    frozen_backbone: bool = False
 
     def forward(self, x: torch.Tensor) -> ModelOutput:  # pragma: no cover - interface
         raise NotImplementedError

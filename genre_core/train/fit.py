@@ -28,7 +28,7 @@ from genre_core.features.pipeline import input_pipeline
 from genre_core.datasets.splits import SPLITS, Split, kfold_splits
 from genre_core.models import build_model, get_spec
 from genre_core.store import Store
-from genre_core.train import distributed
+from genre_core.train import distributed, probe
 from genre_core.train.config import TrainConfig
 from genre_core.train.inference import file_sha256
 from genre_core.train.lifecycle import Heartbeat
@@ -128,7 +128,7 @@ def _fit_and_store(store: Store, config: TrainConfig, spec, data: Sides, run_id:
                                      heartbeat.nudge, device, here)
             else:
                 outputs = _fit_baseline(config, data, cache, run_dir, progress)
-            return _evaluate_and_store(store, run_id, config, data, outputs)
+            return _evaluate_and_store(store, run_id, config, data, outputs, heartbeat)
     except (Interrupted, KeyboardInterrupt) as exc:
         store.interrupt_run(run_id, f"interrupted ({exc or 'Ctrl-C'}); continue with --resume {run_id}")
         raise
@@ -172,21 +172,26 @@ def _fit_torch(config, data: Sides, cache, run_dir: Path, resume, progress, stop
     settings = LoopSettings(config.epochs, config.batch_size, config.lr, config.weight_decay,
                             config.warmup_epochs, config.patience, config.grad_clip,
                             config.augment, config.seed, stop_after_epoch)
-    per_rank, local_batch = distributed.shard(np.arange(len(windows["train"])), config.batch_size, here)
+    net, inputs = model, windows
+    if model.frozen_backbone:  # the head trains on embeddings extracted once (train/probe.py)
+        shas = {side: list(data.tracks[side].sha1) for side in windows}
+        net, frontend, inputs, settings = probe.head_training(model, frontend, windows, shas, cache,
+                                                              settings, device, progress)
+    per_rank, local_batch = distributed.shard(np.arange(len(inputs["train"])), config.batch_size, here)
     steps = -(-len(per_rank) // local_batch)
-    trainer = Trainer(model, frontend, settings, device, steps, sr, here)
+    trainer = Trainer(net, frontend, settings, device, steps, sr, here)
     checkpoint = run_dir / paths.CHECKPOINT_FILE
     # Killed before its first checkpoint: nothing was kept, so resuming starts at epoch 1 (the
     # seeds make that the very run an uninterrupted one would have been).
     if resume and checkpoint.is_file():
         trainer.load(checkpoint)
-    state = trainer.fit(windows["train"], windows["val"], len(data.classes), checkpoint, progress,
+    state = trainer.fit(inputs["train"], inputs["val"], len(data.classes), checkpoint, progress,
                         on_epoch)
     if not here.is_main:
         return Outputs(state.history, windows, {}, {})
     model_file = run_dir / paths.MODEL_FILE
-    torch.save(trainer.model.state_dict(), model_file)
-    log_probs = {side: trainer.predict(windows[side], progress)[0] for side in ("val", "test")}
+    torch.save(model.state_dict(), model_file)  # the full network, also when only its head trained
+    log_probs = {side: trainer.predict(inputs[side], progress)[0] for side in ("val", "test")}
     return Outputs(state.history, windows, log_probs, {model_file.name: file_sha256(model_file)})
 
 
@@ -232,7 +237,7 @@ def _full_log_proba(estimator, table: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def _evaluate_and_store(store: Store, run_id: str, config: TrainConfig, data: Sides,
-                        outputs: Outputs) -> RunResult:
+                        outputs: Outputs, heartbeat: Heartbeat) -> RunResult:
     predictions, segments, metrics = [], [], []
     report, ci = None, {}
     for side in ("test", "val"):
@@ -262,10 +267,11 @@ def _evaluate_and_store(store: Store, run_id: str, config: TrainConfig, data: Si
                                           and m["name"].startswith("track/")])
     epochs = pd.DataFrame(outputs.epochs, columns=["epoch", "train_loss", "val_loss", "train_acc",
                                                    "val_acc", "lr", "seconds"])
-    store.finish_run(run_id, {
-        "epochs": epochs, "metrics": pd.DataFrame(metrics),
-        "predictions": pd.DataFrame(predictions), "segment_predictions": pd.DataFrame(segments),
-    }, files=outputs.files)
+    with heartbeat.held():
+        store.finish_run(run_id, {
+            "epochs": epochs, "metrics": pd.DataFrame(metrics),
+            "predictions": pd.DataFrame(predictions), "segment_predictions": pd.DataFrame(segments),
+        }, files=outputs.files)
     return RunResult(run_id, "complete", report, ci, _summary_line(run_id, config, report, ci))
 
 

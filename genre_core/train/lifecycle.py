@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import signal
 import threading
+from contextlib import contextmanager
+from typing import Iterator
 
 from genre_core.store import HEARTBEAT_S, Store, StoreError
 
@@ -25,6 +27,7 @@ class Heartbeat:
     def __init__(self, store: Store, run_id: str, period_s: float = HEARTBEAT_S):
         self.store, self.run_id, self.period_s = store, run_id, period_s
         self._wake, self._stop = threading.Event(), threading.Event()
+        self._beating = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"heartbeat {run_id}", daemon=True)
 
     def nudge(self) -> None:
@@ -37,9 +40,19 @@ class Heartbeat:
             if self._stop.is_set():
                 return
             try:
-                self.store.beat(self.run_id)
+                with self._beating:
+                    self.store.beat(self.run_id)
             except StoreError:
                 pass  # locked by another writer too long: STALE_AFTER_S outlasts several missed beats
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """No beat inside this block. For the run's final transaction: with DuckDB 2.0, a
+        beat's connection opening or closing in this process while that transaction registers
+        its frames failed it now and then ("pandas_scan does not exist"), seen when a probe's
+        last epoch (and its nudged beat) ends a moment before the results are written."""
+        with self._beating:
+            yield
 
     def __enter__(self) -> "Heartbeat":
         self._thread.start()

@@ -69,7 +69,8 @@ def window_loader(windows: WindowSet, order: np.ndarray, batch_size: int,
                   device: torch.device) -> torch.utils.data.DataLoader:
     """Batches of `windows` in `order` (B rows each): ((B, L) audio, (B,) labels, (B,) tracks)."""
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    workers = loader_workers(len(batches))
+    # In-memory sets (a probe's cached embeddings) have nothing for a worker to read.
+    workers = 0 if getattr(windows, "in_memory", False) else loader_workers(len(batches))
     return torch.utils.data.DataLoader(
         _WindowBatches(windows, batches), batch_size=None, shuffle=False, num_workers=workers,
         pin_memory=device.type == "cuda", prefetch_factor=2 if workers else None,

@@ -273,11 +273,32 @@ class MusicnnGenre(GenreModel):
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
         out = self.backbone(x)  # x: (B, 1, 96, T)
+        return ModelOutput(logits=self.head(self._head_input(out)), embedding=out.penultimate,
+                           pooled=out.mean_pool)
+
+    def _head_input(self, out: TaggerOutput) -> torch.Tensor:
         if self.config.features == "pooled":
-            feats = torch.cat([out.max_pool, out.mean_pool], dim=1)  # (B, 1506)
-        else:
-            feats = out.penultimate  # (B, 200)
-        return ModelOutput(logits=self.head(feats), embedding=out.penultimate, pooled=out.mean_pool)
+            return torch.cat([out.max_pool, out.mean_pool], dim=1)  # (B, 1506)
+        return out.penultimate  # (B, 200)
+
+    # -- the frozen-backbone protocol (see GenreModel): a probe trains on cached embeddings
+
+    @property
+    def frozen_backbone(self) -> bool:
+        return not self.config.finetune
+
+    @property
+    def backbone_id(self) -> str:
+        return f"musicnn-{self.config.variant}-{self.config.features}"
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """What the head reads: x (B, 1, 96, T) -> (B, D), D = 200 (penultimate) or 1506."""
+        return self._head_input(self.backbone(x))
+
+    def from_embedding(self, feats: torch.Tensor) -> ModelOutput:
+        """`forward` from `embed`'s output (B, D). The embedding returned is the head input:
+        for the default probe that is the penultimate vector, as `forward` returns."""
+        return ModelOutput(logits=self.head(feats), embedding=feats)
 
 
 def _check_features(n_features: int) -> None:
