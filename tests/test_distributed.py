@@ -52,10 +52,12 @@ def _accuracy(store, run_id: str) -> float:
 def test_two_process_ddp_run_is_stored_once_and_matches_one_process(toy_store, tmp_path):
     db = tmp_path / "ddp.duckdb"
     shutil.copyfile(toy_store.path, db)
+    before = set(open_store(db, create=False).runs().run_id)  # the shared toy store may hold runs
     done = _cli([*TRAIN, "--db", str(db)], world=2)
     assert done.returncode == 0, done.stderr[-3000:]
     store = open_store(db, create=False)
     runs = store.runs()
+    runs = runs[~runs.run_id.isin(before)]
     assert len(runs) == 1 and runs.status.iloc[0] == "complete"
     run_id = runs.run_id.iloc[0]
     preds = store.predictions(run_id)
@@ -63,7 +65,7 @@ def test_two_process_ddp_run_is_stored_once_and_matches_one_process(toy_store, t
     assert len(store.query("SELECT * FROM epochs WHERE run_id = ?", [run_id])) == 4
     single = _cli([*TRAIN, "--db", str(db)])
     assert single.returncode == 0, single.stderr[-3000:]
-    other = [r for r in open_store(db, create=False).runs().run_id if r != run_id][0]
+    other = [r for r in open_store(db, create=False).runs().run_id if r not in before | {run_id}][0]
     assert abs(_accuracy(store, run_id) - _accuracy(store, other)) <= ACCURACY_TOLERANCE
 
     # The DDP checkpoint holds plain weights: a single process resumes it.
