@@ -76,6 +76,8 @@ def test_options_that_lived_only_in_code_are_on_the_command_line(tmp_path, capsy
     assert (train.k, train.window_s, train.hop_s, train.representation) == (3, 2.5, 1.0, "mfcc")
     analyze = parser.parse_args(["analyze", "--run", "r", "--neighbours", "5", "--no-taggrams", "--device", "cpu"])
     assert (analyze.neighbours, analyze.no_taggrams, analyze.device) == (5, True, "cpu")
+    spread = parser.parse_args(["analyze", "--run", "r", "--engine", "ray", "--workers", "2"])
+    assert (spread.engine, spread.workers) == ("ray", 2)
     assert parser.parse_args(["classify", "x.wav", "--switch-penalty", "3"]).switch_penalty == 3.0
     # demo keeps its corpus beside its database; synth writes no database, so takes no --db
     assert demo_root(parser.parse_args(["demo", "--db", str(tmp_path / "elsewhere" / "g.duckdb")])) == \

@@ -97,3 +97,27 @@ def test_faults_on_ray_find_what_the_local_engine_finds(local_ray, tmp_path):
     kinds = set(found["local"][0].kind)
     assert "exact_duplicate" in kinds and len(kinds - {"exact_duplicate"}) >= 1, kinds
     assert found["local"][0].equals(found["ray"][0]) and found["local"][1] == found["ray"][1]
+
+
+@pytest.mark.slow
+def test_analyze_embeddings_on_workers_and_ray_equal_the_in_process_ones(local_ray, toy_store):
+    import numpy as np
+
+    from genre_core import paths
+    from genre_core.analysis.embeddings import SpreadEmbeddings, track_embeddings
+    from genre_core.features.cache import ShardCache
+    from genre_core.train.config import TrainConfig
+    from genre_core.train.fit import fit
+    from genre_core.train.inference import load_run
+
+    run_id = fit(toy_store, TrainConfig.tiny_preset("toy", "cnn", epochs=1), progress=False).run_id
+    loaded = load_run(toy_store, run_id, "cpu")
+    tracks = toy_store.tracks("toy")
+    cache = ShardCache(paths.cache_dir(toy_store.path))
+    ids, here, kind = track_embeddings(loaded, tracks, cache, progress=False)
+    for engine in (EngineOptions("local", workers=2), EngineOptions("ray", workers=2)):
+        spread = SpreadEmbeddings(str(toy_store.path), run_id, engine, tracks_per_task=5)
+        spread_ids, spread_vectors, spread_kind = track_embeddings(loaded, tracks, cache, progress=False,
+                                                                   spread=spread)
+        assert (spread_ids, spread_kind) == (ids, kind), engine.engine
+        np.testing.assert_allclose(spread_vectors, here, rtol=1e-4, atol=1e-5, err_msg=engine.engine)

@@ -154,8 +154,12 @@ def cmd_analyze(args: argparse.Namespace) -> str:
     from genre_core.analysis.analyze import analyze
 
     limits = {} if args.gradcam_limit is None else {"gradcam_limit": args.gradcam_limit or None}  # 0: all
+    from genre_core.engine import EngineOptions
+
+    engine = (EngineOptions(args.engine, args.workers, args.ray_address)
+              if args.engine == "ray" or args.workers else None)  # default: embed in this process
     return analyze(open_store(args.db, create=False), args.run, methods=args.methods, device=args.device,
-                   k=args.neighbours, taggrams=not args.no_taggrams, **limits).line()
+                   k=args.neighbours, taggrams=not args.no_taggrams, engine=engine, **limits).line()
 
 
 def _methods(text: str) -> tuple[str, ...]:
@@ -365,6 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default tsne,umap; t-SNE is skipped with a note above 250,000 tracks)")
     p.add_argument("--neighbours", type=_positive_int, default=10, help="nearest neighbours kept per track (default 10)")
     p.add_argument("--no-taggrams", action="store_true", help="skip the musicnn taggrams of explained tracks")
+    p.add_argument("--workers", type=_positive_int,
+                   help="embed tracks in this many CPU worker processes / Ray CPUs (default: in this process)")
+    _engine_args(p)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default auto")
 
     p = command("faults", cmd_faults, "duplicates, label issues, distortions, artist repetition")

@@ -22,8 +22,10 @@ from tqdm import tqdm
 
 from genre_core import paths
 from genre_core.analysis.embeddings import (
-    DEFAULT_METHODS, UMAP_NEIGHBOURS, knn_graph, nearest_neighbours, project, skip_reason, track_embeddings,
+    DEFAULT_METHODS, UMAP_NEIGHBOURS, SpreadEmbeddings, knn_graph, nearest_neighbours, project, skip_reason,
+    track_embeddings,
 )
+from genre_core.engine import EngineOptions
 from genre_core.analysis.explain import (
     band_occlusion, band_profile, compact, normalise, track_features, track_map,
 )
@@ -60,13 +62,16 @@ class AnalyzeSummary:
 
 def analyze(store: Store, run_id: str, progress: bool = True, gradcam_split: str = "test",
             taggrams: bool = True, methods: Sequence[str] = DEFAULT_METHODS,
-            device: str = "auto", k: int = 10, gradcam_limit: int | None = GRADCAM_LIMIT) -> AnalyzeSummary:
+            device: str = "auto", k: int = 10, gradcam_limit: int | None = GRADCAM_LIMIT,
+            engine: EngineOptions | None = None) -> AnalyzeSummary:
     """Compute and store every analysis of a complete run; returns counts for the summary.
 
     `gradcam_split`: the split (with stored predictions: "test" or "val") whose tracks get
     Grad-CAM maps, band importance and taggrams. `taggrams` needs the musicnn wheel (skipped
     with a note without it). `k`: neighbours kept per track. `methods`: the 2-D maps to
-    draw (see embeddings.METHODS); one skipped at this size gets a note instead.
+    draw (see embeddings.METHODS); one skipped at this size gets a note instead. `engine`:
+    embed the tracks of a torch run in local worker processes or Ray tasks (CPU) instead of
+    in this process.
     """
     started = time.perf_counter()
     if reason := store.run(run_id)["config"].get("no_model"):  # an imported run
@@ -82,7 +87,9 @@ def analyze(store: Store, run_id: str, progress: bool = True, gradcam_split: str
     explained = explained[explained.track_id.isin(tracks.track_id)]
     explained = _limit_explained(explained, gradcam_limit, loaded.config.seed, summary)
     cache = ShardCache(paths.cache_dir(store.path))
-    results = _embedding_tables(loaded, tracks, cache, methods, k, progress, summary)
+    spread = (SpreadEmbeddings(str(store.path), run_id, engine)
+              if engine is not None and loaded.model is not None else None)
+    results = _embedding_tables(loaded, tracks, cache, methods, k, progress, summary, spread)
     results.update(_gradcam_tables(loaded, tracks, explained, cache, progress, summary))
     if taggrams:
         table = _taggram_table(loaded, tracks, explained, cache, progress, summary)
@@ -119,9 +126,9 @@ def _usable_tracks(store: Store, loaded: LoadedRun, summary: AnalyzeSummary) -> 
 
 def _embedding_tables(loaded: LoadedRun, tracks: pd.DataFrame, cache: ShardCache,
                       methods: Sequence[str], k: int, progress: bool,
-                      summary: AnalyzeSummary) -> dict[str, pd.DataFrame]:
+                      summary: AnalyzeSummary, spread: SpreadEmbeddings | None = None) -> dict[str, pd.DataFrame]:
     extra: dict[str, np.ndarray] = {}
-    ids, vectors, kind = track_embeddings(loaded, tracks, cache, progress, extra=extra)
+    ids, vectors, kind = track_embeddings(loaded, tracks, cache, progress, extra=extra, spread=spread)
     if kind != "penultimate":
         summary.notes.append(f"maps and neighbours use the {kind} features (no network embedding)")
     return map_tables(ids, {kind: vectors, **extra}, kind, methods, k, loaded.config.seed, progress, summary)

@@ -53,7 +53,8 @@ def track_means(track_pos: np.ndarray, values: np.ndarray, n_tracks: int) -> np.
 
 
 def track_embeddings(loaded_run, tracks: pd.DataFrame, cache: ShardCache,
-                     progress: bool = True, extra: dict | None = None) -> tuple[list[str], np.ndarray, str]:
+                     progress: bool = True, extra: dict | None = None,
+                     spread: "SpreadEmbeddings | None" = None) -> tuple[list[str], np.ndarray, str]:
     """Embed every track (columns track_id, path, sha1, label; labels among the run's
     classes) -> (track ids, (N, D) float32 vectors, kind).
 
@@ -66,6 +67,8 @@ def track_embeddings(loaded_run, tracks: pd.DataFrame, cache: ShardCache,
     """
     if loaded_run.estimator is not None:
         return _handcrafted_embeddings(loaded_run, tracks, cache, progress)
+    if spread is not None:
+        return _spread_embeddings(tracks, spread, progress, extra)
     windows = build_windows(tracks, loaded_run.classes, cache, sr=loaded_run.sr,
                             window_s=loaded_run.window_s, hop_s=loaded_run.config.eval_hop_s,
                             desc="load tracks", progress=progress)
@@ -81,6 +84,65 @@ def track_embeddings(loaded_run, tracks: pd.DataFrame, cache: ShardCache,
     if extra is not None:
         extra.update({kind: v for kind, v in means.items() if kind != "penultimate"})
     return windows.track_ids, means["penultimate"], "penultimate"
+
+
+@dataclass(frozen=True)
+class SpreadEmbeddings:
+    """Embed tracks in worker processes or Ray tasks (genre_core.engine): each loads the run's
+    model once from the database (read-only) and returns per-track vectors; the driver keeps
+    writing alone. Every path and the database must be visible to the workers."""
+
+    db_path: str
+    run_id: str
+    engine: object  # genre_core.engine.EngineOptions
+    tracks_per_task: int = 64
+
+
+def _spread_embeddings(tracks: pd.DataFrame, spread: SpreadEmbeddings, progress: bool,
+                       extra: dict | None) -> tuple[list[str], np.ndarray, str]:
+    from genre_core.engine import chunked, map_chunks
+
+    items = list(tracks[["track_id", "path", "sha1", "label"]].itertuples(index=False, name=None))
+    by_kind: dict[str, dict[str, np.ndarray]] = {}
+    with tqdm(total=len(items), desc="embeddings", unit="track", disable=not progress) as bar:
+        for _, rows in map_chunks(embed_tracks, chunked(items, spread.tracks_per_task),
+                                  (spread.db_path, spread.run_id), spread.engine):
+            for row in rows:
+                by_kind.setdefault(row["kind"], {})[row["track_id"]] = np.asarray(row["vector"], np.float32)
+            bar.update(len(rows) // max(1, len({r["kind"] for r in rows})))
+    ids = [t for t, *_ in items]
+    means = {kind: np.stack([vectors[t] for t in ids]) for kind, vectors in by_kind.items()}
+    if extra is not None:
+        extra.update({kind: v for kind, v in means.items() if kind != "penultimate"})
+    return ids, means["penultimate"], "penultimate"
+
+
+def embed_tracks(items: list[tuple], db_path: str, run_id: str) -> list[dict]:
+    """Worker: per-track mean embeddings (every kind the model has) of (track_id, path, sha1,
+    label) items, as plain rows. One torch thread: the workers are the parallelism."""
+    from genre_core import paths
+
+    torch.set_num_threads(1)
+    loaded = _worker_run(db_path, run_id)
+    tracks = pd.DataFrame(items, columns=["track_id", "path", "sha1", "label"])
+    extra: dict[str, np.ndarray] = {}
+    ids, vectors, kind = track_embeddings(loaded, tracks, ShardCache(paths.cache_dir(db_path)), False, extra)
+    return [{"track_id": t, "kind": k, "vector": v.tolist()}
+            for k, table in {kind: vectors, **extra}.items() for t, v in zip(ids, table)]
+
+
+_WORKER_RUNS: dict[tuple[str, str], object] = {}
+
+
+def _worker_run(db_path: str, run_id: str):
+    """The run's model, loaded once per worker process (CPU: a worker owns one core)."""
+    from genre_core.store import open_store
+    from genre_core.train.inference import load_run
+
+    key = (db_path, run_id)
+    if key not in _WORKER_RUNS:
+        _WORKER_RUNS[key] = load_run(open_store(db_path, create=False), run_id, device="cpu")
+    return _WORKER_RUNS[key]
 
 
 def _handcrafted_embeddings(loaded_run, tracks, cache, progress):
