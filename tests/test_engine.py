@@ -3,6 +3,9 @@ same tracks. The Ray path runs on a local 2-CPU instance (no dashboard, no usage
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pandas as pd
 import pytest
 
 from genre_core.datasets.ingest import IngestOptions, ingest
@@ -121,3 +124,31 @@ def test_analyze_embeddings_on_workers_and_ray_equal_the_in_process_ones(local_r
                                                                    spread=spread)
         assert (spread_ids, spread_kind) == (ids, kind), engine.engine
         np.testing.assert_allclose(spread_vectors, here, rtol=1e-4, atol=1e-5, err_msg=engine.engine)
+
+
+@pytest.mark.slow
+def test_batch_classify_of_a_folder_on_workers_and_ray(local_ray, toy_store, tmp_path):
+    import shutil
+
+    from genre_core.live.batch import classify_many
+    from genre_core.live.streaming import classify_file
+    from genre_core.train.config import TrainConfig
+    from genre_core.train.fit import fit
+
+    run_id = fit(toy_store, TrainConfig.tiny_preset("toy", "cnn", epochs=1), progress=False).run_id
+    folder = tmp_path / "music"
+    folder.mkdir()
+    for track in toy_store.tracks("toy").path[:5]:
+        shutil.copy(track, folder / Path(track).name)
+    (folder / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    tables = {}
+    for engine in (EngineOptions("local", workers=2), EngineOptions("ray", workers=2)):
+        result = classify_many(toy_store, [folder], run_id, tmp_path / engine.engine, engine)
+        tables[engine.engine] = result.table
+        assert result.table.error.notna().sum() == 1 and "1 failed" in result.line()
+        assert result.table.set_index("path").error.notna()[str(folder / "broken.wav")]
+        assert len(list((tmp_path / engine.engine).glob("*.csv"))) == 5
+    pd.testing.assert_frame_equal(tables["local"], tables["ray"], check_exact=False, atol=1e-6)
+    first = tables["local"].dropna(subset=["genre"]).iloc[0]
+    single = classify_file(toy_store, first.path, run_id, progress=False, device="cpu")
+    assert len(single.sections) == first.sections

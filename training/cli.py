@@ -143,11 +143,28 @@ def cmd_classify(args: argparse.Namespace) -> str:
     from genre_core.live.timeline import format_sections
 
     store = open_store(args.db, create=False)
-    result = classify_file(store, Path(args.file), args.run, window_s=args.window, hop_s=args.hop,
+    paths = [Path(f) for f in args.file]
+    if len(paths) > 1 or paths[0].is_dir() or args.engine == "ray" or args.workers or args.out_dir:
+        return _classify_many(store, paths, args)
+    result = classify_file(store, paths[0], args.run, window_s=args.window, hop_s=args.hop,
                            switch_penalty=args.switch_penalty,
                            method=args.smoothing, out=args.out, device=args.device)
     print(format_sections(result.sections))
     return result.summary()
+
+
+def _classify_many(store, paths: list[Path], args: argparse.Namespace) -> str:
+    from genre_core.engine import EngineOptions
+    from genre_core.live.batch import classify_many
+
+    if args.out is not None:
+        raise ValueError("with several files, write timelines with --out-dir DIR (one CSV per file)")
+    result = classify_many(store, paths, args.run, args.out_dir, EngineOptions(args.engine, args.workers,
+                                                                                args.ray_address),
+                           window_s=args.window, hop_s=args.hop, method=args.smoothing,
+                           switch_penalty=args.switch_penalty)
+    print(result.table.to_string(index=False, float_format="%.2f"))
+    return result.line()
 
 
 def cmd_analyze(args: argparse.Namespace) -> str:
@@ -348,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", default="ensemble", help="model label of the stored run (default ensemble)")
 
     p = command("classify", cmd_classify, "genre timeline of any audio file, of any length")
-    p.add_argument("file", help="audio file (wav, au, flac, ogg, mp3, aiff)")
+    p.add_argument("file", nargs="+", help="audio file(s) (wav, au, flac, ogg, mp3, aiff) or folders of them")
     p.add_argument("--run", help="run whose model classifies (default: the latest complete run)")
     p.add_argument("--window", type=_positive_float, help="window length in s (default: the run's, 3 s)")
     p.add_argument("--hop", type=_positive_float, default=1.5, help="hop between windows in s (default 1.5)")
@@ -356,7 +373,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how window predictions become sections (default viterbi)")
     p.add_argument("--switch-penalty", type=_positive_float, default=DEFAULT_SWITCH_PENALTY,
                    help="viterbi: log-probability cost of a genre change; higher, fewer sections (default 10)")
-    p.add_argument("--out", type=Path, help="write the full timeline here (.csv or .json)")
+    p.add_argument("--out", type=Path, help="one file: write its full timeline here (.csv or .json)")
+    p.add_argument("--out-dir", type=Path, help="several files: write each timeline as DIR/<name>.csv")
+    p.add_argument("--workers", type=_positive_int, help="several files: worker processes / Ray CPUs")
+    _engine_args(p)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
 
     p = command("analyze", cmd_analyze, "embeddings, projections, neighbours, Grad-CAM of a run")

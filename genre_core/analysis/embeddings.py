@@ -121,28 +121,15 @@ def embed_tracks(items: list[tuple], db_path: str, run_id: str) -> list[dict]:
     """Worker: per-track mean embeddings (every kind the model has) of (track_id, path, sha1,
     label) items, as plain rows. One torch thread: the workers are the parallelism."""
     from genre_core import paths
+    from genre_core.train.inference import worker_run
 
     torch.set_num_threads(1)
-    loaded = _worker_run(db_path, run_id)
+    loaded = worker_run(db_path, run_id)
     tracks = pd.DataFrame(items, columns=["track_id", "path", "sha1", "label"])
     extra: dict[str, np.ndarray] = {}
     ids, vectors, kind = track_embeddings(loaded, tracks, ShardCache(paths.cache_dir(db_path)), False, extra)
     return [{"track_id": t, "kind": k, "vector": v.tolist()}
             for k, table in {kind: vectors, **extra}.items() for t, v in zip(ids, table)]
-
-
-_WORKER_RUNS: dict[tuple[str, str], object] = {}
-
-
-def _worker_run(db_path: str, run_id: str):
-    """The run's model, loaded once per worker process (CPU: a worker owns one core)."""
-    from genre_core.store import open_store
-    from genre_core.train.inference import load_run
-
-    key = (db_path, run_id)
-    if key not in _WORKER_RUNS:
-        _WORKER_RUNS[key] = load_run(open_store(db_path, create=False), run_id, device="cpu")
-    return _WORKER_RUNS[key]
 
 
 def _handcrafted_embeddings(loaded_run, tracks, cache, progress):

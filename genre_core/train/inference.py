@@ -117,3 +117,17 @@ def load_run(store: Store, run_id: str | None = None, device: str = "auto") -> L
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return LoadedRun(run_id, config, classes, sr, config.window_s, dev,
                      model=model.to(dev).eval(), frontend=frontend.to(dev).eval())
+
+
+_WORKER_RUNS: dict[tuple[str, str], LoadedRun] = {}
+
+
+def worker_run(db_path: str, run_id: str) -> LoadedRun:
+    """A run's model for a worker process or Ray task: loaded once per process, on the CPU
+    (a worker owns one core), from the database opened read-only."""
+    from genre_core.store import open_store
+
+    key = (db_path, run_id)
+    if key not in _WORKER_RUNS:
+        _WORKER_RUNS[key] = load_run(open_store(db_path, create=False), run_id, device="cpu")
+    return _WORKER_RUNS[key]
