@@ -152,3 +152,28 @@ def test_batch_classify_of_a_folder_on_workers_and_ray(local_ray, toy_store, tmp
     first = tables["local"].dropna(subset=["genre"]).iloc[0]
     single = classify_file(toy_store, first.path, run_id, progress=False, device="cpu")
     assert len(single.sections) == first.sections
+
+
+@pytest.mark.slow
+def test_extract_caches_the_same_samples_on_workers_and_ray(local_ray, tmp_path, monkeypatch):
+    import numpy as np
+
+    from genre_core import paths
+    from genre_core.features.cache import ShardCache
+    from genre_core.features.extract import extract, model_rate
+
+    corpus = make_toy_corpus(tmp_path / "corpus")
+    samples = {}
+    for engine in (EngineOptions("local", workers=1), EngineOptions("local", workers=2),
+                   EngineOptions("ray", workers=2)):
+        name = f"{engine.engine}{engine.workers}"
+        monkeypatch.setenv(paths.CACHE_ENV, str(tmp_path / name / "cache"))
+        store = open_store(tmp_path / name / "db.duckdb")
+        ingest(store, "folder", corpus, name="toy", progress=False)
+        summary = extract(store, "toy", model_rate("cnn"), engine, progress=False)
+        assert (summary.n_tracks, summary.n_failed) == (24, 0)
+        cache, tracks = ShardCache(paths.cache_dir(store.path)), store.tracks("toy")
+        assert all(cache.cached(sha1, 22050) is not None for sha1 in tracks.sha1)  # train decodes nothing
+        samples[name] = [cache.load(p, s, 22050) for p, s in zip(tracks.path, tracks.sha1)]
+    for name in ("local2", "ray2"):
+        assert all(np.array_equal(a, b) for a, b in zip(samples["local1"], samples[name])), name

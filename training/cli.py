@@ -194,6 +194,15 @@ def _methods(text: str) -> tuple[str, ...]:
     return names
 
 
+def cmd_extract(args: argparse.Namespace) -> str:
+    from genre_core.engine import EngineOptions
+    from genre_core.features.extract import extract, model_rate
+
+    sr = args.sr or model_rate(args.model)
+    engine = EngineOptions(args.engine, args.workers, args.ray_address)
+    return extract(open_store(args.db, create=False), args.dataset, sr, engine).line()
+
+
 def cmd_faults(args: argparse.Namespace) -> str:
     from genre_core.faults.detect import detect_faults
 
@@ -393,6 +402,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="embed tracks in this many CPU worker processes / Ray CPUs (default: in this process)")
     _engine_args(p)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default auto")
+
+    p = command("extract", cmd_extract, "decode a dataset into the cache ahead of training, in parallel")
+    _cache_args(p)
+    p.add_argument("--dataset", required=True, help="dataset name in the database")
+    p.add_argument("--model", choices=sorted(MODELS), metavar="MODEL", default="cnn",
+                   help="cache at the sample rate this model reads (default cnn: 22,050 Hz)")
+    p.add_argument("--sr", type=_positive_int, help="cache at this sample rate instead")
+    p.add_argument("--workers", type=_positive_int, help="worker processes / Ray CPUs (default: one per CPU)")
+    _engine_args(p)
 
     p = command("faults", cmd_faults, "duplicates, label issues, distortions, artist repetition")
     _cache_args(p)
