@@ -1,6 +1,7 @@
-"""Engines side by side: tracks/s of ingest (file checks) and the faults scan (decode,
-fingerprint, distortions) with 1 and 2 local worker processes and 2 Ray CPUs, on the same
-generated clips, each configuration with a fresh database and cache (cold).
+"""Engines side by side: tracks/s of ingest (file checks), extraction (decode + resample into
+the cache at 22,050 Hz) and the faults scan (decode at the file's rate, fingerprint,
+distortions) with 1 and 2 local worker processes and 2 Ray CPUs, on the same generated clips,
+each configuration with a fresh database and cache (cold).
 
     python -m benchmarks engines [--tracks N] [--seconds S]
 """
@@ -20,6 +21,7 @@ from genre_core import paths
 from genre_core.datasets.ingest import IngestOptions, ingest
 from genre_core.engine import EngineOptions
 from genre_core.faults.detect import detect_faults
+from genre_core.features.extract import extract, model_rate
 from genre_core.store import open_store
 
 CONFIGS = (("local", 1), ("local", 2), ("ray", 2))
@@ -34,11 +36,14 @@ def measure(corpus: Path, work: Path, engine: str, workers: int) -> dict:
                      options=IngestOptions(workers=workers, engine=engine))
     ingest_s = time.perf_counter() - started
     started = time.perf_counter()
+    extract(store, "clips", model_rate("cnn"), EngineOptions(engine, workers), progress=False)
+    extract_s = time.perf_counter() - started
+    started = time.perf_counter()
     detect_faults(store, "clips", progress=False, engine=EngineOptions(engine, workers))
     faults_s = time.perf_counter() - started
     n = summary.n_tracks
     return {"engine": engine, "workers": workers, "tracks": n, "ingest tracks/s": n / ingest_s,
-            "faults scan tracks/s": n / faults_s}
+            "extract tracks/s": n / extract_s, "faults scan tracks/s": n / faults_s}
 
 
 def run(store, args) -> None:

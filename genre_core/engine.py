@@ -36,6 +36,7 @@ class EngineOptions:
     workers: int | None = None  # local processes / Ray CPUs; None: one per CPU
     ray_address: str | None = None  # None: a local Ray instance; "auto" or HOST:PORT: a cluster
     preload: tuple[str, ...] = ()  # modules a local forkserver imports once for all workers
+    gpus_per_task: float = 0.0  # Ray: GPUs each task asks for (model work on a GPU cluster)
 
     def __post_init__(self):
         if self.engine not in ENGINES:
@@ -126,7 +127,7 @@ def _project_root() -> str:
 
 def _ray_map(fn, chunks, args, options: EngineOptions) -> Iterator[tuple[int, list[dict]]]:
     ray = ensure_ray(options)
-    task = ray.remote(num_cpus=1, max_retries=2)(_as_arrow)
+    task = ray.remote(num_cpus=1, num_gpus=options.gpus_per_task, max_retries=2)(_as_arrow)
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     in_flight = max(1, min(len(chunks), IN_FLIGHT_PER_WORKER * cpus))
     todo = iter(enumerate(chunks))

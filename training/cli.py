@@ -173,7 +173,7 @@ def cmd_analyze(args: argparse.Namespace) -> str:
     limits = {} if args.gradcam_limit is None else {"gradcam_limit": args.gradcam_limit or None}  # 0: all
     from genre_core.engine import EngineOptions
 
-    engine = (EngineOptions(args.engine, args.workers, args.ray_address)
+    engine = (EngineOptions(args.engine, args.workers, args.ray_address, gpus_per_task=args.gpus_per_task)
               if args.engine == "ray" or args.workers else None)  # default: embed in this process
     return analyze(open_store(args.db, create=False), args.run, methods=args.methods, device=args.device,
                    k=args.neighbours, taggrams=not args.no_taggrams, engine=engine, **limits).line()
@@ -400,6 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-taggrams", action="store_true", help="skip the musicnn taggrams of explained tracks")
     p.add_argument("--workers", type=_positive_int,
                    help="embed tracks in this many CPU worker processes / Ray CPUs (default: in this process)")
+    p.add_argument("--gpus-per-task", type=float, default=0.0,
+                   help="with --engine ray: GPUs each embedding task asks for (GPU actors on a cluster; default 0)")
     _engine_args(p)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default auto")
 

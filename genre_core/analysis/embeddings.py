@@ -105,8 +105,9 @@ def _spread_embeddings(tracks: pd.DataFrame, spread: SpreadEmbeddings, progress:
     items = list(tracks[["track_id", "path", "sha1", "label"]].itertuples(index=False, name=None))
     by_kind: dict[str, dict[str, np.ndarray]] = {}
     with tqdm(total=len(items), desc="embeddings", unit="track", disable=not progress) as bar:
+        device = "auto" if getattr(spread.engine, "gpus_per_task", 0) else "cpu"
         for _, rows in map_chunks(embed_tracks, chunked(items, spread.tracks_per_task),
-                                  (spread.db_path, spread.run_id), spread.engine):
+                                  (spread.db_path, spread.run_id, device), spread.engine):
             for row in rows:
                 by_kind.setdefault(row["kind"], {})[row["track_id"]] = np.asarray(row["vector"], np.float32)
             bar.update(len(rows) // max(1, len({r["kind"] for r in rows})))
@@ -117,14 +118,15 @@ def _spread_embeddings(tracks: pd.DataFrame, spread: SpreadEmbeddings, progress:
     return ids, means["penultimate"], "penultimate"
 
 
-def embed_tracks(items: list[tuple], db_path: str, run_id: str) -> list[dict]:
+def embed_tracks(items: list[tuple], db_path: str, run_id: str, device: str = "cpu") -> list[dict]:
     """Worker: per-track mean embeddings (every kind the model has) of (track_id, path, sha1,
-    label) items, as plain rows. One torch thread: the workers are the parallelism."""
+    label) items, as plain rows. One torch thread: the workers are the parallelism; `device`
+    "auto" on a task given a GPU (untested here: no GPU in CI)."""
     from genre_core import paths
     from genre_core.train.inference import worker_run
 
     torch.set_num_threads(1)
-    loaded = worker_run(db_path, run_id)
+    loaded = worker_run(db_path, run_id, device)
     tracks = pd.DataFrame(items, columns=["track_id", "path", "sha1", "label"])
     extra: dict[str, np.ndarray] = {}
     ids, vectors, kind = track_embeddings(loaded, tracks, ShardCache(paths.cache_dir(db_path)), False, extra)

@@ -122,12 +122,13 @@ def load_run(store: Store, run_id: str | None = None, device: str = "auto") -> L
 _WORKER_RUNS: dict[tuple[str, str], LoadedRun] = {}
 
 
-def worker_run(db_path: str, run_id: str) -> LoadedRun:
-    """A run's model for a worker process or Ray task: loaded once per process, on the CPU
-    (a worker owns one core), from the database opened read-only."""
+def worker_run(db_path: str, run_id: str, device: str = "cpu") -> LoadedRun:
+    """A run's model for a worker process or Ray task: loaded once per process, from the
+    database opened read-only; on the CPU (a worker owns one core) unless the task was given a
+    GPU (device "auto")."""
     from genre_core.store import open_store
 
     key = (db_path, run_id)
     if key not in _WORKER_RUNS:
-        _WORKER_RUNS[key] = load_run(open_store(db_path, create=False), run_id, device="cpu")
+        _WORKER_RUNS[key] = load_run(open_store(db_path, create=False), run_id, device=device)
     return _WORKER_RUNS[key]
