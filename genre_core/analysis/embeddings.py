@@ -139,7 +139,10 @@ def _handcrafted_embeddings(loaded_run, tracks, cache, progress):
     windows = build_windows(tracks, loaded_run.classes, cache, sr=loaded_run.sr,
                             window_s=loaded_run.window_s, hop_s=loaded_run.window_s,
                             desc="load tracks", progress=progress)
-    table = handcrafted_windows(windows, list(tracks.sha1), cache, progress)  # (W, 57)
+    from genre_core.models import get_spec
+
+    kind = get_spec(loaded_run.config.model).input_kind
+    table = handcrafted_windows(windows, list(tracks.sha1), cache, progress, kind=kind)  # (W, F)
     estimator = loaded_run.estimator
     if hasattr(estimator, "steps") and len(estimator.steps) > 1:
         table = estimator[:-1].transform(table)  # Hz and BPM columns would swamp the rest

@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from genre_core.features.cache import Location, ShardCache, read_samples
+from genre_core.features.tables import COLUMNS, baseline_table
 
 # Bump when the table changes its output. v2: computed by handcrafted_torch (within its TOLERANCE
 # of the librosa v1, not bit-equal), so v1 tables are not mixed with v2 ones.
@@ -113,8 +114,10 @@ def build_windows(
 
 
 def handcrafted_windows(windows: WindowSet, shas: Sequence[str], cache: ShardCache,
-                        progress: bool = True, device: str | torch.device | None = None) -> np.ndarray:
-    """(W, 57) handcrafted feature table of every window, cached per track.
+                        progress: bool = True, device: str | torch.device | None = None,
+                        kind: str = "handcrafted") -> np.ndarray:
+    """(W, F) baseline feature table of every window (57 handcrafted columns, + 21 wavelet
+    ones for kind "handcrafted+wavelet"; see features/tables.py), cached per track.
 
     Tracks not yet cached are computed with the batched torch table (`handcrafted_batch`) on
     `device` (default CPU), HANDCRAFTED_BATCH windows at a time across tracks, so short tracks
@@ -123,19 +126,19 @@ def handcrafted_windows(windows: WindowSet, shas: Sequence[str], cache: ShardCac
     keys, pending = [], []
     for pos, sha1 in enumerate(shas):
         starts = windows.index[windows.rows_of(pos), 1]
-        key = f"handcrafted-v{HANDCRAFTED_VERSION}-{sha1}-{windows.sr}-{windows.window_len}-" + "-".join(
+        key = f"{kind}-v{HANDCRAFTED_VERSION}-{sha1}-{windows.sr}-{windows.window_len}-" + "-".join(
             map(str, (starts[0], starts[-1], len(starts))))
         keys.append((key, sha1))
         if not cache.has_table(key):
             pending.append((pos, key, sha1))
     with tqdm(total=len(pending), desc="handcrafted features", unit="track", disable=not progress) as bar:
         for group in _batches(pending, windows):
-            tables = _handcrafted_tables(windows, [pos for pos, _, _ in group], torch.device(device or "cpu"))
+            tables = _handcrafted_tables(windows, [pos for pos, _, _ in group], torch.device(device or "cpu"), kind)
             for (_, key, sha1), table in zip(group, tables):
                 cache.table(key, lambda table=table: table, sha1=sha1)
             bar.update(len(group))
     tables = [cache.table(key, _missing, sha1=sha1) for key, sha1 in keys]
-    return np.concatenate(tables) if tables else np.zeros((0, 57))
+    return np.concatenate(tables) if tables else np.zeros((0, len(COLUMNS[kind])))
 
 
 def _batches(pending: list, windows: WindowSet) -> Iterator[list]:
@@ -151,10 +154,9 @@ def _batches(pending: list, windows: WindowSet) -> Iterator[list]:
         yield group
 
 
-def _handcrafted_tables(windows: WindowSet, positions: list[int], device: torch.device) -> list[np.ndarray]:
-    """Track positions -> their (n_windows, 57) tables, computed in batches of windows."""
-    from genre_core.features.handcrafted_torch import handcrafted_batch
-
+def _handcrafted_tables(windows: WindowSet, positions: list[int], device: torch.device,
+                        kind: str) -> list[np.ndarray]:
+    """Track positions -> their (n_windows, F) tables, computed in batches of windows."""
     audio, counts = [], []
     for pos in positions:
         y = read_samples(windows.locations[pos])
@@ -164,7 +166,7 @@ def _handcrafted_tables(windows: WindowSet, positions: list[int], device: torch.
     rows = []
     for i in range(0, len(audio), HANDCRAFTED_BATCH):
         batch = torch.from_numpy(np.stack(audio[i: i + HANDCRAFTED_BATCH])).to(device)  # (B, L)
-        rows.append(handcrafted_batch(batch, sr=windows.sr).cpu().numpy())  # (B, 57)
+        rows.append(baseline_table(batch, windows.sr, kind))  # (B, F)
     return np.split(np.concatenate(rows), np.cumsum(counts)[:-1])
 
 

@@ -50,7 +50,7 @@ class ModelSpec:
     """One entry of the model registry `genre_core.models.MODELS`.
 
     `input_kind` names what the model eats: "handcrafted" (a (N, 57) numpy table, sklearn
-    estimators), or a torch feature module: "logmel", "mfcc", "musicnn" (input (B, 1, F, T)).
+    estimators) or "handcrafted+wavelet" ((N, 78), see features/tables.py), or a torch feature module: "logmel", "mfcc", "musicnn" (input (B, 1, F, T)).
     For torch models `build(n_classes, n_features, tiny)` returns a GenreModel; for
     sklearn baselines `build(seed)` returns an unfitted estimator.
     """
@@ -63,4 +63,4 @@ class ModelSpec:
 
     @property
     def is_torch(self) -> bool:
-        return self.input_kind != "handcrafted"
+        return not self.input_kind.startswith("handcrafted")  # the sklearn tables

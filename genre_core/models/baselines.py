@@ -73,4 +73,8 @@ SPECS: dict[str, ModelSpec] = {
         "mlp", "baseline", "handcrafted", build_mlp,
         "MLP on the 57 handcrafted features (replica of the published GTZAN pipeline)",
     ),
+    "rf_wavelet": ModelSpec("rf_wavelet", "baseline", "handcrafted+wavelet", build_rf,
+                            "random forest on the 57 handcrafted + 21 wavelet sub-band features"),
+    "mlp_wavelet": ModelSpec("mlp_wavelet", "baseline", "handcrafted+wavelet", build_mlp,
+                             "MLP on the 57 handcrafted + 21 wavelet sub-band features"),
 }

@@ -209,10 +209,11 @@ def _fit_baseline(config: TrainConfig, data: Sides, cache, run_dir: Path, progre
     # The handcrafted table has no use for overlap: one feature row per 3-s window.
     hopless = dataclasses.replace(config, hop_s=config.window_s, eval_hop_s=config.window_s)
     windows = _windows(data, cache, config.features.sr, hopless, progress)
-    tables = {side: handcrafted_windows(w, list(data.tracks[side].sha1), cache, progress)
+    kind = get_spec(config.model).input_kind  # handcrafted, or handcrafted+wavelet
+    tables = {side: handcrafted_windows(w, list(data.tracks[side].sha1), cache, progress, kind=kind)
               for side, w in windows.items()}
     labels = {side: w.labels[w.index[:, 0]] for side, w in windows.items()}
-    estimator = build_model(config.model, len(data.classes), 57, seed=config.seed)
+    estimator = build_model(config.model, len(data.classes), tables["train"].shape[1], seed=config.seed)
     estimator.fit(tables["train"], labels["train"])
     run_dir.mkdir(parents=True, exist_ok=True)
     model_file = run_dir / paths.BASELINE_FILE

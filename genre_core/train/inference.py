@@ -48,9 +48,10 @@ class LoadedRun:
         """(B, L) audio -> ((B, C) probabilities, {kind: (B, D)}) with kinds "penultimate" and,
         where the model has one, "pooled". Baselines return no embeddings."""
         if self.estimator is not None:
-            from genre_core.features.handcrafted_torch import handcrafted_batch
+            from genre_core.features.tables import baseline_table
 
-            table = handcrafted_batch(np.asarray(windows), sr=self.sr)  # (B, 57), batched in torch
+            kind = get_spec(self.config.model).input_kind
+            table = baseline_table(np.asarray(windows, dtype=np.float32), self.sr, kind)  # (B, F), batched
             probs = np.full((len(windows), len(self.classes)), 0.0)
             probs[:, self.estimator.classes_] = self.estimator.predict_proba(table)
             return probs, {}
