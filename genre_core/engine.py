@@ -20,7 +20,7 @@ import math
 import multiprocessing
 import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Any, Callable, Iterator, Sequence
 
@@ -28,6 +28,7 @@ from genre_core.workers import exit_with_parent
 
 ENGINES = ("local", "ray")
 IN_FLIGHT_PER_WORKER = 4
+ITEMS_PER_AUTO_WORKER = 50  # a worker costs ~1 s to start: with fewer items each, in-process wins
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,11 @@ def chunked(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def auto_workers(n_items: int, items_per_worker: int) -> int:
+def auto_workers(n_items: int, items_per_worker: int = ITEMS_PER_AUTO_WORKER) -> int:
     """Worker processes worth starting for n_items (each costs ~1 s to start)."""
     return min(default_workers(), max(1, math.ceil(n_items / items_per_worker)))
+
+
+def sized(engine: EngineOptions, n_items: int) -> EngineOptions:
+    """`engine` with its worker count filled in for n_items when the caller left it open."""
+    return engine if engine.workers is not None else replace(engine, workers=auto_workers(n_items))

@@ -69,6 +69,7 @@ class _Data:
     accuracy: tuple[float, float, float]  # value, ci_low, ci_high
     points: pd.DataFrame  # method, track_id, x, y (one method)
     labels: pd.Series  # track_id -> true genre
+    paths: pd.Series  # track_id -> audio file
     faults: pd.DataFrame  # kind, n
 
 
@@ -85,12 +86,13 @@ def _gather(store: Store, run: dict) -> _Data:
     maps = store.query("SELECT method, track_id, x, y FROM projections WHERE run_id = ?", [run_id])
     method = "umap" if (maps.method == "umap").any() else (maps.method.iloc[0] if len(maps) else None)
     points = maps[maps.method == method].reset_index(drop=True)
-    tracks = store.query("SELECT track_id, label FROM tracks WHERE dataset_id = ?", [dataset_id])
+    tracks = store.query("SELECT track_id, label, path FROM tracks WHERE dataset_id = ?",
+                         [dataset_id]).set_index("track_id")
     faults = store.query("SELECT kind, count(DISTINCT track_id) AS n FROM faults WHERE dataset_id = ? "
                          "GROUP BY kind ORDER BY n DESC", [dataset_id])
     name = store.query("SELECT name FROM datasets WHERE dataset_id = ?", [dataset_id])["name"].iloc[0]
     return _Data(name, list(run["classes"]), test, accuracy, points,
-                 tracks.set_index("track_id")["label"], faults)
+                 tracks["label"], tracks["path"], faults)
 
 
 @dataclass
@@ -112,13 +114,11 @@ def _examples(store: Store, run: dict, data: _Data, n: int) -> list[_Example]:
     column = {g: i for i, g in enumerate(data.classes)}
     wrong["confidence"] = [p[column[g]] for p, g in zip(wrong.probs, wrong.predicted)]
     wrong = wrong.sort_values("confidence", ascending=False).head(n)
-    paths = store.query("SELECT track_id, path FROM tracks WHERE dataset_id = ?",
-                        [int(run["dataset_id"])]).set_index("track_id")["path"]
     out = []
     for row in wrong.itertuples():
         start = _loudest_wrong_window(store, run["run_id"], row.track_id, column[row.predicted])
         out.append(_Example(row.track_id, row.label, row.predicted, float(row.confidence), start,
-                            _snippet(paths.get(row.track_id), start),
+                            _snippet(data.paths.get(row.track_id), start),
                             _gradcam_png(store, run["run_id"], row.track_id, row.predicted)))
     return out
 

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from genre_core.engine import EngineOptions, chunked, map_chunks
 from genre_core.features.cache import ShardCache
 from genre_core.features.windows import build_windows, handcrafted_windows
 from genre_core.train.inference import batch_size
@@ -94,18 +95,16 @@ class SpreadEmbeddings:
 
     db_path: str
     run_id: str
-    engine: object  # genre_core.engine.EngineOptions
+    engine: EngineOptions
     tracks_per_task: int = 64
 
 
 def _spread_embeddings(tracks: pd.DataFrame, spread: SpreadEmbeddings, progress: bool,
                        extra: dict | None) -> tuple[list[str], np.ndarray, str]:
-    from genre_core.engine import chunked, map_chunks
-
     items = list(tracks[["track_id", "path", "sha1", "label"]].itertuples(index=False, name=None))
     by_kind: dict[str, dict[str, np.ndarray]] = {}
     with tqdm(total=len(items), desc="embeddings", unit="track", disable=not progress) as bar:
-        device = "auto" if getattr(spread.engine, "gpus_per_task", 0) else "cpu"
+        device = "auto" if spread.engine.gpus_per_task else "cpu"  # a task given a GPU uses it
         for _, rows in map_chunks(embed_tracks, chunked(items, spread.tracks_per_task),
                                   (spread.db_path, spread.run_id, device), spread.engine):
             for row in rows:

@@ -28,7 +28,6 @@ from genre_core.datasets import DatasetError, TrackEntry, scan
 from genre_core.engine import EngineOptions, auto_workers, chunked, map_chunks
 from genre_core.store import Store
 
-TRACKS_PER_AUTO_WORKER = 50  # a worker costs ~1 s to start: below this, checking in-process wins
 FINAL_STATUSES = ("ok", "unreadable")  # a stored row with one of these needs no second look
 METADATA_COLUMNS = ("path", "label", "artist", "title", "official_split")  # from the scan, not the audio
 
@@ -260,7 +259,7 @@ def _run(tasks: list[tuple[TrackEntry, str | None]], options: IngestOptions) -> 
     Local worker processes start by forkserver, so, as with any multiprocessing code, a script
     that calls ingest must guard its entry point with `if __name__ == "__main__":`."""
     chunks = chunked(tasks, options.chunk_size)
-    workers = options.workers or auto_workers(len(tasks), TRACKS_PER_AUTO_WORKER)
+    workers = options.workers or auto_workers(len(tasks))
     engine = EngineOptions(options.engine, workers, options.ray_address, preload=("genre_core.audio",))
     for i, facts in map_chunks(audio.check_files, [_items(c) for c in chunks],
                                (options.validate, options.max_seconds), engine):

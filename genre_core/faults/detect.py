@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,7 +28,7 @@ import scipy.fft
 from tqdm import tqdm
 
 from genre_core import audio, paths
-from genre_core.engine import EngineOptions, auto_workers, chunked, map_chunks
+from genre_core.engine import EngineOptions, chunked, map_chunks, sized
 from genre_core.faults import fingerprint as fp
 from genre_core.faults.kinds import FAULT_KINDS
 from genre_core.faults.known import FAULT_COLUMNS, known_faults
@@ -362,7 +362,6 @@ def _scan_rows(ids: list[str], file_keys: list[str | None], scans: list[_Scan], 
 
 
 SCAN_CHUNK = 8  # tracks per worker task
-TRACKS_PER_SCAN_WORKER = 50  # fewer tracks than this per worker: scanning in-process wins
 
 
 def scan_chunk(items: list[tuple[int, str, str | None, int]], cache_root: str, sr: int) -> list[dict]:
@@ -393,8 +392,7 @@ def _scan_all(tracks: pd.DataFrame, cache: ShardCache, sr: int, progress: bool,
     todo = sorted(first.values())
     items = [(pos, str(tracks.path.iloc[pos]), tracks.sha1.iloc[pos] if isinstance(tracks.sha1.iloc[pos], str)
               else None, int(tracks.sample_rate.iloc[pos])) for pos in todo]
-    if engine.workers is None:
-        engine = replace(engine, workers=auto_workers(len(items), TRACKS_PER_SCAN_WORKER))
+    engine = sized(engine, len(items))
     done: dict[int, _Scan] = {}
     with tqdm(total=len(items), desc="fault scan", unit="track", disable=not progress) as bar:
         for _, rows in map_chunks(scan_chunk, chunked(items, SCAN_CHUNK), (str(cache.root), sr), engine):

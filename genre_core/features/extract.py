@@ -11,18 +11,17 @@ part to prepare; done here by worker processes or Ray tasks, each appending to i
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from tqdm import tqdm
 
 from genre_core import paths
 from genre_core.audio import AudioError
-from genre_core.engine import EngineOptions, auto_workers, chunked, map_chunks
+from genre_core.engine import EngineOptions, chunked, map_chunks, sized
 from genre_core.features.cache import ShardCache
 from genre_core.store import Store
 
 TRACKS_PER_TASK = 16
-TRACKS_PER_WORKER = 50  # fewer per worker: decoding in-process wins over starting one
 
 
 @dataclass
@@ -66,8 +65,7 @@ def extract(store: Store, dataset: str, sr: int, engine: EngineOptions = EngineO
     started = time.perf_counter()
     tracks = store.tracks(dataset)
     items = list(tracks[["track_id", "path", "sha1"]].itertuples(index=False, name=None))
-    if engine.workers is None:
-        engine = replace(engine, workers=auto_workers(len(items), TRACKS_PER_WORKER))
+    engine = sized(engine, len(items))
     root = str(paths.cache_dir(store.path))
     failed = 0
     with tqdm(total=len(items), desc=f"extract {dataset}", unit="track", disable=not progress) as bar:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from genre_core.audio import AUDIO_EXTENSIONS, AudioError, check_header, probe, stream_blocks
+from genre_core.audio import AUDIO_EXTENSIONS, AudioError
 from genre_core.engine import EngineOptions, chunked, map_chunks
-from genre_core.live.streaming import _checked, _classify
+from genre_core.live.streaming import classify_path
 from genre_core.live.timeline import DEFAULT_SWITCH_PENALTY, SILENCE
 
 FILES_PER_TASK = 4
@@ -82,11 +82,9 @@ def classify_chunk(files: list[str], db_path: str, run_id: str, window_s, hop_s,
     rows = []
     for path in files:
         try:
-            info = check_header(probe(path))
             out = None if out_dir is None else Path(out_dir) / f"{Path(path).stem}.csv"
-            result = _classify(_checked(path, stream_blocks(path, loaded.sr, 10.0)), loaded, path,
-                               info.duration_s, window_s=window_s, hop_s=hop_s, method=method,
-                               switch_penalty=switch_penalty, out=out, progress=False)
+            result = classify_path(loaded, path, window_s=window_s, hop_s=hop_s, method=method,
+                                   switch_penalty=switch_penalty, out=out, progress=False)
             rows.append({"path": path, **_summary(result.sections), "seconds_audio": result.seconds_audio,
                          "error": None})
         except (AudioError, ValueError, OSError) as exc:  # this file only; the others go on

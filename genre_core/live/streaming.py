@@ -248,8 +248,18 @@ def classify_file(store, path: Path | str, run_id: str | None = None, window_s: 
     # A forged header (1 Hz, days of audio) is refused here, in milliseconds, before a model loads.
     info = check_header(probe(path))
     loaded = load_run(store, run_id, device=device)
-    blocks = _checked(path, stream_blocks(path, loaded.sr, 10.0))
-    return _classify(blocks, loaded, str(path), info.duration_s, window_s=window_s, hop_s=hop_s,
+    return classify_path(loaded, path, window_s=window_s, hop_s=hop_s, method=method,
+                         switch_penalty=switch_penalty, out=out, progress=progress, info=info)
+
+
+def classify_path(loaded_run, path: Path | str, window_s: float | None = None, hop_s: float = 1.5,
+                  method: str = "viterbi", switch_penalty: float = DEFAULT_SWITCH_PENALTY,
+                  out: Path | str | None = None, progress: bool = True, info=None) -> ClassifyResult:
+    """Timeline of a file with an already loaded run: header checked (unless `info` says it
+    was), then streamed in 10-s blocks. Serves `classify FILE` and the batch workers."""
+    info = info or check_header(probe(path))
+    blocks = _checked(path, stream_blocks(path, loaded_run.sr, 10.0))
+    return _classify(blocks, loaded_run, str(path), info.duration_s, window_s=window_s, hop_s=hop_s,
                      method=method, switch_penalty=switch_penalty, out=out, progress=progress)
 
 
