@@ -1,13 +1,26 @@
-"""Small audio made on the spot for tests."""
+"""Small audio made on the spot for tests, and where the shared reference files live."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
 SR = 22050
+
+# The team's reference data (GTZAN index, Sturm's repetition table, musicnn outputs) sits in
+# shared/reference beside the checkout; a clone elsewhere names it with $GENRELENS_REFERENCE.
+_REFERENCE_DIRS = (os.environ.get("GENRELENS_REFERENCE", ""),
+                   str(Path(__file__).resolve().parents[2] / "shared" / "reference"),
+                   "/work/shared/reference")
+
+
+def reference_file(name: str) -> Path:
+    """The first existing `name` among the reference folders (the default one if none has it)."""
+    candidates = [Path(d) / name for d in _REFERENCE_DIRS if d]
+    return next((p for p in candidates if p.is_file()), candidates[0])
 
 
 def tone(seconds: float = 2.0, freq: float = 440.0, sr: int = SR, amp: float = 0.5) -> np.ndarray:

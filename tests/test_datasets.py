@@ -5,9 +5,8 @@ import pandas as pd
 import pytest
 
 from genre_core.datasets import DatasetError, read_artist_index, scan
-from tests.helpers import tone, write
+from tests.helpers import reference_file, tone, write
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 
 
 def _gtzan(root: Path, layout: str, ext: str, genres=("blues", "rock"), n=3) -> Path:
@@ -99,7 +98,7 @@ def test_artist_index_in_sturms_format_fills_artists(tmp_path):
 
 
 def test_reads_the_real_gtzan_index():
-    path = REFERENCE / "GTZANindex.txt"
+    path = reference_file("GTZANindex.txt")
     if not path.is_file():
         pytest.skip(f"reference index not found: {path}")
     index = read_artist_index(path)

@@ -16,9 +16,10 @@ from benchmarks.faults import score_against_truth
 from genre_core.faults import detect as faults
 from genre_core.faults.known import (
     CITATION, compare_faults, comparison_summary, exact_repetition_groups, known_faults)
+from tests.helpers import reference_file
 from tests.test_fingerprint import SR, pcm16, song
 
-REFERENCE_TSV = Path("/work/shared/reference/exact_repetitions_sturm.tsv")
+REFERENCE_TSV = reference_file("exact_repetitions_sturm.tsv")
 
 
 # -- distortions -------------------------------------------------------------------------------

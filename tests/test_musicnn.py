@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-from pathlib import Path
 
 import librosa
 import numpy as np
@@ -24,9 +23,9 @@ from genre_core.models.musicnn.net import (
 from genre_core.models.musicnn.weights import (
     INSTALL_HINT, MusicnnWeightsMissing, pretrained_state_dict, tag_names,
 )
+from tests.helpers import reference_file
 
-REFERENCE = (Path(__file__).resolve().parents[2] / "shared" / "reference"
-             / "musicnn_msd_reference.json")
+REFERENCE = reference_file("musicnn_msd_reference.json")
 
 
 @pytest.fixture(scope="module", autouse=True)
