@@ -77,24 +77,14 @@ def export_run(store: Store, run_id: str, out: Path, fmt: str = "parquet") -> Ex
 def run_tables(store: Store, run: dict) -> dict[str, pd.DataFrame]:
     """The tidy tables of one run (see the module docstring), as data frames."""
     run_id, dataset_id, classes = run["run_id"], int(run["dataset_id"]), list(run["classes"])
-    tracks = store.query(f"SELECT {', '.join(TRACK_EXPORT_COLUMNS)} FROM tracks WHERE dataset_id = ? "
-                         "ORDER BY track_id", [dataset_id])
     return {
-        "tracks": tracks,
-        "predictions": _predictions(store.query(
-            "SELECT track_id, split, label, predicted, probs FROM predictions WHERE run_id = ? "
-            "ORDER BY split, track_id", [run_id]), classes),
-        "metrics": store.query("SELECT split, name, value, ci_low, ci_high FROM metrics WHERE run_id = ? "
-                               "ORDER BY split, name", [run_id]),
-        "embeddings": _embeddings(store.query(
-            "SELECT track_id, kind, vector FROM embeddings WHERE run_id = ? ORDER BY kind, track_id", [run_id])),
-        "projections": store.query("SELECT method, track_id, x, y FROM projections WHERE run_id = ? "
-                                   "ORDER BY method, track_id", [run_id]),
-        "faults": store.query("SELECT track_id, kind, group_id, score, source, CAST(evidence AS VARCHAR) "
-                              "AS evidence FROM faults WHERE dataset_id = ? ORDER BY kind, track_id",
-                              [dataset_id]),
-        "reviews": store.query("SELECT track_id, kind, decision, note, decided_at FROM reviews "
-                               "WHERE dataset_id = ? ORDER BY decided_at", [dataset_id]),
+        "tracks": store.dataset_tracks(dataset_id, TRACK_EXPORT_COLUMNS),
+        "predictions": _predictions(store.predictions(run_id), classes),
+        "metrics": store.metrics(run_id),
+        "embeddings": _embeddings(store.embedding_rows(run_id)),
+        "projections": store.projections(run_id),
+        "faults": store.fault_rows(dataset_id),
+        "reviews": store.reviews(dataset_id),
     }
 
 

@@ -79,18 +79,17 @@ def _gather(store: Store, run: dict) -> _Data:
     test = preds[preds.split == "test"].reset_index(drop=True)
     if test.empty:
         raise StoreError(f"run {run_id} has no test predictions: nothing to report")
-    acc = store.query("SELECT value, ci_low, ci_high FROM metrics WHERE run_id = ? AND split = 'test' "
-                      "AND name = 'track/accuracy'", [run_id])
+    metrics = store.metrics(run_id)
+    acc = metrics[(metrics.split == "test") & (metrics.name == "track/accuracy")][["value", "ci_low", "ci_high"]]
     accuracy = tuple(float(v) for v in acc.iloc[0]) if len(acc) else (float((test.label == test.predicted).mean()),
                                                                      float("nan"), float("nan"))
-    maps = store.query("SELECT method, track_id, x, y FROM projections WHERE run_id = ?", [run_id])
+    maps = store.projections(run_id)
     method = "umap" if (maps.method == "umap").any() else (maps.method.iloc[0] if len(maps) else None)
     points = maps[maps.method == method].reset_index(drop=True)
-    tracks = store.query("SELECT track_id, label, path FROM tracks WHERE dataset_id = ?",
-                         [dataset_id]).set_index("track_id")
-    faults = store.query("SELECT kind, count(DISTINCT track_id) AS n FROM faults WHERE dataset_id = ? "
-                         "GROUP BY kind ORDER BY n DESC", [dataset_id])
-    name = store.query("SELECT name FROM datasets WHERE dataset_id = ?", [dataset_id])["name"].iloc[0]
+    tracks = store.dataset_tracks(dataset_id, ("track_id", "label", "path")).set_index("track_id")
+    faults = (store.fault_rows(dataset_id).groupby("kind").track_id.nunique().rename("n")
+              .sort_values(ascending=False, kind="stable").reset_index())
+    name = store.dataset_name(dataset_id)
     return _Data(name, list(run["classes"]), test, accuracy, points,
                  tracks["label"], tracks["path"], faults)
 
@@ -125,8 +124,7 @@ def _examples(store: Store, run: dict, data: _Data, n: int) -> list[_Example]:
 
 def _loudest_wrong_window(store: Store, run_id: str, track_id: str, column: int) -> float:
     """Start (s) of the window where the model was surest of the wrong genre: what to hear."""
-    rows = store.query("SELECT start_s, probs FROM segment_predictions WHERE run_id = ? AND track_id = ?",
-                       [run_id, track_id])
+    rows = store.segment_predictions(run_id, track_id)
     if rows.empty:
         return 0.0
     return float(rows.start_s.iloc[int(np.argmax([p[column] for p in rows.probs]))])
@@ -148,8 +146,7 @@ def _snippet(path: str | None, start_s: float) -> bytes | None:
 
 
 def _gradcam_png(store: Store, run_id: str, track_id: str, target: str) -> bytes | None:
-    rows = store.query('SELECT n_bands, n_frames, "values" FROM attributions WHERE run_id = ? AND '
-                       "track_id = ? AND target = ?", [run_id, track_id, target])
+    rows = store.attribution(run_id, track_id, target)
     if rows.empty:
         return None
     row = rows.iloc[0]

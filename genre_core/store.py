@@ -271,6 +271,21 @@ class Store:
             f"SELECT * FROM tracks WHERE dataset_id = ? {status} ORDER BY track_id", [dataset_id]
         )
 
+    def dataset_tracks(self, dataset_id: int, columns: Sequence[str] = TRACK_COLUMNS) -> pd.DataFrame:
+        """Every track row of a dataset (rejected ones too), by track_id, with `columns`
+        (a subset of TRACK_COLUMNS: names are checked, never formatted from input)."""
+        unknown = set(columns) - set(TRACK_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown track columns: {sorted(unknown)}")
+        return self.query(f"SELECT {', '.join(columns)} FROM tracks WHERE dataset_id = ? ORDER BY track_id",
+                          [dataset_id])
+
+    def dataset_name(self, dataset_id: int) -> str:
+        rows = self.query("SELECT name FROM datasets WHERE dataset_id = ?", [dataset_id])
+        if rows.empty:
+            raise StoreError(f"no dataset with id {dataset_id} in {self.path}")
+        return str(rows["name"].iloc[0])
+
     def file_sha1s(self) -> set[str]:
         """The sha1 of every file in every dataset (what the cache may keep)."""
         return set(self.query("SELECT DISTINCT sha1 FROM tracks WHERE sha1 IS NOT NULL")["sha1"])
@@ -404,6 +419,51 @@ class Store:
             "SELECT track_id, split, label, predicted, probs FROM predictions WHERE run_id = ? "
             "AND (CAST(? AS VARCHAR) IS NULL OR split = ?) ORDER BY split, track_id", [run_id, split, split])
 
+    def metrics(self, run_id: str) -> pd.DataFrame:
+        """A run's metric rows (split, name, value, ci_low, ci_high) by split and name."""
+        return self.query("SELECT split, name, value, ci_low, ci_high FROM metrics WHERE run_id = ? "
+                          "ORDER BY split, name", [run_id])
+
+    def projections(self, run_id: str) -> pd.DataFrame:
+        """A run's 2-D maps (method, track_id, x, y) by method and track_id."""
+        return self.query("SELECT method, track_id, x, y FROM projections WHERE run_id = ? "
+                          "ORDER BY method, track_id", [run_id])
+
+    def embedding_rows(self, run_id: str) -> pd.DataFrame:
+        """A run's stored track vectors (track_id, kind, vector) by kind and track_id."""
+        return self.query("SELECT track_id, kind, vector FROM embeddings WHERE run_id = ? "
+                          "ORDER BY kind, track_id", [run_id])
+
+    def segment_predictions(self, run_id: str, track_id: str) -> pd.DataFrame:
+        """One track's window-level predictions (start_s, probs) by start time."""
+        return self.query("SELECT start_s, probs FROM segment_predictions WHERE run_id = ? AND track_id = ? "
+                          "ORDER BY start_s", [run_id, track_id])
+
+    def attribution(self, run_id: str, track_id: str, target: str) -> pd.DataFrame:
+        """The Grad-CAM map (n_bands, n_frames, values) of one track towards `target`: 0 or 1 row."""
+        return self.query('SELECT n_bands, n_frames, "values" FROM attributions WHERE run_id = ? '
+                          "AND track_id = ? AND target = ?", [run_id, track_id, target])
+
+    # -- k-fold sweeps -----------------------------------------------------------------------
+
+    def sweep_runs(self, sweep: str, split_like: str, complete_only: bool = True) -> pd.DataFrame:
+        """Runs of one sweep whose split matches a LIKE pattern: run_id, dataset_id, model,
+        representation, split, classes, config, by split."""
+        return self.query(
+            "SELECT run_id, dataset_id, model, representation, split, classes, config FROM runs "
+            "WHERE sweep = ? AND split LIKE ? AND (NOT ? OR status = 'complete') ORDER BY split",
+            [sweep, split_like, complete_only])
+
+    def unpooled_kfold_sweeps(self, dataset_name: str, pooled_like: str) -> pd.DataFrame:
+        """k-fold sweeps of a dataset with no run whose split matches `pooled_like`: sweep,
+        split (one fold's, e.g. 'kfold-2/5') and n (its complete fold runs)."""
+        return self.query(
+            "SELECT r.sweep, any_value(r.split) AS split, count(*) AS n FROM runs r JOIN datasets d "
+            "USING (dataset_id) WHERE d.name = ? AND r.status = 'complete' AND r.split LIKE 'kfold-%' "
+            "AND r.sweep IS NOT NULL AND r.sweep NOT IN "
+            "(SELECT sweep FROM runs WHERE split LIKE ? AND sweep IS NOT NULL) GROUP BY r.sweep",
+            [dataset_name, pooled_like])
+
     # -- faults ----------------------------------------------------------------------------
 
     def replace_faults(self, dataset_id: int, source: str, frame: pd.DataFrame) -> None:
@@ -435,6 +495,12 @@ class Store:
             "JOIN datasets d USING (dataset_id) WHERE d.name = ? AND f.source = ? "
             "ORDER BY f.kind, f.track_id", [dataset_name, source])
 
+    def fault_rows(self, dataset_id: int) -> pd.DataFrame:
+        """Every fault row of a dataset, both sources: track_id, kind, group_id, score, source,
+        evidence (a JSON string), by kind and track_id."""
+        return self.query("SELECT track_id, kind, group_id, score, source, CAST(evidence AS VARCHAR) "
+                          "AS evidence FROM faults WHERE dataset_id = ? ORDER BY kind, track_id", [dataset_id])
+
     def kfold_test_predictions(self, dataset_id: int) -> pd.DataFrame:
         """Test-side predictions of the dataset's complete k-fold runs, one row per (run, track).
 
@@ -450,6 +516,11 @@ class Store:
         )
 
     # -- reviews ---------------------------------------------------------------------------
+
+    def reviews(self, dataset_id: int) -> pd.DataFrame:
+        """A dataset's verdicts (track_id, kind, decision, note, decided_at), oldest first."""
+        return self.query("SELECT track_id, kind, decision, note, decided_at FROM reviews "
+                          "WHERE dataset_id = ? ORDER BY decided_at", [dataset_id])
 
     def save_review(self, dataset_id: int, track_id: str, kind: str, decision: str,
                     note: str | None = None) -> None:

@@ -22,9 +22,7 @@ POOLED_PREFIX = "pooled-kfold/"
 
 def pool_kfold(store: Store, sweep: str) -> StoredRun:
     """Store (or replace) the pooled run of k-fold sweep `sweep`; its folds must be complete."""
-    folds = store.query(
-        "SELECT run_id, dataset_id, model, representation, split, classes, config FROM runs "
-        "WHERE sweep = ? AND status = 'complete' AND split LIKE 'kfold-%' ORDER BY split", [sweep])
+    folds = store.sweep_runs(sweep, "kfold-%")
     if folds.empty:
         raise ValueError(f"sweep {sweep!r} has no complete k-fold run to pool")
     k = int(folds.split.iloc[0].split("/")[-1])
@@ -41,7 +39,7 @@ def pool_kfold(store: Store, sweep: str) -> StoredRun:
     config = {"model": first.model, "k": k, "folds": list(folds.run_id), "fold_accuracies": accuracies,
               "fold_mean": mean, "fold_sd": sd,
               "no_model": f"pooled out-of-fold predictions of {k} fold runs, each with its own model"}
-    existing = store.query("SELECT run_id FROM runs WHERE sweep = ? AND split LIKE ?", [sweep, POOLED_PREFIX + "%"])
+    existing = store.sweep_runs(sweep, POOLED_PREFIX + "%", complete_only=False)
     for run_id in existing.run_id:  # a re-pool replaces, never doubles, the entry
         store.delete_run(run_id)
     predictions = pooled.assign(probs=[np.asarray(p, dtype=np.float64) for p in pooled.probs])
@@ -57,10 +55,6 @@ def is_pooled(split: str | None) -> bool:
 def ensure_pooled(store: Store, dataset: str) -> list[str]:
     """Pool every complete k-fold sweep of `dataset` that has no pooled run yet (databases
     made before pooling existed); the pooled run ids made."""
-    sweeps = store.query(
-        "SELECT r.sweep, any_value(r.split) AS split, count(*) AS n FROM runs r JOIN datasets d USING (dataset_id) "
-        "WHERE d.name = ? AND r.status = 'complete' AND r.split LIKE 'kfold-%' AND r.sweep IS NOT NULL "
-        "AND r.sweep NOT IN (SELECT sweep FROM runs WHERE split LIKE ? AND sweep IS NOT NULL) GROUP BY r.sweep",
-        [dataset, POOLED_PREFIX + "%"])
+    sweeps = store.unpooled_kfold_sweeps(dataset, POOLED_PREFIX + "%")
     complete = sweeps[sweeps.n == sweeps.split.str.split("/").str[-1].astype(int)]
     return [pool_kfold(store, sweep).run_id for sweep in complete.sweep]
