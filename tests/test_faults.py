@@ -16,6 +16,7 @@ from benchmarks.faults import score_against_truth
 from genre_core.faults import detect as faults
 from genre_core.faults.known import (
     CITATION, compare_faults, comparison_summary, exact_repetition_groups, known_faults)
+from genre_core.faults.labels import QUICK_SWEEP
 from tests.helpers import reference_file
 from tests.test_fingerprint import SR, pcm16, song
 
@@ -233,7 +234,8 @@ def test_detect_faults_end_to_end(tmp_path):
     store = open_store(tmp_path / "db" / "gl.duckdb")
     ingest(store, "gtzan", corpus, name="mini", progress=False)
     summary = faults.detect_faults(store, "mini", progress=False)
-    assert "needs a k-fold run" in summary.line()
+    # No k-fold run yet: the label check runs its own quick out-of-fold model.
+    assert summary.label_sweep == QUICK_SWEEP and "quick handcrafted logistic regression" in summary.line()
 
     usable = store.tracks("mini")
     dataset_id = int(store.dataset("mini")["dataset_id"])
@@ -248,7 +250,7 @@ def test_detect_faults_end_to_end(tmp_path):
         "label_issue": {"jazz.00005"},
     }
     assert summary.counts["exact_duplicate"] == 2 and summary.label_sweep == "kfold-fake"
-    assert "needs a k-fold run" not in summary.line() and summary.line().startswith("faults on mini: 2 exact")
+    assert "quick handcrafted" not in summary.line() and summary.line().startswith("faults on mini: 2 exact")
     known = stored[stored.source == "known"]
     assert set(known.track_id) == {"metal.00058", "rock.00016", "metal.00004", "metal.00013"}
     status = compare_faults(detected, known).set_index("track_id")["status"].to_dict()
@@ -261,3 +263,23 @@ def test_detect_faults_end_to_end(tmp_path):
     again = store.query("SELECT count(*) AS n, count(DISTINCT source) AS s FROM faults WHERE dataset_id = ?",
                         [dataset_id])
     assert (int(again.n[0]), int(again.s[0])) == (len(stored), 2)
+
+
+def test_label_check_needs_no_kfold_run(tmp_path):
+    """Without a k-fold experiment the faults pass still finds a planted mislabel, from a quick
+    out-of-fold logistic regression on the cached handcrafted tables."""
+    from genre_core.datasets.ingest import ingest
+    from genre_core.store import open_store
+    from tests.helpers import band_clip, make_toy_corpus, write
+
+    root = make_toy_corpus(tmp_path / "corpus", per_genre=8, seconds=4.0)
+    write(root / "high" / "high_mislabelled.wav", band_clip("low", seed=99))  # a low song filed as high
+    store = open_store(tmp_path / "gl.duckdb")
+    ingest(store, "folder", root, name="toy", progress=False)
+    summary = faults.detect_faults(store, "toy", progress=False)
+    assert summary.label_sweep == QUICK_SWEEP
+    issues = summary.detected[summary.detected.kind == "label_issue"]
+    flagged = issues.set_index("track_id")
+    mislabelled = [t for t in flagged.index if "mislabelled" in t]
+    assert len(mislabelled) == 1 and flagged.loc[mislabelled[0], "group_id"] == "label:high->low"
+    assert len(flagged) <= 3  # the clean toy genres are separable: few false alarms

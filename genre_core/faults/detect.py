@@ -4,23 +4,19 @@ artist repetition -- detected, joined by the published ones, and stored in the f
 Every detector returns rows (track_id, kind, group_id, score, evidence) whose evidence says
 in numbers why the track was flagged, so a person can judge each one in the app.
 
-Label issues follow confident learning (Northcutt, Jiang & Chuang, "Confident learning:
-estimating uncertainty in dataset labels", JAIR 70, 2021), implemented here from the paper
-because cleanlab is AGPL-3.0, a licence this product does not take on. It needs out-of-fold
-probabilities (each track scored by a model that never trained on it), which a k-fold run
-stores; in-sample probabilities would hide the very mislabels it looks for.
+Label issues follow confident learning (see genre_core.faults.labels) on out-of-fold
+probabilities: a stored k-fold experiment's when the dataset has one, else a quick 5-fold
+logistic regression over the cached handcrafted tables.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -32,6 +28,9 @@ from genre_core.engine import EngineOptions, chunked, map_chunks, sized
 from genre_core.faults import fingerprint as fp
 from genre_core.faults.kinds import FAULT_KINDS
 from genre_core.faults.known import FAULT_COLUMNS, known_faults
+from genre_core.faults.labels import (
+    QUICK_SWEEP, OutOfFold, handcrafted_out_of_fold, label_issues, out_of_fold_probs,
+)
 from genre_core.faults.landmark_index import DiskLandmarkIndex
 from genre_core.store import Store, to_json
 from genre_core.features.cache import ShardCache
@@ -210,84 +209,6 @@ def artist_repeats(tracks: pd.DataFrame, max_share: float = ARTIST_MAX_SHARE) ->
     return _frame(rows)
 
 
-# -- label issues (confident learning) ---------------------------------------------------------
-
-def label_issues(track_ids: Sequence[str], labels: Sequence[str], probs: np.ndarray,
-                 classes: Sequence[str]) -> pd.DataFrame:
-    """Tracks whose given label looks wrong, by confident learning on out-of-fold probabilities.
-
-    probs: (N, C) out-of-fold class probabilities, columns in `classes` order. The threshold
-    of class j is the mean probability of j over the tracks labelled j (its self-confidence).
-    A track is flagged when its given label's probability is below that label's threshold
-    while another class reaches its own threshold; the suggestion is the most probable such
-    class. Returns track_id, label, suggested, score (margin: suggested minus given
-    probability), evidence (JSON), most suspicious first. Labels outside `classes` are skipped.
-    """
-    probs = np.asarray(probs, dtype=np.float64)
-    index = {c: i for i, c in enumerate(classes)}
-    keep = np.array([label in index for label in labels], dtype=bool)
-    ids = np.asarray(track_ids, dtype=object)[keep]
-    given = np.array([index[label] for label in np.asarray(labels, dtype=object)[keep]], dtype=np.int64)
-    probs = probs[keep]
-    rows_ = np.arange(given.size)
-    self_conf = probs[rows_, given]
-    thresholds = np.array([self_conf[given == c].mean() if np.any(given == c) else np.inf
-                           for c in range(len(classes))])
-    confident = probs >= thresholds  # (N, C)
-    confident[rows_, given] = False
-    suggested = np.where(confident, probs, -np.inf).argmax(axis=1)
-    flagged = (self_conf < thresholds[given]) & confident.any(axis=1)
-    margin = probs[rows_, suggested] - self_conf
-    out = []
-    for i in np.flatnonzero(flagged):
-        g, s = int(given[i]), int(suggested[i])
-        evidence = dict(given_prob=round(self_conf[i], 4), given_threshold=round(thresholds[g], 4),
-                        suggested=classes[s], suggested_prob=round(probs[i, s], 4),
-                        suggested_threshold=round(thresholds[s], 4), method="confident learning, out-of-fold")
-        out.append(dict(track_id=ids[i], label=classes[g], suggested=classes[s], score=float(margin[i]),
-                        evidence=to_json(evidence)))
-    frame = pd.DataFrame(out, columns=["track_id", "label", "suggested", "score", "evidence"])
-    return frame.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
-
-
-@dataclass
-class OutOfFold:
-    """Out-of-fold predictions of one complete k-fold sweep: probs (N, C) in `classes` order."""
-
-    sweep: str
-    track_ids: list[str]
-    labels: list[str]
-    probs: np.ndarray
-    classes: list[str]
-
-
-_FOLD = re.compile(r"^kfold-(\d+)/(\d+)$")
-
-
-def out_of_fold_probs(predictions: pd.DataFrame) -> OutOfFold | None:
-    """The most recent complete k-fold sweep's test predictions, one per track, or None.
-
-    `predictions` is `Store.kfold_test_predictions` (run_id, sweep, fold_split, classes,
-    started_at, track_id, label, probs). A sweep is complete when every fold 1..k of
-    'kfold-i/k' has a run; runs without a sweep id count as sweeps of their own.
-    """
-    if predictions.empty:
-        return None
-    frame = predictions.assign(group=predictions["sweep"].fillna(predictions["run_id"]))
-    for group, rows in sorted(frame.groupby("group"), key=lambda g: g[1]["started_at"].max(), reverse=True):
-        folds = {m.groups() for m in map(_FOLD.match, rows["fold_split"].unique()) if m}
-        ks = {int(k) for _, k in folds}
-        if len(ks) != 1 or {int(i) for i, _ in folds} != set(range(1, ks.pop() + 1)):
-            continue
-        rows = rows.drop_duplicates("track_id", keep="last").sort_values("track_id")
-        classes = rows["classes"].iloc[0]  # NULL for runs stored before classes were recorded
-        ok = isinstance(classes, (list, tuple, np.ndarray)) and len(classes)
-        classes = list(classes) if ok else sorted(rows["label"].unique())
-        probs = np.stack([np.asarray(p, dtype=np.float64) for p in rows["probs"]])
-        return OutOfFold(str(group), list(rows["track_id"]), list(rows["label"]), probs, classes)
-    return None
-
-
 def _label_rows(oof: OutOfFold) -> pd.DataFrame:
     issues = label_issues(oof.track_ids, oof.labels, oof.probs, oof.classes)
     rows = [_row(t.track_id, "label_issue", f"label:{t.label}->{t.suggested}", t.score,
@@ -332,7 +253,7 @@ class FaultSummary:
     dataset: str
     counts: dict[str, int]  # kind -> tracks flagged (detected faults)
     known: int  # tracks with a published fault stored alongside (source 'known')
-    label_sweep: str | None  # k-fold sweep the label check used; None when there was none
+    label_sweep: str | None  # k-fold sweep the label check used (QUICK_SWEEP: its own); None: unchecked
     seconds: float
     detected: pd.DataFrame = field(repr=False, default_factory=lambda: _frame([]))
 
@@ -342,7 +263,10 @@ class FaultSummary:
         if self.known:
             text += f"; {self.known} tracks in published exact repetitions (Sturm 2013)"
         if self.label_sweep is None:
-            text += f"; label issues: none (needs a k-fold run: {KFOLD_HINT.format(name=self.dataset)})"
+            text += "; label issues: not checked (a genre has fewer than 2 usable tracks)"
+        elif self.label_sweep == QUICK_SWEEP:
+            text += (f"; label issues from a quick handcrafted logistic regression (for your model's view: "
+                     f"{KFOLD_HINT.format(name=self.dataset)})")
         return text
 
 
@@ -413,8 +337,8 @@ def detect_faults(store: Store, dataset_name: str, progress: bool = True, sr: in
 
     Audio is read once per track, through the cache at the file's own rate; duplicates are
     fingerprinted at `sr` Hz into an on-disk landmark index (bounded memory), distortions
-    measured at each file's own rate. Label issues need a complete
-    k-fold run of the dataset. Returns counts per kind and the time taken.
+    measured at each file's own rate. Label issues use the latest complete k-fold
+    experiment's out-of-fold predictions, or a quick handcrafted 5-fold logistic regression. Returns counts per kind and the time taken.
     """
     start = time.perf_counter()
     info = store.dataset(dataset_name)
@@ -434,7 +358,8 @@ def detect_faults(store: Store, dataset_name: str, progress: bool = True, sr: in
         scans = _scan_all(usable, cache, sr, progress, index, engine)
         parts = [_scan_rows(ids, file_keys, scans, index, load, sr), status_faults(every),
                  artist_repeats(usable)]
-    oof = out_of_fold_probs(store.kfold_test_predictions(dataset_id))
+    oof = (out_of_fold_probs(store.kfold_test_predictions(dataset_id))
+           or handcrafted_out_of_fold(usable, cache, progress=progress))
     if oof is not None:
         parts.append(_label_rows(oof))
     detected = pd.concat([p for p in parts if len(p)] or [_frame([])], ignore_index=True)
