@@ -91,7 +91,10 @@ def artist_split(
 def _group_fold(y: np.ndarray, groups: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """One fold of a StratifiedGroupKFold with about `share` of the tracks held out."""
     n_groups = len(set(groups))
-    n_splits = int(min(max(2, round(1 / share)), n_groups))
+    largest_class = int(np.unique(y, return_counts=True)[1].max())
+    # sklearn refuses more folds than the largest genre has tracks: a small corpus holds out
+    # a larger share rather than failing.
+    n_splits = int(max(2, min(round(1 / share), n_groups, largest_class)))
     folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     with np.errstate(all="ignore"):
         keep, held = next(folds.split(np.zeros(len(y)), y, groups))
