@@ -51,9 +51,13 @@ def build_app_db(root: Path) -> dict:
     from genre_core.train.fit import train_command
 
     train_command(store, "toy", "logreg", split="kfold", k=4)  # a k-fold experiment: one pooled entry
+    kfold = store.complete_runs("toy", "logreg")
+    pooled_run = kfold.run_id[kfold.split.str.startswith("pooled-")].iloc[0]
+    fold_runs = list(kfold.run_id[kfold.split.str.startswith("kfold-")])
     imported = _import_toy_predictions(store, toy.run_id, classes, root / "outside.csv")
     ten = build(store, "ten", n_tracks=150, n_runs=6, seconds=4.0, files_per_genre=1, n_explained=12)
     info = dict(db=str(store.path), toy_run=toy.run_id, ten_runs=list(ten.run_id), imported_run=imported,
+                pooled_run=pooled_run, fold_runs=fold_runs,
                 sweep=ten.sweep.dropna().iloc[0], ten_id=int(store.dataset("ten")["dataset_id"]),
                 toy_id=int(store.dataset("toy")["dataset_id"]))
     info_file.write_text(json.dumps(info))

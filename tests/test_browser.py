@@ -232,9 +232,29 @@ def test_an_imported_run_is_in_the_leaderboard_and_compare(page, server, app_db)
     page.keyboard.press("Enter")
     settle(page)
     tail = app_db["imported_run"].rsplit("-", 1)[-1]
-    assert page.locator(".js-plotly-plot text", has_text=f"outside · imported · {tail}").count() >= 1
+    page.locator(".js-plotly-plot text", has_text=f"outside · imported · {tail}").first.wait_for()  # drawn
     visit(page, server, "compare")
     chips = page.locator('[data-testid="stMultiSelect"]').first.inner_text()
     assert f"outside · imported · {tail}" in chips
     no_errors(page)
     screenshot(page, "compare_imported")
+
+
+def test_a_kfold_experiment_is_one_pooled_entry(page, server, app_db):
+    """The toy k-fold logreg appears once, as its pooled run, in the Overview's interval chart
+    and among Compare's runs; none of its folds is shown on its own anywhere there."""
+    visit(page, server, "overview")
+    picker = page.get_by_role("combobox", name="Run")
+    picker.click()
+    picker.fill(app_db["pooled_run"])
+    page.keyboard.press("Enter")
+    settle(page)
+    labels = page.locator(".js-plotly-plot text")
+    labels.filter(has_text=app_db["pooled_run"].rsplit("-", 1)[-1]).first.wait_for()  # drawn, then:
+    for fold in app_db["fold_runs"]:
+        assert labels.filter(has_text=fold.rsplit("-", 1)[-1]).count() == 0
+    visit(page, server, "compare")
+    chips = page.locator('[data-testid="stMultiSelect"]').first.inner_text()
+    assert "pooled-kfold/4" in chips and "· kfold-" not in chips
+    no_errors(page)
+    screenshot(page, "compare_pooled")
