@@ -40,10 +40,17 @@ def run(store, args) -> pd.DataFrame:
         summary = ensemble(store, [r["run_id"] for r in rows])
         low, high = summary.ci
         rows.append(dict(model="ensemble", family="ensemble", note=f"mean of {len(rows)} calibrated runs",
-                         accuracy=summary.accuracy, ci=f"[{low:.2f}, {high:.2f}]", macro_f1=float("nan"),
+                         accuracy=summary.accuracy, ci=f"[{low:.2f}, {high:.2f}]", macro_f1=_test_metric(
+                             store, summary.run_id, "track/macro_f1"),
                          test_tracks=rows[0]["test_tracks"], seconds=time.perf_counter() - started,
                          run_id=summary.run_id))
     table = pd.DataFrame(rows)
     print()
     print(table.drop(columns=["run_id"]).to_markdown(index=False, floatfmt=".3f"))
     return table
+
+
+def _test_metric(store, run_id: str, name: str) -> float:
+    metrics = store.metrics(run_id)
+    values = metrics.value[(metrics.split == "test") & (metrics.name == name)]
+    return float(values.iloc[0]) if len(values) else float("nan")
