@@ -21,7 +21,7 @@ import soundfile as sf
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "artifacts" / "screenshots"
-PAGES = ("overview", "confusion", "map", "track", "faults", "compare", "classify")
+PAGES = ("overview", "confusion", "map", "track", "faults", "compare", "multilabel", "classify")
 
 pytestmark = [
     pytest.mark.browser,
