@@ -3,10 +3,10 @@ names together with which true ones (the tracks behind every cell)."""
 
 import streamlit as st
 
-from genre_core.app import charts, state
+from genre_core.app import state
 from genre_core.app import multilabel as ml_view
 from genre_core.app import queries as q
-from page_frame import enter, require_run
+from page_frame import cell_rows, clickable_matrix, enter, matrix_controls, require_run
 
 CELL = "genrelens.cooccurrence_cell"  # (run_id, split, true, predicted): survives a trip to Track
 
@@ -28,13 +28,7 @@ if not cached(q.multilabel_runs)(ctx.db, [ctx.run_id]):
 
 def multilabel_controls() -> tuple[str, bool]:
     """(split, row-normalised?)"""
-    box = st.expander("Controls") if ctx.presentation else st.container()
-    with box:
-        left, right, _ = st.columns([1, 1, 2])
-        split = left.radio("Tracks", ["test", "val"], horizontal=True, key="ml_split",
-                           help="test: never seen in training; val: used to pick the epoch and the threshold")
-        shown = right.radio("Cells show", ["share of row", "counts"], horizontal=True, key="ml_norm")
-    return split, shown == "share of row"
+    return matrix_controls(ctx, "ml", "test: never seen in training; val: used to pick the epoch and the threshold")
 
 
 split, normalise = multilabel_controls()
@@ -53,30 +47,17 @@ st.caption(f"Run **{run.model}** on **{run.dataset}** · threshold {m.threshold:
 
 classes = list(run.classes)
 cells = cached(q.cooccurrence)(ctx.db, ctx.run_id, classes, split)
-stored = st.session_state.get(CELL)
-selected = stored[2:] if stored and stored[:2] == (ctx.run_id, split) else None
-left, right = st.columns([2, 1], gap="medium")
-with left:
-    event = st.plotly_chart(charts.confusion_matrix(cells, normalise, ctx.presentation, selected),
-                            on_select="rerun", selection_mode="points", key="cooccurrence_chart",
-                            theme=None, config=charts.plot_config(ctx.image_format, "cooccurrence"))
-clicked = state.clicked_cell(event)
-if clicked and clicked != selected:
-    st.session_state[CELL] = (ctx.run_id, split, *clicked)
-    st.rerun()
+selected, right = clickable_matrix(ctx, cells, normalise, CELL, split, "cooccurrence")
 
 
 def cell_tracks() -> None:
     """The tracks behind the selected cell, and the way into the Track view."""
-    if selected is None:
-        st.info("Click a cell of the matrix to list its tracks.", icon=":material/touch_app:")
+    sets = cached(q.genre_sets)(ctx.db, ctx.run_id, split)
+    rows = cell_rows(selected, lambda t, p: ml_view.tracks_in_cooccurrence(sets, classes, t, p),
+                     lambda n, t, p: f"{n} {t} track{'s' if n != 1 else ''} also called {p}")
+    if rows is None:
         return
     true, predicted = selected
-    rows = ml_view.tracks_in_cooccurrence(cached(q.genre_sets)(ctx.db, ctx.run_id, split), classes, true, predicted)
-    st.subheader(f"{len(rows)} {true} track{'s' if len(rows) != 1 else ''} also called {predicted}")
-    if rows.empty:
-        st.info("No track in this cell.")
-        return
     selection = state.Selection(f"Co-occurrence: {true} → {predicted}", tuple(rows.track_id), int(run.dataset_id))
     picked = st.dataframe(
         rows[["track_id", "genres", "predicted", "p_predicted", "p_true", "artist"]],

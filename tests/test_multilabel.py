@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, f1_score, hamming_loss, roc_auc_score
-from streamlit.testing.v1 import AppTest
 
 from genre_core import multilabel as ml
 from genre_core.app import multilabel as ml_view
@@ -20,9 +19,7 @@ from genre_core.datasets import scan
 from genre_core.datasets.ingest import ingest
 from genre_core.store import open_store
 from tests.helpers import make_crossover_corpus, tone, write
-
-APP = Path(__file__).resolve().parent.parent / "app.py"
-
+from tests.test_app import _app
 
 # -- metrics against scikit-learn ------------------------------------------------------------
 
@@ -192,14 +189,6 @@ def test_cooccurrence_cells_open_onto_their_tracks(ml_run):
         assert len(behind) == cell.n
     top = ml_view.top_genres(sets.probs.iloc[0], classes, k=2)
     assert len(top) == 2 and top[0][1] >= top[1][1]
-
-
-def _app(monkeypatch, db_path, **session) -> AppTest:
-    monkeypatch.setenv("GENRELENS_DB", str(db_path))
-    at = AppTest.from_file(str(APP), default_timeout=90)
-    for key, value in session.items():
-        at.session_state[key] = value
-    return at.run()
 
 
 def test_app_pages_show_a_multilabel_run(monkeypatch, ml_run):
