@@ -208,9 +208,26 @@ def test_app_pages_show_a_multilabel_run(monkeypatch, ml_run):
     assert any("Multi-label run" in m.value for m in track.markdown)
     compare = at.switch_page("pages/compare.py").run()
     assert not compare.exception and any(s.value == "Multi-label runs" for s in compare.subheader)
+    for other in ("overview", "confusion", "map", "faults", "classify"):  # single-label views still work
+        shown = at.switch_page(f"pages/{other}.py").run()
+        assert not shown.exception, (other, [e.value for e in shown.exception])
 
 
 def test_multilabel_page_explains_a_single_label_run(monkeypatch, app_db):
     at = _app(monkeypatch, app_db["db"], **{state.RUN: app_db["toy_run"]})
     page = at.switch_page("pages/multilabel.py").run()
     assert not page.exception and "single-label" in page.info[0].value
+
+
+def test_a_loaded_multilabel_run_scores_each_genre_with_a_sigmoid(ml_run):
+    import torch
+
+    from genre_core.train.inference import load_run
+
+    store, run_id = ml_run
+    loaded = load_run(store, run_id, device="cpu")
+    audio = np.random.default_rng(0).standard_normal((2, int(loaded.sr * loaded.window_s))).astype(np.float32) * 0.1
+    probs, _ = loaded.predict_windows(audio)
+    with torch.no_grad():
+        logits = loaded.model(loaded.frontend(torch.from_numpy(audio))).logits
+    np.testing.assert_allclose(probs, torch.sigmoid(logits).numpy(), atol=1e-5)

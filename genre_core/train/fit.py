@@ -43,7 +43,7 @@ log = logging.getLogger("genrelens")  # the CLI shows INFO on stderr (--quiet / 
 class RunResult:
     run_id: str
     status: str
-    report: evaluation.Report | None = None
+    report: evaluation.Report | ml_metrics.MultiLabelReport | None = None
     ci: dict = field(default_factory=dict)
     summary: str = ""
 
