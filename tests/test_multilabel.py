@@ -187,6 +187,8 @@ def test_cooccurrence_cells_open_onto_their_tracks(ml_run):
     for cell in cells.itertuples():
         behind = ml_view.tracks_in_cooccurrence(sets, classes, cell.label, cell.predicted)
         assert len(behind) == cell.n
+    ranking = q.per_genre_ranking(db, run_id)
+    assert sorted(ranking.genre) == classes and ranking[["ap", "auc", "f1"]].notna().all().all()
     top = ml_view.top_genres(sets.probs.iloc[0], classes, k=2)
     assert len(top) == 2 and top[0][1] >= top[1][1]
 

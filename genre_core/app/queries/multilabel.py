@@ -97,7 +97,7 @@ def cooccurrence(db, run_id: str, classes: Sequence[str], split: str = "test") -
 def per_genre_ranking(db, run_id: str, split: str = "test") -> pd.DataFrame:
     """genre, ap, auc, precision, recall, f1 of a multi-label run, best AP first."""
     frame = _df(db, """
-        SELECT regexp_extract(name, '^track/[a-z]+/(.*)$', 1) AS genre,
+        SELECT regexp_extract(name, '^track/[a-z0-9]+/(.*)$', 1) AS genre,
                max(value) FILTER (WHERE name LIKE 'track/ap/%') AS ap,
                max(value) FILTER (WHERE name LIKE 'track/auc/%') AS auc,
                max(value) FILTER (WHERE name LIKE 'track/precision/%') AS precision,
