@@ -54,7 +54,7 @@ def cell_tracks() -> None:
     """The tracks behind the selected cell, and the way into the Track view."""
     sets = cached(q.genre_sets)(ctx.db, ctx.run_id, split)
     rows = cell_rows(selected, lambda t, p: ml_view.tracks_in_cooccurrence(sets, classes, t, p),
-                     lambda n, t, p: f"{n} {t} track{'s' if n != 1 else ''} also called {p}")
+                     lambda n, t, p: f"{n} {t} track{'s' if n != 1 else ''} {'found as' if t == p else 'also called'} {p}")
     if rows is None:
         return
     true, predicted = selected
