@@ -30,6 +30,7 @@ PAGES = [
     st.Page("pages/track.py", title="Track", icon=":material/music_note:"),
     st.Page("pages/faults.py", title="Faults", icon=":material/report:"),
     st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    st.Page("pages/multilabel.py", title="Multi-label", icon=":material/label:"),
     st.Page("pages/classify.py", title="Classify", icon=":material/upload_file:"),
 ]
 

@@ -3,7 +3,7 @@ genre_core stays free of streamlit)."""
 
 import streamlit as st
 
-from genre_core.app import state
+from genre_core.app import charts, state
 
 NO_RUN = "No complete run yet: train one (`python -m training train ...`) or run `make demo`."
 
@@ -22,3 +22,47 @@ def require_run(ctx: state.Context) -> None:
     if ctx.run_id is None:
         st.info(NO_RUN)
         st.stop()
+
+
+def clickable_matrix(ctx: state.Context, cells, normalise: bool, cell_key: str, split: str, name: str):
+    """A genre x genre matrix (charts.confusion_matrix) in the left of two columns, its clicked
+    cell kept under `cell_key` as (run_id, split, row genre, column genre). Returns
+    ((row genre, column genre) or None, the right column)."""
+    stored = st.session_state.get(cell_key)
+    selected = stored[2:] if stored and stored[:2] == (ctx.run_id, split) else None
+    left, right = st.columns([2, 1], gap="medium")
+    with left:
+        event = st.plotly_chart(charts.confusion_matrix(cells, normalise, ctx.presentation, selected),
+                                on_select="rerun", selection_mode="points", key=f"{name}_chart",
+                                theme=None, config=charts.plot_config(ctx.image_format, name))
+    clicked = state.clicked_cell(event)
+    if clicked and clicked != selected:
+        st.session_state[cell_key] = (ctx.run_id, split, *clicked)
+        st.rerun()  # redraw with the clicked cell outlined
+    return selected, right
+
+
+def matrix_controls(ctx: state.Context, prefix: str, split_help: str) -> tuple[str, bool]:
+    """(split, row-normalised?) for a clickable genre matrix; widget keys `<prefix>_split`,
+    `<prefix>_norm`."""
+    box = st.expander("Controls") if ctx.presentation else st.container()
+    with box:
+        left, right, _ = st.columns([1, 1, 2])
+        split = left.radio("Tracks", ["test", "val"], horizontal=True, key=f"{prefix}_split", help=split_help)
+        shown = right.radio("Cells show", ["share of row", "counts"], horizontal=True, key=f"{prefix}_norm")
+    return split, shown == "share of row"
+
+
+def cell_rows(selected: tuple[str, str] | None, rows_of, heading):
+    """The tracks behind the selected matrix cell (`rows_of(row genre, column genre)`) under a
+    subheader `heading(n, row genre, column genre)`; None, with a message, when no cell is
+    selected or the cell is empty."""
+    if selected is None:
+        st.info("Click a cell of the matrix to list its tracks.", icon=":material/touch_app:")
+        return None
+    rows = rows_of(*selected)
+    st.subheader(heading(len(rows), *selected))
+    if rows.empty:
+        st.info("No track in this cell.")
+        return None
+    return rows

@@ -88,7 +88,15 @@ LATER_TABLES = {
         run_id VARCHAR PRIMARY KEY, pid INTEGER, host VARCHAR, beat_at TIMESTAMP)""",
     "run_files": """CREATE TABLE IF NOT EXISTS run_files (
         run_id VARCHAR, name VARCHAR, sha256 VARCHAR, PRIMARY KEY (run_id, name))""",
+    # track_genres: every genre of a track, primary label included (multi-label corpora).
+    "track_genres": """CREATE TABLE IF NOT EXISTS track_genres (
+        dataset_id INTEGER, track_id VARCHAR, genre VARCHAR)""",
+    # multilabel_predictions: a multi-label run's true and predicted genre sets per track.
+    "multilabel_predictions": """CREATE TABLE IF NOT EXISTS multilabel_predictions (
+        run_id VARCHAR, track_id VARCHAR, split VARCHAR, genres VARCHAR[], predicted VARCHAR[])""",
 }
+# Run tables among LATER_TABLES: created by the first run that writes them.
+LATER_RUN_TABLES = ("multilabel_predictions",)
 
 # Tables whose rows belong to one run (written by finish_run / analysis in one transaction).
 RUN_TABLES = (
@@ -238,6 +246,27 @@ class Store:
             con.unregister("present_frame")
         return int(missing or 0)
 
+    def save_track_genres(self, dataset_id: int, rows: Sequence[tuple[str, str]]) -> None:
+        """Replace the dataset's (track_id, genre) rows in one transaction (see track_genres)."""
+        frame = pd.DataFrame(list(rows), columns=["track_id", "genre"], dtype=object)
+        with self.write() as con:
+            con.execute(LATER_TABLES["track_genres"])
+            con.execute("DELETE FROM track_genres WHERE dataset_id = ?", [dataset_id])
+            con.register("genre_frame", frame)
+            con.execute("INSERT INTO track_genres SELECT ?, track_id, genre FROM genre_frame", [dataset_id])
+            con.unregister("genre_frame")
+
+    def track_genres(self, dataset_name: str) -> pd.DataFrame:
+        """(track_id, genre) rows of the dataset's tracks: every genre of each track that has
+        one stored; empty for databases or datasets ingested before multi-label genres."""
+        with self.read() as con:
+            if not _has_table(con, "track_genres"):
+                return pd.DataFrame(columns=["track_id", "genre"])
+            return con.execute(
+                "SELECT track_id, genre FROM track_genres WHERE dataset_id = "
+                "(SELECT dataset_id FROM datasets WHERE name = ?) ORDER BY track_id, genre",
+                [dataset_name]).df()
+
     def dataset(self, name: str) -> dict:
         """The dataset row as a dict; StoreError naming the known datasets when absent."""
         rows = self.query("SELECT * FROM datasets WHERE name = ?", [name])
@@ -345,7 +374,7 @@ class Store:
     def delete_run(self, run_id: str) -> None:
         """Remove a run and every row it owns, in one transaction (a superseded pooled run)."""
         with self.write() as con:
-            for table in RUN_TABLES:
+            for table in (*RUN_TABLES, *(t for t in LATER_RUN_TABLES if _has_table(con, t))):
                 con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
             con.execute("DELETE FROM runs WHERE run_id = ?", [run_id])
 
@@ -574,8 +603,10 @@ def _has_table(con, name: str) -> bool:
 
 def _replace_run_rows(con, run_id: str, results: dict[str, pd.DataFrame]) -> None:
     for table, frame in results.items():
-        if table not in RUN_TABLES:
+        if table not in RUN_TABLES + LATER_RUN_TABLES:
             raise ValueError(f"not a run table: {table}")
+        if table in LATER_RUN_TABLES:
+            con.execute(LATER_TABLES[table])
         con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
         if len(frame):
             con.register("frame", frame.assign(run_id=run_id))

@@ -4,6 +4,7 @@ import streamlit as st
 
 from genre_core.app import state
 from genre_core.app import charts
+from genre_core.app import multilabel as ml_view
 from genre_core.app import queries as q
 from page_frame import enter, require_run
 
@@ -41,6 +42,14 @@ chosen = runs[runs.run_id.isin(shown)].assign(label=lambda f: f.run_id.map(label
 st.subheader("Accuracy")
 st.plotly_chart(charts.accuracy_ci(chosen, highlight=ctx.run_id, presentation=ctx.presentation),
                 theme=None, config=charts.plot_config(ctx.image_format, "compare_accuracy"), key="cmp_acc")
+
+multi = cached(q.multilabel_runs)(ctx.db, shown)
+if multi:  # no accuracy: their own headline metrics (test tracks, 95% CIs)
+    st.subheader("Multi-label runs")
+    st.dataframe(ml_view.metrics_table(cached(q.multilabel_metrics)(ctx.db, multi), labels),
+                 hide_index=True, width="stretch")
+    st.caption("mAP and ROC-AUC need no threshold; F1 and Hamming loss are at each run's threshold, "
+               "tuned on its validation tracks. Multi-label runs have no accuracy, so the chart above omits them.")
 
 st.subheader("F1 per genre")
 st.plotly_chart(charts.f1_heatmap(cached(q.per_genre)(ctx.db, shown), labels, ctx.presentation),

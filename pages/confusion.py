@@ -5,7 +5,7 @@ import streamlit as st
 from genre_core.app import state
 from genre_core.app import charts
 from genre_core.app import queries as q
-from page_frame import enter, require_run
+from page_frame import cell_rows, clickable_matrix, enter, matrix_controls, require_run
 
 CELL = "genrelens.confusion_cell"  # (run_id, split, true, predicted): survives a trip to Track
 
@@ -20,13 +20,7 @@ require_run(ctx)
 
 def confusion_controls() -> tuple[str, bool]:
     """(split, row-normalised?)"""
-    box = st.expander("Controls") if ctx.presentation else st.container()
-    with box:
-        left, right, _ = st.columns([1, 1, 2])
-        split = left.radio("Tracks", ["test", "val"], horizontal=True, key="cm_split",
-                           help="test: never seen in training; val: used to pick the epoch")
-        shown = right.radio("Cells show", ["share of row", "counts"], horizontal=True, key="cm_norm")
-    return split, shown == "share of row"
+    return matrix_controls(ctx, "cm", "test: never seen in training; val: used to pick the epoch")
 
 
 run = cached(q.run_row)(ctx.db, ctx.run_id)
@@ -38,31 +32,17 @@ if cells.empty or cells.n.sum() == 0:
 st.caption(f"Run **{run.model}** ({run.representation or 'own input'}) on **{run.dataset}**, "
            f"{int(cells.n.sum())} {split} tracks · {ctx.run_id}")
 
-stored = st.session_state.get(CELL)
-selected = stored[2:] if stored and stored[:2] == (ctx.run_id, split) else None
-left, right = st.columns([2, 1], gap="medium")
-with left:
-    event = st.plotly_chart(charts.confusion_matrix(cells, normalise, ctx.presentation, selected),
-                            on_select="rerun", selection_mode="points", key="confusion_chart",
-                            theme=None, config=charts.plot_config(ctx.image_format, "confusion"))
-clicked = state.clicked_cell(event)
-if clicked and clicked != selected:
-    st.session_state[CELL] = (ctx.run_id, split, *clicked)
-    st.rerun()  # redraw with the clicked cell outlined
+selected, right = clickable_matrix(ctx, cells, normalise, CELL, split, "confusion")
 
 
 def cell_tracks() -> None:
     """The tracks behind the selected cell, and the way into the Track view."""
-    if selected is None:
-        st.info("Click a cell of the matrix to list its tracks.", icon=":material/touch_app:")
+    rows = cell_rows(selected, lambda t, p: state.tracks_in_cell(cached(q.predictions)(ctx.db, ctx.run_id, split), t, p),
+                     lambda n, t, p: f"{n} {t} track{'s' if n != 1 else ''} "
+                                     f"{'correctly called' if t == p else 'called'} {p}")
+    if rows is None:
         return
     true, predicted = selected
-    rows = state.tracks_in_cell(cached(q.predictions)(ctx.db, ctx.run_id, split), true, predicted)
-    verb = "correctly called" if true == predicted else "called"
-    st.subheader(f"{len(rows)} {true} track{'s' if len(rows) != 1 else ''} {verb} {predicted}")
-    if rows.empty:
-        st.info("No track in this cell.")
-        return
     selection = state.Selection(f"Confusion: {true} → {predicted}", tuple(rows.track_id), int(run.dataset_id))
 
     def _open(track_id: str) -> None:

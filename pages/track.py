@@ -4,6 +4,7 @@ import streamlit as st
 
 from genre_core.app import state
 from genre_core.app import charts, media
+from genre_core.app import multilabel as ml_view
 from genre_core.app import queries as q
 from page_frame import NO_RUN, enter
 
@@ -89,6 +90,9 @@ verdict = ("not predicted by this run (a training track)" if predicted is None e
 flags = " ".join(f":orange-badge[{k.replace('_', ' ')}]" for k in dict.fromkeys(faults.kind)) if len(faults) else ""
 st.markdown(f"True genre **{row.label}** · {verdict} · artist {row.artist or 'unknown'} · "
             f"{(row.duration_s or 0):.0f} s · {probs.split.iloc[0] if len(probs) else 'train'} {flags}")
+genre_set = cached(q.track_genre_set)(ctx.db, ctx.run_id, track_id)
+if genre_set is not None:  # a multi-label run: every genre of the track, not one
+    st.markdown(ml_view.genre_line(genre_set, list(run.classes)))
 track_controls()
 
 audio = cached(media.track_audio)(ctx.db, dataset_id, track_id)

@@ -54,3 +54,25 @@ def make_toy_corpus(root: Path, per_genre: int = 8, seconds: float = 4.0) -> Pat
         for i in range(per_genre):
             write(root / genre / f"{genre}_{i:02d}.wav", band_clip(genre, 100 * g_index + i, seconds))
     return root
+
+
+def make_crossover_corpus(root: Path, per_genre: int = 8, crossovers: int = 4, seconds: float = 4.0,
+                          seed: int = 0) -> Path:
+    """A folder corpus with multi-label tracks: `make_toy_corpus` plus, per ordered pair of BANDS
+    genres, `crossovers` mixes of one clip of each in the first genre's folder, listed in
+    `<root>/labels.csv` (path, also) with the second genre as the extra one."""
+    make_toy_corpus(root, per_genre, seconds)
+    genres, lines = list(BANDS), ["path,also"]
+    rng = np.random.default_rng(seed)
+    for a in genres:
+        for b in genres:
+            if a == b:
+                continue
+            for i in range(crossovers):
+                seeds = rng.integers(1000, 10_000, size=2)
+                y = 0.5 * band_clip(a, int(seeds[0]), seconds) + 0.5 * band_clip(b, int(seeds[1]), seconds)
+                rel = f"{a}/{a}_{b}_{i:02d}.wav"
+                write(root / rel, y)
+                lines.append(f"{rel},{b}")
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+    return root

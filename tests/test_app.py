@@ -21,9 +21,10 @@ from genre_core.app import queries as q
 from genre_core.store import open_store
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
-PAGES = ("overview", "confusion", "map", "track", "faults", "compare", "classify")
+PAGES = ("overview", "confusion", "map", "track", "faults", "compare", "multilabel", "classify")
 TITLES = {"overview": "GenreLens", "confusion": "Confusion matrix", "map": "Map", "track": "Track ",
-          "faults": "Dataset faults", "compare": "Compare runs", "classify": "Classify a recording"}
+          "faults": "Dataset faults", "compare": "Compare runs", "multilabel": "Multi-label genres",
+          "classify": "Classify a recording"}
 
 
 def _app(monkeypatch, db_path, **session) -> AppTest:

@@ -21,7 +21,7 @@ import soundfile as sf
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "artifacts" / "screenshots"
-PAGES = ("overview", "confusion", "map", "track", "faults", "compare", "classify")
+PAGES = ("overview", "confusion", "map", "track", "faults", "compare", "multilabel", "classify")
 
 pytestmark = [
     pytest.mark.browser,
@@ -119,7 +119,8 @@ def screenshot(tab, name: str) -> None:
 def visit(tab, server: str, name: str) -> None:
     """Open a page through the sidebar (same session) or, on first use, by its URL."""
     if tab.url.startswith(server):
-        tab.locator('[data-testid="stSidebarNav"] a', has_text=name.capitalize()).first.click()
+        label = {"multilabel": "Multi-label"}.get(name, name.capitalize())  # the sidebar's title
+        tab.locator('[data-testid="stSidebarNav"] a', has_text=label).first.click()
         tab.wait_for_url(f"{server}/{'' if name == 'overview' else name}*")
     else:
         tab.goto(f"{server}/{'' if name == 'overview' else name}")

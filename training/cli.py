@@ -62,7 +62,7 @@ def cmd_train(args: argparse.Namespace) -> str:
         return resume_run(store, args.resume).summary
     overrides = {k: v for k, v in vars(args).items()
                  if k in ("split", "epochs", "device", "seed", "batch_size", "lr", "k", "window_s", "hop_s",
-                          "representation") and v is not None}
+                          "representation", "task") and v is not None}
     return train_command(store, args.dataset, args.model, fold=args.fold, tiny=args.tiny,
                          augment=not args.no_augment, **overrides)
 
@@ -329,6 +329,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus", type=_positive_int, default=1,
                    help="data-parallel processes (DDP via torchrun; one per GPU, gloo on CPU); --batch-size "
                         "stays the total batch (default 1)")
+    p.add_argument("--task", choices=["single", "multilabel"],
+                   help="single: one genre per track (softmax); multilabel: every genre of a track "
+                        "(sigmoid + binary cross-entropy, mAP / F1 at a validation-tuned threshold) "
+                        f"(default {defaults.task})")
+    p.add_argument("--multilabel", dest="task", action="store_const", const="multilabel",
+                   help="the same as --task multilabel")
     p.add_argument("--tiny", action="store_true", help="tiny model, 2 epochs: a smoke run in seconds")
     p.add_argument("--no-augment", action="store_true", help="switch every augmentation off")
     p.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run from its checkpoint")

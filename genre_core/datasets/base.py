@@ -22,6 +22,7 @@ class TrackEntry:
     artist: str | None = None
     title: str | None = None
     official_split: str | None = None  # "train" | "validation" | "test" where the corpus has one
+    also: tuple[str, ...] = ()  # genres beyond `label` (multi-label corpora; datasets/labels.py)
     # Why ingest must not read this path (a loop, a link out of the root, a folder it could not
     # list); the entry is stored with this reason instead of being dropped silently.
     rejected: str | None = None

@@ -1,7 +1,8 @@
 """The Free Music Archive: `fma_metadata/tracks.csv` plus `fma_<subset>/XXX/XXXXXX.mp3`, subset
 one of small, medium, large, full (`scan_fma(root, subset)`; default: the smallest present).
 
-Labels are the top-level genre (`track.genre_top`); FMA's official train/validation/test split
+Labels are the top-level genre (`track.genre_top`); `track.genres_all` mapped to top-level
+genres through `fma_metadata/genres.csv` gives multi-label tracks their extra genres; FMA's official train/validation/test split
 (`set.split`) and artists (`artist.name`) come along, so artist-aware and official splits work.
 """
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from genre_core.datasets.base import DatasetError, DatasetScan, TrackEntry, is_audio, usable_labels, walk
+from genre_core.datasets.labels import extras, fma_genres, fma_top_level
 
 SUBSETS = ("fma_small", "fma_medium", "fma_large", "fma_full")
 _SPLIT_NAMES = {"training": "train", "validation": "validation", "test": "test"}
@@ -19,7 +21,7 @@ _SPLIT_NAMES = {"training": "train", "validation": "validation", "test": "test"}
 
 def read_fma_tracks(csv_path: Path) -> pd.DataFrame:
     """tracks.csv (two header rows: section, field) -> DataFrame indexed by int track id
-    with columns genre_top, split, artist."""
+    with columns genre_top, split, artist, genres_all (NaN when the column is absent)."""
     try:
         raw = pd.read_csv(csv_path, index_col=0, header=[0, 1], low_memory=False)
     except (OSError, ValueError, pd.errors.ParserError) as exc:
@@ -30,6 +32,7 @@ def read_fma_tracks(csv_path: Path) -> pd.DataFrame:
         raise DatasetError(f"{csv_path}: missing columns {', '.join(absent)}")
     table = raw[needed].copy()
     table.columns = ["genre_top", "split", "artist"]
+    table["genres_all"] = raw[("track", "genres_all")] if ("track", "genres_all") in raw.columns else None
     table.index = pd.to_numeric(table.index, errors="coerce")
     return table[table.index.notna()]
 
@@ -41,6 +44,7 @@ def scan_fma(root: Path, subset: str | None = None) -> DatasetScan:
         raise DatasetError(f"{root}: fma_metadata/tracks.csv not found")
     audio_root = _audio_root(root, subset)
     table = read_fma_tracks(csv_path)
+    top_level = fma_top_level(root / "fma_metadata" / "genres.csv")  # {}: single-label only
     paths, entries = walk(audio_root, max_depth=2)  # entries: folders it could not list
     for path in paths:
         if not (is_audio(path) and path.stem.isdigit() and len(path.relative_to(audio_root).parts) == 2):
@@ -54,6 +58,7 @@ def scan_fma(root: Path, subset: str | None = None) -> DatasetScan:
                 path.stem, path, str(row["genre_top"]),
                 artist=None if pd.isna(row["artist"]) else str(row["artist"]),
                 official_split=_SPLIT_NAMES.get(str(row["split"])),
+                also=extras(str(row["genre_top"]), fma_genres(row["genres_all"], top_level)),
             )
         )
     genres = sorted(usable_labels(entries))

@@ -1,4 +1,5 @@
-"""Any corpus laid out as `<root>/<label>/*.<audio>`: the folder name is the label."""
+"""Any corpus laid out as `<root>/<label>/*.<audio>`: the folder name is the label (extra
+genres of multi-label tracks: an optional `<root>/labels.csv`, see datasets/labels.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 from genre_core.datasets.base import (
     DatasetError, DatasetScan, TrackEntry, is_audio, link_problem, rejected_entry, usable_labels, walk,
 )
+from genre_core.datasets.labels import read_folder_labels, with_also
 
 
 def scan_folder(root: Path) -> DatasetScan:
@@ -26,6 +28,8 @@ def scan_folder(root: Path) -> DatasetScan:
     genres = sorted(usable_labels(entries))
     if not genres:
         raise DatasetError(f"{root}: no audio files found in <root>/<label>/ sub-folders")
+    # Optional labels.csv (path, genres | also): extra genres of multi-label tracks.
+    entries = with_also(entries, read_folder_labels(root), key=lambda e: e.path.relative_to(root).as_posix())
     return DatasetScan("folder", root, genres, entries)
 
 

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from genre_core import audio
 from genre_core.datasets import DatasetError, TrackEntry, scan
+from genre_core.datasets.labels import multi_hot_rows
 from genre_core.engine import EngineOptions, auto_workers, chunked, map_chunks
 from genre_core.store import Store
 
@@ -108,6 +109,7 @@ def ingest(
     found = scan(kind, Path(root), artist_index, options.subset)
     stored = _stored_rows(store.ingest_state(name))
     dataset_id = store.begin_ingest(name, found.kind, str(Path(root).resolve()), found.genres)
+    store.save_track_genres(dataset_id, multi_hot_rows(found.entries))  # metadata only: cheap
     plan = _plan(found.entries, stored, options.validate)
     writer = _BatchWriter(store, dataset_id, options)
     writer.extend(plan.refreshed)

@@ -33,6 +33,7 @@ class TrainConfig:
     device: str = "auto"
     seed: int = 0
     tiny: bool = False  # small model widths: any model trains in seconds on a CPU
+    task: str = "single"  # single: one genre (softmax) | multilabel: every genre (sigmoid, BCE)
 
     def __post_init__(self) -> None:
         # Checked here, not only by the CLI: sweeps and the API build configs too, and a bad
@@ -40,6 +41,10 @@ class TrainConfig:
         for name, low in (("epochs", 1), ("batch_size", 1), ("k", 2), ("fold", 1), ("seed", 0)):
             if getattr(self, name) < low:
                 raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
+        if self.task not in ("single", "multilabel"):
+            raise ValueError(f"task must be 'single' or 'multilabel', got {self.task!r}")
+        if self.task == "multilabel" and self.split == "kfold":
+            raise ValueError("multi-label runs take one split (random, artist, official, fault-filtered), not kfold")
         if self.fold > self.k:
             raise ValueError(f"fold must be in 1..{self.k}, got {self.fold}")
         for name in ("lr", "grad_clip", "window_s", "hop_s", "eval_hop_s"):

@@ -22,13 +22,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from genre_core import evaluation, paths
+from genre_core import evaluation, multilabel as ml_metrics, paths
 from genre_core.features.augment import AugmentConfig
 from genre_core.features.pipeline import input_pipeline
 from genre_core.datasets.splits import SPLITS, Split, kfold_splits
 from genre_core.models import build_model, get_spec
 from genre_core.store import Store
-from genre_core.train import distributed, probe
+from genre_core.train import distributed, multilabel, probe
 from genre_core.train.config import TrainConfig
 from genre_core.train.inference import file_sha256
 from genre_core.train.lifecycle import Heartbeat
@@ -43,7 +43,7 @@ log = logging.getLogger("genrelens")  # the CLI shows INFO on stderr (--quiet / 
 class RunResult:
     run_id: str
     status: str
-    report: evaluation.Report | None = None
+    report: evaluation.Report | ml_metrics.MultiLabelReport | None = None
     ci: dict = field(default_factory=dict)
     summary: str = ""
 
@@ -74,6 +74,7 @@ class Sides:
     classes: list[str]
     split: Split
     tracks: dict[str, pd.DataFrame]  # side -> tracks of that side
+    genres: dict[str, tuple[str, ...]] = field(default_factory=dict)  # multi-label: track_id -> genres
 
 
 def prepare(store: Store, config: TrainConfig) -> Sides:
@@ -85,6 +86,9 @@ def prepare(store: Store, config: TrainConfig) -> Sides:
     sides = {side: by_id.loc[list(getattr(split, side))] for side in ("train", "val", "test")}
     if sides["train"].empty or sides["test"].empty:
         raise ValueError(f"split {split.name} left no training or no test tracks")
+    if config.task == "multilabel":
+        genres = multilabel.genre_sets(store, config.dataset, tracks)
+        return Sides(multilabel.classes_of(genres), split, sides, genres)
     return Sides(sorted(tracks.label.unique()), split, sides)
 
 
@@ -94,6 +98,8 @@ def fit(store: Store, config: TrainConfig, *, run_id: str | None = None, resume:
     raises, or 'interrupted' (resumable) on Ctrl-C / SIGTERM."""
     spec = get_spec(config.model)
     here, device_name = distributed.start(config.device)
+    if config.task == "multilabel" and not spec.is_torch:
+        raise ValueError(f"{config.model} is a scikit-learn baseline: multi-label runs train torch models")
     if here.enabled and not spec.is_torch:
         raise ValueError(f"{config.model} is a scikit-learn baseline: train it in one process, not under torchrun")
     device = torch.device(device_name) if here.enabled else resolve_device(config.device)
@@ -168,6 +174,8 @@ def _fit_torch(config, data: Sides, cache, run_dir: Path, resume, progress, stop
                on_epoch, device: torch.device, here: distributed.Ranks) -> Outputs:
     frontend, sr, n_bins = input_pipeline(_representation(config), config.features)
     windows = _windows(data, cache, sr, config, progress)
+    if config.task == "multilabel":  # labels become (n_tracks, C) multi-hot targets
+        windows = multilabel.multi_hot_windows(windows, data.genres, data.classes)
     model = build_model(config.model, len(data.classes), n_bins, tiny=config.tiny)
     settings = LoopSettings(config.epochs, config.batch_size, config.lr, config.weight_decay,
                             config.warmup_epochs, config.patience, config.grad_clip,
@@ -179,7 +187,8 @@ def _fit_torch(config, data: Sides, cache, run_dir: Path, resume, progress, stop
                                                               settings, device, progress)
     per_rank, local_batch = distributed.shard(np.arange(len(inputs["train"])), config.batch_size, here)
     steps = -(-len(per_rank) // local_batch)
-    trainer = Trainer(net, frontend, settings, device, steps, sr, here)
+    trainer_class = multilabel.MultiLabelTrainer if config.task == "multilabel" else Trainer
+    trainer = trainer_class(net, frontend, settings, device, steps, sr, here)
     checkpoint = run_dir / paths.CHECKPOINT_FILE
     # Killed before its first checkpoint: nothing was kept, so resuming starts at epoch 1 (the
     # seeds make that the very run an uninterrupted one would have been).
@@ -239,6 +248,16 @@ def _full_log_proba(estimator, table: np.ndarray, n_classes: int) -> np.ndarray:
 
 def _evaluate_and_store(store: Store, run_id: str, config: TrainConfig, data: Sides,
                         outputs: Outputs, heartbeat: Heartbeat) -> RunResult:
+    epochs = pd.DataFrame(outputs.epochs, columns=["epoch", "train_loss", "val_loss", "train_acc",
+                                                   "val_acc", "lr", "seconds"])
+    if config.task == "multilabel":
+        primary = {t: lab for side in data.tracks.values() for t, lab in zip(side.track_id, side.label)}
+        tables, report, ci = multilabel.results(outputs.windows, outputs.log_probs, data.classes, primary,
+                                                config.seed)
+        with heartbeat.held():
+            store.finish_run(run_id, {"epochs": epochs, **tables}, files=outputs.files)
+        return RunResult(run_id, "complete", report, ci, multilabel.summary_line(
+            run_id, config.model, config.dataset, data.split.name, report, ci))
     predictions, segments, metrics = [], [], []
     report, ci = None, {}
     for side in ("test", "val"):
@@ -266,8 +285,6 @@ def _evaluate_and_store(store: Store, run_id: str, config: TrainConfig, data: Si
             # and would misstate how sure we are about per-track accuracy.
             ci = evaluation.ci_from_rows([m for m in metrics if m["split"] == "test"
                                           and m["name"].startswith("track/")])
-    epochs = pd.DataFrame(outputs.epochs, columns=["epoch", "train_loss", "val_loss", "train_acc",
-                                                   "val_acc", "lr", "seconds"])
     with heartbeat.held():
         store.finish_run(run_id, {
             "epochs": epochs, "metrics": pd.DataFrame(metrics),
@@ -310,7 +327,9 @@ def train_command(store: Store, dataset: str | None, model: str | None, *, fold:
     base = make(dataset=dataset, model=model, **overrides)
     if base.split != "kfold" or fold is not None:
         result = fit(store, dataclasses.replace(base, fold=fold or 1))
-        if result.report is not None:  # None on a torchrun follower rank
+        if isinstance(result.report, ml_metrics.MultiLabelReport):
+            log.info(ml_metrics.format_report(result.report, result.ci))
+        elif result.report is not None:  # None on a torchrun follower rank
             log.info(evaluation.format_report(result.report, result.ci))
         return result.summary
     sweep = f"kfold-{secrets.token_hex(3)}"

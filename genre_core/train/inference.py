@@ -58,7 +58,8 @@ class LoadedRun:
         x = self.frontend(torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(self.device))
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             out = self.model(x)
-        probs = torch.softmax(out.logits.float(), dim=1)
+        logits = out.logits.float()  # (B, C); a multi-label run scores each genre on its own
+        probs = torch.sigmoid(logits) if self.config.task == "multilabel" else torch.softmax(logits, dim=1)
         vectors = {"penultimate": out.embedding, "pooled": out.pooled}
         return probs.cpu().numpy(), {k: v.float().cpu().numpy() for k, v in vectors.items() if v is not None}
 

@@ -171,19 +171,33 @@ class Trainer:
     def _train_step(self, audio: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
         x = self._features(audio, train=True)
         labels = torch.as_tensor(labels).cpu()
-        target = F.one_hot(labels, self._n_classes).float().to(self.device)
+        target = self._target(labels).to(self.device)
         if self.settings.augment.mixup_alpha > 0:
             x, target = mixup(x, target, self.settings.augment.mixup_alpha, self.generator)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             logits = self.net(x).logits
-        loss = F.cross_entropy(logits.float(), target)
+        loss = self._loss(logits.float(), target)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
-        correct = int((logits.argmax(1).cpu() == labels).sum())
-        return float(loss.detach()) * len(labels), correct
+        return float(loss.detach()) * len(labels), self._correct(logits.detach().cpu(), labels)
+
+    # The task: one genre per window (softmax). train/multilabel.py overrides these four.
+    def _target(self, labels: torch.Tensor) -> torch.Tensor:
+        """(B,) class indices -> (B, C) training target."""
+        return F.one_hot(labels, self._n_classes).float()
+
+    def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, target)
+
+    def _correct(self, logits: torch.Tensor, labels: torch.Tensor) -> int:
+        return int((logits.argmax(1) == labels).sum())
+
+    def _window_scores(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, C) logits -> (B, C) log-probabilities."""
+        return F.log_softmax(logits, dim=1)
 
     # -- epochs ----------------------------------------------------------------------------
 
@@ -255,7 +269,7 @@ class Trainer:
             x = self._features(audio, train=False)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
                 out = self.model(x)
-            out_lp.append(F.log_softmax(out.logits.float(), dim=1).cpu().numpy())
+            out_lp.append(self._window_scores(out.logits.float()).cpu().numpy())
             out_emb.append(out.embedding.float().cpu().numpy())
         return np.concatenate(out_lp), np.concatenate(out_emb)
 

@@ -1,5 +1,5 @@
 """The built-in demo corpus on disk: GTZAN layout plus the generator's `metadata.csv`
-(artist, title) — read like GTZAN, so the same code serves both."""
+(artist, title, optional `also` genres) — read like GTZAN, so the same code serves both."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 from genre_core.datasets.base import DatasetError, DatasetScan
 from genre_core.datasets.gtzan import scan_gtzan
+from genre_core.datasets.labels import parse_genres, with_also
 
 
 def scan_synth(root: Path) -> DatasetScan:
@@ -24,4 +25,6 @@ def scan_synth(root: Path) -> DatasetScan:
         else e
         for e in scan.entries
     ]
+    # Optional column `also`: extra genres of a crossover track (the folder is the primary one).
+    scan.entries = with_also(scan.entries, {k: parse_genres(row.get("also")) for k, row in meta.items()})
     return scan
