@@ -49,7 +49,7 @@ class SweepSpec:
         out = []
         for model, rep, aug in itertools.product(self.models, self.representations, self.augments):
             spec = get_spec(model)
-            fixed = not spec.is_torch or spec.input_kind == "musicnn"  # their input is their own
+            fixed = not spec.is_torch or spec.input_kind in ("musicnn", "fusion")  # their input is their own
             cell = (model, None if fixed else rep, aug)
             if cell not in out:
                 out.append(cell)
