@@ -12,7 +12,8 @@ from genre_core.analysis.explain import (
     band_occlusion, band_profile, compact, gradcam_features, gradcam_windows, stitch,
     track_gradcam,
 )
-from genre_core.features.spectral import FeatureConfig, LogMel
+from genre_core.features.pipeline import input_pipeline
+from genre_core.features.spectral import FeatureConfig
 from genre_core.models import MODELS, build_model
 
 N_BANDS, N_FRAMES = 64, 64
@@ -61,7 +62,7 @@ def _random_windows(n: int, seconds: float, sr: int) -> np.ndarray:
 @pytest.mark.parametrize("name", CONV_MODELS)
 def test_gradcam_has_the_feature_grid_shape_for_every_conv_model(name):
     torch.manual_seed(0)
-    frontend = LogMel(FeatureConfig())
+    frontend = input_pipeline(MODELS[name].input_kind, FeatureConfig())[0]  # fusion: packed rows
     model = build_model(name, 3, 128, tiny=True).eval()
     maps = gradcam_windows(model, frontend, _random_windows(2, 1.0, 22050), target=1)
     assert maps.shape == (2, 128, 1 + 22050 // 512)  # (B, n_mels, frames of one window)

@@ -31,3 +31,26 @@ def test_bad_sweep_configs_are_clear_errors(tmp_path):
     path.write_text('{"dataset": "toy", "models": ["nope"]}')
     with pytest.raises(ValueError, match="unknown model 'nope'"):
         load_sweep(path)
+
+
+def test_reference_must_be_a_sweep_model_and_adds_mcnemar_against_it(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from genre_core.train.sweep import versus_reference
+
+    path = tmp_path / "ref.json"
+    path.write_text('{"dataset": "toy", "models": ["cnn"], "reference": "mlp"}')
+    with pytest.raises(ValueError, match="reference 'mlp' is not one of the sweep's models"):
+        load_sweep(path)
+
+    class Store:  # test predictions: the reference gets 10 of 10 right, "worse" 0, "same" 10
+        def predictions(self, run_id, split):
+            right = {"ref": 10, "worse": 0, "same": 10}[run_id]
+            return pd.DataFrame({"track_id": [f"t{i}" for i in range(10)], "label": "a",
+                                 "predicted": ["a"] * right + ["b"] * (10 - right)})
+
+    table = pd.DataFrame({"model": ["base", "worse", "same", "broken"], "run_id": ["ref", "worse", "same", None],
+                          "representation": "logmel", "augment": "none"})
+    p = versus_reference(Store(), table, "base").mcnemar_p.to_numpy()
+    assert np.isnan(p[0]) and p[1] < 0.01 and p[2] == 1.0 and np.isnan(p[3])

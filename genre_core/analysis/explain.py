@@ -44,10 +44,15 @@ class _Logits(nn.Module):
         return self.model(x).logits  # (B, C)
 
 
+def image_bands(model: nn.Module, x: torch.Tensor) -> int:
+    """Rows of x that are the feature image (all, unless the model packs more below it)."""
+    return int(getattr(model, "image_bands", None) or x.shape[-2])
+
+
 def gradcam_features(model: nn.Module, x: torch.Tensor, target: int | list[int]) -> torch.Tensor:
     """Grad-CAM of feature images x (B, 1, F, T) for class `target` (one int, or one per
     row) -> (B, F, T), >= 0, on x's device. `model` is a GenreModel in eval mode with a
-    `gradcam_layer`."""
+    `gradcam_layer`; F is its `image_bands` where it has them (fusion inputs)."""
     if getattr(model, "gradcam_layer", None) is None:
         raise ValueError(f"{type(model).__name__} has no convolutional layer for Grad-CAM")
     layer = model.get_submodule(model.gradcam_layer)
@@ -58,7 +63,8 @@ def gradcam_features(model: nn.Module, x: torch.Tensor, target: int | list[int])
         cam = LayerGradCam(_Logits(model), layer).attribute(
             x, target=target, relu_attributions=True
         )  # (B, 1, F', T'): channel-weighted sum at the layer's resolution
-    cam = F.interpolate(cam.detach(), size=x.shape[-2:], mode="bilinear", align_corners=False)
+    size = (image_bands(model, x), x.shape[-1])
+    cam = F.interpolate(cam.detach(), size=size, mode="bilinear", align_corners=False)
     return cam.squeeze(1).clamp_min(0)  # (B, F, T); bilinear keeps >= 0 up to rounding
 
 
@@ -190,11 +196,13 @@ def band_occlusion(model: nn.Module, x: torch.Tensor, target: int,
     if max_windows is not None and len(x) > max_windows:
         spread = np.linspace(0, len(x) - 1, max_windows).round().astype(np.int64)
         x = x[torch.as_tensor(spread, device=x.device)]  # (max_windows, 1, F, T)
-    n_windows, _, n_bands, n_frames = x.shape
+    n_windows, _, n_rows, n_frames = x.shape
+    n_bands = image_bands(model, x)  # rows past it (a fusion vector) are never occluded
     base = _probs(model, x, target)  # (W,)
-    fill = x.mean(dim=(1, 2, 3)).view(1, -1, 1, 1, 1)  # (1, W, 1, 1, 1): each window's level
-    group_of = torch.as_tensor(  # (F,) group index of each band
-        np.repeat(np.arange(n_groups), [len(g) for g in np.array_split(range(n_bands), n_groups)]),
+    fill = x[:, :, :n_bands].mean(dim=(1, 2, 3)).view(1, -1, 1, 1, 1)  # (1, W, 1, 1, 1): each window's level
+    group_of = torch.as_tensor(  # (F_rows,) group index of each band, -1 past the image
+        np.concatenate([np.repeat(np.arange(n_groups), [len(g) for g in np.array_split(range(n_bands), n_groups)]),
+                        np.full(n_rows - n_bands, -1)]),
         device=x.device)
     drops = []
     # Several groups per forward (up to OCCLUSION_IMAGES images) keep a GPU busy.
@@ -202,8 +210,8 @@ def band_occlusion(model: nn.Module, x: torch.Tensor, target: int,
     for first in range(0, n_groups, step):
         groups = torch.arange(first, min(first + step, n_groups), device=x.device)
         inside = group_of[None, :] == groups[:, None]  # (g, F): bands of each group
-        inside = inside.view(len(groups), 1, 1, n_bands, 1)  # (g, 1, 1, F, 1)
+        inside = inside.view(len(groups), 1, 1, n_rows, 1)  # (g, 1, 1, F_rows, 1)
         occluded = torch.where(inside, fill, x.unsqueeze(0))  # (g, W, 1, F, T)
-        probs = _probs(model, occluded.view(-1, 1, n_bands, n_frames), target)  # (g * W,)
+        probs = _probs(model, occluded.view(-1, 1, n_rows, n_frames), target)  # (g * W,)
         drops.append((base[None, :] - probs.view(len(groups), n_windows)).mean(dim=1))  # (g,)
     return torch.cat(drops).cpu().numpy().astype(np.float32)

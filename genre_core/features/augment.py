@@ -244,9 +244,13 @@ def _span_mask(starts: torch.Tensor, widths: torch.Tensor, size: int) -> torch.T
 
 
 def spec_augment(
-    x: torch.Tensor, config: AugmentConfig, generator: torch.Generator | int
+    x: torch.Tensor, config: AugmentConfig, generator: torch.Generator | int,
+    image_bands: int | None = None,
 ) -> torch.Tensor:
     """SpecAugment on feature images `x` (B, 1, F, T); returns a new tensor of the same shape.
+
+    `image_bands`: only the first that many rows are an image (a fusion input packs a feature
+    vector below them); the rows after it are returned untouched.
 
     Masked bins/frames take the example's mean rather than zero: log-mel values sit far below
     zero (e.g. -80 dB for silence), so a zero band would be a loud artificial stripe. Time spans
@@ -257,6 +261,9 @@ def spec_augment(
         return x
     if x.ndim != 4:
         raise ValueError(f"spec_augment expects (B, 1, F, T), got {tuple(x.shape)}")
+    if image_bands is not None and image_bands < x.shape[2]:
+        image = spec_augment(x[:, :, :image_bands], config, generator)  # (B, 1, F, T)
+        return torch.cat([image, x[:, :, image_bands:]], dim=2)
     g = _as_generator(generator)
     batch, _, n_freq, n_time = x.shape
     t_spans = mask_spans(batch, n_time, config.spec_time_masks, config.spec_time_width, g)

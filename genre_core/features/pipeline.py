@@ -14,4 +14,8 @@ def input_pipeline(kind: str, features: FeatureConfig) -> tuple[torch.nn.Module,
         from genre_core.features.spectral import MUSICNN_SR, MusicnnMel
 
         return MusicnnMel(), MUSICNN_SR, 96
+    if kind == "fusion":  # log-mel + handcrafted/wavelet rows; F counts the image rows only
+        from genre_core.features.fusion_input import FusionFrontend
+
+        return FusionFrontend(features), features.sr, features.n_mels
     return build_feature(kind, features), features.sr, feature_bins(kind, features)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from genre_core.models import baselines, cnn, crnn, rnn, transformer
+from genre_core.models import baselines, cnn, crnn, fusion, rnn, transformer
 
 from genre_core.models.musicnn import net as musicnn
 from genre_core.models.base import GenreModel, ModelOutput, ModelSpec
@@ -20,6 +20,7 @@ MODELS: dict[str, ModelSpec] = {
     **crnn.SPECS,
     **transformer.SPECS,
     **musicnn.SPECS,
+    **fusion.SPECS,
 }
 
 TORCH_MODEL_NAMES: tuple[str, ...] = tuple(name for name, spec in MODELS.items() if spec.is_torch)

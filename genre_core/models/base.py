@@ -26,6 +26,9 @@ class GenreModel(nn.Module):
     "musicnn") and `gradcam_layer` (dotted name of the last convolutional layer, for
     captum's LayerGradCam; None for models without convolutions).
     Input is always a feature image `x` of shape (B, 1, F, T): F feature bins, T frames.
+    A model whose input carries more than the image (the fusion models pack a feature vector
+    below it) sets `image_bands`, the rows that are the image: Grad-CAM, band occlusion and
+    SpecAugment look at those alone.
     """
 
     input_kind: str = "logmel"
@@ -50,13 +53,13 @@ class ModelSpec:
     """One entry of the model registry `genre_core.models.MODELS`.
 
     `input_kind` names what the model eats: "handcrafted" (a (N, 57) numpy table, sklearn
-    estimators) or "handcrafted+wavelet" ((N, 78), see features/tables.py), or a torch feature module: "logmel", "mfcc", "musicnn" (input (B, 1, F, T)).
+    estimators) or "handcrafted+wavelet" ((N, 78), see features/tables.py), or a torch feature module: "logmel", "mfcc", "musicnn", "fusion" (input (B, 1, F, T)).
     For torch models `build(n_classes, n_features, tiny)` returns a GenreModel; for
     sklearn baselines `build(seed)` returns an unfitted estimator.
     """
 
     name: str
-    family: str  # "baseline" | "cnn" | "rnn" | "crnn" | "transformer" | "pretrained"
+    family: str  # "baseline" | "cnn" | "rnn" | "crnn" | "transformer" | "pretrained" | "fusion"
     input_kind: str
     build: Callable[..., Any]
     description: str = ""

@@ -165,7 +165,8 @@ class Trainer:
         with torch.autocast(self.device.type, enabled=False):
             x = self.frontend(y.float())  # (B, 1, F, T), features in fp32
         if train:
-            x = spec_augment(x, self.settings.augment, self.generator)
+            x = spec_augment(x, self.settings.augment, self.generator,
+                             image_bands=getattr(self.model, "image_bands", None))
         return x
 
     def _train_step(self, audio: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:

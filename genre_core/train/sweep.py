@@ -6,6 +6,7 @@ Config (TOML or JSON):
     dataset = "demo"
     models = ["cnn", "crnn", "mlp"]
     representations = ["logmel", "mfcc"]      # optional; torch models only
+    reference = "cnn"                          # optional; McNemar p of every cell against it
     [augment]                                  # optional; name -> AugmentConfig fields
     none = {}                                  # {} with name "none" means all off
     default = {gain_db = 6.0}
@@ -26,6 +27,9 @@ from pathlib import Path
 
 import pandas as pd
 
+import numpy as np
+
+from genre_core import evaluation
 from genre_core.features.augment import AugmentConfig
 from genre_core.models import get_spec
 from genre_core.store import Store
@@ -42,6 +46,9 @@ class SweepSpec:
     representations: tuple[str | None, ...] = (None,)  # None: each model's own input
     augments: dict[str, AugmentConfig] = field(default_factory=lambda: {"default": AugmentConfig.default()})
     train: dict = field(default_factory=dict)
+    # A model of `models` whose cells (one per representation x augmentation) every other cell
+    # is compared with: McNemar on the shared test tracks ("which branch buys what").
+    reference: str | None = None
 
     def cells(self) -> list[tuple[str, str | None, str]]:
         """(model, representation, augment name); baselines and pretrained models take only
@@ -49,7 +56,7 @@ class SweepSpec:
         out = []
         for model, rep, aug in itertools.product(self.models, self.representations, self.augments):
             spec = get_spec(model)
-            fixed = not spec.is_torch or spec.input_kind == "musicnn"  # their input is their own
+            fixed = not spec.is_torch or spec.input_kind in ("musicnn", "fusion")  # their input is their own
             cell = (model, None if fixed else rep, aug)
             if cell not in out:
                 out.append(cell)
@@ -74,11 +81,15 @@ def load_sweep(path: Path) -> SweepSpec:
                 for name, fields in (raw.get("augment") or {"default": {}}).items()}
     for model in raw["models"]:
         get_spec(model)
+    reference = raw.get("reference")
+    if reference is not None and reference not in raw["models"]:
+        raise ValueError(f"{path}: reference {reference!r} is not one of the sweep's models")
     try:  # bad [train] values fail here, before any cell inserts a run row
         TrainConfig(dataset=raw["dataset"], model="any", **raw.get("train", {}))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: bad [train] settings ({exc})") from None
-    return SweepSpec(raw["dataset"], tuple(raw["models"]), reps, augments, dict(raw.get("train", {})))
+    return SweepSpec(raw["dataset"], tuple(raw["models"]), reps, augments, dict(raw.get("train", {})),
+                     reference)
 
 
 def _tuples(fields: dict) -> dict:
@@ -104,4 +115,26 @@ def run_sweep(store: Store, spec: SweepSpec, progress: bool = True) -> pd.DataFr
             row.update(run_id=None, accuracy=None, ci_low=None, ci_high=None, macro_f1=None,
                        error=f"{type(exc).__name__}: {exc}")
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    return versus_reference(store, table, spec.reference) if spec.reference else table
+
+
+def versus_reference(store: Store, table: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """`table` (run_sweep's) plus `mcnemar_p`: each cell against the reference model's cell of
+    the same representation and augmentation (or its only one), on the test tracks both scored;
+    NaN for the reference itself, failed cells, or no reference run."""
+    def correct(run_id: str) -> pd.Series:
+        preds = store.predictions(run_id, "test").set_index("track_id")
+        return preds.predicted == preds.label  # (N,) bool by track
+
+    p_values = []
+    for row in table.itertuples():
+        ref = table[(table.model == reference) & (table.augment == row.augment) & table.run_id.notna()]
+        ref = ref[ref.representation == row.representation] if len(ref) > 1 else ref
+        if row.model == reference or row.run_id is None or pd.isna(row.run_id) or ref.empty:
+            p_values.append(np.nan)
+            continue
+        ours, theirs = correct(row.run_id), correct(ref.run_id.iloc[0])
+        shared = ours.index.intersection(theirs.index)
+        p_values.append(evaluation.mcnemar(ours[shared].to_numpy(), theirs[shared].to_numpy()).p_value)
+    return table.assign(mcnemar_p=p_values)
