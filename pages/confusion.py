@@ -5,7 +5,7 @@ import streamlit as st
 from genre_core.app import state
 from genre_core.app import charts
 from genre_core.app import queries as q
-from page_frame import enter, require_run
+from page_frame import enter, figure, require_run
 
 CELL = "genrelens.confusion_cell"  # (run_id, split, true, predicted): survives a trip to Track
 
@@ -42,7 +42,7 @@ stored = st.session_state.get(CELL)
 selected = stored[2:] if stored and stored[:2] == (ctx.run_id, split) else None
 left, right = st.columns([2, 1], gap="medium")
 with left:
-    event = st.plotly_chart(charts.confusion_matrix(cells, normalise, ctx.presentation, selected),
+    event = st.plotly_chart(figure("confusion_matrix", cells, normalise, ctx.presentation, selected),
                             on_select="rerun", selection_mode="points", key="confusion_chart",
                             theme=None, config=charts.plot_config(ctx.image_format, "confusion"))
 clicked = state.clicked_cell(event)
@@ -88,7 +88,7 @@ with right:
     cell_tracks()
 
 st.subheader("Per genre")
-st.plotly_chart(charts.per_genre_bars(cached(q.per_genre)(ctx.db, ctx.run_id, split), ctx.presentation),
+st.plotly_chart(figure("per_genre_bars", cached(q.per_genre)(ctx.db, ctx.run_id, split), ctx.presentation),
                 theme=None, config=charts.plot_config(ctx.image_format, "per_genre"), key="per_genre_bars")
 st.caption("Precision: when it says this genre, how often it is right. "
            "Recall: how many songs of this genre it finds. F1: their balance.")
