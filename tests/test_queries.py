@@ -101,6 +101,17 @@ def test_db_version_queries_only_after_the_files_changed(writable, monkeypatch):
     assert q.db_version(writable) != first and len(calls) == 2
 
 
+def test_database_state_asks_only_after_the_files_changed(writable, monkeypatch):
+    runs = importlib.import_module("genre_core.app.queries.runs")
+    calls = []
+    real = runs._database_state
+    monkeypatch.setattr(runs, "_database_state", lambda path, fill: calls.append(path) or real(path, fill))
+    runs._STATES.clear()
+    assert q.database_state(writable) == ("ok", "") == q.database_state(writable) and len(calls) == 1
+    open_store(writable).save_review(2, "blues.00000", "artist_repeat", "confirmed", None)
+    assert q.database_state(writable) == ("ok", "") and len(calls) == 2
+
+
 # -- datasets, runs, leaderboard -------------------------------------------------------------
 
 
