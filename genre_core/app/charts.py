@@ -246,9 +246,9 @@ def _map_trace(trace, part: pd.DataFrame, name: str, marker: dict):
     said = np.where(part.confidence.notna(), " (" + percent + "%)", " (training track)")
     columns = [part[c].astype(str).to_numpy(dtype=object) for c in ("track_id", "label", "predicted")]
     return trace(
-        # Three decimals: a map needs no more precision, and short numbers are a smaller payload.
-        x=part.x.to_numpy(float).round(3), y=part.y.to_numpy(float).round(3), mode="markers", name=name,
-        marker=marker,
+        # float32 halves the coordinates' share of the payload (plotly sends numpy arrays as binary);
+        # a map needs no more precision.
+        x=part.x.to_numpy(np.float32), y=part.y.to_numpy(np.float32), mode="markers", name=name, marker=marker,
         customdata=np.stack([*columns, said.astype(object), part.fault.astype(str).to_numpy(dtype=object)], axis=1),
         hovertemplate=("<b>%{customdata[0]}</b><br>true %{customdata[1]} · predicted "
                        "%{customdata[2]}%{customdata[3]}<br>fault: %{customdata[4]}<extra></extra>"))
