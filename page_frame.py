@@ -24,6 +24,14 @@ def require_run(ctx: state.Context) -> None:
         st.stop()
 
 
+@st.cache_resource(show_spinner=False, max_entries=128)
+def figure(build: str, *args, **kwargs):
+    """`charts.<build>(*args, **kwargs)`, built once per data and shared read-only by every session
+    (`charts.ready`): plotly validates every property it is given and deep-copies every array
+    for each display, a tenth of a second to half a second a chart on a busy machine."""
+    return charts.ready(getattr(charts, build)(*args, **kwargs))
+
+
 def clickable_matrix(ctx: state.Context, cells, normalise: bool, cell_key: str, split: str, name: str):
     """A genre x genre matrix (charts.confusion_matrix) in the left of two columns, its clicked
     cell kept under `cell_key` as (run_id, split, row genre, column genre). Returns
@@ -32,7 +40,7 @@ def clickable_matrix(ctx: state.Context, cells, normalise: bool, cell_key: str, 
     selected = stored[2:] if stored and stored[:2] == (ctx.run_id, split) else None
     left, right = st.columns([2, 1], gap="medium")
     with left:
-        event = st.plotly_chart(charts.confusion_matrix(cells, normalise, ctx.presentation, selected),
+        event = st.plotly_chart(figure("confusion_matrix", cells, normalise, ctx.presentation, selected),
                                 on_select="rerun", selection_mode="points", key=f"{name}_chart",
                                 theme=None, config=charts.plot_config(ctx.image_format, name))
     clicked = state.clicked_cell(event)

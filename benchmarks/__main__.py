@@ -10,7 +10,8 @@ Builds (or reuses) the demo corpus in its own database under data/bench/, then p
 - faults: detector runtime, precision/recall against the planted faults, fingerprint scaling,
   and accuracy with and without the flagged tracks;
 - latency: live classification ms/window and real-time factor per model, and a 60-min mix;
-- app: page and query times on a generated 10,000-track / 20-run database;
+- app: page and query times on a generated database (--app-tracks 10,000 / --app-runs 20 by
+  default; --app-browser adds seconds from a sidebar click until charts are drawn, in chromium);
 - engines: ingest and faults-scan tracks/s with 1 vs 2 local workers and on Ray.
 
 `scale` runs only when named (`python -m benchmarks scale --tracks N --seconds S`): the
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-genre", type=int, default=24)
     parser.add_argument("--seconds", type=float, default=15.0, help="clip length (demo corpus, or scale's clips)")
     scale.add_arguments(parser)
+    app_db.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.sections == ["scale"]:
         scale.run(args)

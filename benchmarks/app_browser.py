@@ -139,11 +139,17 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         build(open_store(path), "bench", n_tracks=args.tracks, n_runs=args.runs)
         print(f"built {path} ({args.tracks} tracks, {args.runs} runs) in {time.perf_counter() - started:.0f} s")
-    frame = time_pages(path, args.rounds)
-    print(f"{path}: seconds from a sidebar click until the page's charts are drawn "
-          f"(deep link to a fresh server: {frame.attrs['deep_link_s']:.1f} s)")
-    print(frame.to_markdown(index=False, floatfmt=".2f"))
+    print_table(path, time_pages(path, args.rounds), args.rounds)
     return 0
+
+
+def print_table(path: Path, frame: pd.DataFrame, rounds: int) -> None:
+    """The table, headed by what it measured and the machine's load (timings queue behind it)."""
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"{path}: seconds from a sidebar click until the page's charts are drawn, warm = median of "
+          f"{rounds - 1} later clicks; deep link to a fresh server {frame.attrs['deep_link_s']:.1f} s; "
+          f"load average {load} on {os.cpu_count()} cores")
+    print(frame.to_markdown(index=False, floatfmt=".2f"))
 
 
 if __name__ == "__main__":

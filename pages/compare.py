@@ -6,7 +6,7 @@ from genre_core.app import state
 from genre_core.app import charts
 from genre_core.app import multilabel as ml_view
 from genre_core.app import queries as q
-from page_frame import enter, require_run
+from page_frame import enter, figure, require_run
 
 ctx = enter("pages/compare.py")
 cached = st.cache_data(show_spinner=False, max_entries=128)
@@ -40,7 +40,7 @@ shown, run_a, run_b = compare_controls()
 chosen = runs[runs.run_id.isin(shown)].assign(label=lambda f: f.run_id.map(labels))
 
 st.subheader("Accuracy")
-st.plotly_chart(charts.accuracy_ci(chosen, highlight=ctx.run_id, presentation=ctx.presentation),
+st.plotly_chart(figure("accuracy_ci", chosen[charts.CI_COLUMNS], highlight=ctx.run_id, presentation=ctx.presentation),
                 theme=None, config=charts.plot_config(ctx.image_format, "compare_accuracy"), key="cmp_acc")
 
 multi = cached(q.multilabel_runs)(ctx.db, shown)
@@ -52,11 +52,11 @@ if multi:  # no accuracy: their own headline metrics (test tracks, 95% CIs)
                "tuned on its validation tracks. Multi-label runs have no accuracy, so the chart above omits them.")
 
 st.subheader("F1 per genre")
-st.plotly_chart(charts.f1_heatmap(cached(q.per_genre)(ctx.db, shown), labels, ctx.presentation),
+st.plotly_chart(figure("f1_heatmap", cached(q.per_genre)(ctx.db, shown), labels, ctx.presentation),
                 theme=None, config=charts.plot_config(ctx.image_format, "compare_f1"), key="cmp_f1")
 
 st.subheader("Training curves")
-st.plotly_chart(charts.training_curves(cached(q.epochs)(ctx.db, shown), labels, ctx.presentation),
+st.plotly_chart(figure("training_curves", cached(q.epochs)(ctx.db, shown), labels, ctx.presentation),
                 theme=None, config=charts.plot_config(ctx.image_format, "training_curves"), key="cmp_epochs")
 st.caption("Loss: solid = training, dashed = validation. A validation loss that rises while training loss "
            "falls is overfitting.")

@@ -68,7 +68,7 @@ with right:
     cell_tracks()
 
 st.subheader("Per genre")
-st.plotly_chart(charts.per_genre_bars(cached(q.per_genre)(ctx.db, ctx.run_id, split), ctx.presentation),
+st.plotly_chart(figure("per_genre_bars", cached(q.per_genre)(ctx.db, ctx.run_id, split), ctx.presentation),
                 theme=None, config=charts.plot_config(ctx.image_format, "per_genre"), key="per_genre_bars")
 st.caption("Precision: when it says this genre, how often it is right. "
            "Recall: how many songs of this genre it finds. F1: their balance.")

@@ -6,7 +6,7 @@ import streamlit as st
 from genre_core.app import state
 from genre_core.app import charts, media, reviews
 from genre_core.app import queries as q
-from page_frame import enter
+from page_frame import enter, figure
 
 ctx = enter("pages/faults.py")
 cached = st.cache_data(show_spinner=False, max_entries=128)
@@ -206,7 +206,7 @@ def fair_view() -> None:
         clean = cached(q.clean_evaluation)(ctx.db, run_id)
         st.caption(f"Run {run.model} · {run_id}: test accuracy on all test tracks, and without the tracks a person "
                    "confirmed faulty (any kind) on this page.")
-        st.plotly_chart(charts.accuracy_ci(clean.assign(label=clean.subset), presentation=ctx.presentation),
+        st.plotly_chart(figure("accuracy_ci", clean.assign(label=clean.subset), presentation=ctx.presentation),
                         theme=None, config=charts.plot_config(ctx.image_format, "fair_evaluation"), key="clean_ci")
         st.dataframe(clean.assign(accuracy=[state.format_pct(a, lo, hi) for a, lo, hi in
                                             zip(clean.accuracy, clean.ci_low, clean.ci_high)])

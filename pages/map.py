@@ -54,7 +54,7 @@ def map_figure(db, run_id: str, method: str, colour_by: str, presentation: bool,
     points = shared(q.projection)(db, run_id, method)
     drawn = state.sample_map(points, max_points=max_points or len(points), keep=keep)
     classes = list(cached(q.run_row)(db, run_id).classes)
-    return charts.embedding_map(drawn, colour_by, classes, presentation, highlight), len(drawn)
+    return charts.ready(charts.embedding_map(drawn, colour_by, classes, presentation, highlight)), len(drawn)
 
 
 method, colour_by, search, max_points = map_controls()

@@ -7,7 +7,7 @@ import streamlit as st
 from genre_core.app import state
 from genre_core.app import charts
 from genre_core.app import queries as q
-from page_frame import enter
+from page_frame import enter, figure
 
 ctx = enter("pages/overview.py")
 cached = st.cache_data(show_spinner=False, max_entries=64)
@@ -77,7 +77,7 @@ st.dataframe(
 
 top = mine.head(15).assign(label=lambda f: [state.run_label(m, r, i) for m, r, i in
                                             zip(f.model, f.representation, f.run_id)])
-st.plotly_chart(charts.accuracy_ci(top, highlight=ctx.run_id, presentation=ctx.presentation),
+st.plotly_chart(figure("accuracy_ci", top[charts.CI_COLUMNS], highlight=ctx.run_id, presentation=ctx.presentation),
                 theme=None, config=charts.plot_config(ctx.image_format, "leaderboard"), key="overview_ci")
 st.caption("Dots are accuracies, whiskers their 95% bootstrap intervals over test tracks; "
            "the chosen run is red. Overlapping whiskers: the difference may be luck (see Compare).")

@@ -6,14 +6,11 @@ from genre_core.app import state
 from genre_core.app import charts, media
 from genre_core.app import multilabel as ml_view
 from genre_core.app import queries as q
-from page_frame import NO_RUN, enter
+from page_frame import NO_RUN, enter, figure
 
 ctx = enter("pages/track.py")
 cached = st.cache_data(show_spinner=False, max_entries=256)
 SEARCH_LIMIT = 50  # tracks the picker lists; the search itself covers the whole dataset
-# A chart is rebuilt only when its data changes: plotly validates every property it is given (a
-# tenth of a second a chart on a busy machine) and a revisit shows the same track. Shared, read-only.
-figure = st.cache_resource(show_spinner=False, max_entries=64)
 
 if ctx.run_id is None:
     st.title("Track")
@@ -102,7 +99,7 @@ if audio is None:
 else:
     st.audio(audio[0], sample_rate=audio[1], autoplay=bool(st.session_state.pop(state.AUTOPLAY, False)))
     envelope = cached(media.track_waveform)(ctx.db, dataset_id, track_id)
-    st.plotly_chart(figure(charts.waveform)(envelope, ctx.presentation),
+    st.plotly_chart(figure("waveform", envelope, ctx.presentation),
                     theme=None, config=charts.plot_config(ctx.image_format, f"{track_id}_waveform"), key="waveform")
 
 st.subheader("What the model listened to")
@@ -114,11 +111,11 @@ cam = cam_row["values"].iloc[0] if len(cam_row) else None
 overlay = run.representation in ("logmel", "musicnn")
 mel = cached(media.track_mel)(ctx.db, dataset_id, track_id, run.representation, run.config) if audio else None
 if mel is not None:
-    st.plotly_chart(figure(charts.spectrogram)(mel, cam if overlay else None, opacity, genre, ctx.presentation),
+    st.plotly_chart(figure("spectrogram", mel, cam if overlay else None, opacity, genre, ctx.presentation),
                     theme=None, config=charts.plot_config(ctx.image_format, f"{track_id}_spectrogram"),
                     key="spectrogram")
 if cam is not None and not overlay:
-    st.plotly_chart(figure(charts.attribution_grid)(cam, float(row.duration_s or (mel["duration_s"] if mel else 30.0)),
+    st.plotly_chart(figure("attribution_grid", cam, float(row.duration_s or (mel["duration_s"] if mel else 30.0)),
                                             f"{run.representation} coefficient", ctx.presentation),
                     theme=None, config=charts.plot_config(ctx.image_format, f"{track_id}_gradcam"), key="gradcam_grid")
 if cam is not None:
@@ -127,7 +124,7 @@ if cam is not None:
     profile = bands[(bands.genre == genre) & (bands.method == "gradcam")]
     if len(profile):
         with st.expander(f"Where the evidence for {genre} usually lies (all explained tracks of this run)"):
-            st.plotly_chart(figure(charts.band_profile)(profile["values"].iloc[0], genre, ctx.presentation), theme=None,
+            st.plotly_chart(figure("band_profile", profile["values"].iloc[0], genre, ctx.presentation), theme=None,
                             config=charts.plot_config(ctx.image_format, f"{genre}_bands"), key="bands")
 elif len(attrs) == 0:
     st.caption("No Grad-CAM map stored for this track (maps cover the analysed test tracks of CNN-like runs: "
@@ -142,19 +139,19 @@ else:
     left, right = st.columns([3, 2], gap="large")
     with left:
         st.subheader("Genre over time")
-        st.plotly_chart(figure(charts.window_timeline)(segments, float(run.window_s or 3.0), list(run.classes),
+        st.plotly_chart(figure("window_timeline", segments, float(run.window_s or 3.0), list(run.classes),
                                                ctx.presentation),
                         theme=None, config=charts.plot_config(ctx.image_format, f"{track_id}_timeline"),
                         key="timeline")
     with right:
         st.subheader("Overall")
-        st.plotly_chart(figure(charts.probability_bars)(probs, list(run.classes), ctx.presentation),
+        st.plotly_chart(figure("probability_bars", probs, list(run.classes), ctx.presentation),
                         theme=None, config=charts.plot_config(ctx.image_format, f"{track_id}_probs"), key="probs")
 
 tags = cached(q.taggram)(ctx.db, ctx.run_id, track_id)
 if tags is not None:
     st.subheader("Tags a pretrained model hears")
-    st.plotly_chart(figure(charts.taggram)(tags, presentation=ctx.presentation),
+    st.plotly_chart(figure("taggram", tags, presentation=ctx.presentation),
                     theme=None, config=charts.plot_config(ctx.image_format, f"{track_id}_taggram"), key="taggram")
 
 near = cached(q.neighbours)(ctx.db, ctx.run_id, track_id)

@@ -224,3 +224,25 @@ def test_classify_a_recording(monkeypatch, app_db):
     assert any(h.value.startswith("Verdict: ") for h in at.subheader)
     heard = at.session_state["genrelens.classify_result"][2]
     assert heard.name == "mix.wav" and heard.loudest is not None and heard.loudest.image is not None
+
+
+def test_a_ready_figure_sends_what_the_figure_would(app_db):
+    """charts.ready keeps the serialised figure (what st.plotly_chart sends) unchanged, on every
+    call; the confusion matrix's colours are a heatmap that takes no clicks, its cells a scatter."""
+    import plotly.io as pio
+
+    from genre_core.app import charts
+
+    run = app_db["ten_runs"][0]
+    points = q.projection(app_db["db"], run, "tsne")
+    classes = list(q.run_row(app_db["db"], run).classes)
+    cells = q.confusion(app_db["db"], run)
+    for build in (lambda: charts.embedding_map(points, "label", classes, highlight=points.track_id[:3]),
+                  lambda: charts.confusion_matrix(cells, True, False, (cells.label[0], cells.predicted[1]))):
+        expected = pio.to_json(build().to_dict(), validate=False)
+        fig = charts.ready(build())
+        assert pio.to_json(fig.to_dict(), validate=False) == expected == pio.to_json(fig.to_dict(), validate=False)
+    heat, cells_trace = fig.data
+    assert heat.type == "heatmap" and heat.hoverinfo == "skip"
+    assert cells_trace.type == "scatter" and len(cells_trace.customdata) == len(cells)
+    assert len(fig.layout.shapes) == 1  # only the selected cell's outline

@@ -101,6 +101,17 @@ def test_db_version_queries_only_after_the_files_changed(writable, monkeypatch):
     assert q.db_version(writable) != first and len(calls) == 2
 
 
+def test_database_state_asks_only_after_the_files_changed(writable, monkeypatch):
+    runs = importlib.import_module("genre_core.app.queries.runs")
+    calls = []
+    real = runs._database_state
+    monkeypatch.setattr(runs, "_database_state", lambda path, fill: calls.append(path) or real(path, fill))
+    runs._STATES.clear()
+    assert q.database_state(writable) == ("ok", "") == q.database_state(writable) and len(calls) == 1
+    open_store(writable).save_review(2, "blues.00000", "artist_repeat", "confirmed", None)
+    assert q.database_state(writable) == ("ok", "") and len(calls) == 2
+
+
 # -- datasets, runs, leaderboard -------------------------------------------------------------
 
 
@@ -375,6 +386,41 @@ def test_review_changes_from_an_edited_table():
     assert [c["track_id"] for c in changes] == ["a", "b"]
     assert changes[0]["decision"] == "dismissed" and changes[1]["note"] == "checked by ear"
     assert state.review_changes(before, before) == []
+
+
+def _review_changes_by_rows(before, after):
+    """The row-by-row review_changes the column-wise one replaced (the reference)."""
+    def text(value):
+        return "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+
+    out = []
+    for (_, old), (_, new) in zip(before.iterrows(), after.iterrows()):
+        decision, note = text(new.get("decision")), text(new.get("note"))
+        if decision in state.DECISIONS and (decision != text(old.get("decision")) or note != text(old.get("note"))):
+            out.append(dict(dataset_id=int(new["dataset_id"]), track_id=str(new["track_id"]), kind=str(new["kind"]),
+                            decision=decision, note=note or None))
+    return out
+
+
+def test_review_changes_column_wise_equals_row_by_row():
+    rng = np.random.default_rng(3)
+    n = 300
+    values = np.array([None, np.nan, "", "confirmed", "dismissed", "maybe"], dtype=object)
+    notes = np.array([None, np.nan, "", "by ear", "x"], dtype=object)
+    before = pd.DataFrame({"dataset_id": rng.integers(1, 3, n), "track_id": [f"t{i}" for i in range(n)],
+                           "kind": rng.choice(["label_issue", "distortion"], n),
+                           "decision": values[rng.integers(0, len(values), n)],
+                           "note": notes[rng.integers(0, len(notes), n)]})
+    after = before.copy()
+    after["decision"] = values[rng.integers(0, len(values), n)]
+    after["note"] = notes[rng.integers(0, len(notes), n)]
+    expected = _review_changes_by_rows(before, after)
+    assert expected and state.review_changes(before, after) == expected
+    assert state.review_changes(before.drop(columns="note"), after) == _review_changes_by_rows(
+        before.drop(columns="note"), after)
+    assert state.review_changes(before, after.drop(columns="note")) == _review_changes_by_rows(
+        before, after.drop(columns="note"))
+    assert state.review_changes(before.head(0), after.head(0)) == []
 
 
 def test_plain_summary_for_non_experts():

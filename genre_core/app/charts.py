@@ -30,6 +30,36 @@ BIG_MAP = 2000  # above this many points the map draws with WebGL
 pio.templates.default = "plotly_white"
 
 
+class ReadyFigure(go.Figure):
+    """A finished figure whose plain dict (what st.plotly_chart serialises on every rerun) is made
+    once: plotly's to_dict deep-copies every array on every call, 0.5 s a rerun for a 20,000-point
+    map. Only for figures nobody changes any more (see `ready`)."""
+
+    def to_dict(self) -> dict:
+        plain = self.__dict__.get("_plain")
+        if plain is None:
+            plain = self.__dict__["_plain"] = _plain(super().to_dict())
+        return plain
+
+
+def _plain(value):
+    """Arrays as lists, once, so the JSON encoder has no numpy left to convert on each rerun."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def ready(fig: go.Figure) -> go.Figure:
+    """Mark a finished figure that is cached and shared read-only (st.cache_resource): its dict is
+    computed on first display and reused, so later changes to it would not be shown."""
+    fig.__class__ = ReadyFigure  # same layout, no copy: copying a 20,000-point figure costs a second
+    return fig
+
+
 def plot_config(image_format: str = "svg", filename: str = "genrelens") -> dict:
     """st.plotly_chart config: the camera button saves SVG (or PNG at 3x) in the browser."""
     return {"displaylogo": False,
@@ -64,6 +94,9 @@ def empty(message: str) -> go.Figure:
 
 
 # -- runs ------------------------------------------------------------------------------------
+
+
+CI_COLUMNS = ["run_id", "label", "accuracy", "ci_low", "ci_high"]  # what accuracy_ci reads
 
 
 def accuracy_ci(runs: pd.DataFrame, label: str = "label", highlight: str | None = None,
@@ -139,9 +172,10 @@ def confusion_matrix(cells: pd.DataFrame, normalise: bool = True, presentation: 
     predicted genre, colour = row-normalised rate or count.
 
     Plotly heatmaps do not report clicks to streamlit, so each cell is a point of a scatter
-    (customdata = [true, predicted]) whose colour is drawn as a rectangle shape in data
-    coordinates (it scales with the figure, unlike marker sizes in pixels); with
-    hoverdistance -1 a click anywhere in a cell picks that cell's point.
+    (customdata = [true, predicted]) drawn over a heatmap that only paints the colours (in data
+    coordinates, so it scales with the figure, unlike marker sizes in pixels); with
+    hoverdistance -1 a click anywhere in a cell picks that cell's point. One heatmap image, not a
+    rectangle shape per cell: 100 SVG shapes were most of the page's second in the browser.
     """
     if cells.empty:
         return empty("No test predictions for this run")
@@ -149,16 +183,21 @@ def confusion_matrix(cells: pd.DataFrame, normalise: bool = True, presentation: 
     n = len(classes)
     value = (cells.rate if normalise else cells.n).to_numpy(dtype=float)
     vmax = max(float(value.max()), 1e-9)
-    fills = sample_colorscale("Blues", list(np.clip(value / vmax, 0, 1) * 0.92 + 0.04))
     xi, yi = cells.pred_index.to_numpy() - 1, cells.true_index.to_numpy() - 1
-    shapes = [dict(type="rect", x0=x - 0.5, x1=x + 0.5, y0=y - 0.5, y1=y + 0.5, fillcolor=f,
-                   line=dict(color="white", width=1), layer="below") for x, y, f in zip(xi, yi, fills)]
+    grid = np.full((n, n), np.nan)
+    grid[yi, xi] = value
+    # Blues between 4% and 96%: no white cell on the white background, no black-blue text trap.
+    stops = np.linspace(0, 1, 11)
+    fills = [[float(t), c] for t, c in zip(stops, sample_colorscale("Blues", list(stops * 0.92 + 0.04)))]
+    shapes = []
     if selected in set(zip(cells.label, cells.predicted)):
         x, y = classes.index(selected[1]), classes.index(selected[0])
         shapes.append(dict(type="rect", x0=x - 0.5, x1=x + 0.5, y0=y - 0.5, y1=y + 0.5,
                            line=dict(color="#E15759", width=4)))
+    colours = go.Heatmap(z=grid, x=np.arange(n), y=np.arange(n), zmin=0, zmax=vmax, colorscale=fills,
+                         showscale=False, xgap=1, ygap=1, hoverinfo="skip")
     text = [("" if c == 0 else f"{100 * r:.0f}%" if normalise else str(c)) for r, c in zip(cells.rate, cells.n)]
-    fig = go.Figure(go.Scatter(
+    fig = go.Figure([colours, go.Scatter(
         x=xi, y=yi, mode="markers+text", text=text,
         textfont=dict(color=np.where(value > 0.55 * vmax, "white", "#222").tolist(),
                       size=(20 if presentation else 13) if n <= 8 else (16 if presentation else 11)),
@@ -169,7 +208,7 @@ def confusion_matrix(cells: pd.DataFrame, normalise: bool = True, presentation: 
                              [f"{c} of {t}" for c, t in zip(cells.n, cells.row_total)]], axis=1),
         hovertemplate=("true <b>%{customdata[0]}</b> → predicted <b>%{customdata[1]}</b><br>"
                        "%{customdata[2]} tracks · click to list them<extra></extra>"),
-    ))
+    )])
     ticks = dict(tickmode="array", tickvals=list(range(n)), ticktext=classes, showgrid=False, zeroline=False,
                  fixedrange=True, ticks="", range=[-0.5, n - 0.5])
     fig.update_xaxes(title="predicted genre", tickangle=-40 if n > 5 else 0, **ticks)
@@ -207,7 +246,8 @@ def _map_trace(trace, part: pd.DataFrame, name: str, marker: dict):
     said = np.where(part.confidence.notna(), " (" + percent + "%)", " (training track)")
     columns = [part[c].astype(str).to_numpy(dtype=object) for c in ("track_id", "label", "predicted")]
     return trace(
-        # float32 halves the coordinates' share of the payload; a map needs no more precision.
+        # float32 halves the coordinates' share of the payload (plotly sends numpy arrays as binary);
+        # a map needs no more precision.
         x=part.x.to_numpy(np.float32), y=part.y.to_numpy(np.float32), mode="markers", name=name, marker=marker,
         customdata=np.stack([*columns, said.astype(object), part.fault.astype(str).to_numpy(dtype=object)], axis=1),
         hovertemplate=("<b>%{customdata[0]}</b><br>true %{customdata[1]} · predicted "

@@ -197,17 +197,23 @@ def review_changes(before: pd.DataFrame, after: pd.DataFrame) -> list[dict]:
     Returns one dict per row whose decision became, or stayed with a new note, "confirmed" or
     "dismissed"; clearing a decision is not a review and is ignored.
     """
-    def text(value) -> str:
-        return "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+    n = min(len(before), len(after))
+    # Column-wise: the page asks on every rerun, and iterrows over 4,000 findings took 1.4 s.
+    decision, note = _texts(after, "decision", n), _texts(after, "note", n)
+    changed = np.isin(decision, DECISIONS) & ((decision != _texts(before, "decision", n))
+                                              | (note != _texts(before, "note", n)))
+    rows = after.iloc[np.flatnonzero(changed)]
+    return [dict(dataset_id=int(d), track_id=str(t), kind=str(k), decision=c, note=m or None)
+            for d, t, k, c, m in zip(rows["dataset_id"], rows["track_id"], rows["kind"], decision[changed],
+                                     note[changed])]
 
-    out = []
-    for (_, old), (_, new) in zip(before.iterrows(), after.iterrows()):
-        decision = text(new.get("decision"))
-        note = text(new.get("note"))
-        if decision in DECISIONS and (decision != text(old.get("decision")) or note != text(old.get("note"))):
-            out.append(dict(dataset_id=int(new["dataset_id"]), track_id=str(new["track_id"]),
-                            kind=str(new["kind"]), decision=decision, note=note or None))
-    return out
+
+def _texts(frame: pd.DataFrame, column: str, n: int) -> np.ndarray:
+    """The first `n` values of a column as text ("" for None, NaN or a missing column)."""
+    if column not in frame:
+        return np.full(n, "", dtype=object)
+    return np.array(["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+                     for v in frame[column].iloc[:n]], dtype=object).reshape(n)
 
 
 # -- words for non-experts ----------------------------------------------------------------

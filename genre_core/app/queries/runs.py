@@ -35,6 +35,21 @@ def database_state(db) -> tuple[str, str]:
     fill = f"Fill it with one command: `{FILL_COMMAND}` (or `python -m training demo --db PATH`)."
     if not path.is_file():
         return "missing", f"There is no database at `{path}` yet. {fill}"
+    # The app asks on every rerun of every page, and opening a 1 GB database twice cost ~0.3 s of
+    # each page switch: ask the file again only when it changed since the last answer.
+    files = _file_state(path)
+    seen = _STATES.get(str(path))
+    if seen is None or seen[0] != files:
+        seen = (files, _database_state(path, fill))
+        if seen[1][0] != "invalid":  # maybe a passing lock or a half-written file: look again next time
+            _STATES[str(path)] = seen
+    return seen[1]
+
+
+_STATES: dict[str, tuple[tuple, tuple[str, str]]] = {}  # path -> (file state, answer) of the last look
+
+
+def _database_state(path, fill: str) -> tuple[str, str]:
     try:
         version = _df(path, "SELECT value FROM meta WHERE key = 'schema_version'")
         counts = _df(path, "SELECT (SELECT count(*) FROM datasets) AS d, "
