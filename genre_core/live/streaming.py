@@ -157,7 +157,14 @@ class StreamingClassifier:
 
 
 def _probs_of(loaded_run) -> Predictor:
-    return lambda windows: loaded_run.predict_windows(windows)[0]
+    """The run's batched predictor, under inference mode (no autograd bookkeeping at all:
+    cheaper than no_grad on every tensor the front end and model make)."""
+    import torch
+
+    def predict(windows: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return loaded_run.predict_windows(windows)[0]
+    return predict
 
 
 def classify_blocks(blocks: Iterable[np.ndarray], loaded_run, window_s: float | None = None,
