@@ -17,7 +17,7 @@ Builds (or reuses) the demo corpus in its own database under data/bench/, then p
 
 It ends with one table: each figure beside its baseline measured in the same run, the
 speed-up, and the issue's target where there is one, with the machine's load average.
-`--quick` (a few minutes): a 60-clip corpus in data/bench/quick/, one model per family trained
+`--quick` (a few minutes): an 80-clip corpus in data/bench/quick/, one model per family trained
 one epoch, and the sections accuracy, features, handcrafted, latency (6-minute mix).
 
 `scale` runs only when named (`python -m benchmarks scale --tracks N --seconds S`): the
@@ -81,8 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=15.0, help="clip length (demo corpus, or scale's clips)")
     parser.add_argument("--quick", action="store_true",
                         help="a few minutes: small corpus, one model per family, 1 epoch, the ratio sections")
+    parser.add_argument("--threads", type=int, help="torch threads for the whole run (default: torch's; "
+                        "1 is faster on a busy machine, where a second thread waits for its partner)")
     scale.add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.quick:
         quick_settings(args)
     if args.sections == ["scale"]:
@@ -112,7 +116,7 @@ def quick_settings(args) -> None:
     """--quick: its own small corpus and database, so a full run's results are left alone."""
     if args.db == BENCH_ROOT / "bench.duckdb":
         args.db = QUICK_ROOT / "bench.duckdb"
-    args.per_genre = min(args.per_genre, 6)  # the random split needs a test clip per genre (10)
+    args.per_genre = min(args.per_genre, 8)  # the random split needs a val and a test clip per genre
     args.epochs = 1
     args.models = args.models or list(QUICK_MODELS)
     args.sections = args.sections or list(QUICK_SECTIONS)

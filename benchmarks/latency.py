@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from genre_core.audio import stream_blocks
-from genre_core.live.streaming import classify_blocks
+from genre_core.live.streaming import classify_blocks, window_predictor
 from genre_core.live.timeline import DEFAULT_SWITCH_PENALTY, boundary_error, segment, time_accuracy
 from genre_core.train.inference import load_run
 
@@ -105,7 +105,7 @@ def latency_benchmark(loaded_run, minutes: float = 60.0, hop_s: float = 1.5,
     adds after each hop), windows, seconds_audio, seconds_wall. Decoding is not included.
     """
     window_s = window_s or loaded_run.window_s
-    predict = lambda w: loaded_run.predict_windows(w)[0]  # noqa: E731
+    predict = window_predictor(loaded_run)  # as classify_blocks calls the model
     single = np.asarray(next(_synthetic_blocks(loaded_run.sr, window_s, window_s, seed)))[None]  # (1, L)
     predict(single)  # warm-up: lazy init, allocator
     singles = []
@@ -162,3 +162,56 @@ def mix_benchmark(loaded_run, clips: Sequence[tuple[Path | str, str]], hop_s: fl
                 section_accuracy=time_accuracy(truth, sections), n_true_sections=len(truth),
                 n_sections=len(sections), seconds_audio=end_s, seconds_wall=wall,
                 real_time_factor=wall / end_s if end_s else float("nan"))
+
+
+def untrained_run(name: str, n_classes: int = 10, seed: int = 0):
+    """A LoadedRun of `name` with random weights (torch) or fitted on random tables (sklearn):
+    as fast as a trained one, so every family's speed is measured without training it."""
+    import torch
+
+    from genre_core.features.pipeline import input_pipeline
+    from genre_core.features.spectral import FeatureConfig
+    from genre_core.features.tables import COLUMNS
+    from genre_core.models import build_model, get_spec
+    from genre_core.train.config import TrainConfig
+    from genre_core.train.inference import LoadedRun
+
+    spec, config, cpu = get_spec(name), TrainConfig(dataset="bench", model=name), torch.device("cpu")
+    classes = [f"g{i}" for i in range(n_classes)]
+    if not spec.is_torch:
+        rng = np.random.default_rng(seed)
+        table = rng.standard_normal((20 * n_classes, len(COLUMNS[spec.input_kind])))
+        estimator = spec.build(seed=seed).fit(table, np.arange(len(table)) % n_classes)
+        return LoadedRun(name, config, classes, config.features.sr, config.window_s, cpu, estimator=estimator)
+    torch.manual_seed(seed)
+    frontend, sr, bins = input_pipeline(spec.input_kind, config.features or FeatureConfig())
+    model = build_model(name, n_classes, bins, tiny=False).eval()
+    return LoadedRun(name, config, classes, sr, config.window_s, cpu, model=model, frontend=frontend.eval())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """python -m benchmarks.latency [--models M ...] [--minutes X]: live ms per window of every
+    registered model (full widths, untrained weights), no corpus or training needed."""
+    import argparse
+    import os
+
+    from genre_core.models import MODELS
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.latency", description=main.__doc__)
+    parser.add_argument("--models", nargs="*", default=list(MODELS))
+    parser.add_argument("--minutes", type=float, default=0.5, help="synthetic audio per model")
+    args = parser.parse_args(argv)
+    rows = []
+    for name in args.models:
+        stats = latency_benchmark(untrained_run(name), minutes=args.minutes)
+        rows.append(dict(model=name, ms_per_window=stats["ms_per_window"], cpu_ms_per_window=stats["cpu_ms_per_window"],
+                         live_latency_ms=stats["live_latency_ms"],
+                         under_20_ms="yes" if stats["ms_per_window"] < TARGET_MS else "NO"))
+        print(f"  {name:18s} {stats['ms_per_window']:.3g} ms/window ({stats['cpu_ms_per_window']:.3g} cpu ms)", flush=True)
+    print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".3g"))
+    one, five, _ = os.getloadavg()
+    print(f"\nload average {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} CPUs")
+
+
+if __name__ == "__main__":
+    main()

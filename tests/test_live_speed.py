@@ -100,6 +100,7 @@ def test_cpu_median_equals_the_merge_network(dim):
         assert torch.equal(median_filter(x, 31, dim), network)
 
 
+@pytest.mark.slow
 def test_bench_quick_flag_parses_and_runs_a_section(tmp_path, capsys):
     from benchmarks.__main__ import main
 
