@@ -54,13 +54,16 @@ def run(store, args) -> None:
                        "ORDER BY m.value DESC LIMIT 1", list(runs.run_id)).run_id[0]
     minutes = QUICK_MIX_MINUTES if quick else MIX_MINUTES
     model = runs.set_index("run_id").model[best]
-    print(f"\n{minutes}-minute mix of demo test clips, classified by run {best} ({model}, the best test accuracy):")
+    print(f"\nA mix of at least {minutes} minutes of demo test clips, classified by run {best} ({model}, the best test accuracy):")
     result = mix_benchmark(load_run(store, best, device=args.device), _mix_clips(store, best, minutes))
     print(", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()))
     if ratios is not None:
-        limit = TARGET_MIX_S_PER_MIN * minutes
-        ratios.add(f"{minutes}-min mix, best run ({model}), wall seconds", result["seconds_wall"], None, "s",
-                   target=f"< {limit:g}", met=result["seconds_wall"] < limit)
+        # The mix cycles whole rounds of genre sections, so it can run past `minutes`: the
+        # target scales with the audio actually classified (60 s per 60 minutes).
+        audio_min = result["seconds_audio"] / 60
+        limit = TARGET_MIX_S_PER_MIN * audio_min
+        ratios.add(f"{audio_min:.0f}-min mix, best run ({model}), wall seconds", result["seconds_wall"], None, "s",
+                   target=f"< {limit:.0f}", met=result["seconds_wall"] < limit)
 
 
 def _mix_clips(store, run_id: str, minutes: float = MIX_MINUTES) -> list[tuple[str, str]]:

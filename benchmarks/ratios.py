@@ -26,7 +26,10 @@ class Ratios:
     def table(self) -> str:
         if not self.rows:
             return "(no ratios measured)"
-        return pd.DataFrame(self.rows).to_markdown(index=False, floatfmt=".3g", missingval="")
+        frame = pd.DataFrame(self.rows)
+        for column in ("ours", "baseline", "speedup"):  # blank, not nan, where there is none
+            frame[column] = [f"{v:.3g}" if v is not None and v == v else "" for v in frame[column]]
+        return frame.to_markdown(index=False)
 
 
 def load_line() -> str:
