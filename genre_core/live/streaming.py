@@ -20,7 +20,7 @@ from genre_core.audio import SILENCE_DBFS, AudioError, check_header, probe, resa
 from genre_core.live.timeline import (DEFAULT_SWITCH_PENALTY, Section, WindowPrediction, check_timeline_target,
                                      segment, write_timeline)
 
-__all__ = ["RingBuffer", "StreamingClassifier", "WindowPrediction", "ClassifyResult", "classify_stream",
+__all__ = ["RingBuffer", "StreamingClassifier", "window_predictor", "LIVE_THREADS", "WindowPrediction", "ClassifyResult", "classify_stream",
            "classify_blocks", "classify_file", "classify_array"]
 
 Predictor = Callable[[np.ndarray], np.ndarray]  # (B, L) float32 audio -> (B, C) probabilities
@@ -156,15 +156,36 @@ class StreamingClassifier:
         self._rows = 0
 
 
-def _probs_of(loaded_run) -> Predictor:
-    return lambda windows: loaded_run.predict_windows(windows)[0]
+# torch threads while classifying live. One: a batch of 16 windows is too small to split
+# well, and on a busy machine a second thread spin-waits for a descheduled partner. Measured on
+# this project's 2-core box under load ~15 (same run): handcrafted baselines 450-480 ms/window
+# wall (37-41 ms CPU) with 1 thread against 1750-1915 ms (183-222 ms CPU) with 2.
+LIVE_THREADS = 1
+
+
+def window_predictor(loaded_run, threads: int | None = LIVE_THREADS) -> Predictor:
+    """The run's batched predictor: (B, L) windows -> (B, C) probabilities, under inference
+    mode (no autograd bookkeeping at all) and on `threads` torch threads (None: leave torch's
+    setting), restored after each call so the rest of the process is unaffected."""
+    import torch
+
+    def predict(windows: np.ndarray) -> np.ndarray:
+        before = torch.get_num_threads()
+        if threads:
+            torch.set_num_threads(threads)
+        try:
+            with torch.inference_mode():
+                return loaded_run.predict_windows(windows)[0]
+        finally:
+            torch.set_num_threads(before)
+    return predict
 
 
 def classify_blocks(blocks: Iterable[np.ndarray], loaded_run, window_s: float | None = None,
                     hop_s: float = 1.5, batch: int = 16) -> Iterator[WindowPrediction]:
     """Mono float32 blocks at `loaded_run.sr` -> window predictions as they complete.
     `window_s` defaults to the window the run was trained on."""
-    classifier = StreamingClassifier(_probs_of(loaded_run), loaded_run.sr, window_s or loaded_run.window_s,
+    classifier = StreamingClassifier(window_predictor(loaded_run), loaded_run.sr, window_s or loaded_run.window_s,
                                      hop_s, batch, n_classes=len(loaded_run.classes))
     for block in blocks:
         yield from classifier.feed(block)
