@@ -75,7 +75,7 @@ class SynthConfig:
 
     @classmethod
     def tiny(cls, seed: int = 0) -> SynthConfig:
-        """The smallest corpus with every kind of fault: 40 clips of 3 s, about a second to make."""
+        """The smallest corpus with every kind of fault: 40 clips of 3 s, a few seconds to make."""
         return cls(per_genre=4, seconds=3.0, seed=seed)
 
     @property
