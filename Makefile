@@ -12,6 +12,8 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps musicnn==0.1.0
+	$(PY) -m pip install --quiet --no-deps tinysoundfont==0.3.7  # demo corpus synth (its pyaudio extra is for live playback)
+	$(PY) -m pip install --quiet --no-deps pretty_midi==0.2.10  # only for the TimGM6mb.sf2 SoundFont it ships
 	$(PY) -m pip install --quiet --no-deps -e .  # the `genrelens` command (= python -m training)
 	touch $(STAMP)
 

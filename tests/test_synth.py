@@ -11,7 +11,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from genre_core.datasets.synth.corpus import GENRES, SynthConfig, _plan, generate_corpus
+from genre_core.datasets.synth.corpus import CROSSOVER_SHARE, GENRES, SynthConfig, _plan, generate_corpus
+from genre_core.datasets.synth.music import render_clip
+from genre_core.datasets.synth.soundfont import PROGRAMS, sf2_path
+from genre_core.datasets.synth.styles import STYLES, make_artist
 from genre_core.faults.kinds import CLIP_KINDS
 
 CONFIG = SynthConfig(per_genre=5, seconds=4.0, seed=0)
@@ -158,6 +161,55 @@ def test_clean_clips_have_a_sane_peak(corpus):
             assert 0.45 <= np.abs(y.astype(int)).max() / 32767 <= 0.95
 
 
+def test_clean_clips_are_music_not_silence_or_clipping(corpus):
+    faulty = {r["track_id"] for r in _csv(corpus / "faults_truth.csv")}
+    for r in _csv(corpus / "metadata.csv"):
+        if r["track_id"] not in faulty:
+            y = _read_int16(_wav(corpus, r["track_id"])).astype(float) / 32767
+            rms_db = 10 * np.log10(np.mean(y**2))
+            assert -32 < rms_db < -8, (r["track_id"], rms_db)  # loudness-normalised
+            assert np.mean(np.abs(y) > 0.95) == 0.0  # the limiter keeps every peak off the rail
+            quiet = np.mean(np.abs(y.reshape(-1, CONFIG.sr // 10)).max(1) < 1e-3)
+            assert quiet < 0.2, r["track_id"]  # no long gaps: every part keeps playing
+
+
+def test_each_genre_folder_holds_per_genre_clips(corpus):
+    for genre in GENRES:
+        assert len(list((corpus / "genres_original" / genre).glob("*.wav"))) == CONFIG.per_genre
+
+
+def test_crossovers_name_a_neighbouring_genre_in_also(corpus):
+    meta = _csv(corpus / "metadata.csv")
+    assert list(meta[0]) == ["track_id", "label", "true_genre", "artist", "title", "also"]
+    faulty = {r["track_id"] for r in _csv(corpus / "faults_truth.csv")}
+    crossed = [r for r in meta if r["also"]]
+    clean = [r for r in meta if r["track_id"] not in faulty]
+    assert len(crossed) == round(CROSSOVER_SHARE * len(clean))
+    for r in crossed:
+        others = r["also"].split(";")
+        assert r["track_id"] not in faulty and r["label"] == r["true_genre"]
+        assert all(g in GENRES and g != r["label"] and g in STYLES[r["label"]].neighbours for g in others)
+
+
+def test_soundfont_is_found_and_covers_every_role():
+    assert sf2_path().name == "TimGM6mb.sf2" and sf2_path().stat().st_size > 1_000_000
+    assert all(0 <= p < 128 for options in PROGRAMS.values() for p in options)
+    roles = {part.inst for s in STYLES.values() for part in (*s.chords, s.bass, s.lead) if part} | {
+        role for s in STYLES.values() for role in s.swap}
+    assert roles <= set(PROGRAMS)
+
+
+def test_a_render_does_not_depend_on_the_renders_before_it():
+    """The SoundFont player is reused within a process: no voice, bend or program may carry over."""
+    def clip(genre: str, seed: int) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        return render_clip(genre, make_artist("x", genre, rng), 2 * CONFIG.sr, CONFIG.sr, rng)
+
+    first = clip("jazz", 7)
+    clip("metal", 8)  # dense and distorted, with a long crash in the drum bus
+    assert np.array_equal(first, clip("jazz", 7))
+
+
 def test_fault_counts_scale_with_corpus_size():
     def counts(per_genre: int) -> dict[str, int]:
         slots = _plan(SynthConfig(per_genre=per_genre))  # the plan only: nothing is rendered
@@ -170,12 +222,12 @@ def test_fault_counts_scale_with_corpus_size():
 
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
     small = SynthConfig(per_genre=4, seconds=3.0, seed=0)
-    generate_corpus(tmp_path / "a", small, progress=False)
-    generate_corpus(tmp_path / "b", small, progress=False)
+    generate_corpus(tmp_path / "a", small, progress=False, workers=1)
+    generate_corpus(tmp_path / "b", small, progress=False, workers=2)  # worker processes: same bytes
     first = _sha1s(tmp_path / "a")
     assert first == _sha1s(tmp_path / "b")
     # regenerating over an earlier corpus replaces it, other seed: other audio
-    generate_corpus(tmp_path / "a", SynthConfig(per_genre=4, seconds=3.0, seed=1), progress=False)
+    generate_corpus(tmp_path / "a", SynthConfig(per_genre=4, seconds=3.0, seed=1), progress=False, workers=1)
     other = _sha1s(tmp_path / "a")
     assert other.keys() == first.keys()
     wavs = [k for k in first if k.endswith(".wav")]
@@ -188,7 +240,8 @@ def _spectra(y: np.ndarray, n_fft: int = 1024, hop: int = 512) -> np.ndarray:
 
 
 def test_classical_is_tonal_and_drumless_next_to_metal(corpus):
-    """Strings are tonal and unhurried; distorted guitars and double kicks are noisy and busy."""
+    """Strings (or a piano) are tonal and unhurried; distorted guitars and double kicks are noisy
+    and busy - as a rule of the genre, not for every clip."""
     clean = {r["track_id"]: r for r in _csv(corpus / "metadata.csv") if r["label"] == r["true_genre"]}
     for r in _csv(corpus / "faults_truth.csv"):
         clean.pop(r["track_id"], None)
@@ -202,8 +255,9 @@ def test_classical_is_tonal_and_drumless_next_to_metal(corpus):
             stats[r["label"]].append((flatness, flux))
     classical, metal = np.array(stats["classical"]), np.array(stats["metal"])
     assert len(classical) >= 2 and len(metal) >= 2
-    assert metal[:, 0].min() > 10 * classical[:, 0].max()
-    assert metal[:, 1].min() > 1.3 * classical[:, 1].max()
+    # tendencies, not a clean cut: the corpus is built so that no single statistic separates genres
+    assert np.median(metal[:, 0]) > 3 * np.median(classical[:, 0])
+    assert np.median(metal[:, 1]) > 1.15 * np.median(classical[:, 1])
 
 
 @pytest.mark.parametrize("kwargs", [

@@ -1,17 +1,24 @@
-"""The built-in demo corpus: a seeded, numpy-only synthesizer of a GTZAN-shaped corpus.
+"""The built-in demo corpus: a seeded synthesizer of a GTZAN-shaped corpus, its parts played
+by sampled General-MIDI instruments (TimGM6mb.sf2 through TinySoundFont) and produced with
+numpy/scipy effects.
 
 Ten genres in GTZAN's Kaggle layout, each clip played by a made-up artist, with GTZAN's own
 kinds of faults planted on purpose and listed in `faults_truth.csv`, so that fault finders
 can be scored against the truth:
 
     out/genres_original/<genre>/<genre>.000NN.wav   16-bit PCM mono
-    out/metadata.csv      track_id,label,true_genre,artist,title
+    out/metadata.csv      track_id,label,true_genre,artist,title,also
     out/artists.txt       Sturm's GTZAN index format: file ::: artist ::: title
     out/faults_truth.csv  track_id,kind,group_id,source_track_id,detail
 
-Same config, same bytes: every random draw comes from a Generator seeded by
-(seed, genre, clip), never from global state. The music itself lives in synth_music.py
-(instruments, drums, one clip) and synth_styles.py (what each genre and artist sound like).
+About a tenth of the clean clips are crossovers: they mix their folder genre with a
+neighbouring one, and metadata.csv's `also` names the other genre(s), `;`-separated (empty for
+single-label clips); the folder stays the primary label.
+
+Same config, same bytes, however many worker processes render it: every random draw comes
+from a Generator seeded by (seed, genre, clip), never from global state, and the SoundFont
+renderer has no clock. The music itself lives in music.py (one clip, its mix and master),
+styles.py (what each genre and artist sound like), soundfont.py and effects.py.
 """
 
 from __future__ import annotations
@@ -29,8 +36,9 @@ import numpy as np
 from tqdm import tqdm
 
 from genre_core.datasets.synth.music import render_clip
+from genre_core.datasets.synth.styles import STYLES, Artist, artist_name, make_artist, title
+from genre_core.engine import EngineOptions, map_chunks
 from genre_core.faults.kinds import CLIP_KINDS
-from genre_core.datasets.synth.styles import Artist, artist_name, make_artist, title
 
 GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
 
@@ -42,7 +50,9 @@ _RECORDING = (("pop", "shift"), ("hiphop", "regain"), ("disco", "resample"), ("r
 _MISLABEL = (("metal", "rock"), ("blues", "jazz"), ("pop", "disco"), ("rock", "country"))  # (filed as, is)
 _CLIPPED, _DROPOUT, _SILENT, _UNREADABLE = ("pop", "metal"), ("classical", "jazz"), "reggae", "jazz"
 _DEFAULT_PER_GENRE = 24  # the fault counts above are for this size and scale with per_genre
-_PLAN, _ARTIST, _CLIP = 1, 2, 3  # seed streams, so adding draws to one leaves the others alone
+_PLAN, _ARTIST, _CLIP, _CROSS = 1, 2, 3, 4  # seed streams: adding draws to one leaves the others alone
+CROSSOVER_SHARE = 0.1  # of the clean clips, rendered from two genres and labelled with both
+_CHUNK = 4  # clips per task handed to a worker process
 
 
 @dataclass(frozen=True)
@@ -65,7 +75,7 @@ class SynthConfig:
 
     @classmethod
     def tiny(cls, seed: int = 0) -> SynthConfig:
-        """The smallest corpus with every kind of fault: 40 clips of 3 s, about a second to make."""
+        """The smallest corpus with every kind of fault: 40 clips of 3 s, a few seconds to make."""
         return cls(per_genre=4, seconds=3.0, seed=seed)
 
     @property
@@ -107,14 +117,17 @@ class _Slot:
     amount: float = 0.0         # of a recording duplicate's change: dB, s shifted, Hz, s kept
     extra: int = 0              # samples rendered past the end, for a time-shifted copy
     held: bool = False          # keep the render: a recording duplicate is made from it
+    also: str = ""              # crossover: the other genre(s) it mixes in, ";"-separated
 
     @property
     def track_id(self) -> str:
         return f"{self.genre}.{self.index:05d}"
 
 
-def generate_corpus(out: Path, config: SynthConfig = SynthConfig(), progress: bool = True) -> SynthSummary:
+def generate_corpus(out: Path, config: SynthConfig = SynthConfig(), progress: bool = True,
+                    workers: int | None = None) -> SynthSummary:
     """Write the corpus under `out` (see the module docstring) and return what was written.
+    `workers` processes render the clips (None: one per CPU; the bytes do not depend on it).
 
     Raises ValueError when `out` holds something other than an earlier synth corpus.
     """
@@ -122,10 +135,22 @@ def generate_corpus(out: Path, config: SynthConfig = SynthConfig(), progress: bo
     out = Path(out)
     _prepare(out)
     slots = _plan(config)
+    by_id = {s.track_id: s for s in slots}
+    rendered = [s for s in slots if s.source is None]  # copies after their sources, in this process
+    chunks = [rendered[i:i + _CHUNK] for i in range(0, len(rendered), _CHUNK)]
     held: dict[str, np.ndarray] = {}  # source track_id -> its longer render, for recording copies
-    for slot in tqdm(sorted(slots, key=lambda s: s.source is not None), desc="synth", unit="clip",
-                     disable=not progress):  # copies after their sources
-        _write_slot(out, slot, config, held)
+    options = EngineOptions(workers=workers, preload=("genre_core.datasets.synth.music",))
+    with tqdm(total=len(slots), desc="synth", unit="clip", disable=not progress) as bar:
+        for _, results in map_chunks(_render_chunk, chunks, (out, config), options):
+            for track_id, detail, y in results:
+                by_id[track_id].detail = detail
+                if y is not None:
+                    held[track_id] = y
+            bar.update(len(results))
+        for slot in slots:
+            if slot.source is not None:
+                _write_slot(out, slot, config, held)
+                bar.update(1)
     _write_manifests(out, slots, config)
     n_faults = sum(1 for s in slots if s.kind and not s.original)
     return SynthSummary(out, len(slots), n_faults, time.perf_counter() - start)
@@ -168,7 +193,16 @@ def _plan(config: SynthConfig) -> list[_Slot]:
             for i in map(int, block):
                 slots[genre, i] = _Slot(genre, i, genre, artists[genre][a], title(genre, rng))
     _plant(slots, artists, config, rng)
+    _cross(list(slots.values()), config)
     return list(slots.values())
+
+
+def _cross(slots: list[_Slot], config: SynthConfig) -> None:
+    """Make CROSSOVER_SHARE of the clean clips crossovers with a neighbouring genre."""
+    rng = np.random.default_rng([config.seed, _CROSS])
+    clean = [s for s in slots if not s.kind]
+    for i in sorted(rng.choice(len(clean), size=round(CROSSOVER_SHARE * len(clean)), replace=False)):
+        clean[i].also = str(rng.choice(STYLES[clean[i].genre].neighbours))
 
 
 def _plant(slots: dict, artists: dict[str, list[Artist]], config: SynthConfig, rng: np.random.Generator
@@ -230,6 +264,17 @@ def _recording_variant(variant: str, config: SynthConfig, rng: np.random.Generat
     return length, f"trimmed to {length:.1f} s"
 
 
+def _render_chunk(slots: list[_Slot], out: Path, config: SynthConfig) -> list[tuple]:
+    """Write clips that copy no other (in a worker process): (track_id, detail, render kept
+    for a recording duplicate or None) each."""
+    results = []
+    for slot in slots:
+        held: dict[str, np.ndarray] = {}
+        _write_slot(out, slot, config, held)
+        results.append((slot.track_id, slot.detail, held.get(slot.track_id)))
+    return results
+
+
 def _write_slot(out: Path, slot: _Slot, config: SynthConfig, held: dict[str, np.ndarray]) -> None:
     path = _path(out, slot)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -249,8 +294,9 @@ def _write_slot(out: Path, slot: _Slot, config: SynthConfig, held: dict[str, np.
         y = np.zeros(config.n_samples)
         slot.detail = "digital silence: every sample is 0"
     else:
-        y = render_clip(slot.true_genre, slot.artist, config.n_samples + slot.extra, config.sr, rng)
-        y *= rng.uniform(0.5, 0.9) / max(float(np.max(np.abs(y))), 1e-12)  # a sane peak, in dBFS terms -6..-1
+        # mastered: loudness-normalised by the artist's target, peaks from 0.5 to 0.89
+        y = render_clip(slot.true_genre, slot.artist, config.n_samples + slot.extra, config.sr, rng,
+                        also=slot.also or None)
         if slot.held:
             held[slot.track_id] = y
         y = y[: config.n_samples]
@@ -320,8 +366,8 @@ def _write_manifests(out: Path, slots: list[_Slot], config: SynthConfig) -> None
               "## Made-up artists and titles, in the format of B. L. Sturm's GTZAN index (MIRUM 2012)", "##"]
     lines = [f"{s.track_id}.wav ::: {s.artist.name} ::: {s.title}" for s in slots]
     (out / "artists.txt").write_text("\n".join(header + lines) + "\n", encoding="utf-8")
-    _write_csv(out / "metadata.csv", ("track_id", "label", "true_genre", "artist", "title"),
-               [(s.track_id, s.genre, s.true_genre, s.artist.name, s.title) for s in slots])
+    _write_csv(out / "metadata.csv", ("track_id", "label", "true_genre", "artist", "title", "also"),
+               [(s.track_id, s.genre, s.true_genre, s.artist.name, s.title, s.also) for s in slots])
 
 
 def _write_csv(path: Path, header: tuple[str, ...], rows: list[tuple]) -> None:

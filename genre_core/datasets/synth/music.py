@@ -1,213 +1,55 @@
-"""The music engine of the demo corpus: instruments, a drum kit, and one clip.
+"""The music engine of the demo corpus: one clip, from note patterns to a mastered mix.
 
-A clip is a few bars of a genre "song" as synth_styles.py describes it: drums from step
-patterns, a chord progression voiced on the genre's instrument, a bass line, sometimes a
-pad and a lead, mixed and put in a room. The `Artist` palette (tempo centre, key,
-brightness, drive, drum tuning, mix) makes one artist's clips sound alike.
-
-Notes are rendered whole as numpy arrays and cached per clip by (instrument, pitch,
-length), so no Python loop runs per sample.
+A clip is a few bars of a genre "song" as styles.py describes it: drums from step patterns,
+a chord progression voiced on the genre's (or the artist's swapped-in) instrument, a bass
+line, sometimes a lead. Each part becomes note events on its bus (drums, bass, chords,
+lead); each bus is played by sampled General-MIDI instruments (soundfont.py), and the buses
+are mixed and produced with effects.py: overdrive on guitars, EQ, compression, a room,
+a noise floor and loudness normalisation. The `Artist` palette (tempo centre, key, GM
+programs, drum kit, EQ, room, mix) makes one artist's clips sound alike.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from genre_core.datasets.synth import effects
+from genre_core.datasets.synth.soundfont import DRUM_CHANNEL, DRUM_KEYS, Note, render_notes
 from genre_core.datasets.synth.styles import SCALES, STYLES, Artist, Part, Style, parse_chord
 
-TAU = 2 * np.pi
 _VELOCITY = {"X": 1.0, "x": 0.7, "o": 0.35}
+DISTORTED = ("power", "eguitar")  # roles whose bus goes through the overdrive
+_PREROLL = 0.5     # s rendered before the clip starts, so it opens mid-song, not on silence
+_TIMPANI = 8       # channel of the pitched timpani inside the drum bus
+_DRUM_LEN = {"crash": 1.5, "ride": 0.8, "ohat": 0.4, "timp": 1.2}  # s held; other drums 0.3 s
 
 
-# ---------------------------------------------------------------- instruments
+def render_clip(genre: str, artist: Artist, n: int, sr: int, rng: np.random.Generator,
+                also: str | None = None) -> np.ndarray:
+    """`n` samples of a `genre` song played by `artist`, mastered, float64 (peaks < 0.9). (n,)
 
-@dataclass(frozen=True)
-class Additive:
-    """Struck or plucked string: decaying partials, the high ones dying first."""
-
-    partials: int = 8
-    slope: float = 1.2       # amplitude ~ k^-slope at brightness 0.5
-    decay: float = 1.2       # e-folding time of the fundamental at 220 Hz, s
-    damping: float = 0.4     # extra decay rate per partial index (Karplus-Strong-like)
-    pluck: float = 0.0       # pluck position on the string; 0 = no comb notches
-    release: float = 0.06    # s
-    max_len: float = 1.6     # s; longer notes are cut, they have decayed by then
-
-
-@dataclass(frozen=True)
-class Osc:
-    """Sustained oscillator voice (naive waveforms, box-filtered: aliasing is harmless here)."""
-
-    wave: str = "saw"        # saw | square | sine | organ
-    voices: int = 1          # detuned copies (ensemble width comes from the artist)
-    attack: float = 0.005    # s
-    decay: float = 0.3       # s from peak to the sustain level
-    sustain: float = 1.0
-    release: float = 0.08    # s
-    vibrato: float = 0.0     # cents, 5.5 Hz, fading in over 0.4 s
-    lowpass: int = 4         # box-filter width in samples at 22.05 kHz (larger = darker)
-    snap: float = 0.0        # s; the filter opens at the attack and closes this fast (0 = static)
-    drop: float = 0.0        # pitch starts this many times higher and falls in 30 ms (808 sub)
-    max_len: float = 30.0    # s
-
-
-INSTRUMENTS: dict[str, Additive | Osc] = {
-    "piano": Additive(partials=8, slope=1.1, decay=1.4, damping=0.45),
-    "epiano": Additive(partials=4, slope=1.8, decay=1.8, damping=1.2),   # Rhodes-like, mellow
-    "pluck": Additive(partials=12, slope=0.8, decay=0.9, damping=0.35, pluck=0.18),
-    "skank": Additive(partials=10, slope=0.9, decay=0.12, damping=0.3, pluck=0.2, release=0.03, max_len=0.3),
-    "upright": Additive(partials=5, slope=1.6, decay=0.9, damping=0.8, pluck=0.3),
-    "pickbass": Additive(partials=8, slope=1.0, decay=1.2, damping=0.5, pluck=0.25),
-    "strings": Osc("saw", 3, attack=0.3, sustain=1.0, release=0.4, vibrato=14, lowpass=6),
-    "cello": Osc("saw", 2, attack=0.2, sustain=1.0, release=0.3, vibrato=10, lowpass=10),
-    "pad": Osc("saw", 3, attack=0.12, sustain=0.8, release=0.3, vibrato=4, lowpass=8),
-    "flute": Osc("sine", 1, attack=0.06, release=0.1, vibrato=18, lowpass=1),
-    "horn": Osc("saw", 1, attack=0.04, sustain=0.8, release=0.08, vibrato=12, lowpass=5, snap=0.15),
-    "organ": Osc("organ", 1, attack=0.005, release=0.03, lowpass=1),
-    "stab": Osc("saw", 2, attack=0.003, decay=0.12, sustain=0.3, release=0.05, lowpass=3, snap=0.08),
-    "synthbass": Osc("square", 1, decay=0.25, sustain=0.6, release=0.04, lowpass=8, snap=0.06),
-    "synthlead": Osc("square", 2, attack=0.01, release=0.1, vibrato=16, lowpass=3),
-    "sub": Osc("sine", 1, decay=0.6, sustain=0.5, release=0.08, lowpass=1, drop=1.5),
-    "power": Osc("saw", 2, attack=0.002, decay=0.4, sustain=0.7, release=0.03, lowpass=1),
-    "eguitar": Osc("saw", 1, attack=0.004, decay=0.5, sustain=0.6, release=0.06, vibrato=22, lowpass=2),
-}
-DISTORTED = ("power", "eguitar")  # these play into the guitar bus, which is overdriven
-
-
-def _lowpass(x: np.ndarray, width: int, passes: int = 2) -> np.ndarray:
-    """Cascaded centred moving averages: a cheap linear-phase FIR low-pass with its first null
-    at sr / width. Centred, so `x - _lowpass(x)` is a clean high-pass. (N,) -> (N,)"""
-    lead = (width - 1) // 2
-    for _ in range(passes if width > 1 else 0):
-        c = np.cumsum(np.concatenate([np.zeros(width), x, np.zeros(lead)]))
-        x = ((c[width:] - c[:-width]) / width)[lead:]
-    return x
-
-
-def _highpass(x: np.ndarray, width: int) -> np.ndarray:
-    return x - _lowpass(x, width)
-
-
-def ring(inst: Additive | Osc, freq: float, n: int, sr: int, tone: Artist) -> np.ndarray:
-    """`n` samples of a note held forever (attack and decay, no release), peak about 1. (n,)"""
-    t = np.arange(n) / sr
-    if isinstance(inst, Additive):
-        return _additive(inst, freq, t, sr, tone.brightness)
-    f = np.full(n, freq)
-    if inst.vibrato:  # 5.5 Hz, fading in over 0.4 s; 2^(c/1200) ~ 1 + c ln2 / 1200 for a few cents
-        f *= 1 + inst.vibrato * np.log(2) / 1200 * np.sin(TAU * 5.5 * t) * np.minimum(1.0, t / 0.4)
-    if inst.drop:
-        f = f * (1 + inst.drop * np.exp(-t / 0.03))
-    cycles = np.cumsum(f) / sr
-    y = np.zeros(n)
-    for v in range(inst.voices):  # detuned copies: the same phase track, scaled
-        y += _wave(inst.wave, cycles * 2.0 ** ((v - (inst.voices - 1) / 2) * tone.detune / 1200) + 0.31 * v)
-    width = max(1, round(inst.lowpass * (1.5 - tone.brightness) * sr / 22050))
-    smooth = _lowpass(y, width)
-    if inst.snap:  # filter envelope: bright at the attack, closing towards `smooth`
-        smooth = smooth + (y - smooth) * np.exp(-t / inst.snap)
-    env = np.minimum(1.0, t / inst.attack)
-    if inst.sustain < 1:
-        env *= inst.sustain + (1 - inst.sustain) * np.exp(-t / inst.decay)
-    return smooth * env / inst.voices
-
-
-def _wave(kind: str, ph: np.ndarray) -> np.ndarray:
-    if kind == "saw":  # (ph - floor(ph)) is ph % 1 for ph >= 0, and much cheaper
-        return 2 * (ph - np.floor(ph)) - 1
-    if kind == "square":
-        return np.where(ph - np.floor(ph) < 0.5, 1.0, -1.0)
-    if kind == "organ":  # drawbars 8', 4', 2 2/3', 2'
-        return sum(a * np.sin(TAU * k * ph) for k, a in ((1, 1.0), (2, 0.6), (3, 0.35), (4, 0.25)))
-    return np.sin(TAU * ph) + 0.08 * np.sin(2 * TAU * ph)
-
-
-def _additive(inst: Additive, freq: float, t: np.ndarray, sr: int, brightness: float) -> np.ndarray:
-    """Partial k decays at rate r0 * (1 + damping * (k - 1)), so every partial is a power of one
-    damped phasor z = exp((-r0 * damping + i * 2 pi f) t): a complex multiply per partial."""
-    k = np.arange(1, min(inst.partials, int(0.45 * sr / freq)) + 1)
-    amps = k ** -(inst.slope * (1.5 - brightness))
-    if inst.pluck:  # a string plucked at this point has no partials with a node there
-        amps = amps * (0.15 + np.abs(np.sin(np.pi * k * inst.pluck)))
-    r0 = (freq / 220) ** 0.4 / inst.decay  # high notes die sooner
-    angle = ((TAU * freq * t) % TAU).astype(np.float32)
-    damped = np.exp(-r0 * inst.damping * t).astype(np.float32)
-    z = np.empty(len(t), dtype=np.complex64)  # single precision: ~10x faster, inaudibly different
-    z.real, z.imag = damped * np.cos(angle), damped * np.sin(angle)
-    zk, acc = z.copy(), np.zeros(len(t), dtype=np.complex64)
-    for amp in amps.astype(np.float32):
-        acc += amp * zk
-        zk *= z
-    envelope = np.exp(-r0 * (1 - inst.damping) * t) * np.minimum(1.0, t / 0.003)
-    return acc.imag * envelope / amps.sum() * 2.0
-
-
-# ---------------------------------------------------------------- drums
-
-def drum_kit(sr: int, rng: np.random.Generator, tone: Artist) -> dict[str, np.ndarray]:
-    """One hit per drum, tuned by the artist (kick pitch and length, snare body, brightness)."""
-
-    def base(seconds: float) -> tuple[np.ndarray, np.ndarray]:
-        n = int(seconds * sr)
-        return np.arange(n) / sr, rng.standard_normal(n)
-
-    hp = max(2, round(2 * sr / 22050))  # high-pass width: what is left sits above ~5 kHz
-    t, noise = base(4 * tone.kick_decay)
-    f = tone.kick * (1 + 2.5 * np.exp(-t / 0.025))  # the pitch sweep that makes a kick
-    kick = np.sin(TAU * np.cumsum(f) / sr) * np.exp(-t / tone.kick_decay)
-    kick = np.tanh(1.5 * (kick + 0.5 * _highpass(noise, hp) * np.exp(-t / 0.003)))
-    t, noise = base(0.35)
-    body = (np.sin(TAU * tone.snare * t) + 0.5 * np.sin(TAU * 1.6 * tone.snare * t)) * np.exp(-t / 0.05)
-    snare = 0.6 * body + _highpass(noise, 2 * hp) * np.exp(-t / 0.11)
-    t, noise = base(0.6)
-    air = _highpass(noise, hp)
-    hat = air * np.exp(-t / (0.012 + 0.01 * tone.brightness))
-    ohat = air * np.exp(-t / 0.22)
-    t, noise = base(0.25)
-    rim = np.sin(TAU * 1700 * t) * np.exp(-t / 0.012) + 0.4 * _highpass(noise, hp) * np.exp(-t / 0.006)
-    bursts = sum(np.exp(-np.maximum(t - d, 0) / 0.005) * (t >= d) for d in (0, 0.011, 0.022))  # hands
-    clap = _highpass(_lowpass(noise, 2), 3) * (bursts + np.exp(-t / 0.08))
-    brush = _lowpass(_highpass(noise, 3), 2) * np.minimum(1, t / 0.008) * np.exp(-t / 0.07)
-    t, noise = base(1.4)
-    ratios = np.array([1.0, 1.342, 1.2312, 1.6532, 1.9523, 2.1523])  # inharmonic squares: 808 metal
-    bell = np.sign(np.sin(TAU * np.outer(tone.cymbal * ratios, t))).sum(0)
-    ping = 0.15 * _lowpass(_highpass(bell, hp), 2) * np.exp(-t / 0.7)
-    ride = ping + 0.1 * _highpass(noise, hp) * np.exp(-t / 0.25)
-    crash = _highpass(noise, hp) * np.exp(-t / 0.9) + 0.05 * _highpass(bell, hp) * np.exp(-t / 0.5)
-    timp = sum(np.sin(TAU * r * tone.kick * 1.6 * t) * np.exp(-t * d) / (i + 1)
-               for i, (r, d) in enumerate(((1, 1.2), (1.5, 2.0), (1.99, 3.0), (2.44, 4.0))))
-    kit = dict(kick=kick, snare=snare, hat=hat, ohat=ohat, rim=rim, clap=clap, brush=brush,
-               ride=ride, crash=crash, timp=timp)
-    return {k: v / np.max(np.abs(v)) for k, v in kit.items()}
-
-
-# ---------------------------------------------------------------- one clip
-
-def render_clip(genre: str, artist: Artist, n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
-    """`n` samples of a `genre` song played by `artist`, float64, unnormalised. (n,)
-
-    A crossover artist (`artist.borrow`) takes each element - progression, drums, chord
-    parts, bass, lead - from the neighbouring genre with that probability: this is what
-    makes rock/metal, blues/jazz, disco/pop and country/rock hard to tell apart.
+    An artist with a neighbour genre borrows each element - progression, drums, chord parts,
+    bass, lead - from it with probability `artist.borrow` (genres share material). A crossover
+    (`also` = another genre) takes two or three of the five elements from `also` for certain.
     """
     own = STYLES[genre]
-    other = STYLES[artist.neighbour] if artist.neighbour else own
-
-    def pick() -> Style:
-        return other if rng.random() < artist.borrow else own
-
-    source = pick()
-    progressions = artist.progressions if source is own else other.progressions
+    if also is not None:
+        borrowed = set(rng.permutation(5)[: int(rng.integers(2, 4))].tolist())
+        sources = [STYLES[also] if i in borrowed else own for i in range(5)]
+    else:
+        other = STYLES[artist.neighbour] if artist.neighbour else own
+        sources = [other if rng.random() < artist.borrow else own for _ in range(5)]
+    progressions = artist.progressions if sources[0] is own else sources[0].progressions
     clip = _Clip(own, artist, progressions, n, sr, rng)
-    clip.drums(pick(), drum_kit(sr, rng, artist))
-    for part in pick().chords:
-        clip.chord_part(part)
-    clip.bass_part(pick().bass)
-    source = pick()
-    if source.lead is not None and rng.random() < 0.8:
-        clip.lead_part(source.lead, source)
+    clip.drums(sources[1])
+    for i, part in enumerate(sources[2].chords):
+        if i == 0 and sources[2] is own and artist.swap:  # the artist's own instrument instead
+            part = Part(artist.swap, part.rhythm, part.gate, part.low, part.gain, part.strum)
+        clip.chord_part(part, channel=i)
+    clip.bass_part(sources[3].bass)
+    lead = sources[4]
+    if lead.lead is not None and rng.random() < 0.8:
+        clip.lead_part(lead.lead, lead)
     return clip.master(clip.mix())
 
 
@@ -217,8 +59,13 @@ def _voice(pitch_class: int, intervals: tuple[int, ...], low: int) -> list[int]:
     return [root + i for i in intervals]
 
 
+def _midi_velocity(level: float) -> int:
+    """A 0..1+ loudness to a MIDI velocity; ghost notes stay audible."""
+    return min(127, max(1, round(25 + 100 * level)))
+
+
 class _Clip:
-    """One clip being rendered: its timing, harmony, buses and a note cache."""
+    """One clip being rendered: its timing, harmony and the notes of each bus."""
 
     def __init__(self, style: Style, artist: Artist, progressions: tuple[str, ...], n: int, sr: int,
                  rng: np.random.Generator):
@@ -231,42 +78,30 @@ class _Clip:
         prog = prog[turn:] + prog[:turn]
         self.chords = [parse_chord(prog[i % len(prog)]) for i in range(self.n_bars + 1)]
         self.key = (artist.key + (int(rng.integers(-2, 3)) if rng.random() < 0.25 else 0)) % 12
-        self.buses = {name: np.zeros(n) for name in ("drums", "bass", "chords", "lead")}
+        self.pre = int(_PREROLL * sr)
+        self.notes: dict[str, list[Note]] = {name: [] for name in ("drums", "bass", "chords", "lead")}
+        self.programs: dict[str, dict[int, int]] = {name: {} for name in self.notes}
         self.distorted: set[str] = set()
-        self.cache: dict[tuple, np.ndarray] = {}
 
     def at(self, bar: int, step: float, steps: int) -> int:
-        """Sample index of step `step` of `steps` in a bar, swung (straight grids) and humanised."""
+        """Sample index (pre-roll included) of step `step` of `steps` in a bar, swung and humanised."""
         step_len = self.bar / steps
         swing = self.style.swing * step_len * (int(step) % 2) if steps == 16 else 0.0
         t = bar * self.bar + step * step_len + swing + self.rng.normal(0, self.artist.looseness)
-        return int(round((t - self.offset) * self.sr))
+        return int(round((t - self.offset) * self.sr)) + self.pre
 
     def hold(self, steps: float, grid: int, gate: float) -> int:
         """Samples a note of `steps` grid steps is held, shortened by the part's gate."""
-        return int(steps * self.bar / grid * gate * self.sr)
+        return max(1, int(steps * self.bar / grid * gate * self.sr))
 
-    def place(self, bus: str, start: int, wave: np.ndarray, gain: float) -> None:
-        lo, hi = max(start, 0), min(start + len(wave), self.n)
-        if hi > lo:
-            self.buses[bus][lo:hi] += gain * wave[lo - start:hi - start]
+    def play(self, bus: str, start: int, length: int, channel: int, key: int, level: float) -> None:
+        if start + length > 0 and start < self.n + self.pre:
+            self.notes[bus].append(Note(start, start + length, channel, int(key), _midi_velocity(level)))
 
-    def note(self, inst: str, midi: int, n_hold: int) -> np.ndarray:
-        """`n_hold` samples of a note plus its release; one ringing render serves all lengths."""
-        key = (inst, midi, n_hold)
-        if key not in self.cache:
-            spec = INSTRUMENTS[inst]
-            n_hold = min(n_hold, int(spec.max_len * self.sr))
-            n_release = int(spec.release * self.sr)
-            held = self.cache.get((inst, midi))
-            if held is None or len(held) < n_hold + n_release:
-                n = max(n_hold + n_release, self.sr)  # >= 1 s, so short notes share it
-                freq = 440.0 * 2 ** ((midi - 69) / 12)
-                held = self.cache[(inst, midi)] = ring(spec, freq, n, self.sr, self.artist)
-            wave = held[: n_hold + n_release].copy()
-            wave[n_hold:] *= np.linspace(1.0, 0.0, n_release)
-            self.cache[key] = wave
-        return self.cache[key]
+    def use(self, bus: str, channel: int, role: str) -> None:
+        self.programs[bus][channel] = self.artist.program(role)
+        if role in DISTORTED:
+            self.distorted.add(bus)
 
     def pattern(self, options: str, signature: bool = False) -> str:
         """One bar's pattern: the artist's own option most of the time when `signature`."""
@@ -281,7 +116,15 @@ class _Clip:
         for i, step in zip(steps, steps[1:] + [len(pattern)]):
             yield i, step - i, pattern[i]
 
-    def drums(self, s: Style, kit: dict[str, np.ndarray]) -> None:
+    def hit(self, drum: str, start: int, level: float) -> None:
+        length = int(_DRUM_LEN.get(drum, 0.3) * self.sr)
+        if drum == "timp":  # tuned to the tonic, low
+            self.use("drums", _TIMPANI, "timp")
+            self.play("drums", start, length, _TIMPANI, 41 + (self.key - 5) % 12, level)
+        else:
+            self.play("drums", start, length, DRUM_CHANNEL, DRUM_KEYS[drum], level)
+
+    def drums(self, s: Style) -> None:
         rng = self.rng
         for bar in range(self.n_bars):
             if bar % s.drum_every or (s.drum_every > 1 and rng.random() < 0.3):
@@ -292,16 +135,14 @@ class _Clip:
                 for step, _, sym in self.hits(pattern):
                     if rng.random() < 0.04 or (fill and 4 * step >= 3 * len(pattern) and drum != "kick"):
                         continue  # a dropped hit now and then; the fill replaces the last beat
-                    start = self.at(bar, step, len(pattern))
-                    self.place("drums", start, kit[drum], _VELOCITY[sym] * rng.uniform(0.8, 1.0))
+                    self.hit(drum, self.at(bar, step, len(pattern)), _VELOCITY[sym] * rng.uniform(0.8, 1.0))
             for step in range(12, 16) if fill else ():
-                self.place("drums", self.at(bar, step, 16), kit["snare"], 0.5 + 0.15 * (step - 12))
+                self.hit("snare", self.at(bar, step, 16), 0.5 + 0.15 * (step - 12))
             if s.fills and bar % 4 == 0 and rng.random() < 0.7:
-                self.place("drums", self.at(bar, 0, 16), kit["crash"], 0.8)
+                self.hit("crash", self.at(bar, 0, 16), 0.8)
 
-    def chord_part(self, part: Part, bus: str = "chords") -> None:
-        if part.inst in DISTORTED:
-            self.distorted.add(bus)
+    def chord_part(self, part: Part, channel: int) -> None:
+        self.use("chords", channel, part.inst)
         for bar in range(self.n_bars):
             root, intervals = self.chords[bar]
             notes = _voice(self.key + root, intervals, part.low)
@@ -309,12 +150,12 @@ class _Clip:
             for step, length, sym in self.hits(pattern):
                 n_hold = self.hold(length, len(pattern), part.gate)
                 start = self.at(bar, step, len(pattern))
-                vel = _VELOCITY.get(sym, 1.0) * part.gain * self.rng.uniform(0.85, 1.0)
+                level = _VELOCITY.get(sym, 1.0) * part.gain * self.rng.uniform(0.85, 1.0)
                 for i, midi in enumerate(notes):  # a strum starts each string a little later
-                    wave = self.note(part.inst, midi, n_hold)
-                    self.place(bus, start + int(i * part.strum * self.sr), wave, vel)
+                    self.play("chords", start + int(i * part.strum * self.sr), n_hold, channel, midi, level)
 
     def bass_part(self, part: Part) -> None:
+        self.use("bass", 0, part.inst)
         for bar in range(self.n_bars):
             root, intervals = self.chords[bar]
             base = _voice(self.key + root, (0,), part.low)[0]
@@ -324,19 +165,18 @@ class _Clip:
                        "7": next((i for i in intervals if i in (10, 11)), 10)}
             pattern = self.pattern(part.rhythm)
             for step, length, sym in self.hits(pattern):
-                wave = self.note(part.inst, base + offsets[sym], self.hold(length, len(pattern), part.gate))
-                gain = part.gain * self.rng.uniform(0.8, 1.0)
-                self.place("bass", self.at(bar, step, len(pattern)), wave, gain)
+                n_hold = self.hold(length, len(pattern), part.gate)
+                level = part.gain * self.rng.uniform(0.7, 0.9)
+                self.play("bass", self.at(bar, step, len(pattern)), n_hold, 0, base + offsets[sym], level)
 
     def lead_part(self, part: Part, style: Style) -> None:
         """A random walk over the scale that lands on chord tones on the beats; 2 bars on, 2 off."""
         rng, grid = self.rng, style.grid
+        self.use("lead", 0, part.inst)
         minor = self.chords[0][1][1] == 3 and style.scale in ("major", "penta")
         scale = SCALES["minor" if minor else style.scale]
         pool = [m for m in range(part.low, part.low + 20) if (m - self.key) % 12 in scale]
         lengths, idx = [int(c) for c in part.rhythm], len(pool) // 2
-        if part.inst in DISTORTED:
-            self.distorted.add("lead")
         for bar in range(self.n_bars):
             if (bar // 2) % 2:
                 continue
@@ -351,40 +191,34 @@ class _Clip:
                     idx = min(tones, key=lambda j: abs(j - idx))
                 if rng.random() > 0.2:
                     n_hold = self.hold(min(length, grid - pos), grid, part.gate)
-                    wave = self.note(part.inst, pool[idx], n_hold)
-                    self.place("lead", self.at(bar, pos, grid), wave, part.gain * rng.uniform(0.7, 1.0))
+                    self.play("lead", self.at(bar, pos, grid), n_hold, 0, pool[idx], part.gain * rng.uniform(0.6, 0.9))
                 pos += length
 
     def mix(self) -> np.ndarray:
-        """Buses levelled to unit RMS, overdriven where a guitar plays, weighted by the artist."""
-        a, y = self.artist, np.zeros(self.n)
-        for name, weight, artist_gain in zip(self.buses, self.style.levels, a.mix):
-            bus = self.buses[name]
+        """Each bus played by the SoundFont, levelled to unit RMS, overdriven where a guitar plays,
+        weighted by the genre and the artist. (n,)"""
+        a, sr, y = self.artist, self.sr, np.zeros(self.n)
+        for name, weight, artist_gain in zip(self.notes, self.style.levels, a.mix):
+            if not self.notes[name]:
+                continue
+            bus = render_notes(self.notes[name], self.programs[name], a.kit, self.n + self.pre, sr)[self.pre:]
             rms = np.sqrt(np.mean(bus**2))
-            if rms == 0:
+            if rms < 1e-6:
                 continue
             bus = bus / rms
-            if name in self.distorted:  # amp + cabinet: metal drives harder and sounds darker
-                cab = max(1, round((2 + 8 * (1 - a.brightness)) * self.sr / 22050))
-                bus = _lowpass(np.tanh(a.drive * bus), cab, passes=3)
-                bus /= np.sqrt(np.mean(bus**2)) + 1e-12
+            if name in self.distorted:  # amp + cabinet: darker artists get a darker cabinet
+                bus = effects.overdrive(bus, sr, a.drive, 2500 + 3500 * a.brightness)
             y += weight * artist_gain * bus
         return y
 
     def master(self, y: np.ndarray) -> np.ndarray:
-        """Brightness shelf, a room, then a noise floor. The room is rendered at a quarter of
-        the rate: its tail is dark anyway, and the FFTs get four times smaller."""
-        a, sr, rng, q = self.artist, self.sr, self.rng, 4
-        body = _lowpass(y, max(2, round((6 - 4 * a.brightness) * sr / 22050)))
-        y = body + (0.25 + 0.75 * a.brightness) * (y - body)  # darker artists keep less of the top
-        rt = 0.4 + 2.5 * a.reverb  # s, time for the tail to fall by 60 dB
-        t = np.arange(int(rt * sr / q)) * q / sr
-        ir = rng.standard_normal(len(t)) * np.exp(-6.9 * t / rt)
-        ir[: int(0.015 * sr / q)] = 0.0  # pre-delay
-        ir *= a.reverb / np.sqrt(np.sum(ir**2))
-        small = _lowpass(y, q)[::q]
-        size = 1 << (len(small) + len(ir) - 1).bit_length()  # no wrap-around of the tail
-        wet = np.fft.irfft(np.fft.rfft(small, size) * np.fft.rfft(ir, size), size)[: len(small)]
-        y = y + _lowpass(np.repeat(wet, q)[: len(y)], q)
-        level = np.sqrt(np.mean(y**2)) * 10 ** (rng.uniform(*self.style.noise_db) / 20)
-        return y + level * rng.standard_normal(len(y), dtype=np.float32)
+        """Room, EQ, bus compression, a noise floor, loudness: the artist's production. (n,)"""
+        a, sr, rng = self.artist, self.sr, self.rng
+        y = effects.reverb(y, sr, a.room, a.reverb, 3000 + 5000 * a.brightness, rng)
+        y = effects.highpass(y, sr, 30.0)
+        y = effects.shelf(y, sr, 200.0, a.warmth, high=False)
+        y = effects.shelf(y, sr, 3000.0, 12 * a.brightness - 6, high=True)
+        rms_db = 10 * np.log10(np.mean(y**2) + 1e-12)
+        y = effects.compress(y, sr, rms_db - 2.0, a.squash)
+        y = y + np.sqrt(np.mean(y**2)) * 10 ** (a.noise_db / 20) * rng.standard_normal(len(y))
+        return effects.loudness(y, sr, a.loud)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from genre_core.datasets.synth.soundfont import KITS, PROGRAMS
 
 SCALES = {
     "major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10),
@@ -36,7 +37,7 @@ def parse_chord(symbol: str) -> tuple[int, tuple[int, ...]]:
 
 @dataclass(frozen=True)
 class Part:
-    inst: str                # a key of synth_music.INSTRUMENTS
+    inst: str                # a role of soundfont.PROGRAMS: the artist picks the GM program
     rhythm: str              # bar pattern(s); for a lead: the note lengths it picks from, in steps
     gate: float = 1.0        # note length as a share of the gap to the next hit (0.3 = staccato)
     low: int = 48            # MIDI note at the bottom of the register
@@ -46,7 +47,7 @@ class Part:
 
 @dataclass(frozen=True)
 class Style:
-    tempo: tuple[float, float]        # range of artist tempo centres, bpm
+    tempo: tuple[float, float]        # range of artist tempo centres, bpm (ranges overlap on purpose)
     grid: int                         # steps per bar
     drums: tuple[tuple[str, str], ...]
     progressions: tuple[str, ...]
@@ -57,108 +58,119 @@ class Style:
     swing: float = 0.0                # delay of every second step, as a share of a step
     drum_every: int = 1               # drums only on the first bar of each n (classical timpani)
     fills: bool = False               # crash + snare fill at 4-bar phrase boundaries
-    drive: tuple[float, float] = (1.0, 1.0)    # guitar-bus overdrive gain range
-    bright: tuple[float, float] = (0.4, 0.8)   # artist brightness range
-    reverb: tuple[float, float] = (0.05, 0.2)  # wet level range
-    kick: tuple[float, float] = (50, 60)       # kick pitch range, Hz
-    kick_decay: tuple[float, float] = (0.12, 0.2)
-    noise_db: tuple[float, float] = (-55, -45)  # noise floor relative to the mix RMS
+    kits: tuple[str, ...] = ("standard", "room")  # keys of soundfont.KITS an artist picks from
+    # chord instruments an artist may play instead of the genre's first chord part: instruments
+    # are shared across genres, so instrumentation alone does not give the genre away
+    swap: tuple[str, ...] = ("piano", "epiano", "organ", "pluck", "pad")
+    drive: tuple[float, float] = (1.0, 1.0)    # guitar-bus overdrive gain range (1 = clean)
+    bright: tuple[float, float] = (0.3, 0.8)   # artist brightness range: the master EQ tilt
+    reverb: tuple[float, float] = (0.05, 0.3)  # wet energy share range
     levels: tuple[float, ...] = (1.0, 0.8, 0.8, 0.6)  # drums, bass, chords, lead (each bus at unit RMS)
-    neighbours: tuple[str, ...] = ()  # genres a crossover artist may borrow from
+    neighbours: tuple[str, ...] = ()  # genres a crossover borrows from (and is labelled `also`)
 
 
 _BACKBEAT = "....X.......X..."
 STYLES: dict[str, Style] = {
     "blues": Style(
-        tempo=(66, 100), grid=12,
+        tempo=(62, 120), grid=12,
         drums=(("kick", "X.....X.....|X.....X..x.."), ("snare", "...X.....X..|...X.....X.o"),
                ("hat", "X.xX.xX.xX.x|X.xX.xX.xX.x")),
         progressions=("I7 I7 I7 I7 IV7 IV7 I7 I7 V7 IV7 I7 V7", "I7 IV7 I7 I7 IV7 IV7 I7 I7 V7 IV7 I7 V7",
                       "i7 i7 i7 i7 iv7 iv7 i7 i7 bVI7 V7 i7 V7"),
         scale="blues", chords=(Part("piano", "x.xx.xx.xx.x|X.xX.x......", 0.9, 55, 0.8),),
         bass=Part("upright", "R.R3.35.56.6|R..3..5..6..", 0.9, 28),
-        lead=Part("eguitar", "3336612", 0.9, 62, 0.8), drive=(1.5, 3.0), bright=(0.3, 0.6),
-        reverb=(0.1, 0.25), kick_decay=(0.15, 0.25), neighbours=("jazz",)),
+        lead=Part("eguitar", "3336612", 0.9, 62, 0.8), drive=(1.0, 2.5), bright=(0.25, 0.7),
+        kits=("standard", "room", "jazz"), swap=("organ", "epiano", "skank"),
+        reverb=(0.08, 0.3), neighbours=("jazz", "rock")),
     "jazz": Style(
-        tempo=(96, 180), grid=12,
+        tempo=(90, 180), grid=12,
         drums=(("ride", "X..X.xX..X.x|X..X.xX..X.x"), ("hat", "...x.....x.."),
                ("kick", "o.....o.....|o..o..o..o.."), ("snare", "........o..o|.....o......|...........o")),
         progressions=("ii9 V9 Imaj9 Imaj9", "ii9 V9 Imaj9 vi9", "iii7 vi7 ii9 V9", "Imaj9 vi9 ii9 V9"),
         scale="major",
         chords=(Part("piano", "X....x......|..X.....x...|X.......x...|...x......x.", 0.8, 53, 0.7),),
         bass=Part("upright", "R..3..5..a..|R..5..6..a..|R..O..5..a..", 0.95, 28),
-        lead=Part("horn", "3336621", 0.85, 60, 0.7), bright=(0.3, 0.6), reverb=(0.15, 0.3),
-        kick=(60, 75), kick_decay=(0.1, 0.15), levels=(0.45, 0.9, 0.8, 0.7), neighbours=("blues",)),
+        lead=Part("horn", "3336621", 0.85, 60, 0.7), bright=(0.2, 0.65), reverb=(0.1, 0.35),
+        kits=("jazz", "brush", "room"), swap=("epiano", "skank", "organ"),
+        levels=(0.55, 0.9, 0.8, 0.7), neighbours=("blues", "hiphop")),
     "classical": Style(
-        tempo=(56, 100), grid=16, drums=(("timp", "X.......X.......|X..............."),),
+        tempo=(56, 132), grid=16, drums=(("timp", "X.......X.......|X..............."),),
         progressions=("I IV V I", "I vi IV V", "I V vi iii IV I IV V", "i iv V i", "i VI iv V"),
-        scale="major", chords=(Part("strings", "X...............", 1.0, 55),),
+        scale="major", chords=(Part("strings", "X.......X.......|X...............|X...X...X...X...", 1.0, 55),),
         bass=Part("cello", "R...............|R.......5.......", 1.0, 36),
-        lead=Part("flute", "448228", 0.95, 67, 0.6), drum_every=4, bright=(0.2, 0.5),
-        levels=(0.5, 0.7, 1.0, 0.6),
-        reverb=(0.35, 0.6), kick=(48, 58), noise_db=(-60, -50)),
+        lead=Part("flute", "448228", 0.95, 67, 0.7), drum_every=4, bright=(0.2, 0.6),
+        kits=("standard",), swap=("piano", "piano", "pad"),
+        levels=(0.4, 0.7, 1.0, 0.7), reverb=(0.25, 0.5), neighbours=("pop",)),
     "country": Style(
-        tempo=(96, 140), grid=16,
+        tempo=(90, 150), grid=16,
         drums=(("kick", "X.......X.......|X.......X.x....."), ("brush", "ooooXoooooooXooo|oxoxXxoxoxoxXxox")),
         progressions=("I I IV IV V V I I", "I IV I V", "I IV V I", "I I V V IV IV I I"),
-        scale="penta", chords=(Part("pluck", _BACKBEAT + "|....X.x.....X.x.", 0.8, 55, 1.0, 0.012),),
+        scale="penta", chords=(Part("pluck", _BACKBEAT + "|....X.x.....X.x.|X.x.X.x.X.x.X.x.", 0.8, 55, 1.0, 0.012),),
         bass=Part("pickbass", "R.......5.......|R.......5.....3.", 0.8, 33),
-        lead=Part("pluck", "2224", 0.8, 64, 0.6), drive=(1.0, 2.5), bright=(0.5, 0.8), kick_decay=(0.1, 0.16),
-        neighbours=("rock",)),
+        lead=Part("pluck", "2224", 0.8, 64, 0.6), drive=(1.0, 1.8), bright=(0.4, 0.85),
+        kits=("brush", "standard", "room"), swap=("piano", "skank", "organ"), neighbours=("rock", "pop")),
     "disco": Style(
-        tempo=(110, 132), grid=16,
+        tempo=(108, 134), grid=16,
         drums=(("kick", "X...X...X...X..."), ("clap", _BACKBEAT),
                ("hat", "x.o.x.o.x.o.x.o.|xooox.ooxooox.oo"), ("ohat", "..X...X...X...X.")),
         progressions=("i7 iv7 i7 iv7", "ii7 V7 Imaj7 vi7", "vi7 ii7 V7 Imaj7", "I V vi IV"),
         scale="dorian", chords=(Part("stab", "..x...x...x...x.|x..x..x...x..x..", 0.4, 58),
                                 Part("strings", "X...............", 1.0, 62, 0.5)),
         bass=Part("synthbass", "R.O.R.O.R.O.R.O.|R.ORR.O.R.ORR.O.", 0.7, 33),
-        fills=True, bright=(0.6, 0.9), kick_decay=(0.12, 0.18), neighbours=("pop",)),
+        fills=True, bright=(0.45, 0.9), kits=("standard", "electronic", "room"),
+        swap=("skank", "epiano", "piano", "organ"), neighbours=("pop", "hiphop")),
     "hiphop": Style(
-        tempo=(78, 98), grid=16, swing=0.3,
+        tempo=(76, 104), grid=16, swing=0.3,
         drums=(("kick", "X.........X.....|X......X..X.....|X.X.......X..x.."),
                ("snare", _BACKBEAT + "|....X.......X..o"), ("hat", "x.x.x.x.x.x.x.x.|xxx.xxx.xxx.xxx.")),
         progressions=("i7 iv7", "i9 bVImaj7 iv7 V7", "ii9 V9", "i7 i7 bVII7 bVI7"),
         scale="dorian", chords=(Part("epiano", "X.......X.......|X.....X.........", 1.0, 55),),
         bass=Part("sub", "R.........R.....|R......R..R.....", 1.0, 26),
-        bright=(0.2, 0.5), kick=(45, 55), kick_decay=(0.3, 0.45), noise_db=(-38, -30),
-        levels=(1.1, 1.0, 0.6, 0.6), neighbours=("jazz",)),
+        lead=Part("flute", "2448", 0.9, 67, 0.5),
+        bright=(0.2, 0.6), kits=("808", "electronic", "standard"), swap=("piano", "strings", "pad", "horn"),
+        levels=(1.1, 1.0, 0.7, 0.5), neighbours=("jazz", "reggae")),
     "metal": Style(
-        tempo=(140, 200), grid=16,
-        drums=(("kick", "XxXxXxXxXxXxXxXx|XxXx..XxXxXx..Xx"), ("snare", _BACKBEAT),
+        tempo=(120, 200), grid=16,
+        drums=(("kick", "XxXxXxXxXxXxXxXx|XxXx..XxXxXx..Xx|X.X.X.X.X.X.X.X."), ("snare", _BACKBEAT),
                ("ride", "X...x...X...x..."), ("hat", "x.x.x.x.x.x.x.x.")),
         progressions=("i5 bVI5 bVII5 i5", "i5 bII5 i5 bVII5", "i5 i5 bV5 iv5", "i5 bVII5 bVI5 bVII5"),
-        scale="minor", chords=(Part("power", "XxxxXxxxXxxxXxxx|XxxxXx.xXxxxXxx.", 0.55, 35),),
-        bass=Part("pickbass", "RRRRRRRRRRRRRRRR", 0.55, 23), fills=True,
-        drive=(12, 30), bright=(0.1, 0.35), reverb=(0.03, 0.1), kick=(55, 70), kick_decay=(0.06, 0.1),
-        levels=(0.8, 0.6, 1.1, 0.6), neighbours=("rock",)),
+        scale="minor", chords=(Part("power", "XxxxXxxxXxxxXxxx|XxxxXx.xXxxxXxx.|X.x.X.x.X.x.X.x.", 0.55, 35),),
+        bass=Part("pickbass", "RRRRRRRRRRRRRRRR|R.R.R.R.R.R.R.R.", 0.55, 23), fills=True,
+        lead=Part("eguitar", "2224", 0.9, 62, 0.5),
+        drive=(1.5, 4.0), bright=(0.2, 0.6), reverb=(0.03, 0.2), kits=("power", "standard", "room"),
+        swap=("power", "power", "organ", "strings"), levels=(0.9, 0.6, 1.0, 0.6), neighbours=("rock",)),
     "pop": Style(
-        tempo=(96, 128), grid=16,
+        tempo=(90, 130), grid=16,
         drums=(("kick", "X.....x.X.......|X.......X.x....."), ("clap", _BACKBEAT),
                ("hat", "x.x.x.x.x.x.x.x.")),
         progressions=("I V vi IV", "vi IV I V", "I vi IV V", "IV I V vi"),
         scale="major", chords=(Part("piano", "x.x.x.x.x.x.x.x.|X..x..x.X..x..x.", 0.9, 57),
                                Part("pad", "X...............", 1.0, 60, 0.4)),
         bass=Part("synthbass", "R...R.R.R...R.R.|R.R.R.R.R.R.R.R.", 0.7, 33),
-        lead=Part("synthlead", "22448", 0.9, 64, 0.8), fills=True, bright=(0.6, 0.9), neighbours=("disco",)),
+        lead=Part("synthlead", "22448", 0.9, 64, 0.8), fills=True, bright=(0.45, 0.9),
+        kits=("standard", "electronic", "808", "power"), swap=("pluck", "epiano", "strings", "skank"),
+        neighbours=("disco", "country")),
     "reggae": Style(
-        tempo=(64, 88), grid=16, swing=0.15,
+        tempo=(64, 100), grid=16, swing=0.15,
         drums=(("kick", "........X.......|X.......X......."), ("rim", "........X......."),
                ("hat", "x.x.x.x.x.x.x.x.|x.xxx.xxx.xxx.xx")),
         progressions=("i iv", "I IV V IV", "i bVII", "i iv bVII i"),
         scale="minor",
         chords=(Part("skank", _BACKBEAT, 0.3, 57), Part("organ", "..x...x...x...x.", 0.35, 60, 0.5)),
         bass=Part("synthbass", "R..R..5.R.......|R.....3.5..O....", 0.85, 28),
-        bright=(0.3, 0.6), reverb=(0.1, 0.3), kick=(48, 58), kick_decay=(0.2, 0.3),
-        levels=(0.8, 1.1, 0.7, 0.6), neighbours=("hiphop",)),
+        lead=Part("horn", "2448", 0.85, 62, 0.5),
+        bright=(0.25, 0.7), reverb=(0.1, 0.35), kits=("standard", "room", "electronic"),
+        swap=("piano", "epiano", "pluck"), levels=(0.8, 1.1, 0.7, 0.6), neighbours=("hiphop", "pop")),
     "rock": Style(
-        tempo=(108, 150), grid=16,
+        tempo=(100, 160), grid=16,
         drums=(("kick", "X.......X.x.....|X.x.....X......."), ("snare", _BACKBEAT),
-               ("hat", "x.x.x.x.x.x.x.x.")),
+               ("hat", "x.x.x.x.x.x.x.x.|X.x.X.x.X.x.X.x.")),
         progressions=("I5 bVII5 IV5 I5", "I5 IV5 V5 IV5", "i5 bVI5 bVII5 i5", "I5 V5 IV5 IV5"),
         scale="blues", chords=(Part("power", "X.x.x.x.X.x.x.x.|X.x.x.x.x.x.X.x.", 0.95, 40),),
         bass=Part("pickbass", "R.R.R.R.R.R.R.R.", 0.9, 28), fills=True,
-        drive=(3, 7), bright=(0.45, 0.8), kick_decay=(0.12, 0.18), neighbours=("metal", "country")),
+        lead=Part("eguitar", "22448", 0.9, 62, 0.6),
+        drive=(1.2, 3.0), bright=(0.35, 0.8), kits=("standard", "room", "power"),
+        swap=("pluck", "skank", "organ", "piano"), neighbours=("metal", "country", "blues")),
 }
 
 
@@ -170,20 +182,26 @@ class Artist:
     genre: str
     tempo: float              # bpm; clips jitter a few percent around it
     key: int                  # pitch class of the tonic, 0 = C
-    brightness: float         # 0 dark .. 1 bright: filters, partial slopes, master shelf
-    drive: float              # guitar-bus overdrive gain
-    detune: float             # cents between ensemble voices
+    brightness: float         # 0 dark .. 1 bright: the master high shelf, -6 .. +6 dB
+    warmth: float             # master low shelf, dB
+    drive: float              # guitar-bus overdrive gain (1 = clean)
     looseness: float          # timing jitter, s
-    kick: float               # Hz
-    kick_decay: float         # s
-    snare: float              # snare body pitch, Hz
-    cymbal: float             # base frequency of the metallic cymbal partials, Hz
-    reverb: float             # wet level
+    reverb: float             # wet energy share
+    room: float               # reverb time RT60, s
+    squash: float             # mix-bus compression ratio
+    loud: float               # loudness target, dBFS (weighted RMS)
+    noise_db: float           # noise floor (tape hiss, vinyl) relative to the mix, dB
     mix: tuple[float, ...]    # drums, bass, chords, lead
-    neighbour: str | None     # the genre this artist crosses over to, if any
+    neighbour: str | None     # the genre this artist sometimes borrows an element from
     borrow: float             # chance of taking each element from that genre
     groove: int               # the artist's drum-pattern option
     progressions: tuple[str, ...]
+    kit: int                  # GM drum kit preset (bank 128)
+    programs: tuple[tuple[str, int], ...]  # role -> GM program, the artist's own sounds
+    swap: str | None          # the role played instead of the genre's first chord part
+
+    def program(self, role: str) -> int:
+        return dict(self.programs).get(role, PROGRAMS[role][0])
 
 
 def make_artist(name: str, genre: str, rng: np.random.Generator) -> Artist:
@@ -192,14 +210,17 @@ def make_artist(name: str, genre: str, rng: np.random.Generator) -> Artist:
     u = rng.uniform
     n_prog = len(s.progressions)
     favourite = rng.choice(n_prog, size=min(n_prog, 2), replace=False)
+    programs = tuple((role, int(rng.choice(options))) for role, options in PROGRAMS.items())
     return Artist(
         name=name, genre=genre, tempo=u(*s.tempo), key=int(rng.integers(12)), brightness=u(*s.bright),
-        drive=u(*s.drive), detune=u(3, 14), looseness=u(0.002, 0.012), kick=u(*s.kick),
-        kick_decay=u(*s.kick_decay), snare=u(160, 240), cymbal=u(300, 480), reverb=u(*s.reverb),
+        warmth=u(-3, 4), drive=u(*s.drive), looseness=u(0.002, 0.012), reverb=u(*s.reverb),
+        room=u(0.6, 2.4), squash=u(1.5, 5.0), loud=u(-20, -14), noise_db=u(-70, -40),
         mix=tuple(10 ** (rng.normal(0, 3.0, size=4) / 20)), groove=int(rng.integers(6)),
         neighbour=str(rng.choice(s.neighbours)) if s.neighbours else None,
-        borrow=u(0.0, 0.4) if s.neighbours else 0.0,
+        borrow=u(0.0, 0.15) if s.neighbours else 0.0,
         progressions=tuple(s.progressions[i] for i in sorted(favourite)),
+        kit=KITS[str(rng.choice(s.kits))], programs=programs,
+        swap=str(rng.choice(s.swap)) if rng.random() < 0.35 else None,
     )
 
 
