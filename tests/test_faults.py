@@ -283,3 +283,18 @@ def test_label_check_needs_no_kfold_run(tmp_path):
     mislabelled = [t for t in flagged.index if "mislabelled" in t]
     assert len(mislabelled) == 1 and flagged.loc[mislabelled[0], "group_id"] == "label:high->low"
     assert len(flagged) <= 3  # the clean toy genres are separable: few false alarms
+
+
+def test_scan_tasks_hold_no_descriptors_between_tasks(tmp_path):
+    """A worker process runs thousands of scan tasks: open files must not grow with them (at
+    100,000 tracks a cache per task exhausted `ulimit -n 256`)."""
+    import os
+
+    path = tmp_path / "a.wav"
+    sf.write(str(path), pcm16(song(0, seconds=3.0)), SR, subtype="PCM_16")
+    items = [(0, str(path), "a" * 40, SR)]
+    faults.scan_chunk(items, str(tmp_path / "cache"), SR)  # opens the cache once
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(30):
+        faults.scan_chunk(items, str(tmp_path / "cache"), SR)
+    assert len(os.listdir("/proc/self/fd")) <= before

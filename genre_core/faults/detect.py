@@ -15,7 +15,6 @@ import json
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -33,7 +32,7 @@ from genre_core.faults.labels import (
 )
 from genre_core.faults.landmark_index import DiskLandmarkIndex
 from genre_core.store import Store, to_json
-from genre_core.features.cache import ShardCache
+from genre_core.features.cache import ShardCache, worker_cache
 
 CLIP_RUN = 3  # samples pinned at one extreme in a row: a real waveform rarely holds still 3 times
 CLIP_MIN_SHARE = 1e-3  # 0.1% of samples: one loud peak of a clean track stays far below this
@@ -292,7 +291,7 @@ def scan_chunk(items: list[tuple[int, str, str | None, int]], cache_root: str, s
     """Worker (a local process or a Ray task): one plain row per (position, path, sha1, rate)
     with the landmarks as lists, so it travels as an Arrow table and the driver alone writes
     the landmark index and the database."""
-    cache = ShardCache(Path(cache_root))
+    cache = worker_cache(cache_root)
     rows = []
     for pos, path, sha1, rate in items:
         scan = _scan_track(SimpleNamespace(path=path, sha1=sha1, sample_rate=rate), cache, sr)

@@ -550,6 +550,20 @@ class ShardCache:
 
 
 _ORPHANS: list = []  # a parent's SQLite handles inherited by a forked child, never touched
+_WORKER_CACHES: dict[tuple[int, str], "ShardCache"] = {}
+
+
+def worker_cache(root: str | Path) -> "ShardCache":
+    """The one ShardCache of this process for `root`, for worker tasks that get only the path.
+
+    A long-lived worker runs thousands of tasks; a fresh cache per task would leave its SQLite
+    connection and shard descriptor open each time (found at 100,000 tracks: the faults scan
+    died of EMFILE under `ulimit -n 256`). Keyed by pid, so a forked child opens its own.
+    """
+    key = (os.getpid(), str(Path(root)))
+    if key not in _WORKER_CACHES:
+        _WORKER_CACHES[key] = ShardCache(Path(root))
+    return _WORKER_CACHES[key]
 
 
 def is_emfile(exc: BaseException) -> bool:

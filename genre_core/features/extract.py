@@ -18,7 +18,7 @@ from tqdm import tqdm
 from genre_core import paths
 from genre_core.audio import AudioError
 from genre_core.engine import EngineOptions, chunked, map_chunks, sized
-from genre_core.features.cache import ShardCache
+from genre_core.features.cache import worker_cache
 from genre_core.store import Store
 
 TRACKS_PER_TASK = 16
@@ -50,7 +50,7 @@ def model_rate(model: str) -> int:
 
 def cache_tracks(items: list[tuple[str, str, str]], cache_root: str, sr: int) -> list[dict]:
     """Worker: decode and cache (track_id, path, sha1) items at sr; a row per track."""
-    cache = ShardCache(cache_root)
+    cache = worker_cache(cache_root)
     rows = []
     for track_id, path, sha1 in items:
         try:
