@@ -116,6 +116,16 @@ def screenshot(tab, name: str) -> None:
     tab.set_viewport_size({"width": 1400, "height": 950})
 
 
+def choose_run(tab, server: str, run_id: str) -> None:
+    """Make `run_id` the chosen run by typing it into the sidebar's run picker (on Overview)."""
+    visit(tab, server, "overview")
+    picker = tab.get_by_role("combobox", name="Run")
+    picker.click()
+    picker.fill(run_id)
+    tab.keyboard.press("Enter")
+    settle(tab)
+
+
 def visit(tab, server: str, name: str) -> None:
     """Open a page through the sidebar (same session) or, on first use, by its URL."""
     if tab.url.startswith(server):
@@ -224,14 +234,9 @@ def test_classify_an_upload(page, server, app_db):
 
 def test_an_imported_run_is_in_the_leaderboard_and_compare(page, server, app_db):
     """A run made from another model's predictions: chosen in the sidebar, it is in the
-    Overview's interval chart and among Compare's runs, labelled as imported. (Last: it
+    Overview's interval chart and among Compare's runs, labelled as imported. (Late: it
     leaves the imported run chosen, which has no map for the tests above.)"""
-    visit(page, server, "overview")
-    picker = page.get_by_role("combobox", name="Run")
-    picker.click()
-    picker.fill(app_db["imported_run"])
-    page.keyboard.press("Enter")
-    settle(page)
+    choose_run(page, server, app_db["imported_run"])
     tail = app_db["imported_run"].rsplit("-", 1)[-1]
     page.locator(".js-plotly-plot text", has_text=f"outside · imported · {tail}").first.wait_for()  # drawn
     visit(page, server, "compare")
@@ -244,12 +249,7 @@ def test_an_imported_run_is_in_the_leaderboard_and_compare(page, server, app_db)
 def test_a_kfold_experiment_is_one_pooled_entry(page, server, app_db):
     """The toy k-fold logreg appears once, as its pooled run, in the Overview's interval chart
     and among Compare's runs; none of its folds is shown on its own anywhere there."""
-    visit(page, server, "overview")
-    picker = page.get_by_role("combobox", name="Run")
-    picker.click()
-    picker.fill(app_db["pooled_run"])
-    page.keyboard.press("Enter")
-    settle(page)
+    choose_run(page, server, app_db["pooled_run"])
     labels = page.locator(".js-plotly-plot text")
     labels.filter(has_text=app_db["pooled_run"].rsplit("-", 1)[-1]).first.wait_for()  # drawn, then:
     for fold in app_db["fold_runs"]:

@@ -80,12 +80,17 @@ def artist_split(
 ) -> Split:
     """No artist on two sides. Tracks with unknown artist each form their own group."""
     ids, y = np.asarray(track_ids), np.asarray(labels)
-    groups = np.asarray([a if a else f"<unknown:{t}>" for t, a in zip(track_ids, artists)])
+    groups = artist_groups(track_ids, artists)
     if len(set(groups)) < 3:
         raise DatasetError("artist split needs at least 3 distinct artists")
     rest_idx, test_idx = _group_fold(y, groups, test, seed)
     sub_train, sub_val = _group_fold(y[rest_idx], groups[rest_idx], val / (1 - test), seed + 1)
     return _make("artist", ids[rest_idx][sub_train], ids[rest_idx][sub_val], ids[test_idx])
+
+
+def artist_groups(track_ids: Sequence[str], artists: Sequence[str | None]) -> np.ndarray:
+    """(N,) group per track for grouped folds: its artist, or the track alone when unknown."""
+    return np.asarray([a if isinstance(a, str) and a else f"<unknown:{t}>" for t, a in zip(track_ids, artists)])
 
 
 def _group_fold(y: np.ndarray, groups: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

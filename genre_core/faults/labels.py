@@ -115,6 +115,8 @@ def handcrafted_out_of_fold(tracks: pd.DataFrame, cache: ShardCache, seed: int =
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from genre_core.analysis.embeddings import track_means
+    from genre_core.datasets.splits import artist_groups
     from genre_core.features.windows import build_windows, handcrafted_windows
     from genre_core.train.config import TrainConfig
 
@@ -128,9 +130,9 @@ def handcrafted_out_of_fold(tracks: pd.DataFrame, cache: ShardCache, seed: int =
     windows = build_windows(tracks, classes, cache, sr=config.features.sr, window_s=config.window_s,
                             hop_s=config.window_s, desc="label check", progress=progress)
     table = handcrafted_windows(windows, list(tracks["sha1"]), cache, progress)  # (W, F)
-    per_track = np.add.reduceat(table, windows.offsets[:-1], axis=0) / np.diff(windows.offsets)[:, None]
-    artists = tracks["artist"] if "artist" in tracks else pd.Series([None] * len(tracks))
-    groups = np.where(artists.notna(), "artist:" + artists.astype(str), "track:" + tracks["track_id"])
+    per_track = track_means(windows.index[:, 0], table, len(tracks))  # (N, F)
+    artists = tracks["artist"] if "artist" in tracks else [None] * len(tracks)
+    groups = artist_groups(tracks["track_id"], artists)
     folds = StratifiedGroupKFold(n_splits=min(QUICK_FOLDS, int(counts.min())), shuffle=True, random_state=seed)
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     probs = cross_val_predict(model, per_track, windows.labels, groups=groups, cv=folds, method="predict_proba")

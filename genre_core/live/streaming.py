@@ -20,8 +20,8 @@ from genre_core.audio import SILENCE_DBFS, AudioError, check_header, probe, resa
 from genre_core.live.timeline import (DEFAULT_SWITCH_PENALTY, Section, WindowPrediction, check_timeline_target,
                                      segment, write_timeline)
 
-__all__ = ["RingBuffer", "StreamingClassifier", "window_predictor", "LIVE_THREADS", "WindowPrediction", "ClassifyResult", "classify_stream",
-           "classify_blocks", "classify_file", "classify_array"]
+__all__ = ["RingBuffer", "StreamingClassifier", "window_predictor", "LIVE_THREADS", "WindowPrediction",
+           "ClassifyResult", "classify_stream", "classify_blocks", "classify_file", "classify_array"]
 
 Predictor = Callable[[np.ndarray], np.ndarray]  # (B, L) float32 audio -> (B, C) probabilities
 _SILENT_PEAK = 10.0 ** (SILENCE_DBFS / 20.0)  # linear amplitude of SILENCE_DBFS
