@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Any, Callable, Iterator, Sequence
 
-from genre_core.workers import exit_with_parent
+from genre_core.workers import init_worker
 
 ENGINES = ("local", "ray")
 IN_FLIGHT_PER_WORKER = 4
@@ -66,7 +66,7 @@ def map_chunks(fn: Callable[..., list[dict]], chunks: Sequence[Any], args: tuple
 
 
 def _local_map(fn, chunks, args, workers: int, preload: tuple[str, ...]) -> Iterator[tuple[int, list[dict]]]:
-    pool = ProcessPoolExecutor(workers, mp_context=_context(preload), initializer=exit_with_parent)
+    pool = ProcessPoolExecutor(workers, mp_context=_context(preload), initializer=init_worker)
     try:
         todo = iter(enumerate(chunks))
         pending = {pool.submit(fn, chunk, *args): i for i, chunk in islice(todo, IN_FLIGHT_PER_WORKER * workers)}

@@ -271,6 +271,30 @@ def test_the_loader_gives_the_same_batches_with_and_without_workers(tmp_path, mo
         assert torch.equal(a0, a1) and torch.equal(l0, l1)
 
 
+def test_handcrafted_tables_from_worker_processes_match_the_in_process_ones(tmp_path):
+    """The faults label check at 100,000 clips computes its tables in the engine's workers;
+    they must be the tables the driver would have computed, found in the cache afterwards."""
+    import pandas as pd
+
+    from genre_core.engine import EngineOptions
+    from genre_core.features.windows import handcrafted_windows
+
+    corpus = make_toy_corpus(tmp_path / "c", per_genre=3, seconds=4.0)
+    files = sorted(corpus.rglob("*.wav"))
+    tracks = pd.DataFrame(dict(track_id=[f.stem for f in files], path=[str(f) for f in files],
+                               sha1=[_sha(i) for i in range(len(files))],
+                               label=[f.parent.name for f in files]))
+    tables = []
+    for name, engine in (("serial", None), ("workers", EngineOptions(workers=2))):
+        cache = ShardCache(tmp_path / name)
+        w = build_windows(tracks, ["high", "low", "mid"], cache, sr=22050, window_s=3.0,
+                          hop_s=1.0, progress=False)
+        tables.append(handcrafted_windows(w, list(tracks.sha1), cache, progress=False, engine=engine))
+        assert ShardCache(tmp_path / name).stats().tables == len(files)  # each cached once
+    assert tables[0].shape == (len(files) * 2, 57)
+    np.testing.assert_allclose(tables[1], tables[0], rtol=1e-5, atol=1e-6)
+
+
 def test_training_runs_under_a_low_descriptor_limit(tmp_path):
     """90 tracks under `ulimit -n 64`: one descriptor per track (the old cache) cannot fit."""
     corpus = make_toy_corpus(tmp_path / "corpus", per_genre=30, seconds=3.5)

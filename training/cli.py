@@ -18,6 +18,7 @@ from genre_core.store import StoreError, default_db_path, open_store
 from genre_core.train import distributed
 from genre_core.train.config import TrainConfig
 from genre_core.train.lifecycle import interrupt_on_sigterm
+from genre_core.workers import bound_heap_growth
 
 USER_ERRORS = (AudioError, DatasetError, StoreError, ValueError, FileNotFoundError)  # BadImport is a ValueError
 
@@ -520,6 +521,7 @@ def _setup_logging(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    bound_heap_growth()  # long runs over many tracks: freed batch buffers go back to the OS
     _setup_logging(args)
     _apply_cache_args(args)
     interrupt_on_sigterm()  # `kill PID` stops a run like Ctrl-C: marked interrupted, resumable

@@ -358,7 +358,7 @@ def detect_faults(store: Store, dataset_name: str, progress: bool = True, sr: in
         parts = [_scan_rows(ids, file_keys, scans, index, load, sr), status_faults(every),
                  artist_repeats(usable)]
     oof = (out_of_fold_probs(store.kfold_test_predictions(dataset_id))
-           or handcrafted_out_of_fold(usable, cache, progress=progress))
+           or handcrafted_out_of_fold(usable, cache, progress=progress, engine=engine))
     if oof is not None:
         parts.append(_label_rows(oof))
     detected = pd.concat([p for p in parts if len(p)] or [_frame([])], ignore_index=True)

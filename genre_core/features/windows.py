@@ -11,20 +11,22 @@ The index is built in O(windows); the rows of one track are a contiguous slice o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
 
-from genre_core.features.cache import Location, ShardCache, read_samples
+from genre_core.engine import EngineOptions, chunked, map_chunks, sized
+from genre_core.features.cache import Location, ShardCache, read_samples, worker_cache
 from genre_core.features.tables import COLUMNS, baseline_table
 
 # Bump when the table changes its output. v2: computed by handcrafted_torch (within its TOLERANCE
 # of the librosa v1, not bit-equal), so v1 tables are not mixed with v2 ones.
 HANDCRAFTED_VERSION = 2
 HANDCRAFTED_BATCH = 32  # windows per torch call: ~15 MB of intermediates each (measured)
+TABLE_JOBS_PER_TASK = 64  # tracks per worker task: a few seconds of work, results are tiny
 
 
 @dataclass
@@ -115,13 +117,15 @@ def build_windows(
 
 def handcrafted_windows(windows: WindowSet, shas: Sequence[str], cache: ShardCache,
                         progress: bool = True, device: str | torch.device | None = None,
-                        kind: str = "handcrafted") -> np.ndarray:
+                        kind: str = "handcrafted", engine: EngineOptions | None = None) -> np.ndarray:
     """(W, F) baseline feature table of every window (57 handcrafted columns, + 21 wavelet
     ones for kind "handcrafted+wavelet"; see features/tables.py), cached per track.
 
     Tracks not yet cached are computed with the batched torch table (`handcrafted_batch`) on
     `device` (default CPU), HANDCRAFTED_BATCH windows at a time across tracks, so short tracks
-    share a batch and a long one never holds more than a batch of audio.
+    share a batch and a long one never holds more than a batch of audio. With `engine`, the
+    missing tables are computed in its worker processes (CPU, one torch thread each), which
+    write them to the shared cache; the driver then only reads.
     """
     keys, pending = [], []
     for pos, sha1 in enumerate(shas):
@@ -130,23 +134,53 @@ def handcrafted_windows(windows: WindowSet, shas: Sequence[str], cache: ShardCac
             map(str, (starts[0], starts[-1], len(starts))))
         keys.append((key, sha1))
         if not cache.has_table(key):
-            pending.append((pos, key, sha1))
+            pending.append(TableJob(key, sha1, windows.locations[pos], starts))
+    spread = sized(engine, len(pending)) if engine is not None and pending else None
     with tqdm(total=len(pending), desc="handcrafted features", unit="track", disable=not progress) as bar:
-        for group in _batches(pending, windows):
-            tables = _handcrafted_tables(windows, [pos for pos, _, _ in group], torch.device(device or "cpu"), kind)
-            for (_, key, sha1), table in zip(group, tables):
-                cache.table(key, lambda table=table: table, sha1=sha1)
-            bar.update(len(group))
+        if spread is not None and (spread.engine == "ray" or spread.workers > 1):
+            args = (str(cache.root), windows.sr, windows.window_len, kind)
+            for _, done in map_chunks(cache_table_chunk, chunked(pending, TABLE_JOBS_PER_TASK), args, spread):
+                bar.update(len(done))
+        else:
+            for group in _batches(pending):
+                tables = _handcrafted_tables(group, windows.sr, windows.window_len, torch.device(device or "cpu"), kind)
+                _store_tables(cache, group, tables)
+                bar.update(len(group))
     tables = [cache.table(key, _missing, sha1=sha1) for key, sha1 in keys]
     return np.concatenate(tables) if tables else np.zeros((0, len(COLUMNS[kind])))
 
 
-def _batches(pending: list, windows: WindowSet) -> Iterator[list]:
-    """Consecutive groups of pending tracks holding about HANDCRAFTED_BATCH windows each."""
+class TableJob(NamedTuple):
+    """One track's missing table: its cache key, file sha1, samples and window starts (picklable)."""
+
+    key: str
+    sha1: str
+    location: Location
+    starts: np.ndarray  # (n_windows,) start samples
+
+
+def cache_table_chunk(jobs: list[TableJob], cache_root: str, sr: int, window_len: int,
+                      kind: str) -> list[dict]:
+    """Worker: compute and cache the tables of `jobs` on the CPU; a row per track. One torch
+    thread: the worker processes are the parallelism."""
+    torch.set_num_threads(1)
+    cache = worker_cache(cache_root)
+    for group in _batches(jobs):
+        _store_tables(cache, group, _handcrafted_tables(group, sr, window_len, torch.device("cpu"), kind))
+    return [{"key": job.key} for job in jobs]
+
+
+def _store_tables(cache: ShardCache, jobs: list[TableJob], tables: list[np.ndarray]) -> None:
+    for job, table in zip(jobs, tables):
+        cache.table(job.key, lambda table=table: table, sha1=job.sha1)
+
+
+def _batches(jobs: list[TableJob]) -> Iterator[list[TableJob]]:
+    """Consecutive groups of jobs holding about HANDCRAFTED_BATCH windows each."""
     group, size = [], 0
-    for item in pending:
-        group.append(item)
-        size += int(windows.offsets[item[0] + 1] - windows.offsets[item[0]])
+    for job in jobs:
+        group.append(job)
+        size += len(job.starts)
         if size >= HANDCRAFTED_BATCH:
             yield group
             group, size = [], 0
@@ -154,19 +188,18 @@ def _batches(pending: list, windows: WindowSet) -> Iterator[list]:
         yield group
 
 
-def _handcrafted_tables(windows: WindowSet, positions: list[int], device: torch.device,
+def _handcrafted_tables(jobs: list[TableJob], sr: int, window_len: int, device: torch.device,
                         kind: str) -> list[np.ndarray]:
-    """Track positions -> their (n_windows, F) tables, computed in batches of windows."""
+    """Jobs -> their (n_windows, F) tables, computed in batches of windows."""
     audio, counts = [], []
-    for pos in positions:
-        y = read_samples(windows.locations[pos])
-        starts = windows.index[windows.rows_of(pos), 1]
-        audio.extend(_window(y, int(s), windows.window_len) for s in starts)
-        counts.append(len(starts))
+    for job in jobs:
+        y = read_samples(job.location)
+        audio.extend(_window(y, int(s), window_len) for s in job.starts)
+        counts.append(len(job.starts))
     rows = []
     for i in range(0, len(audio), HANDCRAFTED_BATCH):
         batch = torch.from_numpy(np.stack(audio[i: i + HANDCRAFTED_BATCH])).to(device)  # (B, L)
-        rows.append(baseline_table(batch, windows.sr, kind))  # (B, F)
+        rows.append(baseline_table(batch, sr, kind))  # (B, F)
     return np.split(np.concatenate(rows), np.cumsum(counts)[:-1])
 
 
