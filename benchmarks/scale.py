@@ -61,10 +61,14 @@ def _load_results(path: Path) -> dict[str, StageResult]:
     return {name: StageResult(**row) for name, row in json.loads(path.read_text()).items()}
 
 
-def _save_results(path: Path, results: dict[str, StageResult]) -> None:
-    tmp = path.with_suffix(".tmp")
+def _save_results(path: Path, stage: StageResult) -> dict[str, StageResult]:
+    """Record one stage's result, keeping every other stage as the file has it now: stages of
+    one corpus may run in separate invocations (`--skip`), even at the same time."""
+    results = {**_load_results(path), stage.stage: stage}
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps({name: vars(r) for name, r in results.items()}, indent=1))
     os.replace(tmp, path)
+    return results
 
 
 # --- corpus -----------------------------------------------------------------------------
@@ -197,18 +201,19 @@ def run(args) -> None:
             shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
     env = {**os.environ, paths.CACHE_ENV: str(work / "cache"), DTYPE_ENV: args.cache_dtype}
     record = work / "results.json"
-    results = {} if args.fresh else _load_results(record)
+    if args.fresh:
+        record.unlink(missing_ok=True)
+    results = _load_results(record)
     for name, cmd in stages(args, db, corpus):
         if name == "analyze":
             cmd = [sys.executable, "-m", "training", "analyze", "--run", _latest_run(db), "--db", str(db)]
         log = work / f"{name}.log"
         status, seconds, rss, fds = measured(cmd, env, log)
         tail = log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
-        results[name] = StageResult(name, seconds, args.tracks / seconds, rss / 2**30, fds,
-                                    disk_bytes(db, work / "cache", work / "runs") / 1e9,
-                                    "ok" if status == 0 else f"exit {status}: {tail[0][:120]}",
-                                    time.strftime("%Y-%m-%d %H:%M"))
-        _save_results(record, results)
+        results = _save_results(record, StageResult(
+            name, seconds, args.tracks / seconds, rss / 2**30, fds,
+            disk_bytes(db, work / "cache", work / "runs") / 1e9,
+            "ok" if status == 0 else f"exit {status}: {tail[0][:120]}", time.strftime("%Y-%m-%d %H:%M")))
         print(f"{name}: {tail[0][:160]}")
         if status != 0:
             break
