@@ -6,13 +6,16 @@ this CPU, slower than scipy); here the windows share their sorting work instead.
 position's sorted run of h = (k + 1) / 2 samples is built by merging the sorted runs of half
 that length (Batcher's odd-even merge, elementwise min/max over whole tensors), and the median
 of the window is read from two overlapping runs. Only min and max touch the data, so the result
-is bit-exact, on any device. That network is the GPU path; on a CPU a numba loop that keeps
-each window sorted (one bisection and a few moves per output) does the same selection ~2x
-faster than the network (measured: 19.6 vs 33 ms of CPU per 3-s window for HPSS's two filters).
+is bit-exact, on any device. That network is the GPU path. On a CPU a numba loop keeps every
+column's window sorted and slides all columns in lockstep: dropping the outgoing sample and
+inserting the incoming one are one branch-free select/min/max pass over the window, which the
+compiler vectorises across columns (measured: 1.9 ms of CPU per 3-s window for HPSS's two
+filters, against 14 ms for a per-row sorted window with bisection and 33 ms for the network).
 """
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import ThreadPoolExecutor
 from functools import reduce
 
@@ -26,7 +29,9 @@ import torch
 # cores, 2^16 made every op wait for a descheduled second thread and ran 14x slower.
 _CHUNK_ELEMENTS = 1 << 14
 
-_MIN_ROWS_PER_THREAD = 64  # below this a thread's start-up outweighs its share
+# Columns per block of the CPU filter: the block's sorted windows (32 x 2048 floats, 256 KB in
+# float32) stay in the L2 cache; 16 windows' 16,400 columns at once ran 2x slower per window.
+_BLOCK_COLUMNS = 2048
 
 Run = list  # sorted run: tensors (R, n) of the 1st, 2nd, ... smallest; None = +inf (padding)
 
@@ -45,11 +50,13 @@ def median_filter(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
     length = moved.shape[-1]
     if half > length:
         raise ValueError(f"window {size} is longer than twice the axis ({length})")
-    if not moved.is_cuda and moved.dtype in (torch.float32, torch.float64) and bool(torch.isfinite(moved).all()):
-        # On a CPU a sorted window updated one sample at a time beats the merge network (no
-        # tensor per comparator); it pads each row itself, so no padded copy is made.
-        rows = moved.detach().reshape(-1, length).contiguous().numpy()  # (R, L)
-        return torch.from_numpy(_threaded_median_rows(rows, size)).reshape(moved.shape).movedim(-1, dim)
+    # The CPU loop needs no NaN (infinities sort fine). One NaN makes the sum NaN: a reduction
+    # costs a tenth of an elementwise isfinite pass.
+    if not moved.is_cuda and moved.dtype in (torch.float32, torch.float64) and not math.isnan(float(moved.sum())):
+        # Windows along the first axis, the other axes flattened into columns: (L, R).
+        columns = moved.detach().movedim(-1, 0).reshape(length, -1).contiguous().numpy()
+        out = torch.from_numpy(_median_columns(columns, size))  # (L, R)
+        return out.reshape(length, *moved.shape[:-1]).movedim(0, -1).movedim(-1, dim)
     padded = torch.cat([moved[..., :half].flip(-1), moved, moved[..., length - half:].flip(-1)], -1)
     rows = padded.reshape(-1, padded.shape[-1])  # (R, L + size - 1)
     # A GPU has no such cache or thread trouble, only a launch cost per op: one chunk there.
@@ -58,62 +65,69 @@ def median_filter(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
     return out.reshape(moved.shape).movedim(-1, dim)
 
 
-def _threaded_median_rows(rows: np.ndarray, size: int) -> np.ndarray:
-    """`_sliding_median_rows` split by rows over torch's intra-op thread count (the loop
-    releases the GIL): HPSS's filters were 30% of a baseline table's time on one core while
-    the rest of it ran torch ops on two. A worker process set to one thread stays on one."""
-    threads = min(torch.get_num_threads(), len(rows) // _MIN_ROWS_PER_THREAD)
+def _median_columns(x: np.ndarray, size: int) -> np.ndarray:
+    """`_sliding_median_columns` over blocks of columns small enough for the CPU cache, the
+    blocks spread over torch's intra-op threads (the loop releases the GIL). A worker process
+    set to one thread stays on one."""
+    blocks = [x[:, i: i + _BLOCK_COLUMNS] for i in range(0, x.shape[1], _BLOCK_COLUMNS)]
+    threads = min(torch.get_num_threads(), len(blocks))
     if threads <= 1:
-        return _sliding_median_rows(rows, size)
-    parts = np.array_split(rows, threads)
-    with ThreadPoolExecutor(threads) as pool:
-        return np.concatenate(list(pool.map(lambda part: _sliding_median_rows(part, size), parts)))
+        parts = [_sliding_median_columns(np.ascontiguousarray(b), size) for b in blocks]
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            parts = list(pool.map(lambda b: _sliding_median_columns(np.ascontiguousarray(b), size), blocks))
+    return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _mirror(p: int, half: int, length: int) -> int:
+    """Row of x that row p of the mirror-extended axis (d c b a | a b c d | d c ...) holds."""
+    if p < half:
+        return half - 1 - p
+    if p < half + length:
+        return p - half
+    return length - 1 - (p - half - length)
 
 
 @numba.njit(cache=True, nogil=True)
-def _sliding_median_rows(x: np.ndarray, size: int) -> np.ndarray:
-    """(R, L) finite values -> (R, L) medians of the `size`-long window centred on each sample,
-    the row extended by mirror images as `median_filter` (size odd, size // 2 <= L).
+def _sliding_median_columns(x: np.ndarray, size: int) -> np.ndarray:
+    """(L, R) values, no NaN (infinities are fine) -> (L, R) medians of the `size`-long window centred on each sample of
+    every column, the axis extended by mirror images as `median_filter` (size odd, size // 2 <= L).
 
-    Keeps the window sorted: each step finds the outgoing sample by bisection and slides the
-    incoming one into place, moving only the values between them. Selection, so bit-exact."""
-    rows, length = x.shape
+    w[:, c] is column c's window, sorted, with +inf below it as a sentinel. One step drops the
+    outgoing sample `old` and inserts `new` in a single pass: without `old` the window reads
+    d_k = w[k] where w[k] < old, else w[k + 1] (any one copy of a repeated value may go), and
+    `new` lands at k as min(max(d_(k-1), new), d_k). Selection only, so bit-exact; no branch
+    depends on the data, so the loop over columns vectorises."""
+    length, cols = x.shape
     half = size // 2
-    out = np.empty((rows, length), dtype=x.dtype)
-    window = np.empty(size, dtype=x.dtype)
-    row = np.empty(length + 2 * half, dtype=x.dtype)  # the padded row
-    for r in range(rows):
-        for i in range(half):
-            row[i] = x[r, half - 1 - i]
-            row[half + length + i] = x[r, length - 1 - i]
-        row[half: half + length] = x[r]
-        for i in range(size):  # insertion sort of the first window
-            value, j = row[i], i
-            while j > 0 and window[j - 1] > value:
-                window[j] = window[j - 1]
-                j -= 1
-            window[j] = value
-        out[r, 0] = window[half]
-        for i in range(1, length):
-            old, new = row[i - 1], row[i + size - 1]
-            lo, hi = 0, size
-            while lo < hi:  # the first index holding `old` (it is in the window)
-                mid = (lo + hi) >> 1
-                if window[mid] < old:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            j = lo
-            if new >= old:
-                while j + 1 < size and window[j + 1] < new:
-                    window[j] = window[j + 1]
-                    j += 1
-            else:
-                while j > 0 and window[j - 1] > new:
-                    window[j] = window[j - 1]
-                    j -= 1
-            window[j] = new
-            out[r, i] = window[half]
+    out = np.empty_like(x)
+    w = np.full((size + 1, cols), np.inf, dtype=x.dtype)
+    prev = np.empty(cols, dtype=x.dtype)  # d_(k-1) per column
+    for p in range(size):  # the first window: its samples inserted one by one into +inf
+        new = x[_mirror(p, half, length)]
+        for c in range(cols):
+            prev[c] = w[0, c]
+            w[0, c] = min(new[c], w[0, c])
+        for k in range(1, size):
+            for c in range(cols):
+                current = w[k, c]
+                w[k, c] = min(max(prev[c], new[c]), current)
+                prev[c] = current
+    out[0] = w[half]
+    for i in range(1, length):
+        old = x[_mirror(i - 1, half, length)]
+        new = x[_mirror(i + size - 1, half, length)]
+        for c in range(cols):
+            d = w[0, c] if w[0, c] < old[c] else w[1, c]
+            w[0, c] = min(new[c], d)
+            prev[c] = d
+        for k in range(1, size):
+            for c in range(cols):
+                d = w[k, c] if w[k, c] < old[c] else w[k + 1, c]
+                w[k, c] = min(max(prev[c], new[c]), d)
+                prev[c] = d
+        out[i] = w[half]
     return out
 
 
