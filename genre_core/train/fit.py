@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from genre_core import evaluation, multilabel as ml_metrics, paths
+from genre_core.engine import EngineOptions
 from genre_core.features.augment import AugmentConfig
 from genre_core.features.pipeline import input_pipeline
 from genre_core.datasets.splits import SPLITS, Split, kfold_splits
@@ -219,7 +220,10 @@ def _fit_baseline(config: TrainConfig, data: Sides, cache, run_dir: Path, progre
     hopless = dataclasses.replace(config, hop_s=config.window_s, eval_hop_s=config.window_s)
     windows = _windows(data, cache, config.features.sr, hopless, progress)
     kind = get_spec(config.model).input_kind  # handcrafted, or handcrafted+wavelet
-    tables = {side: handcrafted_windows(w, list(data.tracks[side].sha1), cache, progress, kind=kind)
+    # Missing tables are computed in worker processes when a side has enough tracks to pay
+    # for their start (engine.auto_workers); small sets stay in this process.
+    tables = {side: handcrafted_windows(w, list(data.tracks[side].sha1), cache, progress, kind=kind,
+                                        engine=EngineOptions())
               for side, w in windows.items()}
     labels = {side: w.labels[w.index[:, 0]] for side, w in windows.items()}
     estimator = build_model(config.model, len(data.classes), tables["train"].shape[1], seed=config.seed)
