@@ -270,11 +270,11 @@ class FaultSummary:
 
 
 def _scan_rows(ids: list[str], file_keys: list[str | None], scans: list[_Scan], index: DiskLandmarkIndex,
-               load, sr: int) -> pd.DataFrame:
+               load, sr: int, progress: bool = False) -> pd.DataFrame:
     """Duplicate and distortion rows (a distortion's group_id names the problem), and rows
     for files that no longer decode. `index` holds the scanned tracks' landmarks."""
     rows = [_row(**r) for r in fp.duplicate_groups(ids, file_keys, [s.decoded for s in scans],
-                                                   index, load, sr)]
+                                                   index, load, sr, progress=progress)]
     for track_id, scan in zip(ids, scans):
         for f in scan.findings:
             evidence = {k: v for k, v in f.items() if k != "score"}
@@ -355,7 +355,7 @@ def detect_faults(store: Store, dataset_name: str, progress: bool = True, sr: in
     file_keys = [k if isinstance(k, str) else None for k in usable["sha1"]]
     with DiskLandmarkIndex(paths.cache_dir(store.path) / "fingerprints") as index:
         scans = _scan_all(usable, cache, sr, progress, index, engine)
-        parts = [_scan_rows(ids, file_keys, scans, index, load, sr), status_faults(every),
+        parts = [_scan_rows(ids, file_keys, scans, index, load, sr, progress), status_faults(every),
                  artist_repeats(usable)]
     oof = (out_of_fold_probs(store.kfold_test_predictions(dataset_id))
            or handcrafted_out_of_fold(usable, cache, progress=progress, engine=engine))

@@ -347,7 +347,8 @@ def key_groups(keys: Sequence[Sequence[str | None]]) -> list[list[int]]:
 
 
 def duplicate_groups(ids: Sequence[str], file_keys: Sequence[str | None], decoded_keys: Sequence[str | None],
-                     prints, load: Callable[[int], np.ndarray], sr: int = FP_SR) -> list[dict]:
+                     prints, load: Callable[[int], np.ndarray], sr: int = FP_SR,
+                     progress: bool = False) -> list[dict]:
     """Exact and recording duplicates among tracks `ids` (all arguments parallel to it).
 
     `prints` is either the on-disk index holding track i's landmarks under i (a
@@ -357,6 +358,7 @@ def duplicate_groups(ids: Sequence[str], file_keys: Sequence[str | None], decode
     duplicates are searched among one member per exact group, so a byte copy is reported
     once, as an exact duplicate. Returns rows (track_id, kind, group_id, score, evidence
     dict); a recording duplicate's evidence is measured against its best-matching partner.
+    `progress`: a bar over the on-disk index's vote counting.
     """
     rows, rep = [], list(range(len(ids)))
     for g, group in enumerate(key_groups([file_keys, decoded_keys]), 1):
@@ -370,7 +372,7 @@ def duplicate_groups(ids: Sequence[str], file_keys: Sequence[str | None], decode
     on_disk = hasattr(prints, "candidates")
     reps = [i for i in range(len(ids)) if rep[i] == i and (prints.indexed(i) if on_disk else prints[i] is not None)]
     if on_disk:
-        candidates = prints.candidates(reps)
+        candidates = prints.candidates(reps, progress=progress)
     else:  # the RAM index numbers the representatives 0..R-1: back to positions in `ids`
         candidates = ((reps[a], dict(c, other=reps[c["other"]]))
                       for a, c in memory_candidates([prints[i] for i in reps]))
