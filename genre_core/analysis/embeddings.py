@@ -45,12 +45,32 @@ CONFUSION_COLUMNS = [
 ]
 
 
+class TrackMeans:
+    """Per-track means of per-window rows, added a batch at a time: memory O(tracks x D)
+    whatever the number of windows (FMA-full's ~20 million 3-s windows would hold ~10 GB of
+    128-d vectors if kept until the end)."""
+
+    def __init__(self, n_tracks: int):
+        self.counts = np.zeros(n_tracks, dtype=np.int64)
+        self.sums: np.ndarray | None = None  # (n_tracks, D) float64, made by the first batch
+
+    def add(self, track_pos: np.ndarray, values: np.ndarray) -> None:
+        """Rows (B, D) of windows owned by tracks at positions (B,)."""
+        if self.sums is None:
+            self.sums = np.zeros((len(self.counts), values.shape[1]), dtype=np.float64)
+        np.add.at(self.sums, track_pos, values)
+        np.add.at(self.counts, track_pos, 1)
+
+    def means(self) -> np.ndarray:
+        """(n_tracks, D) float32; a track without windows gets zeros."""
+        return (self.sums / np.maximum(self.counts, 1)[:, None]).astype(np.float32)
+
+
 def track_means(track_pos: np.ndarray, values: np.ndarray, n_tracks: int) -> np.ndarray:
     """Per-window rows (W, D) with owner positions (W,) -> (n_tracks, D) per-track means."""
-    sums = np.zeros((n_tracks, values.shape[1]), dtype=np.float64)
-    np.add.at(sums, track_pos, values)
-    counts = np.bincount(track_pos, minlength=n_tracks)[:, None]  # (n_tracks, 1)
-    return (sums / np.maximum(counts, 1)).astype(np.float32)
+    means = TrackMeans(n_tracks)
+    means.add(track_pos, values)
+    return means.means()
 
 
 def track_embeddings(loaded_run, tracks: pd.DataFrame, cache: ShardCache,
@@ -73,15 +93,14 @@ def track_embeddings(loaded_run, tracks: pd.DataFrame, cache: ShardCache,
     windows = build_windows(tracks, loaded_run.classes, cache, sr=loaded_run.sr,
                             window_s=loaded_run.window_s, hop_s=loaded_run.config.eval_hop_s,
                             desc="load tracks", progress=progress)
-    chunks: dict[str, list[np.ndarray]] = {}
+    running: dict[str, TrackMeans] = {}
     batch = batch_size(loaded_run.device)
     for start in tqdm(range(0, len(windows), batch), desc="embeddings", unit="batch",
                       disable=not progress):
-        audio, _, _ = windows.batch(np.arange(start, min(start + batch, len(windows))))
+        audio, _, owners = windows.batch(np.arange(start, min(start + batch, len(windows))))
         for kind, vectors in loaded_run.predict_with_embeddings(audio)[1].items():  # (B, D)
-            chunks.setdefault(kind, []).append(vectors)
-    means = {kind: track_means(windows.index[:, 0], np.concatenate(parts), len(windows.track_ids))
-             for kind, parts in chunks.items()}
+            running.setdefault(kind, TrackMeans(len(windows.track_ids))).add(owners, vectors)
+    means = {kind: acc.means() for kind, acc in running.items()}
     if extra is not None:
         extra.update({kind: v for kind, v in means.items() if kind != "penultimate"})
     return windows.track_ids, means["penultimate"], "penultimate"
