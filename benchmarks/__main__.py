@@ -118,7 +118,7 @@ def quick_settings(args) -> None:
     """--quick: its own small corpus and database, so a full run's results are left alone."""
     if args.db == BENCH_ROOT / "bench.duckdb":
         args.db = QUICK_ROOT / "bench.duckdb"
-    args.per_genre = min(args.per_genre, 8)  # the random split needs a val and a test clip per genre
+    args.per_genre = min(args.per_genre, 8)  # minutes, not tens of minutes
     args.epochs = 1
     args.models = args.models or list(QUICK_MODELS)
     args.sections = args.sections or list(QUICK_SECTIONS)

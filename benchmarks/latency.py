@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from genre_core.audio import stream_blocks
+from genre_core.demo import DemoConfig
 from genre_core.live.streaming import classify_blocks, window_predictor
 from genre_core.live.timeline import DEFAULT_SWITCH_PENALTY, boundary_error, segment, time_accuracy
 from genre_core.train.inference import load_run
@@ -27,8 +28,8 @@ SECTION_CLIPS = 6  # consecutive clips per genre section: 90-s sections of 15-s 
 
 def run(store, args) -> None:
     runs = store.query("SELECT r.run_id, r.model FROM runs r JOIN datasets d USING (dataset_id) "
-                       "WHERE d.name = 'demo' AND r.status = 'complete' AND r.split = 'random' "
-                       "ORDER BY r.finished_at").drop_duplicates("model", keep="last")
+                       "WHERE d.name = 'demo' AND r.status = 'complete' AND r.split = ? "
+                       "ORDER BY r.finished_at", [DemoConfig.split]).drop_duplicates("model", keep="last")
     if runs.empty:
         print("no complete demo runs: run the accuracy section first")
         return
