@@ -27,10 +27,9 @@ SECTION_CLIPS = 6  # consecutive clips per genre section: 90-s sections of 15-s 
 
 
 def run(store, args) -> None:
-    runs = store.query("SELECT r.run_id, r.model FROM runs r JOIN datasets d USING (dataset_id) "
-                       "WHERE d.name = 'demo' AND r.status = 'complete' AND r.split = ? "
-                       "AND r.config->>'no_model' IS NULL "  # an ensemble or imported run: no model to stream
-                       "ORDER BY r.finished_at", [DemoConfig.split]).drop_duplicates("model", keep="last")
+    # The accuracy section's runs, the ensemble left out (it has no model to stream).
+    runs = store.complete_runs("demo", split_like=DemoConfig.split, with_model=True).drop_duplicates(
+        "model", keep="last")
     if runs.empty:
         print("no complete demo runs: run the accuracy section first")
         return

@@ -433,12 +433,14 @@ class Store:
                       split_like: str = "%", with_model: bool = False) -> pd.DataFrame:
         """Complete runs (run_id, model, split, classes, finished_at), oldest first, optionally of
         one dataset and model, with `split` matching a LIKE pattern (e.g. 'kfold-%'), and with
-        `with_model` only runs that have a model file (not imported or ensembled ones)."""
+        `with_model` only runs that have a model file: not imported, ensembled or pooled ones,
+        which say why in config's `no_model` (pooled runs keep their folds' representation)."""
         return self.query(
             "SELECT r.run_id, r.model, r.split, r.classes, r.finished_at FROM runs r "
             "JOIN datasets d USING (dataset_id) WHERE r.status = 'complete' AND r.split LIKE ? "
             "AND (CAST(? AS VARCHAR) IS NULL OR d.name = ?) AND (CAST(? AS VARCHAR) IS NULL OR r.model = ?) "
-            "AND NOT (? AND coalesce(r.representation, '') IN ('imported', 'ensemble')) "
+            "AND NOT (? AND (coalesce(r.representation, '') IN ('imported', 'ensemble') "
+            "OR r.config->>'no_model' IS NOT NULL)) "
             "ORDER BY r.finished_at", [split_like, dataset_name, dataset_name, model, model, with_model])
 
     def predictions(self, run_id: str, split: str | None = None) -> pd.DataFrame:

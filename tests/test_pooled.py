@@ -64,6 +64,17 @@ def test_repooling_replaces_and_old_databases_get_pooled(kfold_store):
     assert ensure_pooled(store, "toy") == []  # already pooled: nothing to do
 
 
+
+def test_the_latest_run_with_a_model_is_a_fold_not_the_pooled_entry(kfold_store):
+    """The pooled entry is the newest run of a k-fold experiment but has no model: commands
+    that default to the latest run (classify, the scale benchmark's analyze) must load a fold."""
+    from genre_core.train.inference import latest_complete_run, load_run
+
+    store, _ = kfold_store
+    latest = latest_complete_run(store)
+    assert latest != _pooled(store).run_id
+    assert load_run(store, latest, device="cpu").estimator is not None
+
 def test_an_entry_on_other_test_tracks_is_marked_not_comparable(app_db, tmp_path):
     copy = tmp_path / "app.duckdb"
     shutil.copyfile(app_db["db"], copy)
