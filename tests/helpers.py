@@ -37,10 +37,11 @@ def write(path: Path, y: np.ndarray, sr: int = SR, **kwargs) -> Path:
 BANDS = {"low": (80.0, 300.0), "mid": (600.0, 1500.0), "high": (3000.0, 6000.0)}
 
 
-def band_clip(genre: str, seed: int, seconds: float = 4.0, sr: int = SR) -> np.ndarray:
-    """A learnable toy 'genre': a few random partials inside the genre's band, plus noise."""
+def band_clip(genre: str | tuple[float, float], seed: int, seconds: float = 4.0, sr: int = SR) -> np.ndarray:
+    """A learnable toy 'genre': a few random partials inside the genre's band (a BANDS name or
+    (low, high) Hz), plus noise."""
     rng = np.random.default_rng(seed)
-    lo, hi = BANDS[genre]
+    lo, hi = BANDS[genre] if isinstance(genre, str) else genre
     t = np.arange(int(seconds * sr)) / sr
     freqs = rng.uniform(lo, hi, size=4)
     y = sum(np.sin(2 * np.pi * f * t + rng.uniform(0, 6.28)) for f in freqs)

@@ -308,23 +308,16 @@ def test_label_check_hears_a_mislabel_in_its_artists_sound(tmp_path):
     passed and a1's own clips were flagged instead."""
     from genre_core.datasets.ingest import ingest
     from genre_core.store import open_store
-    from tests.helpers import write
+    from tests.helpers import band_clip, write
 
     bands = {"a1": (100, 200), "b1": (400, 600), "a2": (1200, 1600), "b2": (2500, 3000),
              "a3": (4000, 4500), "b3": (6000, 7000)}  # interleaved: a genre is its artists
-
-    def clip(band, seed):
-        rng = np.random.default_rng(seed)
-        t = np.arange(3 * SR) / SR
-        y = sum(np.sin(2 * np.pi * f * t) for f in rng.uniform(*band, size=4)) / 8
-        return (y + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
-
     root, index = tmp_path / "corpus", []
     for a, (artist, band) in enumerate(bands.items()):
         for i in range(6):
-            write(root / artist[0] / f"{artist}_{i}.wav", clip(band, 10 * a + i))
+            write(root / artist[0] / f"{artist}_{i}.wav", band_clip(band, 10 * a + i, seconds=3.0))
             index.append(f"{artist[0]}/{artist}_{i} ::: {artist} ::: t{i}")
-    write(root / "b" / "a1_filed_as_b.wav", clip(bands["a1"], 99))
+    write(root / "b" / "a1_filed_as_b.wav", band_clip(bands["a1"], 99, seconds=3.0))
     index.append("b/a1_filed_as_b ::: a1 ::: t99")
     (tmp_path / "artists.txt").write_text("\n".join(index) + "\n")
     store = open_store(tmp_path / "gl.duckdb")

@@ -95,9 +95,9 @@ class LogMel(nn.Module):
         """What `self.mel(y)` computes, with |X|^2 as re^2 + im^2: torchaudio takes abs() of
         the complex STFT (a hypot per bin) and squares it again, ~40% of the whole image's
         time on a CPU. Equal within float32 rounding (~2e-7 relative)."""
-        c = self.config
-        spec = torch.stft(y, c.n_fft, c.hop_length, window=self.mel.spectrogram.window, center=True,
-                          pad_mode="constant", return_complex=True)  # (B, 1 + n_fft // 2, T)
+        s = self.mel.spectrogram  # its settings, so the two paths cannot drift apart
+        spec = torch.stft(y, s.n_fft, s.hop_length, s.win_length, window=s.window, center=s.center,
+                          pad_mode=s.pad_mode, return_complex=True)  # (B, 1 + n_fft // 2, T)
         power = spec.real.square() + spec.imag.square()  # (B, F, T)
         return torch.matmul(power.transpose(-2, -1), self.mel.mel_scale.fb).transpose(-2, -1)  # (B, n_mels, T)
 
