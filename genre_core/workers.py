@@ -7,6 +7,7 @@ import ctypes
 import multiprocessing
 import os
 import threading
+import time
 from multiprocessing.connection import wait
 
 
@@ -54,3 +55,31 @@ def exit_with_parent() -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def idle_cores(sample_s: float = 0.1, stat_path: str = "/proc/stat") -> int:
+    """How many of this process's cores other work leaves idle now (at least 1): the system's
+    idle CPU share over `sample_s` seconds, from the kernel's counters. Where they cannot be
+    read (not Linux), 1, the choice that is never badly wrong.
+
+    A load average would count this process's own last minute of work as somebody else's.
+    """
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    try:
+        busy_before, total_before = _cpu_counters(stat_path)
+        time.sleep(sample_s)
+        busy_after, total_after = _cpu_counters(stat_path)
+    except (OSError, ValueError, IndexError):
+        return 1
+    elapsed = total_after - total_before
+    idle_share = 1.0 - (busy_after - busy_before) / elapsed if elapsed > 0 else 0.0
+    return max(1, min(usable, int(idle_share * (os.cpu_count() or 1) + 0.5)))
+
+
+def _cpu_counters(stat_path: str) -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs from /proc/stat's first line: user nice system idle
+    iowait irq softirq steal (guest time is already inside user)."""
+    with open(stat_path) as f:
+        fields = [int(v) for v in f.readline().split()[1:9]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)

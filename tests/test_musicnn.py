@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import sys
 
 import librosa
 import numpy as np
@@ -20,6 +21,7 @@ from genre_core.models.musicnn.net import (
     MUSICNN_SR, SPECS, WINDOW_FRAMES, MusicnnMel, build_musicnn_finetune,
     build_musicnn_probe, load_tagger, taggram,
 )
+from genre_core.models.musicnn.pooled_front import timbral_branch
 from genre_core.models.musicnn.weights import (
     INSTALL_HINT, MusicnnWeightsMissing, pretrained_state_dict, tag_names,
 )
@@ -136,6 +138,37 @@ def test_pooled_features_and_taggram(msd_tagger):
     with torch.no_grad():
         torch.testing.assert_close(msd_tagger.taggram(x), grid)
     torch.testing.assert_close(grid[:, 1], second, atol=1e-5, rtol=0)
+
+
+def test_inference_front_end_equals_layer_by_layer(msd_tagger, monkeypatch):
+    """At inference the tagger pools each front-end branch over frequency before its ReLU and
+    batch norm (pooled_front, ~2x faster). Outputs must equal the layers run one by one
+    (autograd on), with the real weights (most of their batch-norm scales are negative)."""
+    net = sys.modules[load_tagger.__module__]
+
+    pooled_calls = []
+    monkeypatch.setattr(net, "timbral_branch",
+                        lambda *a: pooled_calls.append(1) or timbral_branch(*a))
+    x = torch.rand(3, 1, 96, 201) * 4  # not a multiple of anything: edges of every branch
+    with torch.no_grad():
+        fast = msd_tagger(x)
+    assert len(pooled_calls) == 2  # both timbral branches took the pooled path
+    slow = msd_tagger(x)  # autograd on: layer by layer
+    assert len(pooled_calls) == 2
+    for name in ("tags", "penultimate", "max_pool", "mean_pool"):
+        torch.testing.assert_close(getattr(fast, name), getattr(slow, name).detach(),
+                                   atol=2e-5, rtol=1e-5)
+    # A hook on a branch's layer (what Grad-CAM and probes read) sees the rectified map even
+    # without autograd: hooks send the tagger layer by layer.
+    seen = []
+    hook = msd_tagger.timbral_74.act.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    try:
+        with torch.no_grad():
+            hooked = msd_tagger(x).tags
+    finally:
+        hook.remove()
+    assert seen == [(3, 204, 59, 201)] and len(pooled_calls) == 2
+    torch.testing.assert_close(hooked, fast.tags, atol=2e-5, rtol=1e-5)
 
 
 def test_missing_wheel_gives_the_pip_command(monkeypatch):

@@ -19,8 +19,9 @@ from tqdm import tqdm
 from genre_core.audio import SILENCE_DBFS, AudioError, check_header, probe, resample, stream_blocks, to_mono
 from genre_core.live.timeline import (DEFAULT_SWITCH_PENALTY, Section, WindowPrediction, check_timeline_target,
                                      segment, write_timeline)
+from genre_core.workers import idle_cores
 
-__all__ = ["RingBuffer", "StreamingClassifier", "window_predictor", "LIVE_THREADS", "WindowPrediction",
+__all__ = ["RingBuffer", "StreamingClassifier", "window_predictor", "WindowPrediction",
            "ClassifyResult", "classify_stream", "classify_blocks", "classify_file", "classify_array"]
 
 Predictor = Callable[[np.ndarray], np.ndarray]  # (B, L) float32 audio -> (B, C) probabilities
@@ -156,23 +157,25 @@ class StreamingClassifier:
         self._rows = 0
 
 
-# torch threads while classifying live. One: a batch of 16 windows is too small to split
-# well, and on a busy machine a second thread spin-waits for a descheduled partner. Measured on
-# this project's 2-core box under load ~15 (same run): handcrafted baselines 450-480 ms/window
-# wall (37-41 ms CPU) with 1 thread against 1750-1915 ms (183-222 ms CPU) with 2.
-LIVE_THREADS = 1
-
-
-def window_predictor(loaded_run, threads: int | None = LIVE_THREADS) -> Predictor:
+def window_predictor(loaded_run, threads: int | None = None) -> Predictor:
     """The run's batched predictor: (B, L) windows -> (B, C) probabilities, under inference
-    mode (no autograd bookkeeping at all) and on `threads` torch threads (None: leave torch's
-    setting), restored after each call so the rest of the process is unaffected."""
+    mode (no autograd bookkeeping at all) and on `threads` torch threads, restored after each
+    call so the rest of the process is unaffected.
+
+    By default as many threads as the machine has idle cores when the predictor is made
+    (workers.idle_cores): on a busy machine a second thread spin-waits for a descheduled
+    partner (2-core box under load ~15: handcrafted baselines 450-480 ms/window wall with one
+    thread, 1750-1915 ms with two), while on an idle one both cores help every model (idle,
+    `python -m benchmarks.latency --minutes 0.5`: musicnn_probe 31.8 -> 21.1 ms/window, logreg
+    14.6 -> 11.6, cnn 9.8 -> 6.2; only gru stays level).
+    """
     import torch
+
+    threads = threads or idle_cores()
 
     def predict(windows: np.ndarray) -> np.ndarray:
         before = torch.get_num_threads()
-        if threads:
-            torch.set_num_threads(threads)
+        torch.set_num_threads(threads)
         try:
             with torch.inference_mode():
                 return loaded_run.predict_windows(windows)[0]

@@ -20,6 +20,9 @@ from torch import nn
 from genre_core.features.spectral import MUSICNN_N_MELS as N_MELS
 from genre_core.features.spectral import MUSICNN_SR, MUSICNN_WINDOW_FRAMES as WINDOW_FRAMES, MusicnnMel
 from genre_core.models.base import GenreModel, ModelOutput, ModelSpec
+from genre_core.models.musicnn.pooled_front import (
+    layer_by_layer_needed, temporal_branches, timbral_branch,
+)
 from genre_core.models.musicnn.weights import pretrained_state_dict, tag_names
 
 
@@ -112,11 +115,19 @@ class MusicnnTagger(_Tagger):
         self.classifier = nn.Linear(backend_units, n_tags)
         self.dropout = nn.Dropout(0.5)
 
+    def _front_end(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, 96, T) -> the five branches' outputs (B, 561, T); at inference pooled
+        over frequency before the activation (pooled_front: same values, ~2x faster)."""
+        timbral = (self.timbral_74, self.timbral_77)
+        temporal = (self.temporal_128, self.temporal_64, self.temporal_32)
+        if layer_by_layer_needed(timbral + temporal):
+            return torch.cat([branch(x) for branch in timbral + temporal], dim=1)
+        outputs = [timbral_branch(b, x) for b in timbral] + temporal_branches(temporal, x)
+        return torch.cat(outputs, dim=1)
+
     def forward(self, x: torch.Tensor) -> TaggerOutput:
         x = self.input_bn(x)  # (B, 1, 96, T)
-        branches = (self.timbral_74, self.timbral_77, self.temporal_128, self.temporal_64,
-                    self.temporal_32)
-        front = torch.cat([branch(x) for branch in branches], dim=1)  # (B, 561, T)
+        front = self._front_end(x)  # (B, 561, T)
         mid1 = self.midend1(front)  # (B, 64, T)
         mid2 = self.midend2(mid1) + mid1  # residual connections, as models.py
         mid3 = self.midend3(mid2) + mid2
