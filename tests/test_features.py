@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from genre_core.features.handcrafted import HANDCRAFTED_NAMES, chroma, handcrafted, spectral_contrast
+from genre_core.features import spectral
 from genre_core.features.spectral import FEATURES, FeatureConfig, LogMel, MFCC, build_feature, feature_bins
 
 SR = 22050
@@ -101,6 +102,19 @@ def test_logmel_clamps_each_example_to_its_own_range():
     peak = db.amax(dim=(1, 2, 3))
     assert peak[0] - peak[1] == pytest.approx(40.0, abs=0.01)
     assert torch.allclose(db.amin(dim=(1, 2, 3)), peak - 80.0)
+
+
+def test_logmel_of_a_large_batch_equals_each_clip_alone(monkeypatch):
+    """On a CPU a batch goes through the STFT a few clips at a time (cache-sized calls): the
+    images must be what each clip gives alone, the per-clip dB floor included."""
+    monkeypatch.setattr(spectral, "CPU_CHUNK_SAMPLES", 2 * N)  # calls of 2 clips for this N
+    rng = np.random.default_rng(3)
+    clips = torch.from_numpy((rng.standard_normal((5, N)) * [[1.0], [1e-3], [0.3], [1e-2], [0.5]])
+                             .astype(np.float32))  # loud and quiet ones in every call
+    with torch.no_grad():
+        together = LogMel()(clips)  # (5, 1, 128, T)
+        alone = torch.cat([LogMel()(clip[None]) for clip in clips])
+    torch.testing.assert_close(together, alone, rtol=0, atol=1e-4)
 
 
 @pytest.mark.parametrize("module", [LogMel, MFCC])

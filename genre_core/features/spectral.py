@@ -49,6 +49,12 @@ class FeatureConfig:
 AMIN = 1e-10
 
 
+# Samples per log-mel call on a CPU (~7 s at 22.05 kHz): a batch of 32 x 3-s windows in calls
+# of 2 windows takes half the time of one call (measured 32 vs 67 ms, one thread), because each
+# call's frames and spectrum (~4 MB) stay in the core's cache instead of streaming ~70 MB.
+CPU_CHUNK_SAMPLES = 160_000
+
+
 class LogMel(nn.Module):
     """Waveform (B, N) float in [-1, 1] -> log-mel power spectrogram (B, 1, n_mels, T) in dB.
 
@@ -83,6 +89,12 @@ class LogMel(nn.Module):
             raise ValueError(f"LogMel expects a waveform batch (B, N), got shape {tuple(y.shape)}")
         # Follow the module's dtype (float32, or float64 after .double()), not the caller's.
         y = y.to(self.mel.spectrogram.window.dtype)
+        rows = max(1, CPU_CHUNK_SAMPLES // max(1, y.shape[-1]))
+        if y.device.type == "cpu" and rows < len(y):
+            return torch.cat([self._log_mel(part) for part in y.split(rows)])
+        return self._log_mel(y)
+
+    def _log_mel(self, y: torch.Tensor) -> torch.Tensor:
         power = self._mel_power(y)  # (B, n_mels, T)
         db = 10.0 * torch.log10(power.clamp(min=AMIN))  # (B, n_mels, T)
         # Clamp per example: torchaudio's AmplitudeToDB on a (B, M, T) tensor would take one
