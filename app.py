@@ -18,6 +18,7 @@ import streamlit as st
 from genre_core.app import access, state
 from genre_core.app import queries as q
 from genre_core.store import StoreError
+from genre_core.workers import bound_heap_growth
 
 log = logging.getLogger("genrelens.app")
 
@@ -155,7 +156,9 @@ def display_options() -> None:
 @st.cache_resource(show_spinner=False)
 def _warm_up() -> bool:
     """Import the audio stack (torch, librosa) once per server process in the background, so
-    the first Track page opened does not wait seconds for it."""
+    the first Track page opened does not wait seconds for it; and run the server's heap as the
+    CLI's (its live classification and Grad-CAM reuse buffers; freed memory goes back)."""
+    bound_heap_growth()
     threading.Thread(target=importlib.import_module, args=("genre_core.features.spectral",), daemon=True).start()
     return True
 

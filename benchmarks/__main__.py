@@ -39,6 +39,7 @@ import torch
 from benchmarks import accuracy, app_db, engines, faults, features, handcrafted, latency, probe, scale, throughput
 from benchmarks.ratios import Ratios, load_line
 from genre_core.store import open_store
+from genre_core.workers import bound_heap_growth
 
 SECTIONS = {
     "accuracy": accuracy.run,
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     scale.add_arguments(parser)
     app_db.add_arguments(parser)
     args = parser.parse_args(argv)
+    bound_heap_growth()  # measure with the heap the CLI runs with
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.quick:

@@ -19,6 +19,7 @@ from genre_core.demo import DemoConfig
 from genre_core.live.streaming import classify_blocks, window_predictor
 from genre_core.live.timeline import DEFAULT_SWITCH_PENALTY, boundary_error, segment, time_accuracy
 from genre_core.train.inference import load_run
+from genre_core.workers import bound_heap_growth
 
 MIX_MINUTES, QUICK_MIX_MINUTES = 60, 6
 TARGET_MS = 20.0  # per 3-s window, every family (issue 13)
@@ -205,6 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", nargs="*", default=list(MODELS))
     parser.add_argument("--minutes", type=float, default=0.5, help="synthetic audio per model")
     args = parser.parse_args(argv)
+    bound_heap_growth()  # measure with the heap the CLI runs with
     rows = []
     for name in args.models:
         stats = latency_benchmark(untrained_run(name), minutes=args.minutes)
