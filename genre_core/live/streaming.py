@@ -165,9 +165,9 @@ def window_predictor(loaded_run, threads: int | None = None) -> Predictor:
     By default as many threads as the machine has idle cores when the predictor is made
     (workers.idle_cores): on a busy machine a second thread spin-waits for a descheduled
     partner (2-core box under load ~15: handcrafted baselines 450-480 ms/window wall with one
-    thread, 1750-1915 ms with two), while on an idle one both cores help every model (idle,
-    `python -m benchmarks.latency --minutes 0.5`: musicnn_probe 31.8 -> 21.1 ms/window, logreg
-    14.6 -> 11.6, cnn 9.8 -> 6.2; only gru stays level).
+    thread, 1750-1915 ms with two), while on an idle one the second core helps most models
+    (idle, untrained, one vs two threads: musicnn_probe 49-52 -> 29-31 ms/window, crnn
+    13.3-14.1 -> 11.3-11.5, logreg 15.2-15.5 -> 14.2-14.3; cnn_small 6.7-6.9 -> 7.1-7.2).
     """
     import torch
 

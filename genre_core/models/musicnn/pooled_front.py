@@ -11,8 +11,9 @@ is monotone too, so this is the same arithmetic on fewer values, not an approxim
 Each window's convolution is one matrix product over its unfolded patches (im2col), which
 keeps the patch matrix (~12 MB) in cache and runs at this CPU's matmul speed; the three
 temporal branches read slices of one shared patch matrix. Measured on the 2-core dev box,
-one thread, batch of 16 windows: front end 75 -> 33 ms per 3-s window (timbral 29 + 17 ->
-12.5 + 12, temporal 29 -> 8), equal to the layer-by-layer path within 3e-5 (values up to ~60).
+batch of 16 windows: the whole tagger 72 -> 31-33 ms per 3-s window on one thread (front end:
+timbral 29 + 17 -> 11 + 10, temporal 29 -> 8.5), 16.7 ms on two; equal to the layer-by-layer
+path within 3e-5 (values up to ~60).
 
 Only for inference: under autograd or with hooks on a branch (Grad-CAM reads the rectified
 map) the tagger runs its layers one by one.
