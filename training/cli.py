@@ -13,9 +13,7 @@ from genre_core.audio import AudioError
 from genre_core.datasets import DATASETS, DatasetError
 from genre_core.datasets.splits import SPLITS
 from genre_core.live.timeline import DEFAULT_SWITCH_PENALTY
-from genre_core.models import MODELS
 from genre_core.store import StoreError, default_db_path, open_store
-from genre_core.train import distributed
 from genre_core.train.config import TrainConfig
 from genre_core.train.lifecycle import interrupt_on_sigterm
 from genre_core.workers import bound_heap_growth
@@ -51,6 +49,7 @@ def _engine_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> str:
+    from genre_core.train import distributed
     from genre_core.train.fit import resume_run, train_command
 
     if args.gpus > 1 and not distributed.ranks().enabled:  # relaunch this command under torchrun
@@ -301,11 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
     _engine_args(p)
 
     defaults = TrainConfig(dataset="", model="")
-    p = command("train", cmd_train, "train and evaluate one model (k-fold: one run per fold)",
-                epilog=_model_list())
+    p = command("train", cmd_train, "train and evaluate one model (k-fold: one run per fold)")
+    p.epilog_from = _model_list
     _cache_args(p)
     p.add_argument("--dataset", help="dataset name in the database (see: datasets)")
-    p.add_argument("--model", choices=sorted(MODELS), metavar="MODEL", help="model name (listed below)")
+    p.add_argument("--model", type=_model_name, metavar="MODEL", help="model name (listed below)")
     p.add_argument("--split", choices=list(SPLITS),
                    help=f"how tracks are split before windowing (default {defaults.split}): random, "
                         "kfold (k runs), artist (no artist on two sides), fault-filtered (known duplicates "
@@ -415,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("extract", cmd_extract, "decode a dataset into the cache ahead of training, in parallel")
     _cache_args(p)
     p.add_argument("--dataset", required=True, help="dataset name in the database")
-    p.add_argument("--model", choices=sorted(MODELS), metavar="MODEL", default="cnn",
+    p.add_argument("--model", type=_model_name, metavar="MODEL", default="cnn",
                    help="cache at the sample rate this model reads (default cnn: 22,050 Hz)")
     p.add_argument("--sr", type=_positive_int, help="cache at this sample rate instead")
     p.add_argument("--workers", type=_positive_int, help="worker processes / Ray CPUs (default: one per CPU)")
@@ -442,7 +441,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _model_name(text: str) -> str:
+    from genre_core.models import MODELS  # here, not at import: the registry imports torch
+
+    if text not in MODELS:
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(sorted(MODELS))})")
+    return text
+
+
 def _model_list() -> str:
+    from genre_core.models import MODELS
+
     width = max(len(name) for name in MODELS)
     return "models:\n" + "\n".join(f"  {name:<{width}}  {spec.description}" for name, spec in sorted(MODELS.items()))
 
@@ -466,7 +475,16 @@ def _apply_cache_args(args: argparse.Namespace) -> None:
 
 
 class _OneLineParser(argparse.ArgumentParser):
-    """Bad arguments exit 2 with one line (the CLI contract), not argparse's usage block."""
+    """Bad arguments exit 2 with one line (the CLI contract), not argparse's usage block.
+    `epilog_from` makes the epilog only when help is printed: the model list imports torch,
+    which every command would otherwise pay for (~3 s) before parsing its arguments."""
+
+    epilog_from = None
+
+    def format_help(self) -> str:
+        if self.epilog_from is not None:
+            self.epilog = self.epilog_from()
+        return super().format_help()
 
     def error(self, message: str):
         self.exit(2, f"error: {self.prog}: {message} (see --help)\n")

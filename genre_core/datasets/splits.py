@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
 
 from genre_core.datasets.base import DatasetError
 
@@ -46,6 +45,8 @@ def random_split(
     track_ids: Sequence[str], labels: Sequence[str], *, val: float = 0.15, test: float = 0.2, seed: int = 0
 ) -> Split:
     """Seeded stratified random split of tracks."""
+    from sklearn.model_selection import train_test_split  # here: the CLI imports SPLITS, not sklearn
+
     ids, y = np.asarray(track_ids), np.asarray(labels)
     rest, test_ids, y_rest, _ = train_test_split(ids, y, test_size=test, random_state=seed, stratify=_stratify(y))
     train_ids, val_ids = train_test_split(
@@ -58,6 +59,8 @@ def kfold_splits(
     track_ids: Sequence[str], labels: Sequence[str], *, k: int = 5, val: float = 0.15, seed: int = 0
 ) -> list[Split]:
     """Stratified k-fold over tracks; each fold's validation set is carved out of its training part."""
+    from sklearn.model_selection import StratifiedKFold, train_test_split
+
     ids, y = np.asarray(track_ids), np.asarray(labels)
     folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     splits = []
@@ -95,6 +98,8 @@ def artist_groups(track_ids: Sequence[str], artists: Sequence[str | None]) -> np
 
 def _group_fold(y: np.ndarray, groups: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """One fold of a StratifiedGroupKFold with about `share` of the tracks held out."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
     n_groups = len(set(groups))
     largest_class = int(np.unique(y, return_counts=True)[1].max())
     # sklearn refuses more folds than the largest genre has tracks: a small corpus holds out

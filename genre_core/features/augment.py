@@ -13,9 +13,7 @@ would cost a kernel and an STFT round trip per example, while the subset keeps t
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass
 from fractions import Fraction
 from typing import Callable
 
@@ -23,69 +21,11 @@ import torch
 import torchaudio.functional as AF
 from scipy.special import betaincinv
 
+from genre_core.features.settings import AugmentConfig
+
 # Pitch-shift resampling ratio num/den has den <= 100: the error is under 0.09 semitone
 # (median 0.0015 over +-4 semitones) and the sinc kernel stays at most ~100 x 260 taps.
 _MAX_RATIO_DEN = 100
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Which augmentations run, and how strongly. Field defaults equal `default()`."""
-
-    # Max |gain| in dB, uniform per example; 0 = off. +-6 dB spans ordinary level differences
-    # between recordings, and the model should not key on loudness.
-    gain_db: float = 6.0
-    # White noise at this SNR (dB) for every example; None = off. 30 dB is audible only in
-    # quiet passages: it mimics a noise floor without masking the music.
-    noise_snr_db: float | None = 30.0
-    # Per-example chance of a tempo change. Off by default: the phase vocoder costs two STFTs
-    # per batch, which a CPU-only tiny run should not pay.
-    stretch_prob: float = 0.0
-    stretch_range: tuple[float, float] = (0.9, 1.1)  # rate, > 1 faster; +-10% stays in-genre
-    pitch_prob: float = 0.0  # per-example chance of a key change; off for the same reason
-    pitch_range: tuple[float, float] = (-2.0, 2.0)  # semitones; larger shifts warp timbre
-    spec_time_masks: int = 2  # SpecAugment time masks per example; 0 = off
-    spec_time_width: int = 20  # max frames per time mask (~0.46 s at hop 512, 22.05 kHz)
-    spec_freq_masks: int = 2  # SpecAugment frequency masks per example; 0 = off
-    spec_freq_width: int = 8  # max bins per frequency mask (of typically 96-128 mel bands)
-    # Beta(alpha, alpha) mixup weight; 0 = off. Off by default: soft targets make training
-    # accuracy unreadable and slow the convergence of tiny runs.
-    mixup_alpha: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name in ("stretch_prob", "pitch_prob"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must lie in [0, 1]")
-        for name in ("gain_db", "spec_time_masks", "spec_time_width", "spec_freq_masks",
-                     "spec_freq_width", "mixup_alpha"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0")
-        lo, hi = self.stretch_range
-        if not 0 < lo <= hi:
-            raise ValueError("stretch_range must be (low, high) with 0 < low <= high")
-        if self.pitch_range[0] > self.pitch_range[1]:
-            raise ValueError("pitch_range must be (low, high) with low <= high")
-
-    @classmethod
-    def none(cls) -> "AugmentConfig":
-        """Everything off: every stage returns its input unchanged."""
-        return cls(gain_db=0.0, noise_snr_db=None, stretch_prob=0.0, pitch_prob=0.0,
-                   spec_time_masks=0, spec_freq_masks=0, mixup_alpha=0.0)
-
-    @classmethod
-    def default(cls) -> "AugmentConfig":
-        """Cheap, safe set: gain, a 30 dB noise floor and SpecAugment."""
-        return cls()
-
-    def to_dict(self) -> dict:
-        """JSON-ready dict (tuples as lists) for `runs.config`."""
-        return {k: list(v) if isinstance(v, tuple) else v
-                for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "AugmentConfig":
-        """Inverse of `to_dict`."""
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
 def make_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:

@@ -11,7 +11,6 @@ tests pin the difference.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 import librosa
@@ -20,29 +19,7 @@ import torch
 import torchaudio
 from torch import nn
 
-
-@dataclass(frozen=True)
-class FeatureConfig:
-    """Spectral analysis settings shared by every feature of one run (stored in runs.config)."""
-
-    sr: int = 22050  # GTZAN's native rate; resampling everything to it avoids a resample of GTZAN
-    n_fft: int = 2048  # ~93 ms window: resolves low notes (bass, kick) that separate genres
-    hop_length: int = 512  # ~23 ms hop; 3 s of audio -> 130 frames, 30 s -> 1292
-    n_mels: int = 128  # the 128-band mel image the published GTZAN CNNs use
-    n_mfcc: int = 20  # librosa's default and the GTZAN feature table's 20 coefficients
-    fmin: float = 0.0
-    fmax: float | None = None  # None means sr / 2 (Nyquist), as in librosa
-    top_db: float = 80.0  # dynamic range kept below each example's loudest bin (librosa default)
-
-    @property
-    def fmax_hz(self) -> float:
-        return float(self.fmax) if self.fmax is not None else self.sr / 2
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "FeatureConfig":
-        """From a stored runs.config["features"]; runs stored before the rename say f_min/f_max."""
-        renamed = {"f_min": "fmin", "f_max": "fmax"}
-        return cls(**{renamed.get(k, k): v for k, v in data.items()})
+from genre_core.features.settings import FeatureConfig
 
 
 # librosa.power_to_db's floor: power below this is treated as this (-100 dB), before top_db.

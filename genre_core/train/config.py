@@ -6,8 +6,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from genre_core.features.augment import AugmentConfig
-from genre_core.features.spectral import FeatureConfig
+from genre_core.features.settings import AugmentConfig, FeatureConfig
 
 
 @dataclass(frozen=True)
