@@ -31,6 +31,7 @@ from training.cli import main
 pytestmark = pytest.mark.slow  # ~6 CLI processes; still part of `make test` and CI
 
 TRAIN = ["--dataset", "toy", "--model", "cnn_small", "--tiny", "--device", "cpu"]
+EPOCHS_TO_KILL = 6
 
 
 class Cli:
@@ -154,7 +155,10 @@ def test_kill_after_a_checkpoint_resumes_it_while_a_reader_keeps_reading(trained
         started = runs[runs.status == "running"].run_id.tolist()
         return bool(started) and (paths.run_dir(store.path, started[0]) / paths.CHECKPOINT_FILE).is_file()
 
-    cli = Cli("train", *TRAIN, "--epochs", "3", "--db", str(store.path))
+    # Six epochs: the kill must land between the first checkpoint and the end, and a tiny run's
+    # epoch on the toy corpus takes well under a second (3 epochs let a fast machine finish
+    # before the reader's next look).
+    cli = Cli("train", *TRAIN, "--epochs", str(EPOCHS_TO_KILL), "--db", str(store.path))
     assert cli.stop_when(checkpointed)
     assert len(reads) >= 2
     run_id = cli.output.split(": started")[0].split()[-1]
@@ -163,7 +167,7 @@ def test_kill_after_a_checkpoint_resumes_it_while_a_reader_keeps_reading(trained
     done = checkpoint["state"]["history"]
     assert main(["train", "--resume", run_id, "--db", str(store.path)]) == 0
     epochs = store.query("SELECT epoch, train_loss FROM epochs WHERE run_id = ? ORDER BY epoch", [run_id])
-    assert epochs.epoch.tolist() == [1, 2, 3]
+    assert epochs.epoch.tolist() == list(range(1, EPOCHS_TO_KILL + 1))  # patience 6: no early stop
     # It continued the killed run: the epochs before the kill are the ones it had trained.
     assert epochs.train_loss.tolist()[: len(done)] == pytest.approx([h["train_loss"] for h in done])
     assert before <= _rows(store, "SELECT run_id, track_id, probs::VARCHAR FROM predictions")
