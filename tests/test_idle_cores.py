@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 
 from genre_core import workers
@@ -49,3 +50,45 @@ def test_unreadable_counters_give_one_thread(tmp_path):
 def test_this_machine_answers_within_its_cores():
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
     assert 1 <= idle_cores(sample_s=0.05) <= usable
+
+
+class _RecordingRun:
+    """Stands in for a LoadedRun: records how many torch threads each prediction ran on."""
+
+    def __init__(self):
+        self.threads: list[int] = []
+
+    def predict_windows(self, windows):
+        import torch
+
+        self.threads.append(torch.get_num_threads())
+        return np.zeros((len(windows), 2)), None
+
+
+@pytest.fixture
+def torch_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    yield torch
+    torch.set_num_threads(before)
+
+
+def test_live_threads_follow_idle_cores_within_what_the_process_allows(monkeypatch, torch_threads):
+    from genre_core.live import streaming
+
+    windows = np.zeros((3, 100), dtype=np.float32)
+    torch_threads.set_num_threads(2)
+    for idle in (2, 1):
+        monkeypatch.setattr(streaming, "idle_cores", lambda idle=idle: idle)
+        run = _RecordingRun()
+        streaming.window_predictor(run)(windows)
+        assert run.threads == [idle]
+    assert torch_threads.get_num_threads() == 2  # restored after each call
+    # A batch worker pins one thread (the workers are the parallelism): the predictor keeps it
+    # and does not spend time sampling the machine for every file.
+    torch_threads.set_num_threads(1)
+    monkeypatch.setattr(streaming, "idle_cores", lambda: pytest.fail("sampled the CPU counters"))
+    run = _RecordingRun()
+    streaming.window_predictor(run)(windows)
+    assert run.threads == [1]

@@ -163,7 +163,8 @@ def window_predictor(loaded_run, threads: int | None = None) -> Predictor:
     call so the rest of the process is unaffected.
 
     By default as many threads as the machine has idle cores when the predictor is made
-    (workers.idle_cores): on a busy machine a second thread spin-waits for a descheduled
+    (workers.idle_cores), never more than the process allows itself (torch.get_num_threads():
+    batch workers pin one, as they are the parallelism): on a busy machine a second thread spin-waits for a descheduled
     partner (2-core box under load ~15: handcrafted baselines 450-480 ms/window wall with one
     thread, 1750-1915 ms with two), while on an idle one the second core helps most models
     (idle, untrained, one vs two threads: musicnn_probe 49-52 -> 29-31 ms/window, crnn
@@ -171,7 +172,8 @@ def window_predictor(loaded_run, threads: int | None = None) -> Predictor:
     """
     import torch
 
-    threads = threads or idle_cores()
+    allowed = torch.get_num_threads()
+    threads = threads or (1 if allowed == 1 else min(allowed, idle_cores()))
 
     def predict(windows: np.ndarray) -> np.ndarray:
         before = torch.get_num_threads()
