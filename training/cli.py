@@ -442,11 +442,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _model_name(text: str) -> str:
-    from genre_core.models import MODELS  # here, not at import: the registry imports torch
+    from genre_core.models import get_spec  # here, not at import: the registry imports torch
 
-    if text not in MODELS:
-        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(sorted(MODELS))})")
-    return text
+    try:
+        return get_spec(text).name
+    except ValueError as exc:  # names the valid models
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _model_list() -> str:
