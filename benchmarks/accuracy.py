@@ -7,8 +7,8 @@ import time
 
 import pandas as pd
 
-from genre_core.demo import DemoConfig
-from genre_core.ensemble import ensemble
+from genre_core.runs.demo import DemoConfig
+from genre_core.runs.ensemble import ensemble
 from genre_core.models import MODELS
 from genre_core.train.config import TrainConfig
 from genre_core.train.fit import fit

@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from genre_core import evaluation as ev
+from genre_core.metrics import evaluation as ev
 from genre_core.analysis import embeddings as emb
 
 DIM = 200  # musicnn's penultimate width, the widest stored embedding used for maps

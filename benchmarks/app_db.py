@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from genre_core import evaluation
+from genre_core.metrics import evaluation
 from genre_core.store import Store, open_store
 
 GENRES10 = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from genre_core import evaluation
+from genre_core.metrics import evaluation
 from genre_core.faults.detect import detect_faults
 from genre_core.faults.fingerprint import FP_SR, fingerprint, recording_pairs
 from genre_core.faults.kinds import CLIP_KINDS

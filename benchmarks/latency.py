@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from genre_core.audio import stream_blocks
-from genre_core.demo import DemoConfig
+from genre_core.runs.demo import DemoConfig
 from genre_core.live.streaming import classify_blocks, window_predictor
 from genre_core.live.timeline import DEFAULT_SWITCH_PENALTY, boundary_error, segment, time_accuracy
 from genre_core.train.inference import load_run

@@ -68,7 +68,7 @@ def _import_toy_predictions(store, run_id: str, classes: list[str], path: Path) 
     """A run brought from outside: the toy run's test probabilities as a CSV, imported."""
     import pandas as pd
 
-    from genre_core.imported import import_predictions
+    from genre_core.runs.imported import import_predictions
 
     test = store.predictions(run_id, "test")
     pd.DataFrame({"track_id": test.track_id, **{f"prob_{g}": [p[j] for p in test.probs]

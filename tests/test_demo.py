@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from genre_core.demo import DEMO_NAME, DemoConfig, run_demo
+from genre_core.runs.demo import DEMO_NAME, DemoConfig, run_demo
 from genre_core.store import open_store
 
 

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from genre_core.ensemble import calibrated, ensemble, fit_temperature
+from genre_core.runs.ensemble import calibrated, ensemble, fit_temperature
 from genre_core.store import open_store
 
 

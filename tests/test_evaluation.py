@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 from sklearn import metrics as skm
 
-from genre_core import evaluation as ev
+from genre_core.metrics import evaluation as ev
 
 LABELS = ["blues", "classical", "country", "disco", "hiphop"]
 

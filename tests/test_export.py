@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genre_core.export import export_run
+from genre_core.runs.export import export_run
 from genre_core.store import StoreError, open_store
 
 

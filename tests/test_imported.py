@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genre_core.imported import BadImport, import_predictions
+from genre_core.runs.imported import BadImport, import_predictions
 from genre_core.store import open_store
 
 

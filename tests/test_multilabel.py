@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, f1_score, hamming_loss, roc_auc_score
 
-from genre_core import multilabel as ml
+from genre_core.metrics import multilabel as ml
 from genre_core.app import multilabel as ml_view
 from genre_core.app import queries as q
 from genre_core.app import state

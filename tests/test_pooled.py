@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from genre_core.app import queries as q
-from genre_core.imported import import_predictions
+from genre_core.runs.imported import import_predictions
 from genre_core.store import open_store
 from genre_core.train.fit import train_command
-from genre_core.train.pooled import ensure_pooled, pool_kfold
+from genre_core.runs.pooled import ensure_pooled, pool_kfold
 
 
 @pytest.fixture(scope="module")

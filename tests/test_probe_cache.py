@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from genre_core import evaluation
+from genre_core.metrics import evaluation
 from genre_core.models.musicnn import net as musicnn
 from genre_core.models.musicnn.weights import MusicnnWeightsMissing
 from genre_core.train.config import TrainConfig

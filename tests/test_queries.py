@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from genre_core.app import state
-from genre_core import evaluation
+from genre_core.metrics import evaluation
 from genre_core.app import media
 from genre_core.app import queries as q
 from genre_core.faults.kinds import DUPLICATE_KINDS, SEVERITY

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genre_core.report import headline, write_report
+from genre_core.runs.report import headline, write_report
 from genre_core.store import StoreError, open_store
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -114,26 +114,26 @@ def cmd_datasets(args: argparse.Namespace) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> str:
-    from genre_core.export import export_run
+    from genre_core.runs.export import export_run
 
     return export_run(open_store(args.db, create=False), args.run, args.out, args.format).line()
 
 
 def cmd_import_predictions(args: argparse.Namespace) -> str:
-    from genre_core.imported import import_predictions
+    from genre_core.runs.imported import import_predictions
 
     store = open_store(args.db, create=False)
     return import_predictions(store, args.dataset, args.file, args.model, embeddings=args.embeddings).line()
 
 
 def cmd_report(args: argparse.Namespace) -> str:
-    from genre_core.report import write_report
+    from genre_core.runs.report import write_report
 
     return write_report(open_store(args.db, create=False), args.run, args.out, n_examples=args.examples).line()
 
 
 def cmd_ensemble(args: argparse.Namespace) -> str:
-    from genre_core.ensemble import ensemble
+    from genre_core.runs.ensemble import ensemble
 
     return ensemble(open_store(args.db, create=False), args.runs, label=args.label).line()
 
@@ -235,8 +235,8 @@ def demo_root(args: argparse.Namespace) -> Path:
 
 
 def cmd_demo(args: argparse.Namespace) -> str:
-    """The whole pipeline on the built-in corpus (see genre_core.demo)."""
-    from genre_core.demo import DemoConfig, run_demo
+    """The whole pipeline on the built-in corpus (see genre_core.runs.demo)."""
+    from genre_core.runs.demo import DemoConfig, run_demo
 
     config = DemoConfig(root=demo_root(args), per_genre=args.per_genre, seconds=args.seconds,
                         epochs=args.epochs, device=args.device)

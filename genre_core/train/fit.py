@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from genre_core import evaluation, multilabel as ml_metrics, paths
+from genre_core import paths
+from genre_core.metrics import evaluation, multilabel as ml_metrics
 from genre_core.engine import EngineOptions
 from genre_core.features.augment import AugmentConfig
 from genre_core.features.pipeline import input_pipeline
@@ -346,7 +347,7 @@ def train_command(store: Store, dataset: str | None, model: str | None, *, fold:
     if not accuracies:
         return f"rank {distributed.ranks().rank}: trained its share of {base.k} folds ({sweep})"
     mean, std, n = evaluation.kfold_summary(accuracies)
-    from genre_core.train.pooled import pool_kfold
+    from genre_core.runs.pooled import pool_kfold
 
     pooled = pool_kfold(store, sweep)  # the experiment's one leaderboard entry
     low, high = pooled.ci

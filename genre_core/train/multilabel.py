@@ -6,7 +6,7 @@ The split, windows, loop, checkpoints and storage are fit.py's; what differs liv
 - loss: binary cross-entropy with logits; window scores are log-sigmoids, not log-softmaxes;
 - tracks: the mean of their windows' sigmoid probabilities (each genre on its own);
 - decisions: one probability threshold, tuned for micro-F1 on the validation tracks and applied
-  unchanged to the test tracks (genre_core.multilabel).
+  unchanged to the test tracks (genre_core.metrics.multilabel).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from genre_core import multilabel as ml
+from genre_core.metrics import multilabel as ml
 from genre_core.features.windows import WindowSet
 from genre_core.store import Store
 from genre_core.train.loop import Trainer

@@ -29,7 +29,7 @@ import pandas as pd
 
 import numpy as np
 
-from genre_core import evaluation
+from genre_core.metrics import evaluation
 from genre_core.features.augment import AugmentConfig
 from genre_core.models import get_spec
 from genre_core.store import Store

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from genre_core import evaluation
+from genre_core.metrics import evaluation
 from genre_core.app.queries._db import _REVIEWS, _df
 from genre_core.faults.kinds import DUPLICATE_KINDS
 from genre_core.faults.known import compare_faults, comparison_summary

@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from genre_core import evaluation
+from genre_core.metrics import evaluation
 from genre_core.app.queries._db import _REVIEWS, _df, _path
 from genre_core.faults.kinds import SEVERITY
 from genre_core.store import SCHEMA_VERSION

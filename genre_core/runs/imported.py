@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from genre_core import evaluation
+from genre_core.metrics import evaluation
 from genre_core.analysis.analyze import AnalyzeSummary, map_tables
 from genre_core.analysis.embeddings import DEFAULT_METHODS
 from genre_core.store import Store

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
 
-from genre_core import evaluation
-from genre_core.imported import SPLITS, store_prediction_run
+from genre_core.metrics import evaluation
+from genre_core.runs.imported import SPLITS, store_prediction_run
 from genre_core.store import Store, StoreError
 
 EPS = 1e-7

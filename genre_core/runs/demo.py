@@ -68,7 +68,7 @@ def _train(store: Store, config: DemoConfig, model: str) -> str:
 
 
 def _ensemble(store: Store, config: DemoConfig) -> str:
-    from genre_core.ensemble import ensemble
+    from genre_core.runs.ensemble import ensemble
 
     done = _latest_complete(store, ENSEMBLE_LABEL, config.split)
     if done:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from genre_core import evaluation
-from genre_core.imported import StoredRun, store_prediction_run
+from genre_core.metrics import evaluation
+from genre_core.runs.imported import StoredRun, store_prediction_run
 from genre_core.store import Store
 
 POOLED_PREFIX = "pooled-kfold/"

@@ -1,7 +1,7 @@
 """Multi-label evaluation: per-genre average precision and ROC-AUC, mAP, micro/macro F1 at a
 threshold tuned on validation, Hamming loss, with bootstrap CIs over tracks.
 
-Pure numpy/scipy like genre_core.evaluation, whose `bootstrap_ci` draws the resamples (the
+Pure numpy/scipy like genre_core.metrics.evaluation, whose `bootstrap_ci` draws the resamples (the
 same seed draws the same tracks for every metric, so intervals are paired). Every metric here
 is batched: arrays (R, N, C) of R resamples of N tracks and C genres -> (R,) values, computed
 in memory-bounded chunks. Definitions follow scikit-learn (`average_precision_score`,
@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 from scipy import stats
 
-from genre_core.evaluation import bootstrap_ci
+from genre_core.metrics.evaluation import bootstrap_ci
 
 THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.05), 2)  # the grid tuned on validation
 _BOOT_ELEMENTS = 1_000_000  # (R, N, C) values per bootstrap chunk: the sorts copy it ~8 times
