@@ -17,7 +17,7 @@ import pandas as pd
 from scipy.optimize import minimize_scalar
 
 from genre_core.metrics import evaluation
-from genre_core.runs.imported import SPLITS, store_prediction_run
+from genre_core.runs.record import SPLITS, store_prediction_run
 from genre_core.store import Store, StoreError
 
 EPS = 1e-7
@@ -114,8 +114,8 @@ def ensemble(store: Store, run_ids: list[str], label: str = "ensemble") -> Ensem
               "members": member_ids, "temperatures": temperatures,
               "no_model": f"an ensemble of runs {', '.join(member_ids)}: Grad-CAM and live classification "
                           "use its members"}
-    stored = store_prediction_run(store, int(runs[0]["dataset_id"]), label, "ensemble", runs[0]["split"],
-                                  classes, combined, config)
+    stored = store_prediction_run(store, int(runs[0]["dataset_id"]), label, representation="ensemble", split=runs[0]["split"],
+                                  classes=classes, predictions=combined, config=config)
     return EnsembleSummary(stored.run_id, member_ids, temperatures, stored.report.accuracy, stored.ci,
                            _versus(combined, classes, predictions, member_ids))
 

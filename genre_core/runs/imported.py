@@ -22,16 +22,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from genre_core.metrics import evaluation
-from genre_core.analysis.analyze import AnalyzeSummary, map_tables
-from genre_core.analysis.embeddings import DEFAULT_METHODS
+from genre_core.runs.record import SEED, SPLITS, store_prediction_run
 from genre_core.store import Store
 
-SPLITS = ("test", "val")
 PROB_TOLERANCE = 1e-3  # float32 probabilities written as text round to ~1e-7 per value
 MODEL_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")  # goes into the run id and file names
-SEED = 0
-
 
 class BadImport(ValueError):
     """Bad input file: the message names the file and the reason (CLI exit 2)."""
@@ -67,7 +62,7 @@ def read_table(path: Path) -> pd.DataFrame:
     raise BadImport(f"{path}: unsupported format (use .csv, .tsv or .parquet)")
 
 
-def import_predictions(store: Store, dataset: str, file: Path, model: str,
+def import_predictions(store: Store, dataset: str, file: Path, *, model: str,
                        embeddings: Path | None = None, progress: bool = True) -> ImportSummary:
     """Validate `file` (and `embeddings`) against `dataset` and store them as a complete run."""
     if not MODEL_LABEL.match(model):
@@ -172,62 +167,18 @@ def _embeddings(frame: pd.DataFrame, path: Path, labels: pd.Series) -> tuple[lis
 def _store_run(store: Store, dataset_id: int, dataset: str, model: str, classes: list[str],
                predictions: pd.DataFrame, vectors: tuple[list[str], np.ndarray] | None,
                file: Path, progress: bool) -> ImportSummary:
+    # The map code brings torch; imported here so that the run package stays torch-free to import.
+    from genre_core.analysis.analyze import AnalyzeSummary, map_tables
+    from genre_core.analysis.embeddings import DEFAULT_METHODS
+
     summary = AnalyzeSummary("")
     extra = {}
     if vectors is not None:
         ids, table = vectors
-        extra = map_tables(ids, {"imported": table}, "imported", DEFAULT_METHODS, 10, SEED, progress, summary)
+        extra = map_tables(ids, {"imported": table}, "imported", methods=DEFAULT_METHODS, k=10, seed=SEED, progress=progress, summary=summary)
     config = {"dataset": dataset, "model": model, "split": "imported", "imported_from": file.name,
               "no_model": "predictions imported from a file: no model to run Grad-CAM or classify with"}
-    stored = store_prediction_run(store, dataset_id, model, "imported", "imported", classes, predictions,
-                                  config, extra)
+    stored = store_prediction_run(store, dataset_id, model, representation="imported", split="imported", classes=classes, predictions=predictions,
+                                  config=config, extra=extra)
     return ImportSummary(stored.run_id, stored.report.n, stored.report.accuracy, stored.ci,
                          summary.n_embeddings, summary.notes)
-
-
-@dataclass
-class StoredRun:
-    run_id: str
-    report: evaluation.Report  # of the test split
-    ci: tuple[float, float]  # of track accuracy on the test split
-
-
-def store_prediction_run(store: Store, dataset_id: int, model: str, representation: str, split: str,
-                         classes: list[str], predictions: pd.DataFrame, config: dict,
-                         extra: dict[str, pd.DataFrame] | None = None, sweep: str | None = None) -> StoredRun:
-    """A complete run from track-level probabilities made elsewhere (imported, ensembled):
-    `predictions` (track_id, split in SPLITS, label, probs (C,) in `classes` order) is scored
-    exactly like a native run's (track-level metrics, bootstrap CIs) and stored with `extra`
-    run tables in one transaction; a failure leaves the run marked failed, never half-written."""
-    from genre_core.train.fit import new_run_id
-
-    run_id = new_run_id(model)
-    index = {g: i for i, g in enumerate(classes)}
-    metrics, report, ci = [], None, (float("nan"), float("nan"))
-    for side in SPLITS:
-        rows = predictions[predictions.split == side]
-        if rows.empty:
-            continue
-        y_true, probs = rows["label"].map(index).to_numpy(), np.stack(rows["probs"].to_numpy())
-        side_report = evaluation.classification_report(y_true, probs, classes)
-        side_rows = evaluation.metric_rows(side_report, y_true, probs, side, "track", SEED)
-        metrics += side_rows
-        if side == "test":
-            report, ci = side_report, evaluation.ci_from_rows(side_rows).get("accuracy", ci)
-    stored = predictions.assign(
-        predicted=[classes[int(np.argmax(p))] for p in predictions["probs"]],
-        probs=[np.asarray(p, dtype=np.float32).tolist() for p in predictions["probs"]],
-    )[["track_id", "split", "label", "predicted", "probs"]]
-    store.start_run(dict(run_id=run_id, dataset_id=dataset_id, model=model, representation=representation,
-                         split=split, config=config, device="none", seed=SEED, classes=classes, sweep=sweep))
-    try:
-        store.finish_run(run_id, {"metrics": pd.DataFrame(metrics), "predictions": stored, **(extra or {})})
-    except Exception as exc:
-        store.fail_run(run_id, f"{type(exc).__name__}: {exc}")
-        raise
-    return StoredRun(run_id, report, ci)
-
-
-def is_imported(run: dict) -> bool:
-    """True for a run made by import_predictions (no model file behind it)."""
-    return run.get("representation") == "imported"

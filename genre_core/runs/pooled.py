@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from genre_core.metrics import evaluation
-from genre_core.runs.imported import StoredRun, store_prediction_run
+from genre_core.runs.record import StoredRun, store_prediction_run
 from genre_core.store import Store
 
 POOLED_PREFIX = "pooled-kfold/"
@@ -43,9 +43,9 @@ def pool_kfold(store: Store, sweep: str) -> StoredRun:
     for run_id in existing.run_id:  # a re-pool replaces, never doubles, the entry
         store.delete_run(run_id)
     predictions = pooled.assign(probs=[np.asarray(p, dtype=np.float64) for p in pooled.probs])
-    return store_prediction_run(store, int(first.dataset_id), first.model, first.representation,
-                                f"{POOLED_PREFIX}{k}", classes, predictions[["track_id", "split", "label", "probs"]],
-                                config, sweep=sweep)
+    return store_prediction_run(store, int(first.dataset_id), first.model, representation=first.representation,
+                                split=f"{POOLED_PREFIX}{k}", classes=classes, predictions=predictions[["track_id", "split", "label", "probs"]],
+                                config=config, sweep=sweep)
 
 
 def is_pooled(split: str | None) -> bool:

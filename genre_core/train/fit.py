@@ -14,7 +14,6 @@ import secrets
 import time
 import traceback
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import joblib
@@ -29,6 +28,7 @@ from genre_core.features.augment import AugmentConfig
 from genre_core.features.pipeline import input_pipeline
 from genre_core.datasets.splits import SPLITS, Split, kfold_splits
 from genre_core.models import build_model, get_spec
+from genre_core.runs.record import new_run_id
 from genre_core.store import Store
 from genre_core.train import distributed, multilabel, probe
 from genre_core.train.config import TrainConfig
@@ -54,10 +54,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def new_run_id(model: str) -> str:
-    return f"{datetime.now():%Y%m%d-%H%M%S}-{model}-{secrets.token_hex(2)}"
 
 
 def choose_split(config: TrainConfig, tracks: pd.DataFrame) -> Split:
@@ -185,8 +181,8 @@ def _fit_torch(config, data: Sides, cache, run_dir: Path, resume, progress, stop
     net, inputs = model, windows
     if model.frozen_backbone:  # the head trains on embeddings extracted once (train/probe.py)
         shas = {side: list(data.tracks[side].sha1) for side in windows}
-        net, frontend, inputs, settings = probe.head_training(model, frontend, windows, shas, cache,
-                                                              settings, device, progress)
+        net, frontend, inputs, settings = probe.head_training(model, frontend, windows, shas=shas, cache=cache,
+                                                              settings=settings, device=device, progress=progress)
     per_rank, local_batch = distributed.shard(np.arange(len(inputs["train"])), config.batch_size, here)
     steps = -(-len(per_rank) // local_batch)
     trainer_class = multilabel.MultiLabelTrainer if config.task == "multilabel" else Trainer
@@ -196,8 +192,8 @@ def _fit_torch(config, data: Sides, cache, run_dir: Path, resume, progress, stop
     # seeds make that the very run an uninterrupted one would have been).
     if resume and checkpoint.is_file():
         trainer.load(checkpoint)
-    state = trainer.fit(inputs["train"], inputs["val"], len(data.classes), checkpoint, progress,
-                        on_epoch)
+    state = trainer.fit(inputs["train"], inputs["val"], len(data.classes), checkpoint=checkpoint, progress=progress,
+                        on_epoch=on_epoch)
     if not here.is_main:
         return Outputs(state.history, windows, {}, {})
     model_file = run_dir / paths.MODEL_FILE
@@ -223,7 +219,7 @@ def _fit_baseline(config: TrainConfig, data: Sides, cache, run_dir: Path, progre
     kind = get_spec(config.model).input_kind  # handcrafted, or handcrafted+wavelet
     # Missing tables are computed in worker processes when a side has enough tracks to pay
     # for their start (engine.auto_workers); small sets stay in this process.
-    tables = {side: handcrafted_windows(w, list(data.tracks[side].sha1), cache, progress, kind=kind,
+    tables = {side: handcrafted_windows(w, list(data.tracks[side].sha1), cache, progress=progress, kind=kind,
                                         engine=EngineOptions())
               for side, w in windows.items()}
     labels = {side: w.labels[w.index[:, 0]] for side, w in windows.items()}
@@ -257,12 +253,12 @@ def _evaluate_and_store(store: Store, run_id: str, config: TrainConfig, data: Si
                                                    "val_acc", "lr", "seconds"])
     if config.task == "multilabel":
         primary = {t: lab for side in data.tracks.values() for t, lab in zip(side.track_id, side.label)}
-        tables, report, ci = multilabel.results(outputs.windows, outputs.log_probs, data.classes, primary,
-                                                config.seed)
+        tables, report, ci = multilabel.results(outputs.windows, outputs.log_probs, data.classes, primary=primary,
+                                                seed=config.seed)
         with heartbeat.held():
             store.finish_run(run_id, {"epochs": epochs, **tables}, files=outputs.files)
         return RunResult(run_id, "complete", report, ci, multilabel.summary_line(
-            run_id, config.model, config.dataset, data.split.name, report, ci))
+            run_id, config.model, config.dataset, split=data.split.name, rep=report, ci=ci))
     predictions, segments, metrics = [], [], []
     report, ci = None, {}
     for side in ("test", "val"):
