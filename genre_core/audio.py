@@ -155,7 +155,7 @@ def _span(seconds: float) -> str:
 
 
 def quick_check(
-    path: Path | str, n_blocks: int = 8, block_s: float = 0.5, min_seconds: float = MIN_SECONDS,
+    path: Path | str, *, n_blocks: int = 8, block_s: float = 0.5, min_seconds: float = MIN_SECONDS,
     info: AudioInfo | None = None,
 ) -> AudioInfo:
     """Validate a file from its header plus a bounded, strided read: at most ~4 s of audio
@@ -274,7 +274,7 @@ def peak_dbfs(y: np.ndarray) -> float:
 
 def load(
     path: Path | str,
-    sr: int | None = DEFAULT_SR,
+    *, sr: int | None = DEFAULT_SR,
     min_seconds: float = MIN_SECONDS,
     reject_silent: bool = True,
     max_seconds: float | None = MAX_SECONDS,
@@ -329,7 +329,7 @@ def _validate(
 
 
 def segment(
-    y: np.ndarray, sr: int, window_s: float = 3.0, hop_s: float = 1.5
+    y: np.ndarray, sr: int, *, window_s: float = 3.0, hop_s: float = 1.5
 ) -> tuple[np.ndarray, np.ndarray]:
     """Slice (N,) samples into fixed windows: returns ((W, L) windows, (W,) start times in s).
 
@@ -365,7 +365,7 @@ def stream_blocks(path: Path | str, sr: int, block_s: float = 10.0) -> Iterator[
         raise AudioError(info.path, f"decoding failed ({_short(exc)})") from exc
 
 
-def check_file(path: Path | str, validate: bool = False, known_sha1: str | None = None,
+def check_file(path: Path | str, *, validate: bool = False, known_sha1: str | None = None,
                max_seconds: float = MAX_SECONDS) -> dict:
     """What ingest records of one file, from plain arguments (a worker process needs nothing
     but this module): size, mtime_ns and sha1 (None when absent), header facts (sample_rate,
@@ -418,12 +418,17 @@ def _check(path: Path, facts: dict, validate: bool, known_sha1: str | None,
 def check_files(items: list[tuple[str, str | None]], validate: bool = False,
                 max_seconds: float = MAX_SECONDS) -> list[dict]:
     """`check_file` over (path, known_sha1) pairs: one worker task of ingest."""
-    return [check_file(path, validate, known_sha1, max_seconds) for path, known_sha1 in items]
+    return [check_file(path, validate=validate, known_sha1=known_sha1, max_seconds=max_seconds) for path, known_sha1 in items]
 
 
-def file_sha1(path: Path | str, chunk: int = 1 << 20) -> str:
+def file_sha1(path: Path | str) -> str:
     """SHA-1 of the file's bytes: identical files are exact duplicates whatever their names."""
-    digest = hashlib.sha1()
+    return file_digest(path, "sha1")
+
+
+def file_digest(path: Path | str, algorithm: str, chunk: int = 1 << 20) -> str:
+    """Hex digest of the file's bytes by `algorithm` (a hashlib name), read in `chunk`-byte blocks."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         while block := f.read(chunk):
             digest.update(block)

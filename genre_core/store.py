@@ -20,6 +20,8 @@ from typing import Any, Iterator, Sequence
 import duckdb
 import pandas as pd
 
+from genre_core.workers import pid_alive
+
 SCHEMA_VERSION = 1
 DEFAULT_DB = Path("data/genrelens.duckdb")
 LOCK_WAIT_S = 30.0  # a run's final write takes well under a second; 30 s covers slow disks
@@ -183,7 +185,7 @@ class Store:
     # -- datasets and tracks -------------------------------------------------------------
 
     def save_dataset(
-        self, name: str, kind: str, root: str, genres: Sequence[str], tracks: list[dict]
+        self, name: str, kind: str, root: str, *, genres: Sequence[str], tracks: list[dict]
     ) -> tuple[int, int]:
         """Insert or update a dataset and its tracks in one transaction.
 
@@ -203,7 +205,7 @@ class Store:
             con.execute("DROP TABLE incoming")
         return dataset_id, int(missing or 0)
 
-    def begin_ingest(self, name: str, kind: str, root: str, genres: Sequence[str]) -> int:
+    def begin_ingest(self, name: str, kind: str, root: str, *, genres: Sequence[str]) -> int:
         """Insert or update the dataset row before its tracks arrive in batches; its id."""
         with self.write() as con:
             con.execute(TRACK_FILES_SQL)
@@ -430,7 +432,7 @@ class Store:
         return row[0] if row else None
 
     def complete_runs(self, dataset_name: str | None = None, model: str | None = None,
-                      split_like: str = "%", with_model: bool = False) -> pd.DataFrame:
+                      split_like: str = "%", *, with_model: bool = False) -> pd.DataFrame:
         """Complete runs (run_id, model, split, classes, finished_at), oldest first, optionally of
         one dataset and model, with `split` matching a LIKE pattern (e.g. 'kfold-%'), and with
         `with_model` only runs that have a model file: not imported, ensembled or pooled ones,
@@ -553,7 +555,7 @@ class Store:
         return self.query("SELECT track_id, kind, decision, note, decided_at FROM reviews "
                           "WHERE dataset_id = ? ORDER BY decided_at", [dataset_id])
 
-    def save_review(self, dataset_id: int, track_id: str, kind: str, decision: str,
+    def save_review(self, dataset_id: int, track_id: str, kind: str, *, decision: str,
                     note: str | None = None) -> None:
         """A person's verdict on a fault finding ("confirmed" | "dismissed"); it replaces any
         earlier verdict on the same (dataset, track, kind)."""
@@ -578,24 +580,9 @@ def live_status(status: str, pid, host, beat_at) -> str:
         return status
     if beat_at is None or pd.isna(beat_at) or (now() - beat_at).total_seconds() > STALE_AFTER_S:
         return "interrupted"
-    if host == socket.gethostname() and not _pid_alive(int(pid)):
+    if host == socket.gethostname() and not pid_alive(int(pid)):
         return "interrupted"
     return "running"
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether process `pid` exists on this host and is not a zombie (killed, not yet reaped)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: it exists
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:  # no /proc (macOS): existence is all we can tell
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def _has_table(con, name: str) -> bool:

@@ -9,6 +9,7 @@ import os
 import threading
 import time
 from multiprocessing.connection import wait
+from pathlib import Path
 
 
 # glibc's mallopt parameter: allocations at least this big get their own mapping.
@@ -106,3 +107,18 @@ def _cpu_counters(stat_path: str) -> tuple[int, int]:
         fields = [int(v) for v in f.readline().split()[1:9]]
     idle = fields[3] + fields[4]  # idle + iowait
     return sum(fields) - idle, sum(fields)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this host and is not a zombie (killed, not yet reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc (macOS): existence is all we can tell
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"

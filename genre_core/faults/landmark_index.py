@@ -31,6 +31,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from genre_core.faults import fingerprint as fp
+from genre_core.workers import pid_alive
 
 FLUSH_LANDMARKS = 1_000_000  # landmarks buffered in Python before an append: ~12 MB
 QUERY_LANDMARKS = 2_000_000  # query-side landmarks per voting pass ...
@@ -151,7 +152,7 @@ class DiskLandmarkIndex:
             for lo, hi in _ranges(reps, [(sizes[t], work.get(t, 0)) for t in reps], (QUERY_LANDMARKS, PASS_HITS)):
                 rows = self.con.execute(_VOTE_SQL, dict(lo=lo, hi=hi, min_votes=fp.MIN_VOTES)).fetchnumpy()
                 for a, b, off, votes, total in zip(rows["a"], rows["b"], rows["off"], rows["votes"], rows["total"]):
-                    for cand in fp.voted_candidates([a], [b], [off], [votes], [total], sizes):
+                    for cand in fp.voted_candidates([a], [b], [off], votes=[votes], hits=[total], sizes=sizes):
                         yield int(a), cand
                 bar.update(position[hi] - position[lo] + 1)
 
@@ -166,18 +167,8 @@ def _remove_orphans(folder: Path) -> None:
     """Delete scratch indexes left by killed processes (their pid is in the name)."""
     for old in folder.glob("landmarks-*-*"):
         pid = old.name.split("-")[1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
 
 
 def _ranges(tracks: list[int], costs: list[tuple[int, ...]], budget: tuple[int, ...]

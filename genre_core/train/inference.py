@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import numpy as np
 import torch
 
 from genre_core import paths
+from genre_core.audio import file_digest
 from genre_core.models import build_model, get_spec
 from genre_core.store import Store, StoreError
 from genre_core.features.pipeline import input_pipeline
@@ -64,15 +64,12 @@ class LoadedRun:
         return probs.cpu().numpy(), {k: v.float().cpu().numpy() for k, v in vectors.items() if v is not None}
 
 
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+def file_sha256(path: Path) -> str:
+    """The checksum a run stores for each of its model files."""
+    return file_digest(path, "sha256")
 
 
-def verified_file(store: Store, run_id: str, path: Path, required: bool) -> Path:
+def verified_file(store: Store, run_id: str, path: Path, *, required: bool) -> Path:
     """`path` if it is the very file the run left (sha256 recorded when it completed).
 
     `required`: a file that can run code when loaded (a joblib pickle) is refused without a
