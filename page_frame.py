@@ -17,6 +17,21 @@ def enter(page_file: str) -> state.Context:
     return state.context(st.session_state)
 
 
+def open_page(page_file: str, title: str | None, help_text: str | None = None, *, needs_run: bool = True,
+              cache_entries: int = 128):
+    """Every page's opening: (the shared context, the page's `st.cache_data` decorator), after
+    the title, the sentence of help and, when `needs_run`, a stop with the helpful command if
+    no complete run exists. `title` None: the page writes its own."""
+    ctx = enter(page_file)
+    if title is not None:
+        st.title(title)
+    if help_text:
+        st.write(help_text)
+    if needs_run:
+        require_run(ctx)
+    return ctx, st.cache_data(show_spinner=False, max_entries=cache_entries)
+
+
 def require_run(ctx: state.Context) -> None:
     """Stop the page with the one command that helps when no complete run exists."""
     if ctx.run_id is None:
@@ -40,7 +55,7 @@ def clickable_matrix(ctx: state.Context, cells, normalise: bool, cell_key: str, 
     selected = stored[2:] if stored and stored[:2] == (ctx.run_id, split) else None
     left, right = st.columns([2, 1], gap="medium")
     with left:
-        event = st.plotly_chart(figure("confusion_matrix", cells, normalise, ctx.presentation, selected),
+        event = st.plotly_chart(figure("confusion_matrix", cells, normalise=normalise, presentation=ctx.presentation, selected=selected),
                                 on_select="rerun", selection_mode="points", key=f"{name}_chart",
                                 theme=None, config=charts.plot_config(ctx.image_format, name))
     clicked = state.clicked_cell(event)

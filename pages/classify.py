@@ -4,23 +4,19 @@ from pathlib import Path
 
 import streamlit as st
 
-from genre_core.app import charts, media
-from genre_core.live import recording, timeline
-from page_frame import enter, require_run
+from genre_core.app import charts, classify, media
+from page_frame import open_page
 
-RESULT = "genrelens.classify_result"  # (upload key, run_id, recording.Recording)
+RESULT = "genrelens.classify_result"  # (upload key, run_id, live.recording.Recording)
 
-ctx = enter("pages/classify.py")
-
-st.title("Classify a recording")
-st.write(f"Upload any audio file (up to {media.MAX_UPLOAD_MB} MB) or record one: the chosen run labels every few "
-         "seconds, and a smoothed timeline shows where the genre changes.")
-require_run(ctx)
+ctx, _ = open_page("pages/classify.py", "Classify a recording",
+    f"Upload any audio file (up to {media.MAX_UPLOAD_MB} MB) or record one: the chosen run labels every few "
+    "seconds, and a smoothed timeline shows where the genre changes.")
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
 def model_of(db_path: str, run_id: str):
-    return recording.load_model(db_path, run_id, device="cpu")
+    return classify.load_model(db_path, run_id)
 
 
 def classify_controls():
@@ -49,8 +45,8 @@ if given is not None:
             st.stop()
         with st.spinner("Listening…"):
             try:
-                heard = recording.classify_recording(loaded, given.getvalue(), given.name)
-            except recording.RecordingError as exc:  # not audio, too short or silent
+                heard = classify.classify_upload(loaded, given.getvalue(), given.name)
+            except classify.Rejected as exc:  # not audio, too short or silent
                 st.error(str(exc), icon=":material/block:")
                 st.stop()
         stored = (key, ctx.run_id, heard)
@@ -68,7 +64,7 @@ st.write(f"**{heard.name}**: {overall} for {share:.0%} of its {result.seconds_au
          f"classified in {result.seconds_wall:.1f} s by run {run_id}.")
 st.plotly_chart(charts.sections_timeline(frame, result.classes, ctx.presentation),
                 theme=None, config=charts.plot_config(ctx.image_format, "timeline"), key="classify_timeline")
-st.code(timeline.format_sections(result.sections), language=None)
+st.code(classify.format_sections(result.sections), language=None)
 st.download_button("Download the timeline (CSV)", frame.to_csv(index=False),
                    file_name=f"{Path(heard.name).stem}_timeline.csv", mime="text/csv", icon=":material/download:")
 
@@ -77,10 +73,10 @@ if cam is None:
     st.caption("Grad-CAM needs a convolutional network; this run's model has none.")
     st.stop()
 if cam.image is not None:
-    fig = charts.spectrogram(cam.image, cam.cam, 0.6, cam.genre, ctx.presentation)
+    fig = charts.spectrogram(cam.image, cam=cam.cam, opacity=0.6, target=cam.genre, presentation=ctx.presentation)
     fig.update_xaxes(title=f"seconds after {cam.start_s:.1f} s")
 else:
-    fig = charts.attribution_grid(cam.cam, cam.window_s, f"{heard.representation} coefficient", ctx.presentation)
+    fig = charts.attribution_grid(cam.cam, cam.window_s, f"{heard.representation} coefficient", presentation=ctx.presentation)
 st.plotly_chart(fig, theme=None, config=charts.plot_config(ctx.image_format, "loudest_gradcam"),
                 key="classify_cam")
 st.caption(f"The {cam.window_s:.0f}-s window starting at {cam.start_s:.1f} s, where the recording is "

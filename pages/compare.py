@@ -6,15 +6,12 @@ from genre_core.app import state
 from genre_core.app import charts
 from genre_core.app import multilabel as ml_view
 from genre_core.app import queries as q
-from page_frame import enter, figure, require_run
+from page_frame import figure, open_page
 
-ctx = enter("pages/compare.py")
-cached = st.cache_data(show_spinner=False, max_entries=128)
 
-st.title("Compare runs")
-st.write("Accuracy with 95% confidence intervals, per-genre F1 and training curves of several runs; "
-         "McNemar's test says whether two runs differ by more than chance on the same test tracks.")
-require_run(ctx)
+ctx, cached = open_page("pages/compare.py", "Compare runs",
+    "Accuracy with 95% confidence intervals, per-genre F1 and training curves of several runs; "
+    "McNemar's test says whether two runs differ by more than chance on the same test tracks.")
 run = cached(q.run_row)(ctx.db, ctx.run_id)
 runs = cached(q.leaderboard)(ctx.db, int(run.dataset_id))
 labels = {r.run_id: state.run_label(r.model, r.representation, r.run_id) + f" · {r.split}" for r in runs.itertuples()}

@@ -5,17 +5,13 @@ import streamlit as st
 from genre_core.app import state
 from genre_core.app import charts
 from genre_core.app import queries as q
-from page_frame import cell_rows, clickable_matrix, enter, figure, matrix_controls, require_run
+from page_frame import cell_rows, clickable_matrix, figure, matrix_controls, open_page
 
 CELL = "genrelens.confusion_cell"  # (run_id, split, true, predicted): survives a trip to Track
 
-ctx = enter("pages/confusion.py")
-cached = st.cache_data(show_spinner=False, max_entries=256)
-
-st.title("Confusion matrix")
-st.write("Rows are the true genre, columns the genre the model named; the diagonal is right. "
-         "Click a cell to list the tracks behind it and open one.")
-require_run(ctx)
+ctx, cached = open_page("pages/confusion.py", "Confusion matrix",
+    "Rows are the true genre, columns the genre the model named; the diagonal is right. "
+    "Click a cell to list the tracks behind it and open one.", cache_entries=256)
 
 
 def confusion_controls() -> tuple[str, bool]:

@@ -6,19 +6,17 @@ import streamlit as st
 from genre_core.app import state
 from genre_core.app import charts, media, reviews
 from genre_core.app import queries as q
-from page_frame import enter, figure
+from page_frame import figure, open_page
 
-ctx = enter("pages/faults.py")
-cached = st.cache_data(show_spinner=False, max_entries=128)
 EVIDENCE_WORDS = {"offset_s": "offset (s)", "matched_s": "matched (s)", "gain_db": "gain (dB)",
                   "similarity": "similarity", "partner": "copy of", "matched_by": "matched by",
                   "suggested": "suggested genre", "given": "given genre", "given_prob": "p(given)",
                   "suggested_prob": "p(suggested)"}
 
-st.title("Dataset faults")
-st.write("Duplicates, doubtful labels, damaged audio and artists repeated across the split all make "
-         "accuracy look better or worse than it is. Mark each finding confirmed or dismissed; confirmed "
-         "faulty tracks can then be left out of the evaluation.")
+ctx, cached = open_page("pages/faults.py", "Dataset faults",
+    "Duplicates, doubtful labels, damaged audio and artists repeated across the split all make "
+    "accuracy look better or worse than it is. Mark each finding confirmed or dismissed; confirmed "
+    "faulty tracks can then be left out of the evaluation.", needs_run=False)
 
 sets = cached(q.datasets)(ctx.db)
 run = cached(q.run_row)(ctx.db, ctx.run_id) if ctx.run_id else None
@@ -159,7 +157,7 @@ def label_view() -> None:
 
 def damage_view() -> None:
     """Distorted, silent and unreadable files."""
-    damaged = cached(q.faults)(ctx.db, dataset_id, ["distortion", "silence", "unreadable"], "detected")
+    damaged = cached(q.faults)(ctx.db, dataset_id, kinds=["distortion", "silence", "unreadable"], source="detected")
     review_table(damaged, ["kind", "label", "score", "status", "evidence"], "damage_table")
     if len(damaged):
         listen(list(damaged[damaged.status == "ok"].track_id), "damage_listen")
@@ -179,7 +177,7 @@ def artist_view() -> None:
         st.dataframe(artists.drop(columns="track_ids"), hide_index=True, width="stretch",
                      column_config={"leak": st.column_config.CheckboxColumn("train + test")})
         with st.expander("Review artist findings per track"):
-            review_table(cached(q.faults)(ctx.db, dataset_id, ["artist_repeat"], "detected"),
+            review_table(cached(q.faults)(ctx.db, dataset_id, kinds=["artist_repeat"], source="detected"),
                          ["group_id", "label", "artist", "evidence"], "artist_table")
 
 

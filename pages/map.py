@@ -5,13 +5,11 @@ import streamlit as st
 from genre_core.app import state
 from genre_core.app import charts
 from genre_core.app import queries as q
-from page_frame import enter, require_run
+from page_frame import open_page
 
 COLOUR_BY = {"true genre": "label", "predicted genre": "predicted", "correct / wrong": "outcome",
              "fault kind": "fault"}
 
-ctx = enter("pages/map.py")
-cached = st.cache_data(show_spinner=False, max_entries=64)
 SEARCH_LIMIT = 200  # matches ringed on the map; the Track page's search lists any track
 # Points drawn at most (a sample above, see state.sample_map). 20,000 by default: each point costs
 # the browser ~80 bytes of JSON and WebGL work, and 50,000 took 3-7 s a redraw at 100,000 tracks.
@@ -19,10 +17,9 @@ DENSITY = {"20,000": 20_000, "50,000": 50_000, "all": None}
 # The projection is read-only on this page: shared, it is not unpickled (100,000 rows) every rerun.
 shared = st.cache_resource(show_spinner=False, max_entries=8)
 
-st.title("Map")
-st.write("Each point is a track, placed so that tracks the model finds similar sit close together. "
-         "Draw a lasso or box to list tracks; click a point to hear it and open it.")
-require_run(ctx)
+ctx, cached = open_page("pages/map.py", "Map",
+    "Each point is a track, placed so that tracks the model finds similar sit close together. "
+    "Draw a lasso or box to list tracks; click a point to hear it and open it.", cache_entries=64)
 run = cached(q.run_row)(ctx.db, ctx.run_id)
 methods = cached(q.projection_methods)(ctx.db, ctx.run_id)
 if not methods:
@@ -54,7 +51,7 @@ def map_figure(db, run_id: str, method: str, colour_by: str, presentation: bool,
     points = shared(q.projection)(db, run_id, method)
     drawn = state.sample_map(points, max_points=max_points or len(points), keep=keep)
     classes = list(cached(q.run_row)(db, run_id).classes)
-    return charts.ready(charts.embedding_map(drawn, colour_by, classes, presentation, highlight)), len(drawn)
+    return charts.ready(charts.embedding_map(drawn, colour_by, classes, presentation=presentation, highlight=highlight)), len(drawn)
 
 
 method, colour_by, search, max_points = map_controls()

@@ -6,18 +6,14 @@ import streamlit as st
 from genre_core.app import state
 from genre_core.app import multilabel as ml_view
 from genre_core.app import queries as q
-from page_frame import cell_rows, clickable_matrix, enter, matrix_controls, require_run
+from page_frame import cell_rows, clickable_matrix, matrix_controls, open_page
 
 CELL = "genrelens.cooccurrence_cell"  # (run_id, split, true, predicted): survives a trip to Track
 
-ctx = enter("pages/multilabel.py")
-cached = st.cache_data(show_spinner=False, max_entries=256)
-
-st.title("Multi-label genres")
-st.write("For runs trained with `--task multilabel`: a track may have several genres. Rows are a true "
-         "genre, columns a genre the model named (probability above the threshold tuned on validation); "
-         "click a cell to list its tracks.")
-require_run(ctx)
+ctx, cached = open_page("pages/multilabel.py", "Multi-label genres",
+    "For runs trained with `--task multilabel`: a track may have several genres. Rows are a true "
+    "genre, columns a genre the model named (probability above the threshold tuned on validation); "
+    "click a cell to list its tracks.", cache_entries=256)
 run = cached(q.run_row)(ctx.db, ctx.run_id)
 if not cached(q.multilabel_runs)(ctx.db, [ctx.run_id]):
     st.info(f"Run {ctx.run_id} is single-label. Train a multi-label one with "
@@ -46,14 +42,14 @@ st.caption(f"Run **{run.model}** on **{run.dataset}** · threshold {m.threshold:
            f"{m.cardinality:.2f} true genres per {split} track · {ctx.run_id}")
 
 classes = list(run.classes)
-cells = cached(q.cooccurrence)(ctx.db, ctx.run_id, classes, split)
+cells = cached(q.cooccurrence)(ctx.db, ctx.run_id, classes, split=split)
 selected, right = clickable_matrix(ctx, cells, normalise, CELL, split, "cooccurrence")
 
 
 def cell_tracks() -> None:
     """The tracks behind the selected cell, and the way into the Track view."""
-    sets = cached(q.genre_sets)(ctx.db, ctx.run_id, split)
-    rows = cell_rows(selected, lambda t, p: ml_view.tracks_in_cooccurrence(sets, classes, t, p),
+    sets = cached(q.genre_sets)(ctx.db, ctx.run_id, split=split)
+    rows = cell_rows(selected, lambda t, p: ml_view.tracks_in_cooccurrence(sets, classes, t, predicted=p),
                      lambda n, t, p: f"{n} {t} track{'s' if n != 1 else ''} {'found as' if t == p else 'also called'} {p}")
     if rows is None:
         return

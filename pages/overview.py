@@ -7,14 +7,13 @@ import streamlit as st
 from genre_core.app import state
 from genre_core.app import charts
 from genre_core.app import queries as q
-from page_frame import enter, figure
+from page_frame import figure, open_page
 
-ctx = enter("pages/overview.py")
-cached = st.cache_data(show_spinner=False, max_entries=64)
 
-st.title("GenreLens")
-st.write("How well do our genre classifiers work, on which data, and how sure can we be? "
-         "Accuracy is measured on test songs no model heard in training, with a 95% confidence interval.")
+ctx, cached = open_page("pages/overview.py", "GenreLens",
+    "How well do our genre classifiers work, on which data, and how sure can we be? "
+    "Accuracy is measured on test songs no model heard in training, with a 95% confidence interval.",
+    needs_run=False, cache_entries=64)
 
 sets = cached(q.datasets)(ctx.db)
 board = cached(q.leaderboard)(ctx.db)
@@ -54,8 +53,6 @@ columns = ["star", "dataset", "model", "representation", "split", "accuracy_ci",
 def _highlight(row):
     style = "background-color: #FFF3BF; font-weight: 600" if row.star else ""
     return [style] * len(row)
-
-
 
 
 def _pick(run_ids: list) -> None:

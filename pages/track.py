@@ -6,10 +6,9 @@ from genre_core.app import state
 from genre_core.app import charts, media
 from genre_core.app import multilabel as ml_view
 from genre_core.app import queries as q
-from page_frame import NO_RUN, enter, figure
+from page_frame import NO_RUN, figure, open_page
 
-ctx = enter("pages/track.py")
-cached = st.cache_data(show_spinner=False, max_entries=256)
+ctx, cached = open_page("pages/track.py", None, needs_run=False, cache_entries=256)
 SEARCH_LIMIT = 50  # tracks the picker lists; the search itself covers the whole dataset
 
 if ctx.run_id is None:
@@ -111,12 +110,12 @@ cam = cam_row["values"].iloc[0] if len(cam_row) else None
 overlay = run.representation in ("logmel", "musicnn")
 mel = cached(media.track_mel)(ctx.db, dataset_id, track_id, run.representation, run.config) if audio else None
 if mel is not None:
-    st.plotly_chart(figure("spectrogram", mel, cam if overlay else None, opacity, genre, ctx.presentation),
+    st.plotly_chart(figure("spectrogram", mel, cam=cam if overlay else None, opacity=opacity, target=genre, presentation=ctx.presentation),
                     theme=None, config=charts.plot_config(ctx.image_format, f"{track_id}_spectrogram"),
                     key="spectrogram")
 if cam is not None and not overlay:
     st.plotly_chart(figure("attribution_grid", cam, float(row.duration_s or (mel["duration_s"] if mel else 30.0)),
-                                            f"{run.representation} coefficient", ctx.presentation),
+                                            f"{run.representation} coefficient", presentation=ctx.presentation),
                     theme=None, config=charts.plot_config(ctx.image_format, f"{track_id}_gradcam"), key="gradcam_grid")
 if cam is not None:
     st.caption(f"Grad-CAM: bright regions are where the network found evidence for **{genre}**.")
@@ -140,7 +139,7 @@ else:
     with left:
         st.subheader("Genre over time")
         st.plotly_chart(figure("window_timeline", segments, float(run.window_s or 3.0), list(run.classes),
-                                               ctx.presentation),
+                                               presentation=ctx.presentation),
                         theme=None, config=charts.plot_config(ctx.image_format, f"{track_id}_timeline"),
                         key="timeline")
     with right:
