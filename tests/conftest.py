@@ -66,14 +66,11 @@ def build_app_db(root: Path) -> dict:
 
 def _import_toy_predictions(store, run_id: str, classes: list[str], path: Path) -> str:
     """A run brought from outside: the toy run's test probabilities as a CSV, imported."""
-    import pandas as pd
-
     from genre_core.runs.imported import import_predictions
+    from tests.helpers import prob_table
 
-    test = store.predictions(run_id, "test")
-    pd.DataFrame({"track_id": test.track_id, **{f"prob_{g}": [p[j] for p in test.probs]
-                                                for j, g in enumerate(classes)}}).to_csv(path, index=False)
-    return import_predictions(store, "toy", path, "outside", progress=False).run_id
+    prob_table(store.predictions(run_id, "test"), classes).to_csv(path, index=False)
+    return import_predictions(store, "toy", path, model="outside", progress=False).run_id
 
 
 @pytest.fixture(scope="session")
@@ -81,3 +78,27 @@ def app_db(tmp_path_factory) -> dict:
     """The app's fixture database: the toy corpus with a really trained cnn run, and the
     10-genre dataset of benchmarks.app_db with six complete runs (ids in the returned dict)."""
     return build_app_db(tmp_path_factory.getbasetemp() / "genrelens_app")
+
+
+@pytest.fixture
+def writable_app_db(app_db, tmp_path) -> Path:
+    """A copy of the app fixture database (tmp_path/app.duckdb) that a test may write to."""
+    from tests.helpers import writable_copy
+
+    return writable_copy(app_db["db"], tmp_path)
+
+
+@pytest.fixture
+def writable_toy_db(toy_store, tmp_path) -> Path:
+    """A copy of the toy store's database (tmp_path/toy.duckdb) that a test may write to."""
+    from tests.helpers import writable_copy
+
+    return writable_copy(toy_store.path, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def scratch_cache_dir(tmp_path_factory):
+    """$GENRELENS_CACHE_DIR in a scratch folder for a module (converted weights, features)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GENRELENS_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        yield

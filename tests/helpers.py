@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import soundfile as sf
 
 SR = 22050
@@ -77,3 +84,78 @@ def make_crossover_corpus(root: Path, per_genre: int = 8, crossovers: int = 4, s
                 lines.append(f"{rel},{b}")
     (root / "labels.csv").write_text("\n".join(lines) + "\n")
     return root
+
+
+def make_fma_corpus(root: Path, columns: list[tuple[str, str]], rows: dict[int, list],
+                    subsets: dict[str, list[int]] | None = None, seconds: float = 1.5) -> Path:
+    """An FMA layout under `root`: `fma_metadata/tracks.csv` with FMA's two-level header (the
+    (group, field) `columns`) and one row per `rows` item (track number: values), and a tone as
+    `fma_<subset>/NNN/NNNNNN.mp3` for each track number `subsets` lists (default: all in small)."""
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=pd.MultiIndex.from_tuples(columns))
+    table.index.name = "track_id"
+    (root / "fma_metadata").mkdir(parents=True)
+    table.to_csv(root / "fma_metadata" / "tracks.csv")
+    for subset, numbers in (subsets or {"small": list(rows)}).items():
+        for number in numbers:
+            write(root / f"fma_{subset}" / f"{number:06d}"[:3] / f"{number:06d}.mp3", tone(seconds))
+    return root
+
+
+def writable_copy(database: str | Path, folder: Path) -> Path:
+    """A copy of `database` (same file name) in `folder`, for a test that writes to it: the
+    session's shared databases stay as built."""
+    copy = Path(folder) / Path(database).name
+    shutil.copyfile(database, copy)
+    return copy
+
+
+def prob_table(preds: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
+    """Stored predictions as a table to import: track_id and one prob_<genre> column per class."""
+    probs = np.array(preds["probs"].tolist())
+    return pd.DataFrame({"track_id": preds["track_id"],
+                         **{f"prob_{g}": probs[:, j] for j, g in enumerate(classes)}})
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Chromium's own calls home are refused by this machine's closed network, many at a time.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update"]
+
+
+def launch_chromium(playwright):
+    """Debian's chromium, headless, through a playwright instance (`sync_playwright()` as p)."""
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serving(command: list[str], cwd: Path, env: dict, port_flag: str = "--server.port", timeout_s: float = 60):
+    """A Streamlit server started by `command` (plus `port_flag` and a free port), its base URL
+    once its health check answers; stopped on exit."""
+    port = free_port()
+    proc = subprocess.Popen([*command, port_flag, str(port)], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.kill()
+                    raise RuntimeError(f"streamlit did not start: {proc.stdout.read().decode()[-2000:]}")
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

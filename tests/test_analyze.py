@@ -16,12 +16,8 @@ from genre_core.train.fit import fit
 TABLES = ("embeddings", "projections", "neighbours", "attributions", "band_importance", "taggrams")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _musicnn_cache_in_tmp(tmp_path_factory):
-    # Converted tagger weights go to a scratch dir, never the checkout's data/.
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GENRELENS_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-        yield
+# Converted musicnn weights go to a scratch dir, never the checkout's data/.
+pytestmark = pytest.mark.usefixtures("scratch_cache_dir")
 
 
 def _rows(store, run_id):

@@ -8,7 +8,6 @@ test_browser).
 from __future__ import annotations
 
 import io
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -187,9 +186,8 @@ def test_presentation_mode_folds_controls_and_survives_page_switches(monkeypatch
     assert at.session_state[state.PRESENTATION] is True and any(e.label == "Controls" for e in at.expander)
 
 
-def test_a_review_is_stored(monkeypatch, app_db, tmp_path):
-    path = tmp_path / "copy.duckdb"
-    shutil.copy(app_db["db"], path)
+def test_a_review_is_stored(monkeypatch, app_db, writable_app_db):
+    path = writable_app_db
     at = _app(monkeypatch, path, **{state.RUN: app_db["ten_runs"][0]})
     _open(at, "faults")
     _ok(at)
@@ -238,7 +236,7 @@ def test_a_ready_figure_sends_what_the_figure_would(app_db):
     classes = list(q.run_row(app_db["db"], run).classes)
     cells = q.confusion(app_db["db"], run)
     for build in (lambda: charts.embedding_map(points, "label", classes, highlight=points.track_id[:3]),
-                  lambda: charts.confusion_matrix(cells, True, False, (cells.label[0], cells.predicted[1]))):
+                  lambda: charts.confusion_matrix(cells, normalise=True, presentation=False, selected=(cells.label[0], cells.predicted[1]))):
         expected = pio.to_json(build().to_dict(), validate=False)
         fig = charts.ready(build())
         assert pio.to_json(fig.to_dict(), validate=False) == expected == pio.to_json(fig.to_dict(), validate=False)

@@ -54,27 +54,27 @@ def test_none_is_identity_and_draws_nothing(batch):
     g = aug.make_generator(0)
     state = g.get_state()
     x = torch.randn(4, 1, 16, 30)
-    assert aug.augment_waveform(batch, SR, none, g) is batch
+    assert aug.augment_waveform(batch, SR, none, generator=g) is batch
     assert aug.spec_augment(x, none, g) is x
     y = torch.eye(4)
-    assert aug.mixup(x, y, none.mixup_alpha, g) == (x, y)
+    assert aug.mixup(x, y, none.mixup_alpha, generator=g) == (x, y)
     assert torch.equal(g.get_state(), state)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_shapes_dtypes_and_determinism(batch, dtype):
     y = batch.to(dtype)
-    out1 = aug.augment_waveform(y, SR, ALL_ON, aug.make_generator(5))
-    out2 = aug.augment_waveform(y, SR, ALL_ON, aug.make_generator(5))
-    out3 = aug.augment_waveform(y, SR, ALL_ON, aug.make_generator(6))
+    out1 = aug.augment_waveform(y, SR, ALL_ON, generator=aug.make_generator(5))
+    out2 = aug.augment_waveform(y, SR, ALL_ON, generator=aug.make_generator(5))
+    out3 = aug.augment_waveform(y, SR, ALL_ON, generator=aug.make_generator(6))
     assert out1.shape == y.shape and out1.dtype == dtype
     assert torch.equal(out1, out2) and not torch.equal(out1, out3)
     x = torch.randn(4, 1, 32, 50, dtype=dtype)
     s1 = aug.spec_augment(x, ALL_ON, 7)  # an int seed works too
     assert s1.shape == x.shape and s1.dtype == dtype
     assert torch.equal(s1, aug.spec_augment(x, ALL_ON, aug.make_generator(7)))
-    m1 = aug.mixup(x, torch.eye(4, dtype=dtype), 0.4, aug.make_generator(1))
-    m2 = aug.mixup(x, torch.eye(4, dtype=dtype), 0.4, aug.make_generator(1))
+    m1 = aug.mixup(x, torch.eye(4, dtype=dtype), 0.4, generator=aug.make_generator(1))
+    m2 = aug.mixup(x, torch.eye(4, dtype=dtype), 0.4, generator=aug.make_generator(1))
     assert all(torch.equal(a, b) for a, b in zip(m1, m2)) and m1[0].dtype == dtype
 
 
@@ -88,7 +88,7 @@ def test_apply_gain_changes_rms_by_the_given_db(batch):
 def test_random_gain_is_a_per_example_scale_within_range(batch):
     config = aug.AugmentConfig(gain_db=6.0, noise_snr_db=None, spec_time_masks=0,
                                spec_freq_masks=0)
-    out = aug.augment_waveform(batch, SR, config, aug.make_generator(2))
+    out = aug.augment_waveform(batch, SR, config, generator=aug.make_generator(2))
     ratio = out / batch  # (B, N): constant along N for a pure gain
     torch.testing.assert_close(ratio, ratio[:, :1].expand_as(ratio))
     drawn_db = 20 * torch.log10(ratio[:, 0])
@@ -101,7 +101,7 @@ def test_random_gain_is_a_per_example_scale_within_range(batch):
 def test_noise_hits_the_requested_snr(snr):
     y = _sine(440, batch=3) * torch.tensor([[1.0], [0.1], [0.01]])
     config = aug.AugmentConfig(gain_db=0.0, noise_snr_db=snr)
-    out = aug.augment_waveform(y, SR, config, aug.make_generator(3))
+    out = aug.augment_waveform(y, SR, config, generator=aug.make_generator(3))
     measured = _db(y.pow(2).mean(-1) / (out - y).pow(2).mean(-1))
     assert torch.all((measured - snr).abs() < 1.0)
     silent = torch.zeros(1, 1000)
@@ -135,7 +135,7 @@ def test_stretch_prob_one_stretches_every_example_by_the_drawn_rate(batch):
     config = dataclasses.replace(
         aug.AugmentConfig.none(), stretch_prob=1.0, stretch_range=(1.2, 1.2)
     )
-    out = aug.augment_waveform(batch, SR, config, aug.make_generator(0))
+    out = aug.augment_waveform(batch, SR, config, generator=aug.make_generator(0))
     torch.testing.assert_close(out, aug.time_stretch(batch, SR, 1.2))
 
 
@@ -145,8 +145,8 @@ def test_spec_augment_masks_the_drawn_spans():
                                spec_freq_width=6)
     out = aug.spec_augment(x, config, aug.make_generator(11))
     replay = aug.make_generator(11)  # spec_augment draws time spans, then frequency spans
-    t_starts, t_widths = aug.mask_spans(3, 100, 2, 15, replay)
-    f_starts, f_widths = aug.mask_spans(3, 40, 1, 6, replay)
+    t_starts, t_widths = aug.mask_spans(3, 100, 2, max_width=15, generator=replay)
+    f_starts, f_widths = aug.mask_spans(3, 40, 1, max_width=6, generator=replay)
     assert t_widths.max() <= 15 and f_widths.max() <= 6
     for b in range(3):
         frames = {int(s) + i for s, w in zip(t_starts[b], t_widths[b]) for i in range(int(w))}
@@ -163,7 +163,7 @@ def test_spec_augment_masks_the_drawn_spans():
 def test_mixup_targets_sum_to_one_and_mix_inputs():
     x = torch.randn(8, 1, 4, 5)
     y = torch.nn.functional.one_hot(torch.arange(8) % 3, 3).float()
-    xm, ym = aug.mixup(x, y, 0.4, aug.make_generator(9))
+    xm, ym = aug.mixup(x, y, 0.4, generator=aug.make_generator(9))
     assert xm.shape == x.shape and ym.shape == y.shape
     torch.testing.assert_close(ym.sum(dim=1), torch.ones(8))
     assert torch.all(ym >= 0) and not torch.equal(xm, x)
@@ -175,8 +175,8 @@ def test_mixup_targets_sum_to_one_and_mix_inputs():
 def test_runs_on_cuda_with_either_generator(generator_device):
     y = _sine(440, batch=4).cuda()
     g = aug.make_generator(0, device=generator_device)
-    out = aug.augment_waveform(y, SR, ALL_ON, g)
+    out = aug.augment_waveform(y, SR, ALL_ON, generator=g)
     x = aug.spec_augment(torch.randn(4, 1, 32, 50, device="cuda"), ALL_ON, g)
-    xm, ym = aug.mixup(x, torch.eye(4, device="cuda"), 0.4, g)
+    xm, ym = aug.mixup(x, torch.eye(4, device="cuda"), 0.4, generator=g)
     assert out.device.type == x.device.type == xm.device.type == ym.device.type == "cuda"
     assert out.shape == y.shape and torch.isfinite(out).all()

@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import io
 import os
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +15,7 @@ import pytest
 import soundfile as sf
 
 
-CHROMIUM = Path("/usr/bin/chromium")
+from tests.helpers import CHROMIUM, launch_chromium, serving
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "artifacts" / "screenshots"
 PAGES = ("overview", "confusion", "map", "track", "faults", "compare", "multilabel", "classify")
@@ -47,45 +44,18 @@ POINT_JS = """([plot, nonEmpty]) => {
 }"""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(app_db):
-    port = _free_port()
-    env = {**os.environ, "GENRELENS_DB": app_db["db"]}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"streamlit did not start: {proc.stdout.read().decode()[-2000:]}")
-            time.sleep(0.3)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+               "--browser.gatherUsageStats", "false"]
+    with serving(command, ROOT, {**os.environ, "GENRELENS_DB": app_db["db"]}) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def page(server):
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--no-sandbox", "--disable-background-networking", "--disable-component-update"])
+        browser = launch_chromium(p)
         tab = browser.new_page(viewport={"width": 1400, "height": 950})
         tab.set_default_timeout(60_000)
         yield tab

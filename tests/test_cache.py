@@ -265,7 +265,7 @@ def test_the_loader_gives_the_same_batches_with_and_without_workers(tmp_path, mo
     runs = []
     for workers in ("0", "2"):
         monkeypatch.setenv("GENRELENS_LOADER_WORKERS", workers)
-        runs.append([(a.clone(), l.clone()) for a, l, _ in window_loader(w, order, 5, torch.device("cpu"))])
+        runs.append([(a.clone(), l.clone()) for a, l, _ in window_loader(w, order, 5, device=torch.device("cpu"))])
     assert len(runs[0]) == len(runs[1]) == -(-len(w) // 5)
     for (a0, l0), (a1, l1) in zip(*runs):
         assert torch.equal(a0, a1) and torch.equal(l0, l1)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,10 +10,8 @@ from training.cli import main
 
 
 @pytest.fixture()
-def db(app_db, tmp_path):
-    copy = tmp_path / "app.duckdb"
-    shutil.copyfile(app_db["db"], copy)
-    return str(copy)
+def db(writable_app_db):
+    return str(writable_app_db)
 
 
 def test_version_and_datasets_and_runs(db, app_db, capsys):

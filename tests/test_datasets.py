@@ -1,11 +1,10 @@
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from genre_core.datasets import DatasetError, read_artist_index, scan
-from tests.helpers import reference_file, tone, write
+from tests.helpers import make_fma_corpus, reference_file, tone, write
 
 
 
@@ -52,22 +51,14 @@ def test_folder_without_audio_is_a_clear_error(tmp_path):
 
 
 def _fma(root: Path) -> Path:
-    columns = pd.MultiIndex.from_tuples(
-        [("artist", "name"), ("set", "split"), ("set", "subset"), ("track", "genre_top")]
-    )
+    columns = [("artist", "name"), ("set", "split"), ("set", "subset"), ("track", "genre_top")]
     rows = {
         2: ["AWOL", "training", "small", "Hip-Hop"],
         5: ["AWOL", "test", "small", "Hip-Hop"],
         10: ["Kurt Vile", "validation", "small", "Pop"],
         20: ["Nobody", "training", "small", np.nan],  # no top genre: cannot be labelled
     }
-    table = pd.DataFrame.from_dict(rows, orient="index", columns=columns)
-    table.index.name = "track_id"
-    (root / "fma_metadata").mkdir(parents=True)
-    table.to_csv(root / "fma_metadata" / "tracks.csv")
-    for number in rows:
-        write(root / "fma_small" / f"{number:06d}"[:3] / f"{number:06d}.mp3", tone(1.5))
-    return root
+    return make_fma_corpus(root, columns, rows)
 
 
 def test_fma_top_genre_labels_official_split_and_artists(tmp_path):

@@ -5,7 +5,6 @@ and its checkpoint resumes in a single process."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -49,9 +48,8 @@ def _accuracy(store, run_id: str) -> float:
 
 
 @pytest.mark.slow
-def test_two_process_ddp_run_is_stored_once_and_matches_one_process(toy_store, tmp_path):
-    db = tmp_path / "ddp.duckdb"
-    shutil.copyfile(toy_store.path, db)
+def test_two_process_ddp_run_is_stored_once_and_matches_one_process(writable_toy_db):
+    db = writable_toy_db
     before = set(open_store(db, create=False).runs().run_id)  # the shared toy store may hold runs
     done = _cli([*TRAIN, "--db", str(db)], world=2)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -30,18 +30,18 @@ def test_track_means_average_each_tracks_windows():
 @pytest.mark.parametrize("method", ["tsne", "umap", "pca"])
 def test_projections_are_deterministic_under_a_seed(method):
     vectors = _clusters()
-    first, again = project(vectors, method, seed=0), project(vectors, method, seed=0)
+    first, again = project(vectors, method=method, seed=0), project(vectors, method=method, seed=0)
     assert first.shape == (36, 2) and first.dtype == np.float32 and np.isfinite(first).all()
     np.testing.assert_array_equal(first, again)
     if method == "umap":
         # t-SNE's PCA start and exact optimisation leave nothing to a seed; UMAP's random
         # negative sampling gives another layout under another seed.
-        assert not np.allclose(first, project(vectors, method, seed=1))
+        assert not np.allclose(first, project(vectors, method=method, seed=1))
 
 
 @pytest.mark.parametrize("method", ["tsne", "umap", "pca"])
 def test_projections_keep_clusters_apart(method):
-    xy = project(_clusters(), method, seed=0)
+    xy = project(_clusters(), method=method, seed=0)
     centres = np.stack([xy[i * 12 : (i + 1) * 12].mean(axis=0) for i in range(3)])
     spread = max(np.linalg.norm(xy[i * 12 : (i + 1) * 12] - centres[i], axis=1).max()
                  for i in range(3))
@@ -53,24 +53,24 @@ def test_umap_leaves_torchs_thread_count_alone():
     # numba's OpenMP layer resets the shared OpenMP thread count; Grad-CAM after a UMAP map
     # ran 10x slower, oversubscribed, until project() restored it.
     torch.set_num_threads(1)
-    project(_clusters(), "umap", seed=0)
+    project(_clusters(), method="umap", seed=0)
     assert torch.get_num_threads() == 1
 
 
 def test_a_handful_of_tracks_still_gets_a_map():
-    assert project(np.eye(3), "umap").shape == (3, 2)
+    assert project(np.eye(3), method="umap").shape == (3, 2)
     with pytest.raises(ValueError, match="unknown projection"):
-        project(np.eye(5), "mds")
+        project(np.eye(5), method="mds")
 
 
 def test_umap_reads_a_graph_handed_in_instead_of_searching():
     vectors = _clusters()
     graph = knn_graph(vectors, 14)
-    np.testing.assert_array_equal(project(vectors, "umap", knn=graph), project(vectors, "umap"))
+    np.testing.assert_array_equal(project(vectors, method="umap", knn=graph), project(vectors, method="umap"))
     # A graph it reads: scrambled neighbours give another map.
     rng = np.random.default_rng(0)
     scrambled = KnnGraph(rng.permutation(graph.indices), graph.distances, exact=True)
-    assert not np.allclose(project(vectors, "umap", knn=scrambled), project(vectors, "umap"))
+    assert not np.allclose(project(vectors, method="umap", knn=scrambled), project(vectors, method="umap"))
 
 
 def test_nearest_neighbours_by_cosine_exclude_self_and_are_ordered():

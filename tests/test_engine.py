@@ -37,7 +37,7 @@ def test_map_chunks_gives_every_result_once_on_each_engine(local_ray):
     chunks = [list(range(i, i + 3)) for i in range(0, 30, 3)]
     expected = {i: _square_rows(c, 1) for i, c in enumerate(chunks)}
     for engine in (EngineOptions("local", workers=2), EngineOptions("ray", workers=2)):
-        got = dict(map_chunks(_square_rows, chunks, (1,), engine))
+        got = dict(map_chunks(_square_rows, chunks, args=(1,), options=engine))
         # Arrow gives every row every column: a key one row lacked reads back as None.
         assert {i: [{k: v for k, v in r.items() if v is not None} for r in rows]
                 for i, rows in got.items()} == expected, engine.engine
@@ -143,14 +143,14 @@ def test_batch_classify_of_a_folder_on_workers_and_ray(local_ray, toy_store, tmp
     (folder / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
     tables = {}
     for engine in (EngineOptions("local", workers=2), EngineOptions("ray", workers=2)):
-        result = classify_many(toy_store, [folder], run_id, tmp_path / engine.engine, engine)
+        result = classify_many(toy_store, [folder], run_id=run_id, out_dir=tmp_path / engine.engine, engine=engine)
         tables[engine.engine] = result.table
         assert result.table.error.notna().sum() == 1 and "1 failed" in result.line()
         assert result.table.set_index("path").error.notna()[str(folder / "broken.wav")]
         assert len(list((tmp_path / engine.engine).glob("*.csv"))) == 5
     pd.testing.assert_frame_equal(tables["local"], tables["ray"], check_exact=False, atol=1e-6)
     first = tables["local"].dropna(subset=["genre"]).iloc[0]
-    single = classify_file(toy_store, first.path, run_id, progress=False, device="cpu")
+    single = classify_file(toy_store, first.path, run_id=run_id, progress=False, device="cpu")
     assert len(single.sections) == first.sections
 
 
@@ -170,7 +170,7 @@ def test_extract_caches_the_same_samples_on_workers_and_ray(local_ray, tmp_path,
         monkeypatch.setenv(paths.CACHE_ENV, str(tmp_path / name / "cache"))
         store = open_store(tmp_path / name / "db.duckdb")
         ingest(store, "folder", corpus, name="toy", progress=False)
-        summary = extract(store, "toy", model_rate("cnn"), engine, progress=False)
+        summary = extract(store, "toy", model_rate("cnn"), engine=engine, progress=False)
         assert (summary.n_tracks, summary.n_failed) == (24, 0)
         cache, tracks = ShardCache(paths.cache_dir(store.path)), store.tracks("toy")
         assert all(cache.cached(sha1, 22050) is not None for sha1 in tracks.sha1)  # train decodes nothing

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 
@@ -12,10 +10,8 @@ from genre_core.store import open_store
 
 
 @pytest.fixture()
-def store(app_db, tmp_path):
-    copy = tmp_path / "app.duckdb"
-    shutil.copyfile(app_db["db"], copy)
-    return open_store(copy, create=False)
+def store(writable_app_db):
+    return open_store(writable_app_db, create=False)
 
 
 def test_temperature_scaling_undoes_overconfidence():

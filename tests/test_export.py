@@ -5,7 +5,6 @@ a header line when there are several columns, then exactly one line per vector).
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -13,15 +12,14 @@ import pytest
 
 from genre_core.runs.export import export_run
 from genre_core.store import StoreError, open_store
+from tests.helpers import writable_copy
 
 
 @pytest.fixture(scope="module")
 def store(app_db, tmp_path_factory):
     """A copy of the app fixture database whose toy run also has stored embeddings (the
     fixture's fake analysis writes maps but no vectors)."""
-    copy = tmp_path_factory.mktemp("export") / "app.duckdb"
-    shutil.copyfile(app_db["db"], copy)
-    store = open_store(copy, create=False)
+    store = open_store(writable_copy(app_db["db"], tmp_path_factory.mktemp("export")), create=False)
     run_id = app_db["toy_run"]
     ids = store.predictions(run_id)["track_id"].unique()
     vectors = np.random.default_rng(0).normal(size=(len(ids), 16)).astype(np.float32)
@@ -32,7 +30,7 @@ def store(app_db, tmp_path_factory):
 
 def test_parquet_tables_hold_the_run_as_stored(store, app_db, tmp_path):
     run_id = app_db["toy_run"]
-    summary = export_run(store, run_id, tmp_path, "parquet")
+    summary = export_run(store, run_id, tmp_path, fmt="parquet")
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     classes = manifest["classes"]
     predictions = pd.read_parquet(tmp_path / "predictions.parquet")
@@ -56,8 +54,8 @@ def test_parquet_tables_hold_the_run_as_stored(store, app_db, tmp_path):
 
 def test_csv_matches_parquet(store, app_db, tmp_path):
     run_id = app_db["toy_run"]
-    export_run(store, run_id, tmp_path / "p", "parquet")
-    export_run(store, run_id, tmp_path / "c", "csv")
+    export_run(store, run_id, tmp_path / "p", fmt="parquet")
+    export_run(store, run_id, tmp_path / "c", fmt="csv")
     a = pd.read_parquet(tmp_path / "p" / "predictions.parquet")
     b = pd.read_csv(tmp_path / "c" / "predictions.csv")
     pd.testing.assert_frame_equal(a.reset_index(drop=True), b, check_dtype=False, atol=1e-6)
@@ -68,7 +66,7 @@ def test_csv_matches_parquet(store, app_db, tmp_path):
 
 
 def test_tensorboard_projector_files_follow_its_format(store, app_db, tmp_path):
-    export_run(store, app_db["toy_run"], tmp_path, "tensorboard")
+    export_run(store, app_db["toy_run"], tmp_path, fmt="tensorboard")
     vectors = (tmp_path / "vectors.tsv").read_text().splitlines()
     rows = [line.split("\t") for line in vectors]
     assert len({len(r) for r in rows}) == 1 and len(rows[0]) > 1
@@ -86,5 +84,5 @@ def test_unknown_run_and_format_are_refused(store, app_db, tmp_path):
     with pytest.raises(StoreError):
         export_run(store, "no-such-run", tmp_path)
     with pytest.raises(ValueError, match="--format"):
-        export_run(store, app_db["toy_run"], tmp_path, "xlsx")
+        export_run(store, app_db["toy_run"], tmp_path, fmt="xlsx")
     assert not any(tmp_path.iterdir())

@@ -147,7 +147,7 @@ def test_features_run_on_cuda(batch):
 @pytest.mark.parametrize("freq", [440.0, 3000.0])
 def test_sine_centroid_is_its_frequency(freq):
     y = (0.5 * np.sin(2 * np.pi * freq * np.arange(N) / SR)).astype(np.float32)
-    table = dict(zip(HANDCRAFTED_NAMES, handcrafted(y, SR)))
+    table = dict(zip(HANDCRAFTED_NAMES, handcrafted(y, sr=SR)))
     assert table["spectral_centroid_mean"] == pytest.approx(freq, rel=0.02)
 
 
@@ -156,14 +156,14 @@ def test_handcrafted_table(batch):
     assert HANDCRAFTED_NAMES[:2] == ("chroma_stft_mean", "chroma_stft_var")
     assert HANDCRAFTED_NAMES[16] == "tempo" and HANDCRAFTED_NAMES[-1] == "mfcc20_var"
     for y in [*batch, np.zeros(N, dtype=np.float32)]:  # silence must not give NaNs
-        row = handcrafted(y, SR)
+        row = handcrafted(y, sr=SR)
         assert row.shape == (57,)
         assert np.isfinite(row).all()
-    table = dict(zip(HANDCRAFTED_NAMES, handcrafted(batch[0], SR)))
+    table = dict(zip(HANDCRAFTED_NAMES, handcrafted(batch[0], sr=SR)))
     assert 0.0 < table["zero_crossing_rate_mean"] < 1.0
     assert 30.0 <= table["tempo"] <= 320.0
 
 
 def test_chroma_and_contrast_shapes(batch):
-    assert chroma(batch[0], SR).shape == (12, FRAMES)
-    assert spectral_contrast(batch[0], SR).shape == (7, FRAMES)
+    assert chroma(batch[0], sr=SR).shape == (12, FRAMES)
+    assert spectral_contrast(batch[0], sr=SR).shape == (7, FRAMES)

@@ -23,7 +23,7 @@ DETUNE = 0.3  # of a semitone: far from A440 tuning, so the chroma filterbank mu
 
 def _synth(genre: str, seed: int, n: int = N) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    y = render_clip(genre, make_artist(f"test {genre}", genre, rng), n, SR, rng)
+    y = render_clip(genre, make_artist(f"test {genre}", genre, rng), n, sr=SR, rng=rng)
     return (0.5 * y / np.abs(y).max()).astype(np.float32)
 
 
@@ -55,7 +55,7 @@ def signals() -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def reference(signals) -> np.ndarray:
-    return np.stack([handcrafted(y, SR) for y in signals.values()])  # (S, 57)
+    return np.stack([handcrafted(y, sr=SR) for y in signals.values()])  # (S, 57)
 
 
 def _violations(ours: np.ndarray, ref: np.ndarray, labels: list[str]) -> list[str]:
@@ -79,7 +79,7 @@ def test_every_column_matches_librosa(signals, reference):
 
 def test_short_clip_matches_librosa():
     y = _synth("jazz", 9, n=SR)  # 1 s: 44 frames, shorter than the 31-frame HPSS kernel twice over
-    bad = _violations(handcrafted_batch(y[None], sr=SR), handcrafted(y, SR)[None], ["1-s jazz"])
+    bad = _violations(handcrafted_batch(y[None], sr=SR), handcrafted(y, sr=SR)[None], ["1-s jazz"])
     assert not bad, "\n".join(bad)
 
 

@@ -3,33 +3,24 @@ native one; bad tables are refused with the file and the reason, and nothing is 
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from genre_core.runs.imported import BadImport, import_predictions
 from genre_core.store import open_store
+from tests.helpers import prob_table
 
 
 @pytest.fixture()
-def store(app_db, tmp_path):
-    copy = tmp_path / "app.duckdb"
-    shutil.copyfile(app_db["db"], copy)
-    return open_store(copy, create=False)
+def store(writable_app_db):
+    return open_store(writable_app_db, create=False)
 
 
 def _native(store, app_db) -> tuple[pd.DataFrame, list[str]]:
     run = store.run(app_db["toy_run"])
     preds = store.predictions(app_db["toy_run"])
     return preds[preds.split == "test"].reset_index(drop=True), list(run["classes"])
-
-
-def _prob_table(preds: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
-    probs = np.array(preds["probs"].tolist())
-    return pd.DataFrame({"track_id": preds["track_id"],
-                         **{f"prob_{g}": probs[:, j] for j, g in enumerate(classes)}})
 
 
 def _metric(store, run_id: str, name: str) -> float:
@@ -41,8 +32,8 @@ def _metric(store, run_id: str, name: str) -> float:
 def test_imported_probabilities_score_exactly_like_the_native_run(store, app_db, tmp_path):
     preds, classes = _native(store, app_db)
     path = tmp_path / "preds.csv"
-    _prob_table(preds, classes).to_csv(path, index=False)
-    summary = import_predictions(store, "toy", path, "outside-model", progress=False)
+    prob_table(preds, classes).to_csv(path, index=False)
+    summary = import_predictions(store, "toy", path, model="outside-model", progress=False)
     run = store.run(summary.run_id)
     assert run["status"] == "complete" and list(run["classes"]) == classes
     stored = store.predictions(summary.run_id)
@@ -63,7 +54,7 @@ def test_predicted_genre_only_and_embeddings_give_maps_and_neighbours(store, app
     emb = pd.DataFrame(rng.normal(size=(len(tracks), 8)), columns=[f"e{i}" for i in range(8)])
     emb.insert(0, "track_id", tracks["track_id"].to_numpy())
     emb.to_csv(tmp_path / "e.csv", index=False)
-    summary = import_predictions(store, "toy", tmp_path / "p.parquet", "labels-only",
+    summary = import_predictions(store, "toy", tmp_path / "p.parquet", model="labels-only",
                                  embeddings=tmp_path / "e.csv", progress=False)
     accuracy = float((preds.predicted == preds.label).mean())
     assert summary.accuracy == pytest.approx(accuracy)
@@ -85,10 +76,10 @@ def test_predicted_genre_only_and_embeddings_give_maps_and_neighbours(store, app
 def test_bad_tables_are_refused_and_nothing_is_stored(store, app_db, tmp_path, break_it, message):
     preds, classes = _native(store, app_db)
     path = tmp_path / "bad.csv"
-    break_it(_prob_table(preds, classes)).to_csv(path, index=False)
+    break_it(prob_table(preds, classes)).to_csv(path, index=False)
     before = len(store.query("SELECT run_id FROM runs"))
     with pytest.raises(BadImport, match=message) as info:
-        import_predictions(store, "toy", path, "broken", progress=False)
+        import_predictions(store, "toy", path, model="broken", progress=False)
     assert str(path) in str(info.value)
     assert len(store.query("SELECT run_id FROM runs")) == before
 
@@ -96,17 +87,17 @@ def test_bad_tables_are_refused_and_nothing_is_stored(store, app_db, tmp_path, b
 def test_bad_model_label_and_format(store, tmp_path):
     (tmp_path / "p.xlsx").write_text("x")
     with pytest.raises(BadImport, match="--model"):
-        import_predictions(store, "toy", tmp_path / "p.xlsx", "../evil")
+        import_predictions(store, "toy", tmp_path / "p.xlsx", model="../evil")
     with pytest.raises(BadImport, match="unsupported format"):
-        import_predictions(store, "toy", tmp_path / "p.xlsx", "fine")
+        import_predictions(store, "toy", tmp_path / "p.xlsx", model="fine")
 
 
 def test_analyze_explains_why_an_imported_run_has_no_model(store, app_db, tmp_path):
     from genre_core.analysis.analyze import analyze
 
     preds, classes = _native(store, app_db)
-    _prob_table(preds, classes).to_csv(tmp_path / "p.csv", index=False)
-    run_id = import_predictions(store, "toy", tmp_path / "p.csv", "outside", progress=False).run_id
+    prob_table(preds, classes).to_csv(tmp_path / "p.csv", index=False)
+    run_id = import_predictions(store, "toy", tmp_path / "p.csv", model="outside", progress=False).run_id
     with pytest.raises(ValueError, match="no model"):
         analyze(store, run_id, progress=False)
 
@@ -117,8 +108,8 @@ def test_a_run_without_a_model_is_never_the_default_model(store, app_db, tmp_pat
 
     before = latest_complete_run(store)
     preds, classes = _native(store, app_db)
-    _prob_table(preds, classes).to_csv(tmp_path / "p.csv", index=False)
-    run_id = import_predictions(store, "toy", tmp_path / "p.csv", "newest", progress=False).run_id
+    prob_table(preds, classes).to_csv(tmp_path / "p.csv", index=False)
+    run_id = import_predictions(store, "toy", tmp_path / "p.csv", model="newest", progress=False).run_id
     assert latest_complete_run(store) == before != run_id
     with pytest.raises(StoreError, match="no model"):
         load_run(store, run_id)

@@ -18,7 +18,7 @@ from genre_core import audio
 from genre_core.datasets import DatasetError
 from genre_core.datasets.ingest import IngestOptions, ingest
 from genre_core.store import open_store
-from tests.helpers import SR, tone, write
+from tests.helpers import SR, make_fma_corpus, tone, write
 
 REPO = Path(__file__).resolve().parents[1]
 COMPARED = ["track_id", "path", "label", "artist", "title", "duration_s", "sample_rate",
@@ -203,16 +203,10 @@ def test_workers_give_the_same_table_as_one_process(tmp_path, corpus):
 
 
 def _fma(root: Path, subsets: tuple[str, ...]) -> Path:
-    columns = pd.MultiIndex.from_tuples([("artist", "name"), ("set", "split"), ("track", "genre_top")])
+    """The n-th of `subsets` holds the audio of the first n tracks."""
+    columns = [("artist", "name"), ("set", "split"), ("track", "genre_top")]
     rows = {2: ["AWOL", "training", "Hip-Hop"], 5: ["AWOL", "test", "Pop"], 10: ["KV", "test", "Pop"]}
-    table = pd.DataFrame.from_dict(rows, orient="index", columns=columns)
-    table.index.name = "track_id"
-    (root / "fma_metadata").mkdir(parents=True)
-    table.to_csv(root / "fma_metadata" / "tracks.csv")
-    for n_tracks, subset in enumerate(subsets, start=1):
-        for number in list(rows)[:n_tracks]:
-            write(root / f"fma_{subset}" / f"{number:06d}"[:3] / f"{number:06d}.mp3", tone(1.5))
-    return root
+    return make_fma_corpus(root, columns, rows, {s: list(rows)[:n] for n, s in enumerate(subsets, start=1)})
 
 
 def test_fma_subset_is_chosen_and_defaults_to_the_smallest_present(tmp_path):

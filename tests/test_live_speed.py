@@ -82,7 +82,7 @@ def test_live_handcrafted_table_matches_librosa():
     windows = np.concatenate([w for w, _ in seen])[:3]
     tables = np.concatenate([t for _, t in seen])[:3]
     for window, row in zip(windows, tables):
-        expected = handcrafted(window, sr)
+        expected = handcrafted(window, sr=sr)
         for j, column in enumerate(HANDCRAFTED_NAMES):
             rtol, atol = tolerance(column)
             np.testing.assert_allclose(row[j], expected[j], rtol=rtol, atol=atol, err_msg=column)

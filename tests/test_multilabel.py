@@ -18,7 +18,7 @@ from genre_core.app import state
 from genre_core.datasets import scan
 from genre_core.datasets.ingest import ingest
 from genre_core.store import open_store
-from tests.helpers import make_crossover_corpus, tone, write
+from tests.helpers import make_crossover_corpus, make_fma_corpus, tone, write
 from tests.test_app import _app
 
 # -- metrics against scikit-learn ------------------------------------------------------------
@@ -74,7 +74,7 @@ def test_threshold_is_tuned_on_the_data_given_and_rows_have_cis(scored):
     assert threshold in ml.THRESHOLDS
     best = max(ml.micro_f1(y, s >= t) for t in ml.THRESHOLDS)
     assert ml.micro_f1(y, s >= threshold) == pytest.approx(best)
-    rep = ml.report(y, s, list("abcde"), threshold)
+    rep = ml.report(y, s, list("abcde"), threshold=threshold)
     rows = {r["name"]: r for r in ml.metric_rows(rep, y, s, "test", seed=0, n_boot=200)}
     for name in ("mAP", "macro_auc", "micro_f1", "macro_f1", "hamming_loss"):
         row = rows[f"track/{name}"]
@@ -119,18 +119,11 @@ def test_folder_labels_csv(tmp_path):
 
 
 def test_fma_genres_all_maps_to_top_level_genres(tmp_path):
-    root = tmp_path / "fma"
-    columns = pd.MultiIndex.from_tuples([("artist", "name"), ("set", "split"), ("track", "genre_top"),
-                                         ("track", "genres_all")])
+    columns = [("artist", "name"), ("set", "split"), ("track", "genre_top"), ("track", "genres_all")]
     rows = {2: ["AWOL", "training", "Hip-Hop", "[21, 10]"], 5: ["AWOL", "test", "Hip-Hop", "[21]"]}
-    table = pd.DataFrame.from_dict(rows, orient="index", columns=columns)
-    table.index.name = "track_id"
-    (root / "fma_metadata").mkdir(parents=True)
-    table.to_csv(root / "fma_metadata" / "tracks.csv")
+    root = make_fma_corpus(tmp_path / "fma", columns, rows, seconds=1.0)
     pd.DataFrame({"genre_id": [21, 10, 76], "parent": [0, 0, 10], "title": ["Hip-Hop", "Pop", "Experimental Pop"],
                   "top_level": [21, 10, 10]}).set_index("genre_id").to_csv(root / "fma_metadata" / "genres.csv")
-    for number in rows:
-        write(root / "fma_small" / f"{number:06d}"[:3] / f"{number:06d}.mp3", tone(1.0))
     also = {e.track_id: e.also for e in scan("fma", root).entries}
     assert also == {"000002": ("Pop",), "000005": ()}
 
@@ -185,7 +178,7 @@ def test_cooccurrence_cells_open_onto_their_tracks(ml_run):
     sets = q.genre_sets(db, run_id)
     assert len(cells) == len(classes) ** 2
     for cell in cells.itertuples():
-        behind = ml_view.tracks_in_cooccurrence(sets, classes, cell.label, cell.predicted)
+        behind = ml_view.tracks_in_cooccurrence(sets, classes, cell.label, predicted=cell.predicted)
         assert len(behind) == cell.n
     ranking = q.per_genre_ranking(db, run_id)
     assert sorted(ranking.genre) == classes and ranking[["ap", "auc", "f1"]].notna().all().all()

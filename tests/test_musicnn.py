@@ -30,12 +30,8 @@ from tests.helpers import reference_file
 REFERENCE = reference_file("musicnn_msd_reference.json")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _cache_in_tmp(tmp_path_factory):
-    # Converted weights go to a scratch dir, never the checkout's data/.
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GENRELENS_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-        yield
+# Converted musicnn weights go to a scratch dir, never the checkout's data/.
+pytestmark = pytest.mark.usefixtures("scratch_cache_dir")
 
 
 @pytest.fixture(scope="module")

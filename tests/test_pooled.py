@@ -3,8 +3,6 @@ predictions; folds are never ranked; entries tested on other tracks are marked."
 
 from __future__ import annotations
 
-import shutil
-
 import pandas as pd
 import pytest
 
@@ -13,13 +11,12 @@ from genre_core.runs.imported import import_predictions
 from genre_core.store import open_store
 from genre_core.train.fit import train_command
 from genre_core.runs.pooled import ensure_pooled, pool_kfold
+from tests.helpers import prob_table, writable_copy
 
 
 @pytest.fixture(scope="module")
 def kfold_store(toy_store, tmp_path_factory):
-    copy = tmp_path_factory.mktemp("pooled") / "toy.duckdb"
-    shutil.copyfile(toy_store.path, copy)
-    store = open_store(copy, create=False)
+    store = open_store(writable_copy(toy_store.path, tmp_path_factory.mktemp("pooled")), create=False)
     line = train_command(store, "toy", "logreg", split="kfold", k=4, seed=0)
     return store, line
 
@@ -75,21 +72,17 @@ def test_the_latest_run_with_a_model_is_a_fold_not_the_pooled_entry(kfold_store)
     assert latest != _pooled(store).run_id
     assert load_run(store, latest, device="cpu").estimator is not None
 
-def test_an_entry_on_other_test_tracks_is_marked_not_comparable(app_db, tmp_path):
-    copy = tmp_path / "app.duckdb"
-    shutil.copyfile(app_db["db"], copy)
-    store = open_store(copy, create=False)
-    ref = str(copy)
+def test_an_entry_on_other_test_tracks_is_marked_not_comparable(app_db, writable_app_db, tmp_path):
+    store = open_store(writable_app_db, create=False)
+    ref = str(writable_app_db)
     board = q.leaderboard(ref)
     toy = board[board.dataset == "toy"]
     assert toy[toy.best].comparable.all()
     test = store.predictions(app_db["toy_run"], "test")
     run = store.run(app_db["toy_run"])
     half = test.iloc[: max(1, len(test) // 2)]
-    table = pd.DataFrame({"track_id": half.track_id,
-                          **{f"prob_{g}": [p[j] for p in half.probs] for j, g in enumerate(run["classes"])}})
-    table.to_csv(tmp_path / "half.csv", index=False)
-    other = import_predictions(store, "toy", tmp_path / "half.csv", "half", progress=False).run_id
+    prob_table(half, list(run["classes"])).to_csv(tmp_path / "half.csv", index=False)
+    other = import_predictions(store, "toy", tmp_path / "half.csv", model="half", progress=False).run_id
     board = q.leaderboard(ref)
     row = board[board.run_id == other].iloc[0]
     assert not row.best and not row.comparable

@@ -9,7 +9,6 @@ benchmarks.app_db.build.
 from __future__ import annotations
 
 import importlib
-import shutil
 import subprocess
 import sys
 import time
@@ -30,14 +29,6 @@ from genre_core.store import open_store
 @pytest.fixture
 def db(app_db):
     return q.DbRef(app_db["db"], q.db_version(app_db["db"]))
-
-
-@pytest.fixture
-def writable(app_db, tmp_path):
-    """A copy of the fixture database that a test may write to."""
-    path = tmp_path / "copy.duckdb"
-    shutil.copy(app_db["db"], path)
-    return path
 
 
 def _cnn(app_db) -> str:
@@ -68,48 +59,48 @@ def test_database_without_runs(tmp_path):
     assert q.runs(store.path).empty and len(q.datasets(store.path)) == 1
 
 
-def test_queries_wait_while_a_training_process_writes(writable):
+def test_queries_wait_while_a_training_process_writes(writable_app_db):
     """DuckDB allows one writer process or many readers: reads retry until the writer is done."""
     holder = subprocess.Popen([sys.executable, "-c", (
         "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); con.execute('BEGIN'); "
-        "print('locked', flush=True); time.sleep(1.5); con.execute('COMMIT')"), str(writable)],
+        "print('locked', flush=True); time.sleep(1.5); con.execute('COMMIT')"), str(writable_app_db)],
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         started = time.monotonic()
-        assert len(q.runs(writable)) == 13  # toy: cnn + 4 folds + pooled + imported; ten: 6
+        assert len(q.runs(writable_app_db)) == 13  # toy: cnn + 4 folds + pooled + imported; ten: 6
         assert time.monotonic() - started > 0.3  # it did wait for the lock
     finally:
         holder.wait(timeout=30)
 
 
-def test_db_version_changes_when_a_review_is_saved(writable):
-    before = q.db_version(writable)
-    store = open_store(writable)
-    store.save_review(2, "blues.00000", "artist_repeat", "confirmed", None)
-    assert q.db_version(writable) != before
+def test_db_version_changes_when_a_review_is_saved(writable_app_db):
+    before = q.db_version(writable_app_db)
+    store = open_store(writable_app_db)
+    store.save_review(2, "blues.00000", "artist_repeat", decision="confirmed", note=None)
+    assert q.db_version(writable_app_db) != before
 
 
-def test_db_version_queries_only_after_the_files_changed(writable, monkeypatch):
+def test_db_version_queries_only_after_the_files_changed(writable_app_db, monkeypatch):
     runs = importlib.import_module("genre_core.app.queries.runs")  # the package's `runs` is a query
     calls = []
     real = runs._version_row
     monkeypatch.setattr(runs, "_version_row", lambda path: calls.append(path) or real(path))
-    first = q.db_version(writable)
-    assert q.db_version(writable) == first and len(calls) == 1  # every rerun asks; files unchanged
-    open_store(writable).save_review(2, "blues.00000", "artist_repeat", "confirmed", None)
-    assert q.db_version(writable) != first and len(calls) == 2
+    first = q.db_version(writable_app_db)
+    assert q.db_version(writable_app_db) == first and len(calls) == 1  # every rerun asks; files unchanged
+    open_store(writable_app_db).save_review(2, "blues.00000", "artist_repeat", decision="confirmed", note=None)
+    assert q.db_version(writable_app_db) != first and len(calls) == 2
 
 
-def test_database_state_asks_only_after_the_files_changed(writable, monkeypatch):
+def test_database_state_asks_only_after_the_files_changed(writable_app_db, monkeypatch):
     runs = importlib.import_module("genre_core.app.queries.runs")
     calls = []
     real = runs._database_state
     monkeypatch.setattr(runs, "_database_state", lambda path, fill: calls.append(path) or real(path, fill))
     runs._STATES.clear()
-    assert q.database_state(writable) == ("ok", "") == q.database_state(writable) and len(calls) == 1
-    open_store(writable).save_review(2, "blues.00000", "artist_repeat", "confirmed", None)
-    assert q.database_state(writable) == ("ok", "") and len(calls) == 2
+    assert q.database_state(writable_app_db) == ("ok", "") == q.database_state(writable_app_db) and len(calls) == 1
+    open_store(writable_app_db).save_review(2, "blues.00000", "artist_repeat", decision="confirmed", note=None)
+    assert q.database_state(writable_app_db) == ("ok", "") and len(calls) == 2
 
 
 # -- datasets, runs, leaderboard -------------------------------------------------------------
@@ -255,30 +246,30 @@ def test_fault_queries(db, app_db):
     assert artists.n_tracks.ge(2).all()
 
 
-def test_review_replaces_earlier_verdict_and_cleans_evaluation(writable, app_db):
-    store = open_store(writable)
+def test_review_replaces_earlier_verdict_and_cleans_evaluation(writable_app_db, app_db):
+    store = open_store(writable_app_db)
     run = _cnn(app_db)
     ds = app_db["ten_id"]
-    test_track = q.predictions(writable, run).track_id.iloc[0]
-    before = q.clean_evaluation(writable, run, n_boot=100)
+    test_track = q.predictions(writable_app_db, run).track_id.iloc[0]
+    before = q.clean_evaluation(writable_app_db, run, n_boot=100)
     assert before.n.tolist() == [before.n[0]] * 2
-    store.save_review(ds, test_track, "label_issue", "dismissed", "fine")
-    store.save_review(ds, test_track, "label_issue", "confirmed", "wrong label")
+    store.save_review(ds, test_track, "label_issue", decision="dismissed", note="fine")
+    store.save_review(ds, test_track, "label_issue", decision="confirmed", note="wrong label")
     reviews = store.query("SELECT * FROM reviews")
     assert len(reviews) == 1 and reviews.decision[0] == "confirmed"
-    after = q.clean_evaluation(writable, run, n_boot=100)
+    after = q.clean_evaluation(writable_app_db, run, n_boot=100)
     assert after.n[1] == before.n[1] - 1 and after.excluded[1] == 1
     assert after.ci_low[1] <= after.accuracy[1] <= after.ci_high[1]
     with pytest.raises(ValueError):
-        store.save_review(ds, test_track, "label_issue", "maybe", None)
+        store.save_review(ds, test_track, "label_issue", decision="maybe", note=None)
 
 
-def test_dismissed_faults_are_not_flagged(writable, app_db):
+def test_dismissed_faults_are_not_flagged(writable_app_db, app_db):
     ds = app_db["ten_id"]
-    found = q.faults(writable, ds)
+    found = q.faults(writable_app_db, ds)
     one = found[found.kind == "distortion"].iloc[0]
-    open_store(writable).save_review(ds, one.track_id, "distortion", "dismissed", None)
-    flags = q.predictions(writable, _cnn(app_db), split=None).set_index("track_id").faults
+    open_store(writable_app_db).save_review(ds, one.track_id, "distortion", decision="dismissed", note=None)
+    flags = q.predictions(writable_app_db, _cnn(app_db), split=None).set_index("track_id").faults
     assert "distortion" not in flags.get(one.track_id, "")
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 from pathlib import Path
 
 import duckdb
@@ -211,8 +210,8 @@ def corpus_db(tmp_path):
                  channels=1, status="ok", error=None, error_kind=None, sha1=k, official_split=None)
             for k, p in paths.items()]
     store = open_store(tmp_path / "db" / "corpus.duckdb")
-    dataset_id, _ = store.save_dataset("corpus", "folder", str(root), ["rock"], rows)
-    store.save_dataset("everything", "folder", "/", ["rock"], rows)  # a root that confines nothing
+    dataset_id, _ = store.save_dataset("corpus", "folder", str(root), genres=["rock"], tracks=rows)
+    store.save_dataset("everything", "folder", "/", genres=["rock"], tracks=rows)  # a root that confines nothing
     return store.path, dataset_id, root
 
 
@@ -250,11 +249,11 @@ def test_a_dataset_rooted_at_slash_serves_nothing(corpus_db):
 
 
 @pytest.mark.parametrize("planted", ["none", "secret_text_inside_root", "symlink_out_of_root", "etc_passwd"])
-def test_the_track_page_plays_nothing_the_database_points_outside(monkeypatch, tmp_path, app_db, planted):
+def test_the_track_page_plays_nothing_the_database_points_outside(monkeypatch, tmp_path, app_db, planted,
+                                                                  writable_app_db):
     """The probe's case end to end: a database row naming a text file as a track's audio made
     the Track page serve its bytes. ("none": the untouched track still plays.)"""
-    path = tmp_path / "copy.duckdb"
-    shutil.copy(app_db["db"], path)
+    path = writable_app_db
     run, dataset_id = app_db["ten_runs"][0], app_db["ten_id"]
     track_id = q.predictions(app_db["db"], run).track_id.iloc[0]
     root = tmp_path / "corpus"

@@ -12,7 +12,7 @@ import pytest
 from genre_core.runs.report import headline, write_report
 from genre_core.store import StoreError, open_store
 
-CHROMIUM = Path("/usr/bin/chromium")
+from tests.helpers import CHROMIUM, launch_chromium
 SHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
 
 
@@ -39,10 +39,10 @@ def test_report_is_self_contained_and_says_the_result_in_plain_words(report, app
 
 
 def test_headline_reads_like_a_sentence():
-    line = headline("cnn", (0.734, 0.68, 0.79), 200, 10)
+    line = headline("cnn", (0.734, 0.68, 0.79), 200, n_classes=10)
     assert line == ("cnn names the right genre for 73 of 100 songs it never heard in training "
                     "(95% confidence interval 68–79), measured on 200 test songs; guessing would get about 10.")
-    assert "confidence interval" not in headline("cnn", (0.5, np.nan, np.nan), 10, 2)
+    assert "confidence interval" not in headline("cnn", (0.5, np.nan, np.nan), 10, n_classes=2)
 
 
 def test_report_refuses_a_non_html_name_and_an_unknown_run(app_db, tmp_path):
@@ -61,8 +61,7 @@ def test_report_in_the_browser_plays_audio_and_requests_nothing_outside(report):
     out, summary, _ = report
     requests: list[str] = []
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--no-sandbox", "--disable-background-networking", "--disable-component-update"])
+        browser = launch_chromium(p)
         tab = browser.new_page(viewport={"width": 1280, "height": 800})
         tab.on("request", lambda r: requests.append(r.url))
         tab.goto(out.as_uri())

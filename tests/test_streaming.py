@@ -149,7 +149,7 @@ def test_a_mix_of_toy_genres_gives_its_sections_in_order(toy_store, tiny_run, tm
     # 44.1 kHz stereo, so the stream is resampled block by block on the way in.
     mono = np.concatenate([band_clip(g, 50 + i, 12.0, sr=44100) for i, g in enumerate(ORDER)])
     path = write(tmp_path / "mix.wav", np.stack([mono, mono], axis=1), sr=44100)
-    result = classify_file(toy_store, path, tiny_run[0], progress=False, out=tmp_path / "mix.json")
+    result = classify_file(toy_store, path, run_id=tiny_run[0], progress=False, out=tmp_path / "mix.json")
     assert [s.genre for s in result.sections] == ORDER
     for section, true_start in zip(result.sections[1:], (12.0, 24.0)):
         assert abs(section.start_s - true_start) <= 3.0
@@ -171,7 +171,7 @@ def test_classify_array_and_file_agree(toy_store, tiny_run, tmp_path):
     gap = np.zeros(6 * SR, np.float32)
     y = np.concatenate([band_clip("high", 5, 10.0), gap, band_clip("low", 6, 10.0)])
     path = write(tmp_path / "a.wav", y, subtype="FLOAT")
-    from_file = classify_file(toy_store, path, tiny_run[0], progress=False)
+    from_file = classify_file(toy_store, path, run_id=tiny_run[0], progress=False)
     from_array = classify_array(tiny_run[1], y, SR)
     same(from_array.predictions, from_file.predictions)
     assert [s.genre for s in from_file.sections] == ["high", SILENCE, "low"]
@@ -183,20 +183,20 @@ def test_classify_array_and_file_agree(toy_store, tiny_run, tmp_path):
 def test_silent_file_says_so(toy_store, tiny_run, tmp_path):
     path = write(tmp_path / "silent.wav", np.zeros(8 * SR, np.float32))
     with pytest.raises(ValueError, match=r"silent\.wav: no audible audio \(peak below -60 dBFS\)"):
-        classify_file(toy_store, path, tiny_run[0], progress=False)
+        classify_file(toy_store, path, run_id=tiny_run[0], progress=False)
 
 
 def test_too_short_file_says_so(toy_store, tiny_run, tmp_path):
     path = write(tmp_path / "short.wav", band_clip("low", 0, 1.0))
     with pytest.raises(ValueError, match=r"short\.wav: too short to classify"):
-        classify_file(toy_store, path, tiny_run[0], progress=False)
+        classify_file(toy_store, path, run_id=tiny_run[0], progress=False)
 
 
 def test_unreadable_file_names_itself(toy_store, tiny_run, tmp_path):
     path = tmp_path / "notes.wav"
     path.write_text("these are not samples\n" * 50)
     with pytest.raises(AudioError, match=r"notes\.wav: not decodable"):
-        classify_file(toy_store, path, tiny_run[0], progress=False)
+        classify_file(toy_store, path, run_id=tiny_run[0], progress=False)
 
 
 def test_latency_benchmark_reports_speed(tiny_run):
@@ -233,9 +233,9 @@ def test_loudest_window():
     sr = 1000
     y = np.zeros(10 * sr, dtype=np.float32)
     y[6 * sr: 7 * sr] = 1.0
-    start, window = loudest_window(y, sr, 2.0, 0.5)
+    start, window = loudest_window(y, sr, 2.0, hop_s=0.5)
     assert 5.0 <= start <= 6.0 and window.size == 2 * sr and window.max() == 1.0
-    start, window = loudest_window(y[:500], sr, 2.0, 0.5)  # shorter than a window: padded
+    start, window = loudest_window(y[:500], sr, 2.0, hop_s=0.5)  # shorter than a window: padded
     assert start == 0.0 and window.size == 2 * sr
 
 

@@ -23,7 +23,7 @@ CONFIG = SynthConfig(per_genre=5, seconds=4.0, seed=0)
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth") / "corpus"
-    summary = generate_corpus(out, CONFIG, progress=False)
+    summary = generate_corpus(out, config=CONFIG, progress=False)
     assert summary.n_files == len(GENRES) * CONFIG.per_genre
     return out
 
@@ -203,7 +203,7 @@ def test_a_render_does_not_depend_on_the_renders_before_it():
     """The SoundFont player is reused within a process: no voice, bend or program may carry over."""
     def clip(genre: str, seed: int) -> np.ndarray:
         rng = np.random.default_rng(seed)
-        return render_clip(genre, make_artist("x", genre, rng), 2 * CONFIG.sr, CONFIG.sr, rng)
+        return render_clip(genre, make_artist("x", genre, rng), 2 * CONFIG.sr, sr=CONFIG.sr, rng=rng)
 
     first = clip("jazz", 7)
     clip("metal", 8)  # dense and distorted, with a long crash in the drum bus
@@ -222,12 +222,12 @@ def test_fault_counts_scale_with_corpus_size():
 
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
     small = SynthConfig(per_genre=4, seconds=3.0, seed=0)
-    generate_corpus(tmp_path / "a", small, progress=False, workers=1)
-    generate_corpus(tmp_path / "b", small, progress=False, workers=2)  # worker processes: same bytes
+    generate_corpus(tmp_path / "a", config=small, progress=False, workers=1)
+    generate_corpus(tmp_path / "b", config=small, progress=False, workers=2)  # worker processes: same bytes
     first = _sha1s(tmp_path / "a")
     assert first == _sha1s(tmp_path / "b")
     # regenerating over an earlier corpus replaces it, other seed: other audio
-    generate_corpus(tmp_path / "a", SynthConfig(per_genre=4, seconds=3.0, seed=1), progress=False, workers=1)
+    generate_corpus(tmp_path / "a", config=SynthConfig(per_genre=4, seconds=3.0, seed=1), progress=False, workers=1)
     other = _sha1s(tmp_path / "a")
     assert other.keys() == first.keys()
     wavs = [k for k in first if k.endswith(".wav")]
@@ -272,5 +272,5 @@ def test_bad_config_is_a_value_error(kwargs):
 def test_refuses_a_folder_that_is_not_a_synth_corpus(tmp_path):
     (tmp_path / "thesis.tex").write_text("precious")
     with pytest.raises(ValueError, match="not an earlier synth corpus"):
-        generate_corpus(tmp_path, SynthConfig(per_genre=4, seconds=3.0), progress=False)
+        generate_corpus(tmp_path, config=SynthConfig(per_genre=4, seconds=3.0), progress=False)
     assert (tmp_path / "thesis.tex").read_text() == "precious"

@@ -157,14 +157,14 @@ def test_timeline_frame_labels_each_window_with_its_section():
 
 def test_csv_round_trip(tmp_path):
     predictions, sections = _example()
-    path = write_timeline(predictions, sections, CLASSES, tmp_path / "out" / "t.csv")
+    path = write_timeline(predictions, sections, CLASSES, out=tmp_path / "out" / "t.csv")
     back = pd.read_csv(path)
     pd.testing.assert_frame_equal(back, timeline_frame(predictions, CLASSES, sections))
 
 
 def test_json_round_trip(tmp_path):
     predictions, sections = _example()
-    data = json.loads(write_timeline(predictions, sections, CLASSES, tmp_path / "t.json").read_text())
+    data = json.loads(write_timeline(predictions, sections, CLASSES, out=tmp_path / "t.json").read_text())
     back = [Section(**{**s, "top_k": [tuple(kv) for kv in s["top_k"]]}) for s in data["sections"]]
     assert back == sections
     assert len(data["windows"]) == len(predictions) and data["windows"][7]["probs"] is None
@@ -176,7 +176,7 @@ def test_json_round_trip(tmp_path):
 def test_unknown_suffix_is_refused_by_name(tmp_path):
     predictions, sections = _example()
     with pytest.raises(ValueError, match=r"t\.txt: unknown timeline format '\.txt'"):
-        write_timeline(predictions, sections, CLASSES, tmp_path / "t.txt")
+        write_timeline(predictions, sections, CLASSES, out=tmp_path / "t.txt")
     assert not (tmp_path / "t.txt").exists()
 
 
