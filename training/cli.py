@@ -25,7 +25,7 @@ def cmd_synth(args: argparse.Namespace) -> str:
     from genre_core.datasets.synth.corpus import SynthConfig, generate_corpus
 
     config = SynthConfig(per_genre=args.per_genre, seconds=args.seconds, seed=args.seed)
-    return generate_corpus(Path(args.out), config, progress=True).line()
+    return generate_corpus(Path(args.out), config=config, progress=True).line()
 
 
 def cmd_ingest(args: argparse.Namespace) -> str:
@@ -36,7 +36,7 @@ def cmd_ingest(args: argparse.Namespace) -> str:
     given = {k: getattr(args, k) for k in ("workers", "batch_size", "subset", "max_seconds", "engine",
                                            "ray_address") if getattr(args, k)}
     options = IngestOptions(validate=args.validate, **given)
-    summary = ingest(store, args.dataset, Path(args.root), args.name, args.artist_index,
+    summary = ingest(store, args.dataset, Path(args.root), name=args.name, artist_index=args.artist_index,
                      options=options)
     return summary.line(store.path)
 
@@ -116,14 +116,14 @@ def cmd_datasets(args: argparse.Namespace) -> str:
 def cmd_export(args: argparse.Namespace) -> str:
     from genre_core.runs.export import export_run
 
-    return export_run(open_store(args.db, create=False), args.run, args.out, args.format).line()
+    return export_run(open_store(args.db, create=False), args.run, args.out, fmt=args.format).line()
 
 
 def cmd_import_predictions(args: argparse.Namespace) -> str:
     from genre_core.runs.imported import import_predictions
 
     store = open_store(args.db, create=False)
-    return import_predictions(store, args.dataset, args.file, args.model, embeddings=args.embeddings).line()
+    return import_predictions(store, args.dataset, args.file, model=args.model, embeddings=args.embeddings).line()
 
 
 def cmd_report(args: argparse.Namespace) -> str:
@@ -146,7 +146,7 @@ def cmd_classify(args: argparse.Namespace) -> str:
     paths = [Path(f) for f in args.file]
     if len(paths) > 1 or paths[0].is_dir() or args.engine == "ray" or args.workers or args.out_dir:
         return _classify_many(store, paths, args)
-    result = classify_file(store, paths[0], args.run, window_s=args.window, hop_s=args.hop,
+    result = classify_file(store, paths[0], run_id=args.run, window_s=args.window, hop_s=args.hop,
                            switch_penalty=args.switch_penalty,
                            method=args.smoothing, out=args.out, device=args.device)
     print(format_sections(result.sections))
@@ -159,7 +159,7 @@ def _classify_many(store, paths: list[Path], args: argparse.Namespace) -> str:
 
     if args.out is not None:
         raise ValueError("with several files, write timelines with --out-dir DIR (one CSV per file)")
-    result = classify_many(store, paths, args.run, args.out_dir, EngineOptions(args.engine, args.workers,
+    result = classify_many(store, paths, run_id=args.run, out_dir=args.out_dir, engine=EngineOptions(args.engine, args.workers,
                                                                                 args.ray_address),
                            window_s=args.window, hop_s=args.hop, method=args.smoothing,
                            switch_penalty=args.switch_penalty)
@@ -200,7 +200,7 @@ def cmd_extract(args: argparse.Namespace) -> str:
 
     sr = args.sr or model_rate(args.model)
     engine = EngineOptions(args.engine, args.workers, args.ray_address)
-    return extract(open_store(args.db, create=False), args.dataset, sr, engine).line()
+    return extract(open_store(args.db, create=False), args.dataset, sr, engine=engine).line()
 
 
 def cmd_faults(args: argparse.Namespace) -> str:
@@ -243,11 +243,19 @@ def cmd_demo(args: argparse.Namespace) -> str:
     return run_demo(open_store(args.db), config, log=print)
 
 
+def cmd_app(args: argparse.Namespace) -> str:
+    """The Streamlit app on --db (see training.serve); does not return while it serves."""
+    from training.serve import serve
+
+    serve(args.db, port=args.port, address=args.address)
+    return ""
+
+
 DESCRIPTION = """GenreLens: train music-genre classifiers honestly and see why they fail.
 
 A typical session: ingest a corpus, train a model (track-level splits, accuracy with a 95%
 interval), analyze the run (maps, neighbours, Grad-CAM), look for the dataset's faults, then
-explore everything in the app (make app). Every command takes --db (default $GENRELENS_DB or
+explore everything in the app (genrelens app, or make app). Every command takes --db (default $GENRELENS_DB or
 data/genrelens.duckdb); bad input exits 2 with one line."""
 
 
@@ -353,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("export", cmd_export, "a run's tables as parquet/CSV, or TensorBoard projector files",
                 epilog="tables: tracks, predictions (prob_<genre> columns), metrics, embeddings, "
-                       "projections, faults, reviews, and manifest.json (see README, Export)")
+                       "projections, faults, reviews, and manifest.json (see docs/cli.md, Export)")
     p.add_argument("--run", required=True, help="run id (see: runs)")
     p.add_argument("--out", required=True, type=Path, help="folder to write (created)")
     p.add_argument("--format", choices=["parquet", "csv", "tensorboard"], default="parquet",
@@ -438,6 +446,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive_int, default=8, help="epochs of the demo's CNN (default 8)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     _cache_args(p)
+
+    p = command("app", cmd_app, "the Streamlit app on --db (the same as `make app` in a checkout)")
+    p.add_argument("--port", type=_positive_int, help="port to serve on (default: Streamlit's, 8501)")
+    p.add_argument("--address", help="address to listen on (default: Streamlit's, all interfaces)")
     return parser
 
 
