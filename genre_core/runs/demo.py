@@ -28,7 +28,7 @@ class DemoConfig:
     split: str = "artist"  # no artist on two sides: the protocol every demo model shares
     baselines: tuple[str, ...] = ("logreg", "rf")  # seconds each on the cached handcrafted tables
     model: str = "cnn"  # the deep model: analysed, so the app opens on its maps and Grad-CAM
-    epochs: int = 8  # enough for the CNN to learn the demo corpus (see README: demo profile)
+    epochs: int = 8  # enough for the CNN to learn the demo corpus (see docs/benchmarks.md: demo profile)
     device: str = "auto"
     seed: int = 0
 
@@ -87,7 +87,7 @@ def run_demo(store: Store, config: DemoConfig, log: Callable[[str], None] = prin
     step = Steps(log)
     if not (config.root / "metadata.csv").is_file():
         synth = SynthConfig(per_genre=config.per_genre, seconds=config.seconds, seed=config.seed)
-        step("synth", lambda: generate_corpus(config.root, synth, progress=True).line())
+        step("synth", lambda: generate_corpus(config.root, config=synth, progress=True).line())
     step("ingest", lambda: ingest(store, "synth", config.root, name=DEMO_NAME).line(store.path))
     for model in config.models:
         step(f"train {model}", lambda model=model: _train(store, config, model))

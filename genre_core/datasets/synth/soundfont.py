@@ -1,7 +1,7 @@
 """Sampled General-MIDI instruments for the demo corpus: TimGM6mb.sf2 played by TinySoundFont.
 
 The SoundFont is the one the `pretty_midi` wheel ships (MIT package; the SoundFont itself is
-Tim Brechbill's TimGM6mb, see README). We only read the file from the installed package and
+Tim Brechbill's TimGM6mb, see docs/datasets.md). We only read the file from the installed package and
 never import pretty_midi (it would need mido). Rendering is offline: note events are turned
 into sample-exact `noteon`/`noteoff` calls between `generate_simple` blocks, with no audio
 device and no sequencer clock, so the same events give the same samples.
@@ -91,7 +91,7 @@ def _synth(sr: int):
     return _SYNTHS[sr]
 
 
-def render_notes(notes: list[Note], programs: dict[int, int], kit: int, n: int, sr: int) -> np.ndarray:
+def render_notes(notes: list[Note], programs: dict[int, int], kit: int, *, n: int, sr: int) -> np.ndarray:
     """Mono float64 audio of `notes` (n samples), channel c playing GM program `programs[c]`
     and the drum channel playing bank-128 preset `kit`. Deterministic: no clock, no device. (n,)"""
     synth, sfid = _synth(sr)
