@@ -65,7 +65,7 @@ def ensure_demo(store, root: Path, per_genre: int, seconds: float) -> None:
     from genre_core.datasets.ingest import ingest
 
     if not (root / "metadata.csv").is_file():
-        generate_corpus(root, SynthConfig(per_genre=per_genre, seconds=seconds), progress=True)
+        generate_corpus(root, config=SynthConfig(per_genre=per_genre, seconds=seconds), progress=True)
     if not store.has_dataset("demo"):
         ingest(store, "synth", root, name="demo")
 

@@ -51,7 +51,7 @@ def maps(n: int, impl: str, methods: tuple[str, ...], k: int = 10) -> dict[str, 
         graph = timed("knn graph", lambda: emb.knn_graph(vectors, max(k, emb.UMAP_NEIGHBOURS - 1)))
         timed("neighbours", lambda: emb.nearest_neighbours(ids, vectors, k=k, knn=graph))
         for method in methods:
-            timed(method, lambda: emb.project(vectors, method, knn=graph))
+            timed(method, lambda: emb.project(vectors, method=method, knn=graph))
         return times
     x = emb.unit_rows(vectors)
     timed("neighbours", lambda: emb.nearest_neighbours(ids, vectors, k=k,
@@ -59,14 +59,14 @@ def maps(n: int, impl: str, methods: tuple[str, ...], k: int = 10) -> dict[str, 
     for method in methods:
         if method == "umap":  # the old project(): its own exact search, then UMAP
             timed("umap", lambda: emb.project(
-                x, "umap", knn=emb.knn_graph(x, emb.UMAP_NEIGHBOURS - 1, threshold=n)))
+                x, method="umap", knn=emb.knn_graph(x, emb.UMAP_NEIGHBOURS - 1, threshold=n)))
         elif method == "tsne":
             from sklearn.manifold import TSNE
 
             timed("tsne", lambda: TSNE(n_components=2, perplexity=30.0, init="pca",
                                        random_state=0).fit_transform(x))
         else:
-            timed(method, lambda: emb.project(x, method))
+            timed(method, lambda: emb.project(x, method=method))
     return times
 
 

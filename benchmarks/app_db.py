@@ -216,7 +216,7 @@ def build(store: Store, name: str = "bench", genres=GENRES10, n_tracks: int = 10
     audio_dir = Path(audio_dir or store.path.parent / f"{name}_audio").resolve()
     files = write_audio(audio_dir, genres, files_per_genre, seconds, seed)
     tracks = _tracks(name, genres, n_tracks, files, seconds, rng)
-    dataset_id, _ = store.save_dataset(name, "synth", str(audio_dir), list(genres), tracks.to_dict("records"))
+    dataset_id, _ = store.save_dataset(name, "synth", str(audio_dir), genres=list(genres), tracks=tracks.to_dict("records"))
     usable = tracks[tracks.status == "ok"].track_id.to_numpy()
     shuffled = np.random.default_rng(seed + 1).permutation(usable)
     n_test, n_val = len(usable) // 5, len(usable) // 10

@@ -36,7 +36,7 @@ def measure(corpus: Path, work: Path, engine: str, workers: int) -> dict:
                      options=IngestOptions(workers=workers, engine=engine))
     ingest_s = time.perf_counter() - started
     started = time.perf_counter()
-    extract(store, "clips", model_rate("cnn"), EngineOptions(engine, workers), progress=False)
+    extract(store, "clips", model_rate("cnn"), engine=EngineOptions(engine, workers), progress=False)
     extract_s = time.perf_counter() - started
     started = time.perf_counter()
     detect_faults(store, "clips", progress=False, engine=EngineOptions(engine, workers))

@@ -62,8 +62,8 @@ def plain_librosa(paths, config: FeatureConfig) -> list[np.ndarray]:
 def ours(tracks: pd.DataFrame, config: FeatureConfig, cache_root: str, workers: int) -> list[np.ndarray]:
     """Decode into `cache_root` in `workers` processes, then batched torch log-mel per track."""
     items = list(tracks[["track_id", "path", "sha1"]].itertuples(index=False, name=None))
-    for _ in map_chunks(cache_tracks, chunked(items, TRACKS_PER_TASK), (cache_root, config.sr),
-                        EngineOptions(workers=workers)):
+    for _ in map_chunks(cache_tracks, chunked(items, TRACKS_PER_TASK), args=(cache_root, config.sr),
+                        options=EngineOptions(workers=workers)):
         pass
     cache = ShardCache(cache_root)
     waves = [read_samples(cache.cached(sha1, config.sr)) for sha1 in tracks.sha1]

@@ -27,10 +27,10 @@ N_LIBROSA = 16  # librosa is timed on the first windows only: it is per window a
 def measure(windows: np.ndarray, batch: int = N_WINDOWS, n_librosa: int = N_LIBROSA) -> pd.DataFrame:
     """(W, N) float32 windows at 22050 Hz -> ms per window of each implementation, and the
     speed-up over librosa, all measured now."""
-    handcrafted(windows[0], SR)  # numba compiles on first use
+    handcrafted(windows[0], sr=SR)  # numba compiles on first use
     started = time.perf_counter()
     for y in windows[:n_librosa]:
-        handcrafted(y, SR)
+        handcrafted(y, sr=SR)
     reference = (time.perf_counter() - started) / min(n_librosa, len(windows))
     rows = [dict(implementation="librosa, one window at a time", ms_per_window=1000 * reference)]
     audio = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32))
@@ -78,7 +78,7 @@ def synthetic_windows(n: int = N_WINDOWS, seed: int = 0) -> np.ndarray:
     windows = []
     for i in range(n):
         genre = genres[i % len(genres)]
-        y = render_clip(genre, make_artist(f"bench {i}", genre, rng), WINDOW, SR, rng)
+        y = render_clip(genre, make_artist(f"bench {i}", genre, rng), WINDOW, sr=SR, rng=rng)
         windows.append(0.5 * y / max(np.abs(y).max(), 1e-9))
     return np.stack(windows).astype(np.float32)
 

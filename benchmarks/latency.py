@@ -121,7 +121,7 @@ def latency_benchmark(loaded_run, minutes: float = 60.0, hop_s: float = 1.5,
     seconds = 60.0 * minutes
     started, cpu = time.perf_counter(), time.process_time()
     windows = sum(1 for _ in classify_blocks(_synthetic_blocks(loaded_run.sr, seconds, block_s, seed),
-                                             loaded_run, window_s, hop_s, batch))
+                                             loaded_run, window_s=window_s, hop_s=hop_s, batch=batch))
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     return dict(ms_per_window=1000 * wall / max(windows, 1), cpu_ms_per_window=1000 * cpu / max(windows, 1),
                 real_time_factor=wall / seconds,
@@ -158,7 +158,7 @@ def mix_benchmark(loaded_run, clips: Sequence[tuple[Path | str, str]], hop_s: fl
     truth: list[tuple[float, float, str]] = []
     started = time.perf_counter()
     predictions = list(classify_blocks(_mix_blocks(clips, loaded_run.sr, block_s, truth), loaded_run,
-                                       window_s, hop_s))
+                                       window_s=window_s, hop_s=hop_s))
     end_s = truth[-1][1] if truth else 0.0
     sections = segment(predictions, loaded_run.classes, method=method, switch_penalty=switch_penalty,
                        end_s=end_s)

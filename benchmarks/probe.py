@@ -27,7 +27,7 @@ def run(store, args) -> None:
         os.environ[paths.CACHE_ENV] = tmp
         try:
             items = list(store.tracks("demo")[["track_id", "path", "sha1"]].itertuples(index=False, name=None))
-            for _ in map_chunks(cache_tracks, chunked(items, 8), (tmp, model_rate(MODEL)), EngineOptions(workers=1)):
+            for _ in map_chunks(cache_tracks, chunked(items, 8), args=(tmp, model_rate(MODEL)), options=EngineOptions(workers=1)):
                 pass
             for _ in range(2):
                 started = time.perf_counter()

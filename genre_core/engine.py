@@ -52,7 +52,7 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def map_chunks(fn: Callable[..., list[dict]], chunks: Sequence[Any], args: tuple = (),
+def map_chunks(fn: Callable[..., list[dict]], chunks: Sequence[Any], *, args: tuple = (),
                options: EngineOptions = EngineOptions()) -> Iterator[tuple[int, list[dict]]]:
     """(index, fn(chunks[index], *args)) for every chunk, in completion order."""
     if not chunks:

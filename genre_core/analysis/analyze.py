@@ -60,7 +60,7 @@ class AnalyzeSummary:
         return text + "".join(f"; {note}" for note in self.notes)
 
 
-def analyze(store: Store, run_id: str, progress: bool = True, gradcam_split: str = "test",
+def analyze(store: Store, run_id: str, *, progress: bool = True, gradcam_split: str = "test",
             taggrams: bool = True, methods: Sequence[str] = DEFAULT_METHODS,
             device: str = "auto", k: int = 10, gradcam_limit: int | None = GRADCAM_LIMIT,
             engine: EngineOptions | None = None) -> AnalyzeSummary:
@@ -128,14 +128,14 @@ def _embedding_tables(loaded: LoadedRun, tracks: pd.DataFrame, cache: ShardCache
                       methods: Sequence[str], k: int, progress: bool,
                       summary: AnalyzeSummary, spread: SpreadEmbeddings | None = None) -> dict[str, pd.DataFrame]:
     extra: dict[str, np.ndarray] = {}
-    ids, vectors, kind = track_embeddings(loaded, tracks, cache, progress, extra=extra, spread=spread)
+    ids, vectors, kind = track_embeddings(loaded, tracks, cache, progress=progress, extra=extra, spread=spread)
     if kind != "penultimate":
         summary.notes.append(f"maps and neighbours use the {kind} features (no network embedding)")
-    return map_tables(ids, {kind: vectors, **extra}, kind, methods, k, loaded.config.seed, progress, summary)
+    return map_tables(ids, {kind: vectors, **extra}, kind, methods=methods, k=k, seed=loaded.config.seed, progress=progress, summary=summary)
 
 
 def map_tables(ids: Sequence[str], vectors_by_kind: dict[str, np.ndarray], kind: str,
-               methods: Sequence[str], k: int, seed: int, progress: bool,
+               *, methods: Sequence[str], k: int, seed: int, progress: bool,
                summary: AnalyzeSummary) -> dict[str, pd.DataFrame]:
     """Embeddings, 2-D maps and neighbours of tracks `ids` from stored vectors: maps and
     neighbours use `vectors_by_kind[kind]` (N, D); every kind is stored. Also serves runs
@@ -151,7 +151,7 @@ def map_tables(ids: Sequence[str], vectors_by_kind: dict[str, np.ndarray], kind:
         if (reason := skip_reason(method, len(ids))) is not None:
             summary.notes.append(reason)
             continue
-        xy = project(vectors, method, seed=seed, knn=graph)  # (N, 2)
+        xy = project(vectors, method=method, seed=seed, knn=graph)  # (N, 2)
         maps.append(pd.DataFrame({"method": method, "track_id": ids, "x": xy[:, 0], "y": xy[:, 1]}))
     summary.n_embeddings, summary.n_projections = len(ids), len(maps)
     return {

@@ -74,7 +74,7 @@ def track_means(track_pos: np.ndarray, values: np.ndarray, n_tracks: int) -> np.
 
 
 def track_embeddings(loaded_run, tracks: pd.DataFrame, cache: ShardCache,
-                     progress: bool = True, extra: dict | None = None,
+                     *, progress: bool = True, extra: dict | None = None,
                      spread: "SpreadEmbeddings | None" = None) -> tuple[list[str], np.ndarray, str]:
     """Embed every track (columns track_id, path, sha1, label; labels among the run's
     classes) -> (track ids, (N, D) float32 vectors, kind).
@@ -125,7 +125,7 @@ def _spread_embeddings(tracks: pd.DataFrame, spread: SpreadEmbeddings, progress:
     with tqdm(total=len(items), desc="embeddings", unit="track", disable=not progress) as bar:
         device = "auto" if spread.engine.gpus_per_task else "cpu"  # a task given a GPU uses it
         for _, rows in map_chunks(embed_tracks, chunked(items, spread.tracks_per_task),
-                                  (spread.db_path, spread.run_id, device), spread.engine):
+                                  args=(spread.db_path, spread.run_id, device), options=spread.engine):
             for row in rows:
                 by_kind.setdefault(row["kind"], {})[row["track_id"]] = np.asarray(row["vector"], np.float32)
             bar.update(len(rows) // max(1, len({r["kind"] for r in rows})))
@@ -147,7 +147,7 @@ def embed_tracks(items: list[tuple], db_path: str, run_id: str, device: str = "c
     loaded = worker_run(db_path, run_id, device)
     tracks = pd.DataFrame(items, columns=["track_id", "path", "sha1", "label"])
     extra: dict[str, np.ndarray] = {}
-    ids, vectors, kind = track_embeddings(loaded, tracks, ShardCache(paths.cache_dir(db_path)), False, extra)
+    ids, vectors, kind = track_embeddings(loaded, tracks, ShardCache(paths.cache_dir(db_path)), progress=False, extra=extra)
     return [{"track_id": t, "kind": k, "vector": v.tolist()}
             for k, table in {kind: vectors, **extra}.items() for t, v in zip(ids, table)]
 
@@ -160,7 +160,7 @@ def _handcrafted_embeddings(loaded_run, tracks, cache, progress):
     from genre_core.models import get_spec
 
     kind = get_spec(loaded_run.config.model).input_kind
-    table = handcrafted_windows(windows, list(tracks.sha1), cache, progress, kind=kind)  # (W, F)
+    table = handcrafted_windows(windows, list(tracks.sha1), cache, progress=progress, kind=kind)  # (W, F)
     estimator = loaded_run.estimator
     if hasattr(estimator, "steps") and len(estimator.steps) > 1:
         table = estimator[:-1].transform(table)  # Hz and BPM columns would swamp the rest
@@ -199,7 +199,7 @@ class KnnGraph:
         return self.indices[:, :k], self.distances[:, :k]
 
 
-def knn_graph(vectors: np.ndarray, k: int, seed: int = 0, threshold: int = ANN_THRESHOLD,
+def knn_graph(vectors: np.ndarray, k: int, *, seed: int = 0, threshold: int = ANN_THRESHOLD,
               chunk: int = 1024) -> KnnGraph:
     """(N, D) embeddings -> the k (capped at N - 1) nearest other rows of each by cosine
     distance. Exact (ties to the earlier row; memory chunk x N) for N <= `threshold`,
@@ -241,7 +241,7 @@ def skip_reason(method: str, n: int) -> str | None:
     return None
 
 
-def project(vectors: np.ndarray, method: str = "tsne", seed: int = 0,
+def project(vectors: np.ndarray, *, method: str = "tsne", seed: int = 0,
             knn: KnnGraph | None = None) -> np.ndarray:
     """(N, D) embeddings -> (N, 2) float32 map coordinates; the same seed gives the same map.
 
@@ -310,7 +310,7 @@ def _knn(x: np.ndarray, k: int, chunk: int = 1024) -> tuple[np.ndarray, np.ndarr
     return np.concatenate(indices), np.concatenate(distances)
 
 
-def nearest_neighbours(track_ids: Sequence[str], vectors: np.ndarray, k: int = 10,
+def nearest_neighbours(track_ids: Sequence[str], vectors: np.ndarray, *, k: int = 10,
                        chunk: int = 1024, knn: KnnGraph | None = None) -> pd.DataFrame:
     """The k nearest other tracks of each track by cosine distance (1 - cos, in [0, 2])
     -> DataFrame(track_id, rank (1 = nearest), neighbour_id, distance). A track is never
@@ -333,7 +333,7 @@ def nearest_neighbours(track_ids: Sequence[str], vectors: np.ndarray, k: int = 1
 
 
 def confusion_analysis(predictions: pd.DataFrame, neighbours: pd.DataFrame,
-                       classes: Sequence[str], labels: Mapping[str, str] | None = None,
+                       classes: Sequence[str], *, labels: Mapping[str, str] | None = None,
                        split: str | None = "test", top: int = 3,
                        n_neighbours: int = 5) -> pd.DataFrame:
     """Failure analysis of stored rows: one row per (label, predicted) pair with

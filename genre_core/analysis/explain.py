@@ -69,7 +69,7 @@ def gradcam_features(model: nn.Module, x: torch.Tensor, target: int | list[int])
 
 
 def gradcam_windows(model: nn.Module, frontend: nn.Module, windows: np.ndarray | torch.Tensor,
-                    target: int) -> np.ndarray:
+                    *, target: int) -> np.ndarray:
     """Grad-CAM of audio windows (B, L) float32 at the front end's rate -> (B, F, T) float32,
     on the front end's feature grid (F bands, T frames of one window). The front end lives
     on the model's device."""
@@ -151,7 +151,7 @@ def track_gradcam(loaded_run, y: np.ndarray, target: int) -> np.ndarray:
     return track_map(loaded_run.model, track_features(loaded_run, y), target)
 
 
-def compact(cam: np.ndarray, frame_rate: float, max_bands: int = MAX_BANDS,
+def compact(cam: np.ndarray, frame_rate: float, *, max_bands: int = MAX_BANDS,
             frames_per_s: float = FRAMES_PER_S) -> np.ndarray:
     """A track map (F, T) at `frame_rate` frames/s -> (<= max_bands, ~frames_per_s per s)
     float32, average-pooled, scaled so its maximum is 1 (all zeros stays all zeros)."""
@@ -184,7 +184,7 @@ def _probs(model: nn.Module, x: torch.Tensor, target: int) -> torch.Tensor:
 
 @torch.no_grad()
 def band_occlusion(model: nn.Module, x: torch.Tensor, target: int,
-                   n_groups: int = N_BAND_GROUPS,
+                   *, n_groups: int = N_BAND_GROUPS,
                    max_windows: int | None = OCCLUSION_WINDOWS) -> np.ndarray:
     """Mean drop of p(target) over windows x (W, 1, F, T) when each of `n_groups` equal
     groups of bands is replaced by the window's mean value -> (n_groups,) float32, in

@@ -71,7 +71,7 @@ def genre_colors(classes: Sequence[str]) -> dict[str, str]:
     return {g: PALETTE[i % len(PALETTE)] for i, g in enumerate(classes)}
 
 
-def finish(fig: go.Figure, presentation: bool = False, height: int | None = None,
+def finish(fig: go.Figure, *, presentation: bool = False, height: int | None = None,
            title: str | None = None) -> go.Figure:
     size = 20 if presentation else 14
     fig.update_layout(
@@ -99,7 +99,7 @@ def empty(message: str) -> go.Figure:
 CI_COLUMNS = ["run_id", "label", "accuracy", "ci_low", "ci_high"]  # what accuracy_ci reads
 
 
-def accuracy_ci(runs: pd.DataFrame, label: str = "label", highlight: str | None = None,
+def accuracy_ci(runs: pd.DataFrame, *, label: str = "label", highlight: str | None = None,
                 presentation: bool = False) -> go.Figure:
     """Test accuracy of runs as dots with 95% CI whiskers, best at the top. `runs` has
     `label`, accuracy, ci_low, ci_high (and run_id for the highlight)."""
@@ -118,7 +118,7 @@ def accuracy_ci(runs: pd.DataFrame, label: str = "label", highlight: str | None 
     ))
     fig.update_xaxes(title="track-level test accuracy (%), 95% CI", range=[0, 100], ticksuffix="%")
     fig.update_yaxes(title=None, automargin=True)
-    return finish(fig, presentation, height=max(220, 60 + 38 * len(frame)))
+    return finish(fig, presentation=presentation, height=max(220, 60 + 38 * len(frame)))
 
 
 def f1_heatmap(per_genre: pd.DataFrame, labels: Mapping[str, str],
@@ -137,7 +137,7 @@ def f1_heatmap(per_genre: pd.DataFrame, labels: Mapping[str, str],
         colorbar=dict(title="F1"),
     ))
     fig.update_yaxes(autorange="reversed", automargin=True)
-    return finish(fig, presentation, height=max(220, 90 + 40 * len(rows)))
+    return finish(fig, presentation=presentation, height=max(220, 90 + 40 * len(rows)))
 
 
 def training_curves(epochs: pd.DataFrame, labels: Mapping[str, str],
@@ -158,7 +158,7 @@ def training_curves(epochs: pd.DataFrame, labels: Mapping[str, str],
                 ), row=1, col=col)
     fig.update_xaxes(title="epoch")
     fig.update_yaxes(tickformat=".0%", row=1, col=2)
-    finish(fig, presentation, height=420)
+    finish(fig, presentation=presentation, height=420)
     fig.update_layout(legend=dict(orientation="h", y=-0.25, x=0))
     return fig
 
@@ -166,7 +166,7 @@ def training_curves(epochs: pd.DataFrame, labels: Mapping[str, str],
 # -- confusion -------------------------------------------------------------------------------
 
 
-def confusion_matrix(cells: pd.DataFrame, normalise: bool = True, presentation: bool = False,
+def confusion_matrix(cells: pd.DataFrame, *, normalise: bool = True, presentation: bool = False,
                      selected: tuple[str, str] | None = None) -> go.Figure:
     """The confusion matrix, clickable: rows = true genre (first at the top), columns =
     predicted genre, colour = row-normalised rate or count.
@@ -215,7 +215,7 @@ def confusion_matrix(cells: pd.DataFrame, normalise: bool = True, presentation: 
     fig.update_yaxes(title="true genre", autorange=False, scaleanchor="x", constrain="domain",
                      **{**ticks, "range": [n - 0.5, -0.5]})
     fig.update_xaxes(constrain="domain")
-    finish(fig, presentation)
+    finish(fig, presentation=presentation)
     cell = (58 if presentation else 46) if n <= 12 else 30
     fig.update_layout(shapes=shapes, width=cell * n + 260, height=cell * n + 140, plot_bgcolor="white",
                       hovermode="closest", hoverdistance=-1, clickmode="event+select", dragmode=False,
@@ -233,7 +233,7 @@ def per_genre_bars(per_genre: pd.DataFrame, presentation: bool = False) -> go.Fi
                              marker_color=color, hovertemplate="%{x}: %{y:.2f}<extra>" + metric + "</extra>"))
     fig.update_yaxes(range=[0, 1], title=None)
     fig.update_layout(barmode="group", legend=dict(orientation="h", y=1.12, x=0))
-    return finish(fig, presentation, height=340)
+    return finish(fig, presentation=presentation, height=340)
 
 
 # -- map -------------------------------------------------------------------------------------
@@ -255,7 +255,7 @@ def _map_trace(trace, part: pd.DataFrame, name: str, marker: dict):
 
 
 def embedding_map(points: pd.DataFrame, colour_by: str, classes: Sequence[str],
-                  presentation: bool = False, highlight: Sequence[str] = ()) -> go.Figure:
+                  *, presentation: bool = False, highlight: Sequence[str] = ()) -> go.Figure:
     """2-D map of track embeddings, one trace per colour group, customdata[0] = track_id.
     `colour_by` is a column of `points`: label, predicted, outcome or fault. Tracks in
     `highlight` (a search's matches) are ringed in a trace of their own, drawn on top."""
@@ -284,7 +284,7 @@ def embedding_map(points: pd.DataFrame, colour_by: str, classes: Sequence[str],
         fig.add_trace(_map_trace(trace, found, "search", ring))
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
-    finish(fig, presentation, height=620)
+    finish(fig, presentation=presentation, height=620)
     fig.update_layout(dragmode="pan", clickmode="event+select",
                       legend=dict(itemsizing="constant", title=colour_by.replace("label", "true genre")))
     return fig
@@ -305,10 +305,10 @@ def waveform(envelope: pd.DataFrame, presentation: bool = False) -> go.Figure:
     ])
     fig.update_xaxes(title="time (s)")
     fig.update_yaxes(range=[-1, 1], title=None, showticklabels=False)
-    return finish(fig, presentation, height=150)
+    return finish(fig, presentation=presentation, height=150)
 
 
-def spectrogram(mel: Mapping, cam: np.ndarray | None = None, opacity: float = 0.5,
+def spectrogram(mel: Mapping, *, cam: np.ndarray | None = None, opacity: float = 0.5,
                 target: str | None = None, presentation: bool = False) -> go.Figure:
     """Log-mel spectrogram (grey) with an optional Grad-CAM map (n_bands, n_frames) in [0, 1]
     spanning the whole track laid over it in transparent-to-red, `opacity` in [0, 1]."""
@@ -336,21 +336,21 @@ def spectrogram(mel: Mapping, cam: np.ndarray | None = None, opacity: float = 0.
                          ticktext=[f"{f // 1000} kHz" if f >= 1000 else f"{f} Hz" for f in marks])
     fig.update_xaxes(title="time (s)", range=[0, duration])
     fig.update_yaxes(title="mel band (low → high)")
-    return finish(fig, presentation, height=360)
+    return finish(fig, presentation=presentation, height=360)
 
 
-def attribution_grid(cam: np.ndarray, duration: float, ylabel: str, presentation: bool = False) -> go.Figure:
+def attribution_grid(cam: np.ndarray, duration: float, ylabel: str, *, presentation: bool = False) -> go.Figure:
     """A Grad-CAM map on its own (for inputs that are not mel images, e.g. MFCCs)."""
     bands, frames = cam.shape
     fig = go.Figure(go.Heatmap(z=cam, x=(np.arange(frames) + 0.5) * duration / frames, y=np.arange(bands),
                                colorscale="YlOrRd", zmin=0, zmax=1, colorbar=dict(title="Grad-CAM")))
     fig.update_xaxes(title="time (s)")
     fig.update_yaxes(title=ylabel)
-    return finish(fig, presentation, height=260)
+    return finish(fig, presentation=presentation, height=260)
 
 
 def window_timeline(segments: pd.DataFrame, window_s: float, classes: Sequence[str],
-                    presentation: bool = False) -> go.Figure:
+                    *, presentation: bool = False) -> go.Figure:
     """Per-window genre probabilities as stacked bars, one bar per window at its start time
     and one hop wide (short tracks have a single window, which an area chart cannot draw)."""
     if segments.empty:
@@ -367,7 +367,7 @@ def window_timeline(segments: pd.DataFrame, window_s: float, classes: Sequence[s
     fig.update_xaxes(title=f"time (s); each bar is a {window_s:g}-s window")
     fig.update_yaxes(range=[0, 1], tickformat=".0%", title=None)
     fig.update_layout(barmode="stack", bargap=0, legend=dict(orientation="h", y=-0.3, x=0))
-    return finish(fig, presentation, height=320)
+    return finish(fig, presentation=presentation, height=320)
 
 
 def probability_bars(probs: pd.DataFrame, classes: Sequence[str], presentation: bool = False) -> go.Figure:
@@ -385,7 +385,7 @@ def probability_bars(probs: pd.DataFrame, classes: Sequence[str], presentation: 
         hovertemplate="%{y}: %{x:.1%}<extra></extra>"))
     fig.update_xaxes(range=[0, 1.12], tickformat=".0%", title=None)
     fig.update_yaxes(automargin=True)
-    return finish(fig, presentation, height=max(200, 40 + 26 * len(frame)))
+    return finish(fig, presentation=presentation, height=max(200, 40 + 26 * len(frame)))
 
 
 def taggram(tags: Mapping, window_s: float = 3.0, top: int = 15, presentation: bool = False) -> go.Figure:
@@ -398,7 +398,7 @@ def taggram(tags: Mapping, window_s: float = 3.0, top: int = 15, presentation: b
         colorbar=dict(title="p"), hovertemplate="%{y} %{z:.2f} at %{x:.0f} s<extra></extra>"))
     fig.update_yaxes(autorange="reversed", automargin=True)
     fig.update_xaxes(title="time (s)")
-    return finish(fig, presentation, height=max(260, 24 * len(order) + 80))
+    return finish(fig, presentation=presentation, height=max(260, 24 * len(order) + 80))
 
 
 def band_profile(values: Sequence[float], genre: str, presentation: bool = False) -> go.Figure:
@@ -407,7 +407,7 @@ def band_profile(values: Sequence[float], genre: str, presentation: bool = False
                            hovertemplate="band %{y}: %{x:.2f}<extra></extra>"))
     fig.update_yaxes(title="band (low → high)")
     fig.update_xaxes(title=f"Grad-CAM evidence for {genre}")
-    return finish(fig, presentation, height=260)
+    return finish(fig, presentation=presentation, height=260)
 
 
 # -- classify --------------------------------------------------------------------------------
@@ -434,4 +434,4 @@ def sections_timeline(frame: pd.DataFrame, classes: Sequence[str], presentation:
     fig.update_yaxes(range=[0, 1], tickformat=".0%", row=2, col=1)
     fig.update_xaxes(title="time (s)", row=2, col=1)
     fig.update_layout(barmode="overlay")
-    return finish(fig, presentation, height=420)
+    return finish(fig, presentation=presentation, height=420)

@@ -7,7 +7,7 @@ from typing import Sequence
 import pandas as pd
 
 
-def tracks_in_cooccurrence(sets: pd.DataFrame, classes: Sequence[str], true: str, predicted: str) -> pd.DataFrame:
+def tracks_in_cooccurrence(sets: pd.DataFrame, classes: Sequence[str], true: str, *, predicted: str) -> pd.DataFrame:
     """The tracks of `genre_sets` behind one co-occurrence cell: `true` among their true genres
     and `predicted` among their predicted ones, with `p_predicted` (the probability of
     `predicted`) and `p_true` (of `true`). On the diagonal the least sure hits come first; off

@@ -14,7 +14,7 @@ def save_reviews(db: DbRef | str, reviews: Iterable[Mapping]) -> int:
     store = Store(_path(db))
     count = 0
     for review in reviews:
-        store.save_review(review["dataset_id"], review["track_id"], review["kind"], review["decision"],
-                          review.get("note"))
+        store.save_review(review["dataset_id"], review["track_id"], review["kind"], decision=review["decision"],
+                          note=review.get("note"))
         count += 1
     return count

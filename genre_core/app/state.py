@@ -157,7 +157,7 @@ MAP_MAX_POINTS = 50_000  # above this a browser's WebGL map stutters on pan and 
 MAP_MIN_PER_LABEL = 200  # a rare genre keeps at least this many sampled points (or all it has)
 
 
-def sample_map(points: pd.DataFrame, max_points: int = MAP_MAX_POINTS, keep: Iterable[str] = (),
+def sample_map(points: pd.DataFrame, *, max_points: int = MAP_MAX_POINTS, keep: Iterable[str] = (),
                seed: int = 0) -> pd.DataFrame:
     """The points of a map to draw: all of them up to `max_points`; above, every track in `keep`
     (the open track, search matches, the current selection) and every misclassified one, plus a

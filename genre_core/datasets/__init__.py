@@ -26,7 +26,7 @@ DATASETS: dict[str, Callable[[Path], DatasetScan]] = {
 }
 
 
-def scan(kind: str, root: Path, artist_index: Path | None = None, subset: str | None = None) -> DatasetScan:
+def scan(kind: str, root: Path, *, artist_index: Path | None = None, subset: str | None = None) -> DatasetScan:
     """Find a corpus' tracks (no decoding yet); optional Sturm-format artist index applied;
     `subset`: FMA's fma_<subset>/ folder. Entries ingest must not read come back rejected
     (`TrackEntry.rejected`), and track ids are unique (see `base.screen`)."""

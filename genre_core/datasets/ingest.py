@@ -76,7 +76,7 @@ class IngestSummary:
 def inspect_track(entry: TrackEntry, validate: bool = False, known_sha1: str | None = None) -> dict:
     """One `tracks` row (plus size, mtime_ns): the scan's metadata and `audio.check_file`'s
     facts (status None: same bytes as `known_sha1`, reuse the stored row)."""
-    return _row(entry, audio.check_file(entry.path, validate, known_sha1))
+    return _row(entry, audio.check_file(entry.path, validate=validate, known_sha1=known_sha1))
 
 
 def _row(entry: TrackEntry, facts: dict) -> dict:
@@ -95,7 +95,7 @@ def ingest(
     store: Store,
     kind: str,
     root: Path,
-    name: str | None = None,
+    *, name: str | None = None,
     artist_index: Path | None = None,
     progress: bool = True,
     options: IngestOptions | None = None,
@@ -106,9 +106,9 @@ def ingest(
     options = options or IngestOptions()
     start = time.perf_counter()
     name = check_request(kind, root, name)
-    found = scan(kind, Path(root), artist_index, options.subset)
+    found = scan(kind, Path(root), artist_index=artist_index, subset=options.subset)
     stored = _stored_rows(store.ingest_state(name))
-    dataset_id = store.begin_ingest(name, found.kind, str(Path(root).resolve()), found.genres)
+    dataset_id = store.begin_ingest(name, found.kind, str(Path(root).resolve()), genres=found.genres)
     store.save_track_genres(dataset_id, multi_hot_rows(found.entries))  # metadata only: cheap
     plan = _plan(found.entries, stored, options.validate)
     writer = _BatchWriter(store, dataset_id, options)
@@ -264,7 +264,7 @@ def _run(tasks: list[tuple[TrackEntry, str | None]], options: IngestOptions) -> 
     workers = options.workers or auto_workers(len(tasks))
     engine = EngineOptions(options.engine, workers, options.ray_address, preload=("genre_core.audio",))
     for i, facts in map_chunks(audio.check_files, [_items(c) for c in chunks],
-                               (options.validate, options.max_seconds), engine):
+                               args=(options.validate, options.max_seconds), options=engine):
         yield _rows(chunks[i], facts)
 
 

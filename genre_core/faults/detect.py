@@ -318,7 +318,7 @@ def _scan_all(tracks: pd.DataFrame, cache: ShardCache, sr: int, progress: bool,
     engine = sized(engine, len(items))
     done: dict[int, _Scan] = {}
     with tqdm(total=len(items), desc="fault scan", unit="track", disable=not progress) as bar:
-        for _, rows in map_chunks(scan_chunk, chunked(items, SCAN_CHUNK), (str(cache.root), sr), engine):
+        for _, rows in map_chunks(scan_chunk, chunked(items, SCAN_CHUNK), args=(str(cache.root), sr), options=engine):
             for row in rows:
                 if row["hashes"] is not None:
                     index.add(row["pos"], fp.Fingerprint(np.asarray(row["hashes"], dtype=np.int64),
@@ -330,7 +330,7 @@ def _scan_all(tracks: pd.DataFrame, cache: ShardCache, sr: int, progress: bool,
             for pos, sha1 in enumerate(tracks["sha1"])]
 
 
-def detect_faults(store: Store, dataset_name: str, progress: bool = True, sr: int = fp.FP_SR,
+def detect_faults(store: Store, dataset_name: str, *, progress: bool = True, sr: int = fp.FP_SR,
                   engine: EngineOptions = EngineOptions()) -> FaultSummary:
     """Run every detector on a dataset and replace its stored faults (detected and known).
 

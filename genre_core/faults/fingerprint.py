@@ -205,10 +205,10 @@ def _offset_peaks(query: int, other: np.ndarray, offset: np.ndarray, span: int,
     order = np.lexsort((-smooth, owners))  # by owner, best smoothed bin first
     best = order[np.r_[True, owners[order][1:] != owners[order][:-1]]]
     return voted_candidates(np.full(best.size, query), owners[best], keys[best] % width - span - 1,
-                            smooth[best], hits[owners[best]], sizes)
+                            votes=smooth[best], hits=hits[owners[best]], sizes=sizes)
 
 
-def voted_candidates(query: np.ndarray, other: np.ndarray, offset: np.ndarray, votes: np.ndarray,
+def voted_candidates(query: np.ndarray, other: np.ndarray, offset: np.ndarray, *, votes: np.ndarray,
                      hits: np.ndarray, sizes: np.ndarray | Sequence[int]) -> list[dict]:
     """Candidates among each pair's best offset: (K,) arrays of the pair's tracks, best offset
     in frames, smoothed votes there and all hits of the pair; `sizes[i]` is track i's landmark
@@ -224,7 +224,7 @@ def voted_candidates(query: np.ndarray, other: np.ndarray, offset: np.ndarray, v
     return out
 
 
-def align(q: np.ndarray, r: np.ndarray, offset: int, max_lag: int = 2 * HOP, min_overlap: int = 0) -> dict:
+def align(q: np.ndarray, r: np.ndarray, offset: int, *, max_lag: int = 2 * HOP, min_overlap: int = 0) -> dict:
     """How well q[n] matches g * r[n - offset - lag] for the best |lag| <= max_lag samples.
 
     q, r: (N,) audio at one rate; offset in samples (q later than r when positive).
@@ -275,7 +275,7 @@ def _subsample_peak(cross: np.ndarray, n: int, corr: np.ndarray, j: int) -> tupl
 
 
 def recording_pairs(prints: Sequence[Fingerprint], load: Callable[[int], np.ndarray],
-                    skip: Callable[[int, int], bool] = lambda a, b: False, sr: int = FP_SR) -> list[dict]:
+                    *, skip: Callable[[int, int], bool] = lambda a, b: False, sr: int = FP_SR) -> list[dict]:
     """Confirmed recording-duplicate pairs among `prints` (indices into it).
 
     `load(i)` returns track i's (N,) audio at `sr` Hz (the rate the prints were made at);
@@ -284,7 +284,7 @@ def recording_pairs(prints: Sequence[Fingerprint], load: Callable[[int], np.ndar
     (correlation) and evidence (offset_s, gain_db, matched_hashes, vote_share, correlation).
     The index is held in RAM: the reference for the on-disk index (landmark_index).
     """
-    return confirm_pairs(memory_candidates(prints), load, skip, sr)
+    return confirm_pairs(memory_candidates(prints), load, skip=skip, sr=sr)
 
 
 def memory_candidates(prints: Sequence[Fingerprint]) -> Iterator[tuple[int, dict]]:
@@ -296,7 +296,7 @@ def memory_candidates(prints: Sequence[Fingerprint]) -> Iterator[tuple[int, dict
 
 
 def confirm_pairs(candidates: Iterable[tuple[int, dict]], load: Callable[[int], np.ndarray],
-                  skip: Callable[[int, int], bool] = lambda a, b: False, sr: int = FP_SR) -> list[dict]:
+                  *, skip: Callable[[int, int], bool] = lambda a, b: False, sr: int = FP_SR) -> list[dict]:
     """Voted candidates (a, dict(other, offset_frames, votes, vote_share)) confirmed by waveform
     correlation; `load(i)` gives track i's (N,) audio at `sr` Hz. Pairs as `recording_pairs`."""
     pairs = []

@@ -103,7 +103,7 @@ def out_of_fold_probs(predictions: pd.DataFrame) -> OutOfFold | None:
     return None
 
 
-def handcrafted_out_of_fold(tracks: pd.DataFrame, cache: ShardCache, seed: int = 0,
+def handcrafted_out_of_fold(tracks: pd.DataFrame, cache: ShardCache, *, seed: int = 0,
                             progress: bool = True, engine: EngineOptions | None = None) -> OutOfFold | None:
     """Out-of-fold probabilities of a logistic regression on each track's mean handcrafted row.
 
@@ -135,7 +135,7 @@ def handcrafted_out_of_fold(tracks: pd.DataFrame, cache: ShardCache, seed: int =
     # One row per 3-s window, no overlap: the windows (and so the cached tables) baselines use.
     windows = build_windows(tracks, classes, cache, sr=config.features.sr, window_s=config.window_s,
                             hop_s=config.window_s, desc="label check", progress=progress)
-    table = handcrafted_windows(windows, list(tracks["sha1"]), cache, progress, engine=engine)  # (W, F)
+    table = handcrafted_windows(windows, list(tracks["sha1"]), cache, progress=progress, engine=engine)  # (W, F)
     per_track = track_means(windows.index[:, 0], table, len(tracks))  # (N, F)
     groups = pd.factorize(tracks["sha1"])[0]  # (N,) one group per recording
     folds = StratifiedGroupKFold(n_splits=min(QUICK_FOLDS, int(counts.min())), shuffle=True, random_state=seed)

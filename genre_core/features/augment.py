@@ -133,7 +133,7 @@ def _on_subset(
 
 
 def augment_waveform(
-    y: torch.Tensor, sr: int, config: AugmentConfig, generator: torch.Generator | int
+    y: torch.Tensor, sr: int, config: AugmentConfig, *, generator: torch.Generator | int
 ) -> torch.Tensor:
     """Waveform-stage augmentation of a batch `y` (B, N) at `sr` Hz; returns (B, N), same dtype.
 
@@ -161,7 +161,7 @@ def augment_waveform(
 
 
 def mask_spans(
-    batch: int, size: int, n_masks: int, max_width: int, generator: torch.Generator
+    batch: int, size: int, n_masks: int, *, max_width: int, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """SpecAugment spans along an axis of `size`: (starts, widths), each (batch, n_masks) int.
 
@@ -185,7 +185,7 @@ def _span_mask(starts: torch.Tensor, widths: torch.Tensor, size: int) -> torch.T
 
 def spec_augment(
     x: torch.Tensor, config: AugmentConfig, generator: torch.Generator | int,
-    image_bands: int | None = None,
+    *, image_bands: int | None = None,
 ) -> torch.Tensor:
     """SpecAugment on feature images `x` (B, 1, F, T); returns a new tensor of the same shape.
 
@@ -206,8 +206,8 @@ def spec_augment(
         return torch.cat([image, x[:, :, image_bands:]], dim=2)
     g = _as_generator(generator)
     batch, _, n_freq, n_time = x.shape
-    t_spans = mask_spans(batch, n_time, config.spec_time_masks, config.spec_time_width, g)
-    f_spans = mask_spans(batch, n_freq, config.spec_freq_masks, config.spec_freq_width, g)
+    t_spans = mask_spans(batch, n_time, config.spec_time_masks, max_width=config.spec_time_width, generator=g)
+    f_spans = mask_spans(batch, n_freq, config.spec_freq_masks, max_width=config.spec_freq_width, generator=g)
     t_mask = _span_mask(*t_spans, n_time).to(x.device)  # (B, T)
     f_mask = _span_mask(*f_spans, n_freq).to(x.device)  # (B, F)
     mask = t_mask[:, None, None, :] | f_mask[:, None, :, None]  # (B, 1, F, T)
@@ -216,7 +216,7 @@ def spec_augment(
 
 
 def mixup(
-    x: torch.Tensor, y_onehot: torch.Tensor, alpha: float, generator: torch.Generator | int
+    x: torch.Tensor, y_onehot: torch.Tensor, alpha: float, *, generator: torch.Generator | int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mix each example of `x` (B, ...) and its target `y_onehot` (B, C) with a random partner.
 

@@ -24,7 +24,7 @@ from genre_core.features.windows import WindowSet
 EMBEDDING_VERSION = 1  # bump when a backbone's weights or front end change its output
 
 
-def embedding_key(backbone_id: str, sha1: str, sr: int, window_len: int, starts: np.ndarray) -> str:
+def embedding_key(backbone_id: str, sha1: str, sr: int, *, window_len: int, starts: np.ndarray) -> str:
     """Cache key of one track's (n_windows, D) table; the starts encode the hop."""
     hop = int(starts[1] - starts[0]) if len(starts) > 1 else 0
     return (f"embedding-v{EMBEDDING_VERSION}-{backbone_id}-{sha1}-{sr}-{window_len}-"
@@ -65,14 +65,14 @@ class EmbeddingSet:
         return self.vectors[rows], self.windows.labels[tracks], tracks
 
 
-def embed_windows(model: nn.Module, frontend: nn.Module, windows: WindowSet, shas: Sequence[str],
+def embed_windows(model: nn.Module, frontend: nn.Module, windows: WindowSet, *, shas: Sequence[str],
                   cache: ShardCache, device: torch.device, batch_size: int,
                   progress: bool = True, desc: str = "embed") -> EmbeddingSet:
     """Every window of `windows` through `frontend` and `model.embed`, extracted only for tracks
     not yet cached. `shas[p]` is track p's file sha1; `model` follows the frozen-backbone
     protocol of genre_core.models.base.GenreModel."""
-    keys = [embedding_key(model.backbone_id, sha1, windows.sr, windows.window_len,
-                          windows.index[windows.rows_of(pos), 1]) for pos, sha1 in enumerate(shas)]
+    keys = [embedding_key(model.backbone_id, sha1, windows.sr, window_len=windows.window_len,
+                          starts=windows.index[windows.rows_of(pos), 1]) for pos, sha1 in enumerate(shas)]
     todo = [pos for pos, key in enumerate(keys) if not cache.has_table(key)]
     if todo:
         _extract(model, frontend, windows, todo, keys, shas, cache, device, batch_size, progress, desc)

@@ -60,7 +60,7 @@ def cache_tracks(items: list[tuple[str, str, str]], cache_root: str, sr: int) ->
     return rows
 
 
-def extract(store: Store, dataset: str, sr: int, engine: EngineOptions = EngineOptions(),
+def extract(store: Store, dataset: str, sr: int, *, engine: EngineOptions = EngineOptions(),
             progress: bool = True) -> ExtractSummary:
     started = time.perf_counter()
     tracks = store.tracks(dataset)
@@ -69,7 +69,7 @@ def extract(store: Store, dataset: str, sr: int, engine: EngineOptions = EngineO
     root = str(paths.cache_dir(store.path))
     failed = 0
     with tqdm(total=len(items), desc=f"extract {dataset}", unit="track", disable=not progress) as bar:
-        for _, rows in map_chunks(cache_tracks, chunked(items, TRACKS_PER_TASK), (root, int(sr)), engine):
+        for _, rows in map_chunks(cache_tracks, chunked(items, TRACKS_PER_TASK), args=(root, int(sr)), options=engine):
             failed += sum(r["error"] is not None for r in rows)
             bar.update(len(rows))
     return ExtractSummary(dataset, int(sr), len(items), failed, time.perf_counter() - started)

@@ -31,7 +31,7 @@ HANDCRAFTED_NAMES: tuple[str, ...] = (
 
 
 def handcrafted(
-    y: np.ndarray, sr: int = 22050, n_fft: int = 2048, hop_length: int = 512
+    y: np.ndarray, *, sr: int = 22050, n_fft: int = 2048, hop_length: int = 512
 ) -> np.ndarray:
     """The 57 GTZAN table features of mono audio `y` (N,) at `sr` Hz, ordered as
     `HANDCRAFTED_NAMES`; float64, shape (57,). Frequencies in Hz, tempo in BPM.
@@ -75,13 +75,13 @@ def handcrafted(
     return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def chroma(y: np.ndarray, sr: int = 22050, n_fft: int = 2048, hop_length: int = 512) -> np.ndarray:
+def chroma(y: np.ndarray, *, sr: int = 22050, n_fft: int = 2048, hop_length: int = 512) -> np.ndarray:
     """Chromagram (12, T) of mono `y`, each frame scaled to max 1 (librosa.feature.chroma_stft)."""
     return librosa.feature.chroma_stft(y=y, sr=sr, n_fft=n_fft, hop_length=hop_length)
 
 
 def spectral_contrast(
-    y: np.ndarray, sr: int = 22050, n_fft: int = 2048, hop_length: int = 512
+    y: np.ndarray, *, sr: int = 22050, n_fft: int = 2048, hop_length: int = 512
 ) -> np.ndarray:
     """Spectral contrast (7, T) in dB: peak-to-valley per octave band, six bands plus the rest."""
     return librosa.feature.spectral_contrast(y=y, sr=sr, n_fft=n_fft, hop_length=hop_length)

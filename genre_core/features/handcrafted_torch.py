@@ -328,13 +328,13 @@ def _module(sr: int, n_fft: int, hop_length: int, device: torch.device) -> Handc
     return Handcrafted(sr, n_fft, hop_length).to(device)
 
 
-def handcrafted_batch(y, sr: int = 22050, n_fft: int = 2048, hop_length: int = 512):
+def handcrafted_batch(y, *, sr: int = 22050, n_fft: int = 2048, hop_length: int = 512):
     """The 57 GTZAN table features of each window in `y` (B, N) at `sr` Hz, ordered as
     HANDCRAFTED_NAMES: (B, 57) float64. A tensor gives a tensor on its device; a numpy array
     (e.g. inference's windows) gives a numpy array, computed on the CPU."""
     if isinstance(y, np.ndarray):
-        return handcrafted_batch(torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)), sr, n_fft,
-                                 hop_length).numpy()
+        return handcrafted_batch(torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)), sr=sr, n_fft=n_fft,
+                                 hop_length=hop_length).numpy()
     return _module(sr, n_fft, hop_length, y.device)(y)
 
 

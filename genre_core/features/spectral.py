@@ -178,7 +178,7 @@ def display_settings(representation: str | None, features: Mapping[str, Any] | N
                 fmin=float(fmin or 0.0), fmax=None if fmax is None else float(fmax))
 
 
-def mel_image(y: np.ndarray, sr: int = 22050, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128,
+def mel_image(y: np.ndarray, *, sr: int = 22050, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128,
               fmin: float = 0.0, fmax: float | None = None, max_frames: int = 900) -> dict:
     """The `LogMel` image of (N,) mono audio at `sr` Hz, for display: {"mel": (n_mels, T)
     float32 dB below the loudest bin (down to -top_db), "duration_s", "freqs": (n_mels,) band

@@ -116,7 +116,7 @@ def build_windows(
 
 
 def handcrafted_windows(windows: WindowSet, shas: Sequence[str], cache: ShardCache,
-                        progress: bool = True, device: str | torch.device | None = None,
+                        *, progress: bool = True, device: str | torch.device | None = None,
                         kind: str = "handcrafted", engine: EngineOptions | None = None) -> np.ndarray:
     """(W, F) baseline feature table of every window (57 handcrafted columns, + 21 wavelet
     ones for kind "handcrafted+wavelet"; see features/tables.py), cached per track.
@@ -139,7 +139,7 @@ def handcrafted_windows(windows: WindowSet, shas: Sequence[str], cache: ShardCac
     with tqdm(total=len(pending), desc="handcrafted features", unit="track", disable=not progress) as bar:
         if spread is not None and (spread.engine == "ray" or spread.workers > 1):
             args = (str(cache.root), windows.sr, windows.window_len, kind)
-            for _, done in map_chunks(cache_table_chunk, chunked(pending, TABLE_JOBS_PER_TASK), args, spread):
+            for _, done in map_chunks(cache_table_chunk, chunked(pending, TABLE_JOBS_PER_TASK), args=args, options=spread):
                 bar.update(len(done))
         else:
             for group in _batches(pending):

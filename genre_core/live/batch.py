@@ -49,7 +49,7 @@ def expand(paths: list[Path]) -> list[Path]:
     return out
 
 
-def classify_many(store, paths: list[Path], run_id: str | None = None, out_dir: Path | None = None,
+def classify_many(store, paths: list[Path], *, run_id: str | None = None, out_dir: Path | None = None,
                   engine: EngineOptions = EngineOptions(), window_s: float | None = None, hop_s: float = 1.5,
                   method: str = "viterbi", switch_penalty: float = DEFAULT_SWITCH_PENALTY) -> BatchResult:
     from genre_core.train.inference import latest_complete_run
@@ -64,7 +64,7 @@ def classify_many(store, paths: list[Path], run_id: str | None = None, out_dir: 
         Path(out_dir).mkdir(parents=True, exist_ok=True)
     settings = (str(store.path), run_id, window_s, hop_s, method, switch_penalty,
                 None if out_dir is None else str(out_dir))
-    rows = [row for _, chunk in map_chunks(classify_chunk, chunked(files, FILES_PER_TASK), settings, engine)
+    rows = [row for _, chunk in map_chunks(classify_chunk, chunked(files, FILES_PER_TASK), args=settings, options=engine)
             for row in chunk]
     table = pd.DataFrame(rows).set_index("path").reindex(files).reset_index()  # the order given
     return BatchResult(run_id, table, time.perf_counter() - started)

@@ -76,7 +76,7 @@ def decode(data: bytes, name: str) -> tuple[np.ndarray, int]:
             raise RecordingError(f"{name} is not audio GenreLens can read: {exc.reason}.") from None
 
 
-def loudest_window(y: np.ndarray, sr: int, window_s: float, hop_s: float) -> tuple[float, np.ndarray]:
+def loudest_window(y: np.ndarray, sr: int, window_s: float, *, hop_s: float) -> tuple[float, np.ndarray]:
     """(start in s, (L,) samples) of the window of (N,) audio with the highest RMS; a clip
     shorter than one window is zero-padded to one."""
     length, hop = int(round(window_s * sr)), max(1, int(round(hop_s * sr)))
@@ -98,10 +98,10 @@ def loudest_gradcam(loaded: LoadedRun, y: np.ndarray, sr: int) -> LoudestCam | N
     image it lies over; None for models without a convolutional layer."""
     if loaded.model is None or getattr(loaded.model, "gradcam_layer", None) is None:
         return None
-    start, window = loudest_window(audio.resample(y, sr, loaded.sr), loaded.sr, loaded.window_s, LOUDEST_HOP_S)
+    start, window = loudest_window(audio.resample(y, sr, loaded.sr), loaded.sr, loaded.window_s, hop_s=LOUDEST_HOP_S)
     probs = loaded.predict_windows(window[None])[0][0]  # (C,)
     target = int(probs.argmax())
-    cam = explain.gradcam_windows(loaded.model, loaded.frontend, window[None], target)[0]  # (F, T)
+    cam = explain.gradcam_windows(loaded.model, loaded.frontend, window[None], target=target)[0]  # (F, T)
     representation = representation_of(loaded)
     image = None
     if representation in ("logmel", "musicnn"):

@@ -186,7 +186,7 @@ def window_predictor(loaded_run, threads: int | None = None) -> Predictor:
     return predict
 
 
-def classify_blocks(blocks: Iterable[np.ndarray], loaded_run, window_s: float | None = None,
+def classify_blocks(blocks: Iterable[np.ndarray], loaded_run, *, window_s: float | None = None,
                     hop_s: float = 1.5, batch: int = 16) -> Iterator[WindowPrediction]:
     """Mono float32 blocks at `loaded_run.sr` -> window predictions as they complete.
     `window_s` defaults to the window the run was trained on."""
@@ -197,12 +197,12 @@ def classify_blocks(blocks: Iterable[np.ndarray], loaded_run, window_s: float | 
     yield from classifier.flush()
 
 
-def classify_stream(path: Path | str, loaded_run, window_s: float | None = None, hop_s: float = 1.5,
+def classify_stream(path: Path | str, loaded_run, *, window_s: float | None = None, hop_s: float = 1.5,
                     block_s: float = 10.0, batch: int = 16) -> Iterator[WindowPrediction]:
     """Window predictions of an audio file of any length, decoded `block_s` seconds at a time.
     Raises AudioError (naming the file) when it cannot be decoded or holds NaN/inf samples."""
     return classify_blocks(_checked(path, stream_blocks(path, loaded_run.sr, block_s)),
-                           loaded_run, window_s, hop_s, batch)
+                           loaded_run, window_s=window_s, hop_s=hop_s, batch=batch)
 
 
 def _checked(path, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
@@ -242,7 +242,7 @@ def _classify(blocks: Iterable[np.ndarray], loaded_run, name: str, total_s: floa
                 bar.update(len(block) / loaded_run.sr)
                 yield block
 
-    predictions = list(classify_blocks(counted(), loaded_run, window_s, hop_s))
+    predictions = list(classify_blocks(counted(), loaded_run, window_s=window_s, hop_s=hop_s))
     seconds = fed[0] / loaded_run.sr
     if not predictions:
         need = 0.5 * (window_s or loaded_run.window_s)
@@ -252,12 +252,12 @@ def _classify(blocks: Iterable[np.ndarray], loaded_run, name: str, total_s: floa
     sections = segment(predictions, loaded_run.classes, method=method, switch_penalty=switch_penalty,
                        end_s=seconds)
     if out is not None:
-        write_timeline(predictions, sections, loaded_run.classes, out)
+        write_timeline(predictions, sections, loaded_run.classes, out=out)
     return ClassifyResult(loaded_run.run_id, list(loaded_run.classes), predictions, sections, seconds,
                           time.perf_counter() - started)
 
 
-def classify_file(store, path: Path | str, run_id: str | None = None, window_s: float | None = None,
+def classify_file(store, path: Path | str, *, run_id: str | None = None, window_s: float | None = None,
                   hop_s: float = 1.5, method: str = "viterbi",
                   switch_penalty: float = DEFAULT_SWITCH_PENALTY, out: Path | str | None = None,
                   progress: bool = True, device: str = "auto") -> ClassifyResult:
@@ -278,7 +278,7 @@ def classify_file(store, path: Path | str, run_id: str | None = None, window_s: 
                          switch_penalty=switch_penalty, out=out, progress=progress, info=info)
 
 
-def classify_path(loaded_run, path: Path | str, window_s: float | None = None, hop_s: float = 1.5,
+def classify_path(loaded_run, path: Path | str, *, window_s: float | None = None, hop_s: float = 1.5,
                   method: str = "viterbi", switch_penalty: float = DEFAULT_SWITCH_PENALTY,
                   out: Path | str | None = None, progress: bool = True, info=None) -> ClassifyResult:
     """Timeline of a file with an already loaded run: header checked (unless `info` says it
@@ -289,7 +289,7 @@ def classify_path(loaded_run, path: Path | str, window_s: float | None = None, h
                      method=method, switch_penalty=switch_penalty, out=out, progress=progress)
 
 
-def classify_array(loaded_run, y: np.ndarray, sr: int, window_s: float | None = None,
+def classify_array(loaded_run, y: np.ndarray, sr: int, *, window_s: float | None = None,
                    hop_s: float = 1.5, method: str = "viterbi",
                    switch_penalty: float = DEFAULT_SWITCH_PENALTY, out: Path | str | None = None,
                    name: str = "upload", block_s: float = 10.0) -> ClassifyResult:

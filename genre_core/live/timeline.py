@@ -118,7 +118,7 @@ def _median_labels(probs: np.ndarray, silent: np.ndarray, windows: int) -> np.nd
 def smooth_labels(
     probs: np.ndarray,
     silent: np.ndarray,
-    method: str = "viterbi",
+    *, method: str = "viterbi",
     switch_penalty: float = DEFAULT_SWITCH_PENALTY,
     median_windows: int = DEFAULT_MEDIAN_WINDOWS,
 ) -> np.ndarray:
@@ -150,7 +150,7 @@ def smooth_labels(
 def segment(
     predictions: Sequence[WindowPrediction],
     classes: Sequence[str],
-    method: str = "viterbi",
+    *, method: str = "viterbi",
     switch_penalty: float = DEFAULT_SWITCH_PENALTY,
     top_k: int = 3,
     median_windows: int = DEFAULT_MEDIAN_WINDOWS,
@@ -166,7 +166,7 @@ def segment(
         return []
     probs = np.stack([np.asarray(p.probs, dtype=np.float64) for p in predictions])  # (T, C)
     silent = np.array([p.silent for p in predictions])
-    labels = smooth_labels(probs, silent, method, switch_penalty, median_windows)
+    labels = smooth_labels(probs, silent, method=method, switch_penalty=switch_penalty, median_windows=median_windows)
     centres = np.array([p.centre_s for p in predictions])
     changes = np.flatnonzero(labels[1:] != labels[:-1]) + 1  # first window of each later run
     firsts = np.concatenate([[0], changes])
@@ -263,7 +263,7 @@ def write_timeline(
     predictions: Sequence[WindowPrediction],
     sections: Sequence[Section],
     classes: Sequence[str],
-    out: Path | str,
+    *, out: Path | str,
 ) -> Path:
     """Write the timeline by suffix: .csv (one row per window, as `timeline_frame`) or .json
     ({"windows": [...], "sections": [...]}, probabilities null for silent windows)."""

@@ -149,7 +149,7 @@ class MultiLabelReport:
     f1: np.ndarray
 
 
-def report(y: np.ndarray, scores: np.ndarray, labels: Sequence[str], threshold: float) -> MultiLabelReport:
+def report(y: np.ndarray, scores: np.ndarray, labels: Sequence[str], *, threshold: float) -> MultiLabelReport:
     """Every multi-label metric of (N, C) truth and probabilities, decisions at `threshold`."""
     y, scores = np.asarray(y, dtype=np.float64), np.asarray(scores, dtype=np.float64)
     pred = scores >= threshold

@@ -52,7 +52,7 @@ class ExportSummary:
         return f"exported run {self.run_id} as {self.format} to {self.out}: {rows}"
 
 
-def export_run(store: Store, run_id: str, out: Path, fmt: str = "parquet") -> ExportSummary:
+def export_run(store: Store, run_id: str, out: Path, *, fmt: str = "parquet") -> ExportSummary:
     """Write run `run_id`'s tables (or its projector files) under `out` (created)."""
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
@@ -64,7 +64,7 @@ def export_run(store: Store, run_id: str, out: Path, fmt: str = "parquet") -> Ex
     tables = run_tables(store, run)
     summary = ExportSummary(run_id, out, fmt)
     if fmt == "tensorboard":
-        summary.files = write_projector(tables["embeddings"], tables["predictions"], out, run_id)
+        summary.files = write_projector(tables["embeddings"], tables["predictions"], out, run_id=run_id)
     else:
         for name, frame in tables.items():
             path = out / f"{name}.{fmt}"
@@ -133,7 +133,7 @@ def _write_manifest(out: Path, run: dict, tables: dict[str, pd.DataFrame], fmt: 
 
 
 def write_projector(embeddings: pd.DataFrame, predictions: pd.DataFrame, out: Path,
-                    run_id: str) -> dict[str, int]:
+                    *, run_id: str) -> dict[str, int]:
     """vectors.tsv + metadata.tsv + projector_config.pbtxt for the run's main embedding kind."""
     if embeddings.empty:
         raise StoreError(f"run {run_id} has no embeddings yet: run `analyze --run {run_id}` first")

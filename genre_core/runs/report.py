@@ -42,7 +42,7 @@ class ReportSummary:
                 f"{self.n_examples} misclassified examples with audio)")
 
 
-def write_report(store: Store, run_id: str, out: Path, n_examples: int = 6) -> ReportSummary:
+def write_report(store: Store, run_id: str, out: Path, *, n_examples: int = 6) -> ReportSummary:
     run = store.run(run_id)
     if run["status"] != "complete":
         raise StoreError(f"run {run_id} is {run['status']}, not complete: no report")
@@ -183,7 +183,7 @@ def _data_uri(kind: str, payload: bytes) -> str:
     return f"data:{kind};base64,{base64.b64encode(payload).decode('ascii')}"
 
 
-def headline(model: str, accuracy: tuple[float, float, float], n_test: int, n_classes: int) -> str:
+def headline(model: str, accuracy: tuple[float, float, float], n_test: int, *, n_classes: int) -> str:
     value, low, high = accuracy
     ci = "" if np.isnan(low) else f" (95% confidence interval {round(100 * low)}–{round(100 * high)})"
     return (f"{model} names the right genre for {round(100 * value)} of 100 songs it never heard in "
@@ -280,7 +280,7 @@ def _page(run: dict, data: _Data, examples: list[_Example]) -> str:
 <body>
 <h1>{_e(run['model'])} on {_e(data.dataset)}</h1>
 <p class=note>run {_e(run['run_id'])} · split {_e(run['split'])} · {len(data.classes)} genres</p>
-<p class="headline">{_e(headline(run['model'], data.accuracy, len(data.test), len(data.classes)))}</p>
+<p class="headline">{_e(headline(run['model'], data.accuracy, len(data.test), n_classes=len(data.classes)))}</p>
 <h2>Which genres it confuses</h2>
 <p class=note>Each row is a true genre; a cell counts its test songs by the genre the model named. Blue: right; orange: wrong.</p>
 {_confusion_html(data)}

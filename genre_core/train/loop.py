@@ -66,7 +66,7 @@ def loader_workers(n_batches: int) -> int:
 
 
 def window_loader(windows: WindowSet, order: np.ndarray, batch_size: int,
-                  device: torch.device) -> torch.utils.data.DataLoader:
+                  *, device: torch.device) -> torch.utils.data.DataLoader:
     """Batches of `windows` in `order` (B rows each): ((B, L) audio, (B,) labels, (B,) tracks)."""
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     # In-memory sets (a probe's cached embeddings) have nothing for a worker to read.
@@ -161,7 +161,7 @@ class Trainer:
             y = y.pin_memory()
         y = y.to(self.device, non_blocking=True)  # (B, L)
         if train:
-            y = augment_waveform(y, self.sr, self.settings.augment, self.generator)
+            y = augment_waveform(y, self.sr, self.settings.augment, generator=self.generator)
         with torch.autocast(self.device.type, enabled=False):
             x = self.frontend(y.float())  # (B, 1, F, T), features in fp32
         if train:
@@ -174,7 +174,7 @@ class Trainer:
         labels = torch.as_tensor(labels).cpu()
         target = self._target(labels).to(self.device)
         if self.settings.augment.mixup_alpha > 0:
-            x, target = mixup(x, target, self.settings.augment.mixup_alpha, self.generator)
+            x, target = mixup(x, target, self.settings.augment.mixup_alpha, generator=self.generator)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             logits = self.net(x).logits
         loss = self._loss(logits.float(), target)
@@ -202,7 +202,7 @@ class Trainer:
 
     # -- epochs ----------------------------------------------------------------------------
 
-    def fit(self, train: WindowSet, val: WindowSet, n_classes: int, checkpoint: Path | None,
+    def fit(self, train: WindowSet, val: WindowSet, n_classes: int, *, checkpoint: Path | None,
             progress: bool = True, on_epoch: Callable[[], None] | None = None) -> LoopState:
         """Train until `epochs` or early stopping; `on_epoch` is called after each checkpoint."""
         self._n_classes = n_classes
@@ -213,7 +213,7 @@ class Trainer:
             order = torch.randperm(len(train), generator=self.generator).numpy()
             mine, batch_size = distributed.shard(order, s.batch_size, self.ranks)
             loss_sum, correct = 0.0, 0
-            for audio, labels, _ in tqdm(window_loader(train, mine, batch_size, self.device),
+            for audio, labels, _ in tqdm(window_loader(train, mine, batch_size, device=self.device),
                                          desc=f"epoch {self.state.epoch + 1}/{s.epochs}", unit="batch",
                                          disable=not progress, leave=False):
                 batch_loss, batch_correct = self._train_step(audio, labels)
@@ -265,7 +265,7 @@ class Trainer:
         self.model.eval()
         out_lp, out_emb = [], []
         bs = self.settings.batch_size * 2  # no gradients: twice the batch fits
-        loader = window_loader(windows, np.arange(len(windows)), bs, self.device)
+        loader = window_loader(windows, np.arange(len(windows)), bs, device=self.device)
         for audio, _, _ in tqdm(loader, desc="predict", unit="batch", disable=not progress, leave=False):
             x = self._features(audio, train=False)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):

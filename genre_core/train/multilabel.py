@@ -87,7 +87,7 @@ def track_probs(windows: WindowSet, log_p: np.ndarray) -> np.ndarray:
 
 
 def results(windows: dict[str, WindowSet], log_probs: dict[str, np.ndarray], classes: list[str],
-            primary: dict[str, str], seed: int) -> tuple[dict[str, pd.DataFrame], ml.MultiLabelReport | None, dict]:
+            *, primary: dict[str, str], seed: int) -> tuple[dict[str, pd.DataFrame], ml.MultiLabelReport | None, dict]:
     """The run's result tables (metrics, predictions, multilabel_predictions,
     segment_predictions), the test report and its CIs {name: (low, high)}. `primary`: track_id
     -> primary genre, stored as `predictions.label` (its `predicted` is the top genre, `probs`
@@ -100,7 +100,7 @@ def results(windows: dict[str, WindowSet], log_probs: dict[str, np.ndarray], cla
         w, p, y = windows[side], probs[side], truth[side]
         if len(w) == 0:
             continue
-        side_report = ml.report(y, p, classes, threshold)
+        side_report = ml.report(y, p, classes, threshold=threshold)
         rows = ml.metric_rows(side_report, y, p, side, seed)
         metrics += rows
         if side == "test":
@@ -119,7 +119,7 @@ def results(windows: dict[str, WindowSet], log_probs: dict[str, np.ndarray], cla
     return tables, report, ci
 
 
-def summary_line(run_id: str, model: str, dataset: str, split: str, rep: ml.MultiLabelReport | None,
+def summary_line(run_id: str, model: str, dataset: str, *, split: str, rep: ml.MultiLabelReport | None,
                  ci: dict) -> str:
     if rep is None:
         return f"run {run_id}: {model} on {dataset} ({split}) — no test tracks"

@@ -45,11 +45,11 @@ def embedding_augment(augment: AugmentConfig) -> AugmentConfig:
 
 
 def head_training(model: nn.Module, frontend: nn.Module, windows: dict[str, WindowSet],
-                  shas: dict[str, Sequence[str]], cache: ShardCache, settings: LoopSettings,
+                  *, shas: dict[str, Sequence[str]], cache: ShardCache, settings: LoopSettings,
                   device: torch.device, progress: bool
                   ) -> tuple[HeadOnly, nn.Module, dict[str, EmbeddingSet], LoopSettings]:
     """(module to train, its front end, its inputs per side, its settings) for a probe."""
-    sets = {side: embed_windows(model, frontend, w, shas[side], cache, device, batch_size(device), progress,
+    sets = {side: embed_windows(model, frontend, w, shas=shas[side], cache=cache, device=device, batch_size=batch_size(device), progress=progress,
                                 desc=f"embed {side}")
             for side, w in windows.items()}
     settings = dataclasses.replace(settings, augment=embedding_augment(settings.augment))

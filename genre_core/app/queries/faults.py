@@ -17,7 +17,7 @@ from genre_core.app.queries.runs import predictions, run_row
 # -- faults and reviews ---------------------------------------------------------------------
 
 
-def faults(db, dataset_id: int, kinds: Sequence[str] | None = None, source: str | None = None) -> pd.DataFrame:
+def faults(db, dataset_id: int, *, kinds: Sequence[str] | None = None, source: str | None = None) -> pd.DataFrame:
     """Findings with the track's label, artist, status and the latest review (decision, note)."""
     frame = _df(db, f"""
         WITH {_REVIEWS}
@@ -51,14 +51,14 @@ def track_faults(db, dataset_id: int, track_id: str) -> pd.DataFrame:
 
 def duplicate_groups(db, dataset_id: int) -> pd.DataFrame:
     """Detected duplicate findings, one row per member track, ordered by group."""
-    frame = faults(db, dataset_id, DUPLICATE_KINDS, source="detected")
+    frame = faults(db, dataset_id, kinds=DUPLICATE_KINDS, source="detected")
     return frame.sort_values(["group_id", "track_id"], kind="stable").reset_index(drop=True)
 
 
 def label_issues(db, dataset_id: int, run_id: str | None) -> pd.DataFrame:
     """Detected label issues, most suspicious first, with the chosen run's opinion of each
     track: what it predicts, how sure it is, and how much it believes the given label."""
-    frame = faults(db, dataset_id, ["label_issue"], source="detected")
+    frame = faults(db, dataset_id, kinds=["label_issue"], source="detected")
     if run_id is None or frame.empty:
         return frame.assign(predicted=None, confidence=np.nan, p_given=np.nan)
     preds = predictions(db, run_id, split=None).drop_duplicates("track_id")
@@ -70,7 +70,7 @@ def artist_repeats(db, dataset_id: int, run_id: str | None = None) -> pd.DataFra
     """One row per artist with several tracks: n_tracks, genres, and (given a run on this
     dataset) the sides of its split they fell on; `leak` marks artists on both the training
     and the test side, whose songs let a model score by recognising the artist."""
-    frame = faults(db, dataset_id, ["artist_repeat"], source="detected")
+    frame = faults(db, dataset_id, kinds=["artist_repeat"], source="detected")
     columns = ["group_id", "artist", "n_tracks", "genres", "splits", "leak", "track_ids"]
     if frame.empty:
         return pd.DataFrame(columns=columns)

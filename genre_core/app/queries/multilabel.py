@@ -47,7 +47,7 @@ def multilabel_metrics(db, run_ids: Sequence[str], split: str = "test") -> pd.Da
         .sort_values("run_id", key=lambda s: s.map(order)).reset_index(drop=True)
 
 
-def genre_sets(db, run_id: str, split: str | None = "test", track_id: str | None = None) -> pd.DataFrame:
+def genre_sets(db, run_id: str, *, split: str | None = "test", track_id: str | None = None) -> pd.DataFrame:
     """Per track of a multi-label run (of one split or all; of one track or all): track_id,
     split, genres (true), predicted (at the run's threshold), probs (in class order), label
     (primary genre), top (most probable genre), artist."""
@@ -66,17 +66,17 @@ def genre_sets(db, run_id: str, split: str | None = "test", track_id: str | None
 
 def track_genre_set(db, run_id: str, track_id: str) -> pd.Series | None:
     """One track's row of `genre_sets` (any split), or None (single-label run, training track)."""
-    frame = genre_sets(db, run_id, None, track_id)
+    frame = genre_sets(db, run_id, split=None, track_id=track_id)
     return None if frame.empty else frame.iloc[0]
 
 
-def cooccurrence(db, run_id: str, classes: Sequence[str], split: str = "test") -> pd.DataFrame:
+def cooccurrence(db, run_id: str, classes: Sequence[str], *, split: str = "test") -> pd.DataFrame:
     """Every (true genre, predicted genre) cell in class order, shaped like `confusion()`:
     label, predicted, true_index, pred_index (1-based), n = tracks having `label` among their
     true genres and `predicted` among their predicted ones, row_total = tracks with that true
     genre, rate = n / row_total. The diagonal is each genre's recall; a track with two true and
     two predicted genres counts in four cells."""
-    sets = genre_sets(db, run_id, split)
+    sets = genre_sets(db, run_id, split=split)
     classes = list(classes)
     index = {c: i for i, c in enumerate(classes)}
     counts = np.zeros((len(classes), len(classes)), dtype=np.int64)

@@ -124,7 +124,7 @@ class _Slot:
         return f"{self.genre}.{self.index:05d}"
 
 
-def generate_corpus(out: Path, config: SynthConfig = SynthConfig(), progress: bool = True,
+def generate_corpus(out: Path, *, config: SynthConfig = SynthConfig(), progress: bool = True,
                     workers: int | None = None) -> SynthSummary:
     """Write the corpus under `out` (see the module docstring) and return what was written.
     `workers` processes render the clips (None: one per CPU; the bytes do not depend on it).
@@ -141,7 +141,7 @@ def generate_corpus(out: Path, config: SynthConfig = SynthConfig(), progress: bo
     held: dict[str, np.ndarray] = {}  # source track_id -> its longer render, for recording copies
     options = EngineOptions(workers=workers, preload=("genre_core.datasets.synth.music",))
     with tqdm(total=len(slots), desc="synth", unit="clip", disable=not progress) as bar:
-        for _, results in map_chunks(_render_chunk, chunks, (out, config), options):
+        for _, results in map_chunks(_render_chunk, chunks, args=(out, config), options=options):
             for track_id, detail, y in results:
                 by_id[track_id].detail = detail
                 if y is not None:
@@ -295,7 +295,7 @@ def _write_slot(out: Path, slot: _Slot, config: SynthConfig, held: dict[str, np.
         slot.detail = "digital silence: every sample is 0"
     else:
         # mastered: loudness-normalised by the artist's target, peaks from 0.5 to 0.89
-        y = render_clip(slot.true_genre, slot.artist, config.n_samples + slot.extra, config.sr, rng,
+        y = render_clip(slot.true_genre, slot.artist, config.n_samples + slot.extra, sr=config.sr, rng=rng,
                         also=slot.also or None)
         if slot.held:
             held[slot.track_id] = y

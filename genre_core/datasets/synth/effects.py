@@ -9,7 +9,7 @@ import numpy as np
 from scipy import signal
 
 
-def shelf(y: np.ndarray, sr: int, freq: float, gain_db: float, high: bool) -> np.ndarray:
+def shelf(y: np.ndarray, sr: int, freq: float, *, gain_db: float, high: bool) -> np.ndarray:
     """RBJ-cookbook shelf (slope 1): boost or cut by `gain_db` above (`high`) or below `freq` Hz."""
     a = 10 ** (gain_db / 40)
     w = 2 * np.pi * freq / sr
@@ -29,7 +29,7 @@ def highpass(y: np.ndarray, sr: int, freq: float) -> np.ndarray:
     return signal.sosfilt(signal.butter(2, freq, "highpass", fs=sr, output="sos"), y)
 
 
-def overdrive(y: np.ndarray, sr: int, drive: float, cabinet_hz: float) -> np.ndarray:
+def overdrive(y: np.ndarray, sr: int, drive: float, *, cabinet_hz: float) -> np.ndarray:
     """tanh saturation of a unit-RMS bus, then a speaker-cabinet low-pass; same RMS out."""
     if drive <= 1.0:
         return y
@@ -39,7 +39,7 @@ def overdrive(y: np.ndarray, sr: int, drive: float, cabinet_hz: float) -> np.nda
     return wet * rms / (np.sqrt(np.mean(wet**2)) + 1e-12)
 
 
-def compress(y: np.ndarray, sr: int, threshold_db: float, ratio: float, window_s: float = 0.03
+def compress(y: np.ndarray, sr: int, threshold_db: float, *, ratio: float, window_s: float = 0.03
              ) -> np.ndarray:
     """Feed-forward RMS compressor: above `threshold_db` (dBFS of the signal's RMS over about
     `window_s`) the level rises only 1/ratio dB per dB. The detector runs on blocks of a
@@ -56,7 +56,7 @@ def compress(y: np.ndarray, sr: int, threshold_db: float, ratio: float, window_s
     return y * np.interp(np.arange(len(y)), centres, gain)
 
 
-def reverb(y: np.ndarray, sr: int, rt60: float, wet: float, damping_hz: float,
+def reverb(y: np.ndarray, sr: int, rt60: float, *, wet: float, damping_hz: float,
            rng: np.random.Generator) -> np.ndarray:
     """Convolution with exponentially decaying noise (a diffuse room whose tail falls 60 dB in
     `rt60` s), low-passed at `damping_hz`, 15 ms pre-delay; `wet` is the tail's energy share.
@@ -73,13 +73,13 @@ def reverb(y: np.ndarray, sr: int, rt60: float, wet: float, damping_hz: float,
     return np.sqrt(1 - wet) * y + signal.lfilter([0.5, 0.5], [1.0], tail)
 
 
-def loudness(y: np.ndarray, sr: int, target_db: float, ceiling: float = 0.89, floor: float = 0.5
+def loudness(y: np.ndarray, sr: int, target_db: float, *, ceiling: float = 0.89, floor: float = 0.5
              ) -> np.ndarray:
     """Scale to `target_db` dBFS of K-weighting-like RMS (a 1.5 kHz +4 dB shelf, as in ITU-R
     BS.1770, without gating), then hold peaks under `ceiling` with a fast limiter pass; a very
     dynamic clip whose peak stays under `floor` is raised to it, as a mastering engineer would."""
-    weighted = shelf(highpass(y, sr, 60.0), sr, 1500.0, 4.0, high=True)
+    weighted = shelf(highpass(y, sr, 60.0), sr, 1500.0, gain_db=4.0, high=True)
     y = y * 10 ** (target_db / 20) / (np.sqrt(np.mean(weighted**2)) + 1e-12)
-    y = compress(y, sr, 20 * np.log10(ceiling) - 6.0, 8.0, window_s=0.002)
+    y = compress(y, sr, 20 * np.log10(ceiling) - 6.0, ratio=8.0, window_s=0.002)
     peak = float(np.max(np.abs(y)))
     return y * (min(ceiling, max(floor, peak)) / max(peak, 1e-12))

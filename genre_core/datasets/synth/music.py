@@ -24,7 +24,7 @@ _TIMPANI = 8       # channel of the pitched timpani inside the drum bus
 _DRUM_LEN = {"crash": 1.5, "ride": 0.8, "ohat": 0.4, "timp": 1.2}  # s held; other drums 0.3 s
 
 
-def render_clip(genre: str, artist: Artist, n: int, sr: int, rng: np.random.Generator,
+def render_clip(genre: str, artist: Artist, n: int, *, sr: int, rng: np.random.Generator,
                 also: str | None = None) -> np.ndarray:
     """`n` samples of a `genre` song played by `artist`, mastered, float64 (peaks < 0.9). (n,)
 
@@ -94,7 +94,7 @@ class _Clip:
         """Samples a note of `steps` grid steps is held, shortened by the part's gate."""
         return max(1, int(steps * self.bar / grid * gate * self.sr))
 
-    def play(self, bus: str, start: int, length: int, channel: int, key: int, level: float) -> None:
+    def play(self, bus: str, start: int, length: int, *, channel: int, key: int, level: float) -> None:
         if start + length > 0 and start < self.n + self.pre:
             self.notes[bus].append(Note(start, start + length, channel, int(key), _midi_velocity(level)))
 
@@ -120,9 +120,9 @@ class _Clip:
         length = int(_DRUM_LEN.get(drum, 0.3) * self.sr)
         if drum == "timp":  # tuned to the tonic, low
             self.use("drums", _TIMPANI, "timp")
-            self.play("drums", start, length, _TIMPANI, 41 + (self.key - 5) % 12, level)
+            self.play("drums", start, length, channel=_TIMPANI, key=41 + (self.key - 5) % 12, level=level)
         else:
-            self.play("drums", start, length, DRUM_CHANNEL, DRUM_KEYS[drum], level)
+            self.play("drums", start, length, channel=DRUM_CHANNEL, key=DRUM_KEYS[drum], level=level)
 
     def drums(self, s: Style) -> None:
         rng = self.rng
@@ -152,7 +152,7 @@ class _Clip:
                 start = self.at(bar, step, len(pattern))
                 level = _VELOCITY.get(sym, 1.0) * part.gain * self.rng.uniform(0.85, 1.0)
                 for i, midi in enumerate(notes):  # a strum starts each string a little later
-                    self.play("chords", start + int(i * part.strum * self.sr), n_hold, channel, midi, level)
+                    self.play("chords", start + int(i * part.strum * self.sr), n_hold, channel=channel, key=midi, level=level)
 
     def bass_part(self, part: Part) -> None:
         self.use("bass", 0, part.inst)
@@ -167,7 +167,7 @@ class _Clip:
             for step, length, sym in self.hits(pattern):
                 n_hold = self.hold(length, len(pattern), part.gate)
                 level = part.gain * self.rng.uniform(0.7, 0.9)
-                self.play("bass", self.at(bar, step, len(pattern)), n_hold, 0, base + offsets[sym], level)
+                self.play("bass", self.at(bar, step, len(pattern)), n_hold, channel=0, key=base + offsets[sym], level=level)
 
     def lead_part(self, part: Part, style: Style) -> None:
         """A random walk over the scale that lands on chord tones on the beats; 2 bars on, 2 off."""
@@ -191,7 +191,7 @@ class _Clip:
                     idx = min(tones, key=lambda j: abs(j - idx))
                 if rng.random() > 0.2:
                     n_hold = self.hold(min(length, grid - pos), grid, part.gate)
-                    self.play("lead", self.at(bar, pos, grid), n_hold, 0, pool[idx], part.gain * rng.uniform(0.6, 0.9))
+                    self.play("lead", self.at(bar, pos, grid), n_hold, channel=0, key=pool[idx], level=part.gain * rng.uniform(0.6, 0.9))
                 pos += length
 
     def mix(self) -> np.ndarray:
@@ -201,24 +201,24 @@ class _Clip:
         for name, weight, artist_gain in zip(self.notes, self.style.levels, a.mix):
             if not self.notes[name]:
                 continue
-            bus = render_notes(self.notes[name], self.programs[name], a.kit, self.n + self.pre, sr)[self.pre:]
+            bus = render_notes(self.notes[name], self.programs[name], a.kit, n=self.n + self.pre, sr=sr)[self.pre:]
             rms = np.sqrt(np.mean(bus**2))
             if rms < 1e-6:
                 continue
             bus = bus / rms
             if name in self.distorted:  # amp + cabinet: darker artists get a darker cabinet
-                bus = effects.overdrive(bus, sr, a.drive, 2500 + 3500 * a.brightness)
+                bus = effects.overdrive(bus, sr, a.drive, cabinet_hz=2500 + 3500 * a.brightness)
             y += weight * artist_gain * bus
         return y
 
     def master(self, y: np.ndarray) -> np.ndarray:
         """Room, EQ, bus compression, a noise floor, loudness: the artist's production. (n,)"""
         a, sr, rng = self.artist, self.sr, self.rng
-        y = effects.reverb(y, sr, a.room, a.reverb, 3000 + 5000 * a.brightness, rng)
+        y = effects.reverb(y, sr, a.room, wet=a.reverb, damping_hz=3000 + 5000 * a.brightness, rng=rng)
         y = effects.highpass(y, sr, 30.0)
-        y = effects.shelf(y, sr, 200.0, a.warmth, high=False)
-        y = effects.shelf(y, sr, 3000.0, 12 * a.brightness - 6, high=True)
+        y = effects.shelf(y, sr, 200.0, gain_db=a.warmth, high=False)
+        y = effects.shelf(y, sr, 3000.0, gain_db=12 * a.brightness - 6, high=True)
         rms_db = 10 * np.log10(np.mean(y**2) + 1e-12)
-        y = effects.compress(y, sr, rms_db - 2.0, a.squash)
+        y = effects.compress(y, sr, rms_db - 2.0, ratio=a.squash)
         y = y + np.sqrt(np.mean(y**2)) * 10 ** (a.noise_db / 20) * rng.standard_normal(len(y))
         return effects.loudness(y, sr, a.loud)

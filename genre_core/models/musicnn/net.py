@@ -193,12 +193,12 @@ def load_tagger(variant: str = "MSD_musicnn", cache_dir: Path | str | None = Non
     when the wheel is not installed.
     """
     model = build_tagger(variant)
-    state = pretrained_state_dict(variant, cache_dir, use_cache=use_cache)
+    state = pretrained_state_dict(variant, cache_dir=cache_dir, use_cache=use_cache)
     try:
         model.load_state_dict(state)
     except RuntimeError:
         # A cache written by older code can be valid for its wheel yet not fit this module.
-        model.load_state_dict(pretrained_state_dict(variant, cache_dir, use_cache, refresh=True))
+        model.load_state_dict(pretrained_state_dict(variant, cache_dir=cache_dir, use_cache=use_cache, refresh=True))
     return model.eval()
 
 

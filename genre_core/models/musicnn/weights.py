@@ -185,7 +185,7 @@ def _write_cache(path: Path, blob: dict) -> None:
             os.remove(tmp)
 
 
-def pretrained_state_dict(variant: str, cache_dir: Path | str | None = None,
+def pretrained_state_dict(variant: str, *, cache_dir: Path | str | None = None,
                           use_cache: bool = True, refresh: bool = False,
                           ) -> dict[str, torch.Tensor]:
     """Converted weights of one musicnn variant, from `<cache_dir>/<variant>.pt` when valid.
