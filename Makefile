@@ -22,7 +22,7 @@ demo: setup
 	$(MAKE) app
 
 app: setup
-	$(VENV)/bin/streamlit run app.py
+	$(VENV)/bin/streamlit run server.py  # app.py behind its Content-Security-Policy
 
 test: setup
 	$(PY) -m pytest -q

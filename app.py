@@ -17,7 +17,7 @@ import streamlit as st
 
 from genre_core.app import access, state
 from genre_core.app import queries as q
-from genre_core.store import StoreError
+from genre_core.store import Store, StoreBusy, StoreError
 from genre_core.workers import bound_heap_growth
 
 log = logging.getLogger("genrelens.app")
@@ -102,8 +102,39 @@ def open_database(path: Path | None) -> tuple[q.DbRef | None, str, str]:
         db_state, message = "invalid", f"{path}: {exc}"
     if db_state == "empty":
         return None, db_state, message
+    if db_state == "invalid" and _locked(path):  # database_state cannot tell a lock from a bad file
+        return None, "busy", BUSY
     log.warning("GenreLens refused database %s: %s", path, message)
     return None, db_state, access.REFUSED
+
+
+# -- another process holds the database's lock --------------------------------------------------
+# An ingest or a training run writing for longer than a read waits (Store.read) keeps every
+# reader out. Visitors read that in our words, with no path and no traceback, and can retry;
+# the operator finds the details in the server log. Saying "busy" tells a visitor nothing new:
+# only a database the operator offers is ever opened.
+BUSY = ("This database is busy: another program (an ingest or a training run) is writing to it "
+        "right now. Try again in a moment.")
+
+
+def _busy(exc: BaseException) -> bool:
+    """Whether `exc` is a StoreError because the database's lock is held (as the store tells a
+    passing lock from a broken file)."""
+    return isinstance(exc, StoreBusy)
+
+
+def _locked(path: Path) -> bool:
+    """Whether another process holds the lock of the database at `path` right now."""
+    try:
+        with Store(path).read(wait_s=0):
+            return False
+    except (StoreError, ValueError, duckdb.Error) as exc:  # a corrupt file raises DuckDB's own errors
+        return _busy(exc)
+
+
+def _busy_notice() -> None:
+    st.warning(BUSY, icon=":material/hourglass_top:")
+    st.button("Try again", key="_busy_retry")  # a click reruns the page
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -173,17 +204,26 @@ def main() -> None:
     if db is None:
         st.session_state.pop(state.DB, None)
         st.title("GenreLens")
-        (st.info if db_state == "empty" else st.error)(message, icon=":material/database:")
+        if db_state == "busy":
+            _busy_notice()
+        else:
+            (st.info if db_state == "empty" else st.error)(message, icon=":material/database:")
         st.markdown("GenreLens shows how music-genre classifiers behave: leaderboards with "
                     "confidence intervals, clickable confusion matrices, maps of what the "
                     "model hears, Grad-CAM over spectrograms and the faults of the dataset.")
         return
     st.session_state[state.DB] = db
-    run_id = run_picker(db)
-    st.session_state[state.RUN] = run_id
-    if state.RETURN_TO in st.session_state:
-        st.switch_page(st.session_state.pop(state.RETURN_TO))
-    page.run()
+    try:
+        run_id = run_picker(db)
+        st.session_state[state.RUN] = run_id
+        if state.RETURN_TO in st.session_state:
+            st.switch_page(st.session_state.pop(state.RETURN_TO))
+        page.run()
+    except StoreError as exc:  # the lock was taken after the database opened: mid-page
+        if not _busy(exc):
+            raise
+        log.warning("GenreLens database %s is busy: %s", db.path, exc)
+        _busy_notice()
 
 
 main()

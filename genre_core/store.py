@@ -13,6 +13,7 @@ import os
 import socket
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -20,9 +21,10 @@ from typing import Any, Iterator, Sequence
 import duckdb
 import pandas as pd
 
+from genre_core import paths
 from genre_core.workers import pid_alive
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_DB = Path("data/genrelens.duckdb")
 LOCK_WAIT_S = 30.0  # a run's final write takes well under a second; 30 s covers slow disks
 # A training process writes a heartbeat every HEARTBEAT_S (genre_core.train.lifecycle); a
@@ -81,6 +83,29 @@ CREATE TABLE IF NOT EXISTS reviews (
     decided_at TIMESTAMP);
 """
 
+# What each schema version adds to the one before it. A new file gets all of it; an older
+# file is brought up to date, in one transaction, by the first open_store() that may write.
+# Version 2 (hearing why):
+# faithfulness: per run and explanation method, how well masks keeping the top k share of the
+#   attribution keep the decision, against random masks of the same area ("explained" /
+#   "random"): measure keep_rate | drop_in | drop_out, with bootstrap CIs over n tracks.
+# variant_predictions: the run's probabilities for musical variants of a track (percussive,
+#   harmonic, no bass, no treble, demo stems removed...), `variant` names the variant.
+# contrast_neighbours: for a misclassified test track, its closest correctly classified tracks
+#   of its true (`side` = "true") and of its predicted genre ("predicted"), explained too.
+MIGRATIONS = {
+    2: """
+CREATE TABLE IF NOT EXISTS faithfulness (
+    run_id VARCHAR, method VARCHAR, mask VARCHAR, k DOUBLE, measure VARCHAR, value DOUBLE,
+    ci_low DOUBLE, ci_high DOUBLE, n INTEGER);
+CREATE TABLE IF NOT EXISTS variant_predictions (
+    run_id VARCHAR, track_id VARCHAR, variant VARCHAR, probs FLOAT[]);
+CREATE TABLE IF NOT EXISTS contrast_neighbours (
+    run_id VARCHAR, track_id VARCHAR, side VARCHAR, rank INTEGER, neighbour_id VARCHAR,
+    distance DOUBLE);
+""",
+}
+
 # Tables added after schema version 1: created by the first write that needs them (and by
 # SCHEMA's users on a new file), so older databases need no migration; readers check first.
 # run_heartbeats: the process of a running run and when it last proved alive.
@@ -104,6 +129,7 @@ LATER_RUN_TABLES = ("multilabel_predictions",)
 RUN_TABLES = (
     "epochs", "metrics", "predictions", "segment_predictions", "embeddings", "projections",
     "neighbours", "attributions", "taggrams", "band_importance",
+    "faithfulness", "variant_predictions", "contrast_neighbours",
 )
 
 TRACK_COLUMNS = (
@@ -121,7 +147,23 @@ TRACK_FILES_SQL = """CREATE TABLE IF NOT EXISTS track_files (
 
 
 class StoreError(Exception):
-    """The database cannot be used: wrong schema version, locked too long, not DuckDB."""
+    """The database cannot be used: wrong schema version, locked too long, not DuckDB, full disk."""
+
+
+class StoreBusy(StoreError):
+    """Another process held the database's lock for longer than we waited: try again later."""
+
+
+@dataclass(frozen=True)
+class NewDataset:
+    """A dataset as an ingest found it. Stored with the ingest's first batch of tracks, in that
+    batch's transaction, so an ingest that cannot write leaves no empty dataset behind."""
+
+    name: str
+    kind: str
+    root: str
+    genres: tuple[str, ...]
+    genre_rows: tuple[tuple[str, str], ...] = ()  # (track_id, genre): every genre of each track
 
 
 def default_db_path() -> Path:
@@ -139,8 +181,19 @@ def _connect(path: Path, read_only: bool, wait_s: float) -> duckdb.DuckDBPyConne
             return duckdb.connect(str(path), read_only=read_only)
         except (duckdb.IOException, duckdb.ConnectionException) as exc:
             if not _is_transient(exc) or time.monotonic() > deadline:
-                raise StoreError(f"{path}: {str(exc).splitlines()[0]}") from exc
+                failure = None if read_only else paths.write_error(path, exc)
+                kind = StoreBusy if _is_transient(exc) else StoreError
+                raise kind(str(failure or f"{path}: {str(exc).splitlines()[0]}")) from exc
             time.sleep(0.05)
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Undo the open transaction; a commit that failed (its WAL could not be written) has
+    already ended it, and DuckDB's "no transaction is active" must not hide why it failed."""
+    try:
+        con.rollback()
+    except duckdb.TransactionException:
+        pass
 
 
 def _is_transient(exc: duckdb.Error) -> bool:
@@ -164,9 +217,12 @@ class Store:
             con.begin()
             yield con
             con.commit()
-        except BaseException:
-            con.rollback()
-            raise
+        except BaseException as exc:
+            _rollback(con)
+            failure = paths.write_error(self.path, exc)  # a full disk: one line naming the file
+            if failure is None:
+                raise
+            raise StoreError(str(failure)) from exc
         finally:
             con.close()
 
@@ -205,12 +261,6 @@ class Store:
             con.execute("DROP TABLE incoming")
         return dataset_id, int(missing or 0)
 
-    def begin_ingest(self, name: str, kind: str, root: str, *, genres: Sequence[str]) -> int:
-        """Insert or update the dataset row before its tracks arrive in batches; its id."""
-        with self.write() as con:
-            con.execute(TRACK_FILES_SQL)
-            return _upsert_dataset(con, name, kind, root, list(genres))
-
     def ingest_state(self, name: str) -> pd.DataFrame:
         """What a previous ingest stored for dataset `name`: its tracks' columns plus the
         size, mtime_ns and validated seen then (NULL when unknown), indexed by track_id."""
@@ -224,20 +274,24 @@ class Store:
                 [name]).df()
         return frame.drop(columns=["dataset_id"]).set_index("track_id", drop=False)
 
-    def save_tracks(self, dataset_id: int, tracks: list[dict]) -> None:
+    def save_tracks(self, dataset: int | NewDataset, tracks: list[dict]) -> int:
         """Insert or replace a batch of track rows (TRACK_COLUMNS + size, mtime_ns, validated) in one
-        transaction: a killed ingest keeps every batch committed before the kill, nothing else."""
+        transaction: a killed ingest keeps every batch committed before the kill, nothing else.
+        `dataset` is the dataset's id, or, for an ingest's first batch, the dataset itself
+        (inserted or updated in the same transaction). Returns the dataset's id."""
         frame = pd.DataFrame(tracks, columns=[*TRACK_COLUMNS, "size", "mtime_ns", "validated"])
-        frame.insert(0, "dataset_id", dataset_id)
         frame = frame.astype({"size": "Int64", "mtime_ns": "Int64", "validated": "boolean"})
         with self.write() as con:
             con.execute(TRACK_FILES_SQL)
+            dataset_id = dataset if isinstance(dataset, int) else _save_dataset_row(con, dataset)
+            frame.insert(0, "dataset_id", dataset_id)
             con.register("batch_frame", frame)
             cols = ", ".join(["dataset_id", *TRACK_COLUMNS])
             con.execute(f"INSERT OR REPLACE INTO tracks ({cols}) SELECT {cols} FROM batch_frame")
             con.execute("INSERT OR REPLACE INTO track_files SELECT dataset_id, track_id, size, "
                         "mtime_ns, validated FROM batch_frame")
             con.unregister("batch_frame")
+        return dataset_id
 
     def mark_missing(self, dataset_id: int, present: Sequence[str]) -> int:
         """Tracks of the dataset not in `present` become status='missing' (kept, so results
@@ -247,16 +301,6 @@ class Store:
             missing = _mark_absent(con, dataset_id, "present_frame")
             con.unregister("present_frame")
         return int(missing or 0)
-
-    def save_track_genres(self, dataset_id: int, rows: Sequence[tuple[str, str]]) -> None:
-        """Replace the dataset's (track_id, genre) rows in one transaction (see track_genres)."""
-        frame = pd.DataFrame(list(rows), columns=["track_id", "genre"], dtype=object)
-        with self.write() as con:
-            con.execute(LATER_TABLES["track_genres"])
-            con.execute("DELETE FROM track_genres WHERE dataset_id = ?", [dataset_id])
-            con.register("genre_frame", frame)
-            con.execute("INSERT INTO track_genres SELECT ?, track_id, genre FROM genre_frame", [dataset_id])
-            con.unregister("genre_frame")
 
     def track_genres(self, dataset_name: str) -> pd.DataFrame:
         """(track_id, genre) rows of the dataset's tracks: every genre of each track that has
@@ -604,6 +648,17 @@ def _replace_run_rows(con, run_id: str, results: dict[str, pd.DataFrame]) -> Non
             con.unregister("frame")
 
 
+def _save_dataset_row(con, dataset: NewDataset) -> int:
+    """Insert or update an ingested dataset's row and replace its (track_id, genre) rows."""
+    dataset_id = _upsert_dataset(con, dataset.name, dataset.kind, dataset.root, list(dataset.genres))
+    con.execute(LATER_TABLES["track_genres"])
+    con.execute("DELETE FROM track_genres WHERE dataset_id = ?", [dataset_id])
+    con.register("genre_frame", pd.DataFrame(list(dataset.genre_rows), columns=["track_id", "genre"], dtype=object))
+    con.execute("INSERT INTO track_genres SELECT ?, track_id, genre FROM genre_frame", [dataset_id])
+    con.unregister("genre_frame")
+    return dataset_id
+
+
 def _upsert_dataset(con, name: str, kind: str, root: str, genres: list[str]) -> int:
     row = con.execute("SELECT dataset_id FROM datasets WHERE name = ?", [name]).fetchone()
     if row:
@@ -628,18 +683,45 @@ def open_store(path: Path | str | None = None, create: bool = True) -> Store:
     if not path.exists():
         if not create:
             raise StoreError(f"{path}: no database yet (run: python -m training demo)")
+        _create(path)
+        return Store(path)
+    version = _check_version(path)
+    if version < SCHEMA_VERSION:
+        _migrate(path, version)
+    return Store(path)
+
+
+def _migrate(path: Path, version: int) -> None:
+    """Bring a database of an older schema `version` up to SCHEMA_VERSION in one transaction
+    (a failure leaves it as it was, at its old version)."""
+    with Store(path).write() as con:
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            con.execute(MIGRATIONS[step])
+        con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
+
+
+def _create(path: Path) -> None:
+    """A new database with the schema; a file that could not be finished (a full disk) is
+    removed, or every later open would call it "not a GenreLens database"."""
+    with paths.writing(path.parent):
         path.parent.mkdir(parents=True, exist_ok=True)
+    try:
         with Store(path).write() as con:
             con.execute(SCHEMA)
             for sql in LATER_TABLES.values():
                 con.execute(sql)
+            for sql in MIGRATIONS.values():
+                con.execute(sql)
             con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
-        return Store(path)
-    _check_version(path)
-    return Store(path)
+    except StoreError as exc:
+        if paths.write_errno(exc) is not None:  # not a lock: no other process made this file
+            for unfinished in (path, path.with_name(path.name + ".wal")):
+                unfinished.unlink(missing_ok=True)
+        raise
 
 
-def _check_version(path: Path) -> None:
+def _check_version(path: Path) -> int:
+    """The file's schema version: SCHEMA_VERSION, or an older one MIGRATIONS can upgrade."""
     try:
         with Store(path).read() as con:
             row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
@@ -650,11 +732,14 @@ def _check_version(path: Path) -> None:
     except ValueError:
         raise StoreError(f"{path}: schema version {row[0]!r} is not an integer (a damaged or foreign "
                          "database); move the file aside and re-run ingest") from None
+    if version is not None and 1 <= version < SCHEMA_VERSION:
+        return version
     if version != SCHEMA_VERSION:
         raise StoreError(
             f"{path}: schema version {version}, this GenreLens expects {SCHEMA_VERSION}; "
             "move the file aside and re-run ingest"
         )
+    return version
 
 
 def to_json(value: Any) -> str:

@@ -29,9 +29,12 @@ import re
 # overrides and isolates, zero-width and direction marks, the BOM.
 _DECEIVING = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 _LINE_BREAKS = re.compile("[\t\n]+")
-# Markdown's punctuation plus Streamlit's own syntax (":material/x:" icons, ":red[...]" colours,
-# "$...$" math): escaped with a backslash, every one shows as itself.
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~:$&=^\"'])")
+# What makes markup inside a line: links and images ([]()!), emphasis (*_~), code (`), HTML and
+# entities (<>&: an entity could bring a bidi override back), tables (|), Streamlit's ":icon:" and
+# ":red[...]" directives and "$math$". Escaped with a backslash, each shows as itself.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]()<>!|~:$&])")
+# What makes a block at the start of a line: a heading, quote, list item or numbered item.
+_MARKDOWN_BLOCK = re.compile(r"^(\s*[#>+-]|\s*\d+[.)])")
 # Characters a spreadsheet reads as the start of a formula (OWASP's list: = + - @, tab, CR).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
@@ -47,7 +50,8 @@ def plain(text, keep_lines: bool = False) -> str:
 
 def markdown(text) -> str:
     """For Streamlit markdown: every character shows as itself, none is markup."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", plain(text))
+    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", plain(text))
+    return _MARKDOWN_BLOCK.sub(lambda m: m.group(1)[:-1] + "\\" + m.group(1)[-1], escaped)
 
 
 def chart(text) -> str:
@@ -67,6 +71,16 @@ def cell(value):
         return value
     text = plain(value)
     return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def cells(frame):
+    """A copy of DataFrame `frame` whose text cells and column names went through `cell`
+    (for to_csv: a genre name is a column header of a timeline)."""
+    from pandas.api.types import is_object_dtype, is_string_dtype
+
+    text = [c for c in frame.columns if is_object_dtype(frame[c]) or is_string_dtype(frame[c])]
+    safe = frame.assign(**{c: frame[c].map(cell) for c in text}) if text else frame.copy()
+    return safe.rename(columns=cell)
 
 
 def terminal(text) -> str:

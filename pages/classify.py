@@ -1,12 +1,15 @@
 """Classify: any recording through the chosen run, as a genre timeline."""
 
+import logging
 from pathlib import Path
 
 import streamlit as st
 
 from genre_core.app import charts, classify, media
+from genre_core.untrusted import markdown as md
 from page_frame import open_page
 
+log = logging.getLogger("genrelens.app")
 RESULT = "genrelens.classify_result"  # (upload key, run_id, live.recording.Recording)
 
 ctx, _ = open_page("pages/classify.py", "Classify a recording",
@@ -40,8 +43,10 @@ if given is not None:
             st.stop()
         try:
             loaded = model_of(ctx.db.path, ctx.run_id)
-        except Exception as exc:  # a run whose model file is gone, or a model family not loadable here
-            st.warning(f"The model of run {ctx.run_id} cannot be loaded: {exc}")
+        except Exception:  # a run whose model file is gone, or a model family not loadable here
+            log.warning("run %s: model not loadable", ctx.run_id, exc_info=True)  # the details stay on the server
+            st.warning(f"The model of run {md(ctx.run_id)} cannot be loaded here: its model file is missing, "
+                       "damaged or of a kind this machine cannot run. The server's log says which.")
             st.stop()
         with st.spinner("Listening…"):
             try:
@@ -58,14 +63,14 @@ elif stored is None:
 _, run_id, heard = stored
 result, frame, cam = heard.result, heard.frame, heard.loudest
 overall, share = heard.verdict()
-st.subheader(f"Verdict: {overall}")
-st.write(f"**{heard.name}**: {overall} for {share:.0%} of its {result.seconds_audio:.0f} s "
+st.subheader(f"Verdict: {md(overall)}")
+st.write(f"**{md(heard.name)}**: {md(overall)} for {share:.0%} of its {result.seconds_audio:.0f} s "
          f"({len(result.sections)} section{'s' if len(result.sections) != 1 else ''}); "
-         f"classified in {result.seconds_wall:.1f} s by run {run_id}.")
+         f"classified in {result.seconds_wall:.1f} s by run {md(run_id)}.")
 st.plotly_chart(charts.sections_timeline(frame, result.classes, ctx.presentation),
                 theme=None, config=charts.plot_config(ctx.image_format, "timeline"), key="classify_timeline")
 st.code(classify.format_sections(result.sections), language=None)
-st.download_button("Download the timeline (CSV)", frame.to_csv(index=False),
+st.download_button("Download the timeline (CSV)", classify.timeline_csv(frame),
                    file_name=f"{Path(heard.name).stem}_timeline.csv", mime="text/csv", icon=":material/download:")
 
 st.subheader("What the model heard in the loudest moment")
@@ -80,4 +85,4 @@ else:
 st.plotly_chart(fig, theme=None, config=charts.plot_config(ctx.image_format, "loudest_gradcam"),
                 key="classify_cam")
 st.caption(f"The {cam.window_s:.0f}-s window starting at {cam.start_s:.1f} s, where the recording is "
-           f"loudest; bright regions are the evidence for **{cam.genre}** ({cam.prob:.0%}).")
+           f"loudest; bright regions are the evidence for **{md(cam.genre)}** ({cam.prob:.0%}).")

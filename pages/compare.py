@@ -6,6 +6,7 @@ from genre_core.app import state
 from genre_core.app import charts
 from genre_core.app import multilabel as ml_view
 from genre_core.app import queries as q
+from genre_core.untrusted import markdown as md
 from page_frame import figure, open_page
 
 
@@ -23,7 +24,7 @@ def compare_controls() -> tuple[list[str], str, str]:
     default = list(dict.fromkeys([ctx.run_id, *ids[:5]]))
     box = st.expander("Controls") if ctx.presentation else st.container()
     with box:
-        shown = st.multiselect(f"Runs on {run.dataset}", ids, default=default, format_func=labels.get,
+        shown = st.multiselect(f"Runs on {md(run.dataset)}", ids, default=default, format_func=labels.get,
                                key="compare_runs")
         left, right = st.columns(2)
         a = left.selectbox("McNemar: run A", ids, index=ids.index(ctx.run_id), format_func=labels.get, key="mc_a")

@@ -5,6 +5,7 @@ import streamlit as st
 from genre_core.app import state
 from genre_core.app import charts
 from genre_core.app import queries as q
+from genre_core.untrusted import markdown as md
 from page_frame import cell_rows, clickable_matrix, figure, matrix_controls, open_page
 
 CELL = "genrelens.confusion_cell"  # (run_id, split, true, predicted): survives a trip to Track
@@ -25,7 +26,7 @@ cells = cached(q.confusion)(ctx.db, ctx.run_id, split)
 if cells.empty or cells.n.sum() == 0:
     st.info(f"Run {ctx.run_id} has no {split} predictions.")
     st.stop()
-st.caption(f"Run **{run.model}** ({run.representation or 'own input'}) on **{run.dataset}**, "
+st.caption(f"Run **{md(run.model)}** ({run.representation or 'own input'}) on **{md(run.dataset)}**, "
            f"{int(cells.n.sum())} {split} tracks · {ctx.run_id}")
 
 selected, right = clickable_matrix(ctx, cells, normalise, CELL, split, "confusion")
@@ -34,8 +35,8 @@ selected, right = clickable_matrix(ctx, cells, normalise, CELL, split, "confusio
 def cell_tracks() -> None:
     """The tracks behind the selected cell, and the way into the Track view."""
     rows = cell_rows(selected, lambda t, p: state.tracks_in_cell(cached(q.predictions)(ctx.db, ctx.run_id, split), t, p),
-                     lambda n, t, p: f"{n} {t} track{'s' if n != 1 else ''} "
-                                     f"{'correctly called' if t == p else 'called'} {p}")
+                     lambda n, t, p: f"{n} {md(t)} track{'s' if n != 1 else ''} "
+                                     f"{'correctly called' if t == p else 'called'} {md(p)}")
     if rows is None:
         return
     true, predicted = selected
@@ -45,7 +46,7 @@ def cell_tracks() -> None:
         state.open_track(st.session_state, int(run.dataset_id), track_id, selection)
         st.switch_page("pages/track.py")
 
-    if st.button(f"Open {rows.track_id.iloc[0]} in the Track view", icon=":material/play_arrow:", key="open_first"):
+    if st.button(f"Open {md(rows.track_id.iloc[0])} in the Track view", icon=":material/play_arrow:", key="open_first"):
         _open(rows.track_id.iloc[0])
     picked = st.dataframe(
         rows[["track_id", "confidence", "p_true", "faults", "artist"]],

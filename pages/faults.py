@@ -6,6 +6,7 @@ import streamlit as st
 from genre_core.app import state
 from genre_core.app import charts, media, reviews
 from genre_core.app import queries as q
+from genre_core.untrusted import markdown as md
 from page_frame import figure, open_page
 
 EVIDENCE_WORDS = {"offset_s": "offset (s)", "matched_s": "matched (s)", "gain_db": "gain (dB)",
@@ -117,11 +118,12 @@ def duplicates_view() -> None:
         members = dups[dups.group_id == group]
         for col, member in zip(st.columns(min(len(members), 3)), members.itertuples()):
             with col:
-                st.markdown(f"**{member.track_id}** · labelled {member.label} · {member.artist or 'unknown artist'}")
+                st.markdown(f"**{md(member.track_id)}** · labelled {md(member.label)} · "
+                            f"{md(member.artist) if member.artist else 'unknown artist'}")
                 clip = cached(media.track_audio)(ctx.db, dataset_id, member.track_id)
                 if clip is not None:
                     st.audio(clip[0], sample_rate=clip[1])
-                st.caption(evidence_text(member.evidence) or "no alignment evidence stored")
+                st.caption(md(evidence_text(member.evidence)) or "no alignment evidence stored")
         ok, no, _ = st.columns([1, 1, 3])
         verdict = None
         if ok.button("Confirm: same audio", key="dup_confirm", icon=":material/check:"):
@@ -202,7 +204,7 @@ def fair_view() -> None:
         st.info("Choose a run on this dataset in the sidebar to re-score it without the confirmed faulty tracks.")
     else:
         clean = cached(q.clean_evaluation)(ctx.db, run_id)
-        st.caption(f"Run {run.model} · {run_id}: test accuracy on all test tracks, and without the tracks a person "
+        st.caption(f"Run {md(run.model)} · {md(run_id)}: test accuracy on all test tracks, and without the tracks a person "
                    "confirmed faulty (any kind) on this page.")
         st.plotly_chart(figure("accuracy_ci", clean.assign(label=clean.subset), presentation=ctx.presentation),
                         theme=None, config=charts.plot_config(ctx.image_format, "fair_evaluation"), key="clean_ci")

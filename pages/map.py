@@ -5,6 +5,7 @@ import streamlit as st
 from genre_core.app import state
 from genre_core.app import charts
 from genre_core.app import queries as q
+from genre_core.untrusted import markdown as md
 from page_frame import open_page
 
 COLOUR_BY = {"true genre": "label", "predicted genre": "predicted", "correct / wrong": "outcome",
@@ -67,7 +68,7 @@ figure, n_drawn = map_figure(ctx.db, ctx.run_id, method, colour_by, ctx.presenta
 if found is not None:
     n_matches = int(found.n_matches.iloc[0]) if len(found) else 0
     shown = int(points.track_id.isin(set(highlight)).sum())
-    st.caption(f"{n_matches:,} tracks match “{search.strip()}”; {shown} of the first {SEARCH_LIMIT} are on this "
+    st.caption(f"{n_matches:,} tracks match “{md(search.strip())}”; {shown} of the first {SEARCH_LIMIT} are on this "
                "map (ringed). Click one to open it.")
 event = st.plotly_chart(figure,
                         on_select="rerun", selection_mode=("points", "box", "lasso"), key="map_chart",
@@ -94,9 +95,9 @@ if not chosen.source.startswith("Map") or len(chosen.track_ids) < 2:
 rows = state.filter_tracks(points, chosen.track_ids)
 st.subheader(f"{len(rows)} selected tracks")
 counts = rows.label.value_counts()
-st.caption("True genres: " + ", ".join(f"{g} {n}" for g, n in counts.items())
+st.caption("True genres: " + ", ".join(f"{md(g)} {n}" for g, n in counts.items())
            + f" · {int((rows.outcome == 'wrong').sum())} misclassified")
-if st.button(f"Walk through them in the Track view, from {rows.track_id.iloc[0]}", icon=":material/play_arrow:",
+if st.button(f"Walk through them in the Track view, from {md(rows.track_id.iloc[0])}", icon=":material/play_arrow:",
              key="map_open"):
     state.open_track(st.session_state, dataset_id, rows.track_id.iloc[0], chosen)
     st.switch_page("pages/track.py")

@@ -6,6 +6,7 @@ import streamlit as st
 from genre_core.app import state
 from genre_core.app import multilabel as ml_view
 from genre_core.app import queries as q
+from genre_core.untrusted import markdown as md
 from page_frame import cell_rows, clickable_matrix, matrix_controls, open_page
 
 CELL = "genrelens.cooccurrence_cell"  # (run_id, split, true, predicted): survives a trip to Track
@@ -38,7 +39,7 @@ for col, (name, title) in zip(cols, [("mAP", "mAP"), ("macro_auc", "macro ROC-AU
                                      ("macro_f1", "macro-F1"), ("hamming_loss", "Hamming loss")]):
     col.metric(title, f"{m[name]:.3f}", help=f"95% CI {m.get(name + '_low', float('nan')):.3f}–"
                                               f"{m.get(name + '_high', float('nan')):.3f} (bootstrap over tracks)")
-st.caption(f"Run **{run.model}** on **{run.dataset}** · threshold {m.threshold:.2f} (tuned on validation) · "
+st.caption(f"Run **{md(run.model)}** on **{md(run.dataset)}** · threshold {m.threshold:.2f} (tuned on validation) · "
            f"{m.cardinality:.2f} true genres per {split} track · {ctx.run_id}")
 
 classes = list(run.classes)

@@ -1,4 +1,4 @@
-"""The app in a real browser: `streamlit run app.py` on the fixture database, driven through
+"""The app in a real browser: `streamlit run server.py` (app.py behind its Content-Security-Policy) on the fixture database, driven through
 Debian's chromium by playwright. Visits every page, clicks a confusion-matrix cell and a map
 point, checks the Track view plays audio, and saves screenshots to artifacts/screenshots/."""
 
@@ -46,7 +46,7 @@ POINT_JS = """([plot, nonEmpty]) => {
 
 @pytest.fixture(scope="module")
 def server(app_db):
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+    command = [sys.executable, "-m", "streamlit", "run", "server.py", "--server.headless", "true",
                "--browser.gatherUsageStats", "false"]
     with serving(command, ROOT, {**os.environ, "GENRELENS_DB": app_db["db"]}) as url:
         yield url

@@ -120,7 +120,7 @@ def test_a_reader_waits_out_a_writer_in_another_process(tmp_path):
     assert holder.stdout.readline().strip() == "held"
     started = time.monotonic()
     rows = store_mod.Store(path).query("SELECT value FROM meta")
-    assert rows["value"].tolist() == ["1"]
+    assert rows["value"].tolist() == [str(store_mod.SCHEMA_VERSION)]
     assert time.monotonic() - started > 0.2  # it really had to wait for the lock
     holder.wait(timeout=10)
 
@@ -152,3 +152,26 @@ def test_runs_of_a_database_without_the_heartbeat_table_still_list(tmp_path):
     with db.write() as con:
         con.execute("DROP TABLE run_heartbeats")
     assert db.runs().status.tolist() == ["interrupted"]
+
+
+def test_a_version_1_database_is_upgraded_in_place_by_the_first_writer(tmp_path):
+    """Made before hearing-why (schema 1): opened for writing, it gains the new tables and
+    keeps everything it held; the app is told how to upgrade it until then."""
+    from genre_core.app import queries as q
+    from genre_core.store import MIGRATIONS, SCHEMA_VERSION
+
+    path = tmp_path / "old.duckdb"
+    store = open_store(path)
+    store.save_dataset("d", "folder", str(tmp_path), genres=["rock"], tracks=[])
+    with duckdb.connect(str(path)) as con:
+        for table in ("faithfulness", "variant_predictions", "contrast_neighbours"):
+            con.execute(f"DROP TABLE {table}")
+        con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    state, message = q.database_state(str(path))
+    assert state == "invalid" and "older GenreLens" in message and "genrelens runs" in message
+    open_store(path)
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+        assert con.execute("SELECT count(*) FROM variant_predictions").fetchone()[0] == 0
+        assert con.execute("SELECT name FROM datasets").fetchone()[0] == "d"
+    assert set(MIGRATIONS) == set(range(2, SCHEMA_VERSION + 1))

@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from genre_core import paths, untrusted
 from genre_core.audio import AudioError
 from genre_core.datasets import DATASETS, DatasetError
 from genre_core.datasets.splits import SPLITS
@@ -18,7 +19,12 @@ from genre_core.train.config import TrainConfig
 from genre_core.train.lifecycle import interrupt_on_sigterm
 from genre_core.workers import bound_heap_growth
 
-USER_ERRORS = (AudioError, DatasetError, StoreError, ValueError, FileNotFoundError)  # BadImport is a ValueError
+# BadImport is a ValueError; WriteError says what could not be written and why (a full disk)
+USER_ERRORS = (AudioError, DatasetError, StoreError, paths.WriteError, ValueError, FileNotFoundError)
+# An --out or --db naming a file where a folder must be (or the reverse): bad input, one line.
+BAD_PATHS = (FileExistsError, NotADirectoryError, IsADirectoryError)
+ERROR_LINE = 600  # characters of an error line; the rest is counted, not printed
+SIGPIPE_STATUS = 141  # 128 + SIGPIPE: how `cat`, `grep`... end when their reader goes away
 
 
 def cmd_synth(args: argparse.Namespace) -> str:
@@ -84,9 +90,18 @@ def cmd_sweep(args: argparse.Namespace) -> str:
     from genre_core.train.sweep import load_sweep, run_sweep
 
     table = run_sweep(open_store(args.db), load_sweep(args.config))
-    print(table.drop(columns=["sweep"]).to_string(index=False, float_format="%.3f"))
+    _print_table(table.drop(columns=["sweep"]), float_format="%.3f")
     failed = int(table.run_id.isna().sum())
     return f"sweep {table.sweep.iloc[0]}: {len(table) - failed} runs complete, {failed} failed"
+
+
+def _say(text: str) -> None:
+    """A result on stdout: names in it came from files, so no escape sequence gets through."""
+    print(untrusted.plain(text, keep_lines=True))
+
+
+def _print_table(frame, **format) -> None:
+    _say(frame.to_string(index=False, **format))
 
 
 def cmd_runs(args: argparse.Namespace) -> str:
@@ -100,7 +115,7 @@ def cmd_runs(args: argparse.Namespace) -> str:
     runs["test accuracy [95% CI]"] = [
         "" if a != a else f"{a:.3f} [{lo:.3f}-{hi:.3f}]" for a, lo, hi in zip(runs.accuracy, runs.ci_low, runs.ci_high)]
     shown = runs[["run_id", "dataset", "model", "split", "status", "test accuracy [95% CI]", "finished_at"]]
-    print(shown.to_string(index=False))
+    _print_table(shown)
     counts = runs.status.value_counts()
     return f"{len(runs)} runs: " + ", ".join(f"{n} {status}" for status, n in counts.items())
 
@@ -109,7 +124,7 @@ def cmd_datasets(args: argparse.Namespace) -> str:
     table = open_store(args.db, create=False).dataset_overview()
     if table.empty:
         return f"{args.db}: no datasets yet (python -m training ingest ...)"
-    print(table.to_string(index=False))
+    _print_table(table)
     return f"{len(table)} datasets, {int(table.tracks.sum())} tracks"
 
 
@@ -149,7 +164,7 @@ def cmd_classify(args: argparse.Namespace) -> str:
     result = classify_file(store, paths[0], run_id=args.run, window_s=args.window, hop_s=args.hop,
                            switch_penalty=args.switch_penalty,
                            method=args.smoothing, out=args.out, device=args.device)
-    print(format_sections(result.sections))
+    _say(format_sections(result.sections))
     return result.summary()
 
 
@@ -163,7 +178,7 @@ def _classify_many(store, paths: list[Path], args: argparse.Namespace) -> str:
                                                                                 args.ray_address),
                            window_s=args.window, hop_s=args.hop, method=args.smoothing,
                            switch_penalty=args.switch_penalty)
-    print(result.table.to_string(index=False, float_format="%.2f"))
+    _print_table(result.table, float_format="%.2f")
     return result.line()
 
 
@@ -177,6 +192,17 @@ def cmd_analyze(args: argparse.Namespace) -> str:
               if args.engine == "ray" or args.workers else None)  # default: embed in this process
     return analyze(open_store(args.db, create=False), args.run, methods=args.methods, device=args.device,
                    k=args.neighbours, taggrams=not args.no_taggrams, engine=engine, **limits).line()
+
+
+def cmd_explain(args: argparse.Namespace) -> str:
+    """One track, one run: the summary (prediction, strongest window, faithfulness, variants)
+    on stdout, and with --out the audio to hear it (see genre_core.analysis.explain_track)."""
+    from genre_core.analysis.explain_track import explain_track
+
+    result = explain_track(open_store(args.db, create=False), args.run, args.track, out=args.out,
+                           device=args.device)
+    _say("\n".join(result.lines()))
+    return result.line()
 
 
 def _methods(text: str) -> tuple[str, ...]:
@@ -223,9 +249,9 @@ def cmd_cache(args: argparse.Namespace) -> str:
         keep = open_store(args.db, create=False).file_sha1s()
         if not keep:
             raise ValueError(f"{args.db} lists no tracks: refusing to prune the whole cache")
-        print(cache.prune(keep).line())
+        _say(cache.prune(keep).line())
     stats = cache.stats()
-    print("\n".join(stats.lines()[1:]))
+    _say("\n".join(stats.lines()[1:]))
     return stats.lines()[0]
 
 
@@ -397,7 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--switch-penalty", type=_positive_float, default=DEFAULT_SWITCH_PENALTY,
                    help="viterbi: log-probability cost of a genre change; higher, fewer sections (default 10)")
     p.add_argument("--out", type=Path, help="one file: write its full timeline here (.csv or .json)")
-    p.add_argument("--out-dir", type=Path, help="several files: write each timeline as DIR/<name>.csv")
+    p.add_argument("--out-dir", type=Path, help="several files: write each timeline as DIR/<name>.csv; a name "
+                                                "already taken in the batch gets -2, -3... (a/song.wav: song.csv, "
+                                                "b/song.wav: song-2.csv), as the table's timeline column shows")
     p.add_argument("--workers", type=_positive_int, help="several files: worker processes / Ray CPUs")
     _engine_args(p)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -417,6 +445,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-task", type=float, default=0.0,
                    help="with --engine ray: GPUs each embedding task asks for (GPU actors on a cluster; default 0)")
     _engine_args(p)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default auto")
+
+    p = command("explain", cmd_explain, "why one track got its genre: summary, and the audio to hear it")
+    _cache_args(p)
+    p.add_argument("--run", required=True, help="run id of a run with a network (see genrelens runs)")
+    p.add_argument("--track", required=True, help="track id in the run's dataset (see the app's Track page)")
+    p.add_argument("--out", type=Path, help="write original.wav, heard.wav, ignored.wav and one "
+                                            "variant-<name>.wav per musical variant to this folder")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default auto")
 
     p = command("extract", cmd_extract, "decode a dataset into the cache ahead of training, in parallel")
@@ -500,7 +536,8 @@ class _OneLineParser(argparse.ArgumentParser):
         return super().format_help()
 
     def error(self, message: str):
-        self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
+        # argparse echoes the bad value ("invalid choice: '...'"): cut, as main's error lines
+        self.exit(2, f"error: {self.prog}: {untrusted.shortened(message, limit=ERROR_LINE)} (see --help)\n")
 
 
 def _int_at_least(text: str, low: int) -> int:
@@ -536,18 +573,34 @@ def _corpus_size_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=_positive_float, default=15.0, help="clip length (default 15 s)")
 
 
+class _PlainFormatter(logging.Formatter):
+    """Log lines name tracks, files and datasets: printed without control characters."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return untrusted.plain(super().format(record), keep_lines=True)
+
+
 def _setup_logging(args: argparse.Namespace) -> None:
     """Progress and reports go to stderr through the `genrelens` logger; stdout keeps the
     command's result (the summary line, tables), so it can be piped."""
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(_PlainFormatter("%(message)s"))
     log = logging.getLogger("genrelens")
     log.handlers[:] = [handler]
     log.setLevel(level)
     log.propagate = False
     if args.quiet:
         os.environ["TQDM_DISABLE"] = "1"  # tqdm reads it for every bar it makes
+
+
+def _reader_gone() -> int:
+    """stdout's reader closed the pipe (`genrelens runs | head -1`): stop without a word. What
+    is still buffered for stdout goes to /dev/null, or Python's exit would complain about it."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return SIGPIPE_STATUS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -557,9 +610,21 @@ def main(argv: list[str] | None = None) -> int:
     _apply_cache_args(args)
     interrupt_on_sigterm()  # `kill PID` stops a run like Ctrl-C: marked interrupted, resumable
     try:
-        print(args.func(args))
+        # names in the result (datasets, genres, labels) came from files: no escape sequence
+        # reaches the terminal, tables keep their lines
+        _say(args.func(args))
+        sys.stdout.flush()  # a reader that went away (| head) shows here, inside the try
+    except BrokenPipeError:
+        return _reader_gone()
     except USER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # one line, cut to a readable length: a message may echo a value from a file or argv
+        print(f"error: {untrusted.shortened(exc, limit=ERROR_LINE)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the machine's state that no stage put in words (a full disk): one line too
+        if paths.write_errno(exc) is None and not isinstance(exc, BAD_PATHS):
+            raise  # anything else is a bug: its traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{os.strerror(exc.errno)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; nothing half-written was stored", file=sys.stderr)

@@ -20,6 +20,23 @@ from typing import Iterable
 from genre_core import audio
 from genre_core.store import DEFAULT_DB
 
+# Every HTTP response of the app carries this (server.py): images, audio, fonts, frames and
+# connections only from the app's own origin, plus the data:/blob: URLs its pages make. Scripts
+# and styles stay as Streamlit and plotly need them ('unsafe-inline', 'unsafe-eval').
+CONTENT_SECURITY_POLICY = "; ".join([
+    "default-src 'self'",
+    "script-src 'self' 'unsafe-inline' 'unsafe-eval' blob:",
+    "style-src 'self' 'unsafe-inline'",
+    "img-src 'self' data: blob:",
+    "media-src 'self' data: blob:",
+    "font-src 'self' data:",
+    "connect-src 'self'",
+    "frame-src 'self' data: blob:",
+    "worker-src 'self' blob:",
+    "object-src 'none'",
+    "base-uri 'self'",
+    "form-action 'self'",
+])
 DB_ENV = "GENRELENS_DB"
 DBS_ENV = "GENRELENS_DBS"
 

@@ -17,6 +17,8 @@ import plotly.io as pio
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
+from genre_core.untrusted import chart as shown
+
 # Tableau 10, then more distinct hues: readable on projectors and for most colour-blind eyes.
 PALETTE = ("#4E79A7", "#F28E2B", "#E15759", "#76B7B2", "#59A14F", "#EDC948", "#B07AA1",
            "#FF9DA7", "#9C755F", "#BAB0AC", "#1F77B4", "#2CA02C", "#D62728", "#9467BD")
@@ -71,8 +73,36 @@ def genre_colors(classes: Sequence[str]) -> dict[str, str]:
     return {g: PALETTE[i % len(PALETTE)] for i, g in enumerate(classes)}
 
 
+def _shown_values(values):
+    """Category labels (strings) escaped for plotly's pseudo-HTML; numbers untouched."""
+    if values is None or isinstance(values, (int, float)):
+        return values
+    if isinstance(values, str):
+        return shown(values)
+    if getattr(values, "dtype", np.dtype(object)).kind in "fiub":  # coordinates: nothing to escape
+        return values
+    array = np.asarray(values, dtype=object)
+    if array.ndim != 1 or not any(isinstance(v, str) for v in array):
+        return values
+    return [shown(v) if isinstance(v, str) else v for v in array]
+
+
+def _untrusted_labels(fig: go.Figure) -> None:
+    """Genre, artist, track and run names are untrusted: where plotly shows them as labels
+    (trace names and text, categorical axes, tick texts) they go through untrusted.chart, so
+    `<a href>` in a genre folder's name is text, and a bidi override cannot reorder it.
+    customdata is left raw: clicks report it back as ids (hovertemplates show escaped copies)."""
+    for trace in fig.data:
+        for attr in ("name", "text", "x", "y"):
+            if attr in trace and getattr(trace, attr) is not None:
+                setattr(trace, attr, _shown_values(getattr(trace, attr)))
+    fig.for_each_xaxis(lambda axis: axis.update(ticktext=_shown_values(axis.ticktext)))
+    fig.for_each_yaxis(lambda axis: axis.update(ticktext=_shown_values(axis.ticktext)))
+
+
 def finish(fig: go.Figure, *, presentation: bool = False, height: int | None = None,
            title: str | None = None) -> go.Figure:
+    _untrusted_labels(fig)
     size = 20 if presentation else 14
     fig.update_layout(
         font=dict(family=FONT, size=size, color="#222"),
@@ -154,7 +184,7 @@ def training_curves(epochs: pd.DataFrame, labels: Mapping[str, str],
                     x=part.epoch, y=part[column], mode="lines+markers", legendgroup=run_id,
                     name=name, line=dict(color=color, dash=dash),
                     showlegend=bool(column == "val_acc" or (column == "train_loss" and part.val_acc.isna().all())),
-                    hovertemplate=f"{name}<br>{column} %{{y:.3f}} at epoch %{{x}}<extra></extra>",
+                    hovertemplate=f"{shown(name)}<br>{column} %{{y:.3f}} at epoch %{{x}}<extra></extra>",
                 ), row=1, col=col)
     fig.update_xaxes(title="epoch")
     fig.update_yaxes(tickformat=".0%", row=1, col=2)
@@ -204,9 +234,11 @@ def confusion_matrix(cells: pd.DataFrame, *, normalise: bool = True, presentatio
         marker=dict(size=2, opacity=0, color=value, colorscale="Blues", cmin=0, cmax=vmax, showscale=True,
                     colorbar=dict(title=dict(text="share of row" if normalise else "tracks", side="right"),
                                   tickformat=".0%" if normalise else "d", thickness=14, len=0.75)),
+        # [0], [1]: what a click reports; [3], [4]: the same names as the hover shows them
         customdata=np.stack([cells.label, cells.predicted,
-                             [f"{c} of {t}" for c, t in zip(cells.n, cells.row_total)]], axis=1),
-        hovertemplate=("true <b>%{customdata[0]}</b> → predicted <b>%{customdata[1]}</b><br>"
+                             [f"{c} of {t}" for c, t in zip(cells.n, cells.row_total)],
+                             [shown(g) for g in cells.label], [shown(g) for g in cells.predicted]], axis=1),
+        hovertemplate=("true <b>%{customdata[3]}</b> → predicted <b>%{customdata[4]}</b><br>"
                        "%{customdata[2]} tracks · click to list them<extra></extra>"),
     )])
     ticks = dict(tickmode="array", tickvals=list(range(n)), ticktext=classes, showgrid=False, zeroline=False,
@@ -245,12 +277,16 @@ def _map_trace(trace, part: pd.DataFrame, name: str, marker: dict):
     percent = (part.confidence * 100).round().astype("Int64").astype(str)
     said = np.where(part.confidence.notna(), " (" + percent + "%)", " (training track)")
     columns = [part[c].astype(str).to_numpy(dtype=object) for c in ("track_id", "label", "predicted")]
+    # [0] is what a click reports (raw); the hover shows [5], the id as text (escaped)
+    columns[1:] = [np.vectorize(shown, otypes=[object])(c) if len(c) else c for c in columns[1:]]
+    faults = part.fault.astype(str).to_numpy(dtype=object)
+    ids_shown = np.vectorize(shown, otypes=[object])(columns[0]) if len(part) else columns[0]
     return trace(
         # float32 halves the coordinates' share of the payload (plotly sends numpy arrays as binary);
         # a map needs no more precision.
         x=part.x.to_numpy(np.float32), y=part.y.to_numpy(np.float32), mode="markers", name=name, marker=marker,
-        customdata=np.stack([*columns, said.astype(object), part.fault.astype(str).to_numpy(dtype=object)], axis=1),
-        hovertemplate=("<b>%{customdata[0]}</b><br>true %{customdata[1]} · predicted "
+        customdata=np.stack([*columns, said.astype(object), faults, ids_shown], axis=1),
+        hovertemplate=("<b>%{customdata[5]}</b><br>true %{customdata[1]} · predicted "
                        "%{customdata[2]}%{customdata[3]}<br>fault: %{customdata[4]}<extra></extra>"))
 
 
@@ -327,8 +363,8 @@ def spectrogram(mel: Mapping, *, cam: np.ndarray | None = None, opacity: float =
             z=cam, x=(np.arange(frames) + 0.5) * duration / frames,
             y=(np.arange(bands) + 0.5) * n_mels / bands - 0.5, zmin=0, zmax=1, opacity=opacity,
             colorscale=[[0, "rgba(255,60,0,0)"], [0.35, "rgba(255,60,0,0.25)"], [1, "rgba(255,200,0,1)"]],
-            colorbar=dict(title=f"Grad-CAM<br>{target or ''}", thickness=12, len=0.8),
-            hovertemplate="%{x:.1f} s<br>evidence %{z:.2f}<extra>" + (target or "") + "</extra>"))
+            colorbar=dict(title=f"Grad-CAM<br>{shown(target or '')}", thickness=12, len=0.8),
+            hovertemplate="%{x:.1f} s<br>evidence %{z:.2f}<extra>" + shown(target or "") + "</extra>"))
     freqs = mel.get("freqs")
     if freqs is not None:
         marks = [f for f in (100, 250, 500, 1000, 2000, 4000, 8000) if f < freqs[-1]]
@@ -363,7 +399,7 @@ def window_timeline(segments: pd.DataFrame, window_s: float, classes: Sequence[s
         part = segments[segments.genre == genre]
         fig.add_trace(go.Bar(
             x=part.start_s + hop / 2, y=part.prob, width=hop * 0.92, name=genre, marker_color=colors[genre],
-            hovertemplate=genre + " %{y:.0%} around %{x:.1f} s<extra></extra>"))
+            hovertemplate=shown(genre) + " %{y:.0%} around %{x:.1f} s<extra></extra>"))
     fig.update_xaxes(title=f"time (s); each bar is a {window_s:g}-s window")
     fig.update_yaxes(range=[0, 1], tickformat=".0%", title=None)
     fig.update_layout(barmode="stack", bargap=0, legend=dict(orientation="h", y=-0.3, x=0))
@@ -406,7 +442,7 @@ def band_profile(values: Sequence[float], genre: str, presentation: bool = False
     fig = go.Figure(go.Bar(x=v, y=np.arange(len(v)), orientation="h", marker_color="#F28E2B",
                            hovertemplate="band %{y}: %{x:.2f}<extra></extra>"))
     fig.update_yaxes(title="band (low → high)")
-    fig.update_xaxes(title=f"Grad-CAM evidence for {genre}")
+    fig.update_xaxes(title=f"Grad-CAM evidence for {shown(genre)}")
     return finish(fig, presentation=presentation, height=260)
 
 
@@ -425,12 +461,12 @@ def sections_timeline(frame: pd.DataFrame, classes: Sequence[str], presentation:
         fig.add_trace(go.Bar(x=[part.end_s.max() - part.start_s.min()], base=[part.start_s.min()], y=["verdict"],
                              orientation="h", marker_color=colors.get(genre, "#888"), name=str(genre),
                              text=str(genre), textposition="inside", insidetextanchor="middle",
-                             showlegend=False, hovertemplate=f"{genre}<extra></extra>"), row=1, col=1)
+                             showlegend=False, hovertemplate=f"{shown(genre)}<extra></extra>"), row=1, col=1)
     for genre in classes:
         if genre in frame:
             fig.add_trace(go.Scatter(x=centre, y=frame[genre], name=genre, stackgroup="p", mode="lines",
                                      line=dict(width=0.5, color=colors[genre]),
-                                     hovertemplate=genre + " %{y:.0%} at %{x:.1f} s<extra></extra>"), row=2, col=1)
+                                     hovertemplate=shown(genre) + " %{y:.0%} at %{x:.1f} s<extra></extra>"), row=2, col=1)
     fig.update_yaxes(range=[0, 1], tickformat=".0%", row=2, col=1)
     fig.update_xaxes(title="time (s)", row=2, col=1)
     fig.update_layout(barmode="overlay")

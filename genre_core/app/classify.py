@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from genre_core import untrusted
 from genre_core.live.timeline import format_sections  # noqa: F401  (numpy/scipy only; re-exported for the page)
 
 
@@ -27,3 +28,8 @@ def classify_upload(loaded, data: bytes, name: str):
         return recording.classify_recording(loaded, data, name)
     except recording.RecordingError as exc:
         raise Rejected(str(exc)) from exc
+
+
+def timeline_csv(frame) -> str:
+    """The Classify page's download: the timeline table as CSV a spreadsheet opens safely."""
+    return untrusted.cells(frame).to_csv(index=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import pandas as pd
+from genre_core.untrusted import markdown as md
 
 
 def tracks_in_cooccurrence(sets: pd.DataFrame, classes: Sequence[str], true: str, *, predicted: str) -> pd.DataFrame:
@@ -34,9 +35,9 @@ def genre_line(row: pd.Series, classes: Sequence[str], k: int = 3) -> str:
     """Markdown for the Track page: the true genres, the predicted ones and the top-k with
     their probabilities (a ✓ on each that is true)."""
     true = list(row.genres)
-    top = ", ".join(f"{g} {p:.0%}" + (" ✓" if g in true else "") for g, p in top_genres(row.probs, classes, k))
-    predicted = ", ".join(row.predicted) or "none above the threshold"
-    return (f"Multi-label run · true genres **{', '.join(true)}** · predicted **{predicted}** · "
+    top = ", ".join(f"{md(g)} {p:.0%}" + (" ✓" if g in true else "") for g, p in top_genres(row.probs, classes, k))
+    predicted = ", ".join(map(md, row.predicted)) or "none above the threshold"
+    return (f"Multi-label run · true genres **{', '.join(map(md, true))}** · predicted **{predicted}** · "
             f"top {k}: {top}")
 
 

@@ -27,7 +27,7 @@ from genre_core import audio
 from genre_core.datasets import DatasetError, TrackEntry, scan
 from genre_core.datasets.labels import multi_hot_rows
 from genre_core.engine import EngineOptions, auto_workers, chunked, map_chunks
-from genre_core.store import Store
+from genre_core.store import NewDataset, Store
 
 FINAL_STATUSES = ("ok", "unreadable")  # a stored row with one of these needs no second look
 METADATA_COLUMNS = ("path", "label", "artist", "title", "official_split")  # from the scan, not the audio
@@ -108,10 +108,10 @@ def ingest(
     name = check_request(kind, root, name)
     found = scan(kind, Path(root), artist_index=artist_index, subset=options.subset)
     stored = _stored_rows(store.ingest_state(name))
-    dataset_id = store.begin_ingest(name, found.kind, str(Path(root).resolve()), genres=found.genres)
-    store.save_track_genres(dataset_id, multi_hot_rows(found.entries))  # metadata only: cheap
+    dataset = NewDataset(name, found.kind, str(Path(root).resolve()), tuple(found.genres),
+                         tuple(multi_hot_rows(found.entries)))
     plan = _plan(found.entries, stored, options.validate)
-    writer = _BatchWriter(store, dataset_id, options)
+    writer = _BatchWriter(store, dataset, options)
     writer.extend(plan.refreshed)
     counts = {"new": 0, "updated": 0, "failed": 0, "unchanged": len(plan.unchanged),
               "unreadable": plan.n_unreadable_unchanged}
@@ -125,7 +125,7 @@ def ingest(
     finally:
         bar.close()
         writer.flush()  # also on Ctrl-C: finished rows are complete, keep them
-    n_missing = store.mark_missing(dataset_id, [e.track_id for e in found.entries])
+    n_missing = store.mark_missing(writer.stored_dataset(), [e.track_id for e in found.entries])
     return IngestSummary(name, len(found.entries), counts["unreadable"], n_missing,
                          time.perf_counter() - start,
                          counts["new"], counts["unchanged"], counts["updated"], counts["failed"])
@@ -231,10 +231,13 @@ def _settle(row: dict, stored: dict[str, dict], counts: dict) -> dict:
 
 
 class _BatchWriter:
-    """Collects rows and commits them `batch_size` rows or `batch_seconds` at a time."""
+    """Collects rows and commits them `batch_size` rows or `batch_seconds` at a time. The
+    dataset row goes in with the first batch: an ingest that stores no track (a full disk,
+    Ctrl-C before the first commit) leaves no empty dataset behind."""
 
-    def __init__(self, store: Store, dataset_id: int, options: IngestOptions):
-        self.store, self.dataset_id, self.options = store, dataset_id, options
+    def __init__(self, store: Store, dataset: NewDataset, options: IngestOptions):
+        self.store, self.dataset, self.options = store, dataset, options
+        self.dataset_id: int | None = None  # known once the first batch is stored
         self.rows: list[dict] = []
         self.last = time.monotonic()
 
@@ -248,9 +251,16 @@ class _BatchWriter:
 
     def flush(self) -> None:
         if self.rows:
-            self.store.save_tracks(self.dataset_id, self.rows)
+            self.stored_dataset(self.rows)
             self.rows = []
         self.last = time.monotonic()
+
+    def stored_dataset(self, rows: list[dict] | None = None) -> int:
+        """Store `rows` (none: only the dataset row, when no batch has stored it); its id."""
+        if rows or self.dataset_id is None:
+            target = self.dataset if self.dataset_id is None else self.dataset_id
+            self.dataset_id = self.store.save_tracks(target, rows or [])
+        return self.dataset_id
 
 
 def _run(tasks: list[tuple[TrackEntry, str | None]], options: IngestOptions) -> Iterator[list[dict]]:

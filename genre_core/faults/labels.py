@@ -123,15 +123,17 @@ def handcrafted_out_of_fold(tracks: pd.DataFrame, cache: ShardCache, *, seed: in
     from sklearn.preprocessing import StandardScaler
 
     from genre_core.analysis.embeddings import track_means
-    from genre_core.features.windows import build_windows, handcrafted_windows
+    from genre_core.features.windows import build_windows, handcrafted_windows, servable_tracks
     from genre_core.train.config import TrainConfig
 
     tracks = tracks[tracks["sha1"].notna()].sort_values("track_id").reset_index(drop=True)
+    config = TrainConfig(dataset="", model="logreg")  # the baselines' window and rate
+    tracks = servable_tracks(tracks, cache, sr=config.features.sr, desc="label check audio",
+                             progress=progress).reset_index(drop=True)
     counts = tracks["label"].value_counts()
     if len(counts) < 2 or counts.min() < 2:
         return None
     classes = sorted(counts.index)
-    config = TrainConfig(dataset="", model="logreg")  # the baselines' window and rate
     # One row per 3-s window, no overlap: the windows (and so the cached tables) baselines use.
     windows = build_windows(tracks, classes, cache, sr=config.features.sr, window_s=config.window_s,
                             hop_s=config.window_s, desc="label check", progress=progress)

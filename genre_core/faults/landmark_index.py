@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 from tqdm import tqdm
 
+from genre_core import paths
 from genre_core.faults import fingerprint as fp
 from genre_core.workers import pid_alive
 
@@ -67,17 +68,23 @@ class DiskLandmarkIndex:
     """
 
     def __init__(self, folder: Path | str, memory_limit: str = MEMORY_LIMIT, threads: int | None = None):
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        _remove_orphans(folder)
-        self.dir = Path(tempfile.mkdtemp(prefix=f"landmarks-{os.getpid()}-", dir=folder))
-        self.con = duckdb.connect(str(self.dir / "index.duckdb"))
-        # Settings take literals, not parameters: quote the one that comes from a path.
-        self.con.execute(f"SET memory_limit = '{memory_limit}'")
-        self.con.execute(f"SET threads = {int(threads or min(8, os.cpu_count() or 1))}")
-        spill = str(self.dir / "spill").replace("'", "''")
-        self.con.execute(f"SET temp_directory = '{spill}'")
-        self.con.execute("CREATE TABLE postings (hash INTEGER, track INTEGER, t INTEGER)")
+        self.folder = Path(folder)
+        with paths.writing(self.folder):
+            self.folder.mkdir(parents=True, exist_ok=True)
+            _remove_orphans(self.folder)
+            self.dir = Path(tempfile.mkdtemp(prefix=f"landmarks-{os.getpid()}-", dir=self.folder))
+        try:
+            with paths.writing(self.folder):
+                self.con = duckdb.connect(str(self.dir / "index.duckdb"))
+            # Settings take literals, not parameters: quote the one that comes from a path.
+            self.con.execute(f"SET memory_limit = '{memory_limit}'")
+            self.con.execute(f"SET threads = {int(threads or min(8, os.cpu_count() or 1))}")
+            spill = str(self.dir / "spill").replace("'", "''")
+            self.con.execute(f"SET temp_directory = '{spill}'")
+            self._execute("CREATE TABLE postings (hash INTEGER, track INTEGER, t INTEGER)")
+        except BaseException:
+            shutil.rmtree(self.dir, ignore_errors=True)  # a scratch index that could not start
+            raise
         self.sizes: dict[int, int] = {}  # track -> landmark count (stopped hashes included)
         self._pending: list[tuple[int, fp.Fingerprint]] = []
         self._pending_rows = 0
@@ -87,6 +94,12 @@ class DiskLandmarkIndex:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def _execute(self, sql: str, params=None) -> duckdb.DuckDBPyConnection:
+        """A statement that writes the scratch file or spills: a full disk becomes one WriteError
+        naming the cache's fingerprints folder (the scratch folder in it goes on close)."""
+        with paths.writing(self.folder):
+            return self.con.execute(sql, params)
 
     def add(self, track: int, print_: fp.Fingerprint) -> None:
         """Index track `track`'s landmarks (hashes < 2**26, anchor frames)."""
@@ -114,7 +127,7 @@ class DiskLandmarkIndex:
                                ).astype(np.int32),
             "t": np.concatenate([p.times for _, p in self._pending]).astype(np.int32)})
         self.con.register("chunk", chunk)
-        self.con.execute("INSERT INTO postings SELECT hash, track, t FROM chunk")
+        self._execute("INSERT INTO postings SELECT hash, track, t FROM chunk")
         self.con.unregister("chunk")
         self._pending, self._pending_rows = [], 0
 
@@ -132,25 +145,26 @@ class DiskLandmarkIndex:
         reps = sorted({int(t) for t in tracks if self.indexed(t)})
         if not reps:
             return
-        self.con.execute("CREATE OR REPLACE TABLE reps (track INTEGER PRIMARY KEY)")
+        self._execute("CREATE OR REPLACE TABLE reps (track INTEGER PRIMARY KEY)")
         self.con.register("rep_list", pa.table({"track": np.asarray(reps, dtype=np.int32)}))
-        self.con.execute("INSERT INTO reps SELECT track FROM rep_list")
+        self._execute("INSERT INTO reps SELECT track FROM rep_list")
         self.con.unregister("rep_list")
-        self.con.execute("""
+        self._execute("""
             CREATE OR REPLACE TABLE live AS
             WITH p AS (SELECT * FROM postings SEMI JOIN reps USING (track)),
             stopped AS (SELECT hash FROM p GROUP BY hash HAVING count(*) > ?)
             SELECT hash, track, t FROM p ANTI JOIN stopped USING (hash)
         """, [fp.stop_postings(len(reps))])
         # Pair hits a track's landmarks can make (an upper bound: earlier tracks count too).
-        work = dict(self.con.execute("""
+        work = dict(self._execute("""
             SELECT track, sum(c) FROM live JOIN (SELECT hash, count(*) - 1 AS c FROM live GROUP BY hash)
             USING (hash) GROUP BY track""").fetchall())
         sizes = self.sizes
         position = {t: k for k, t in enumerate(reps)}
         with tqdm(total=len(reps), desc="duplicate search", unit="track", disable=not progress) as bar:
             for lo, hi in _ranges(reps, [(sizes[t], work.get(t, 0)) for t in reps], (QUERY_LANDMARKS, PASS_HITS)):
-                rows = self.con.execute(_VOTE_SQL, dict(lo=lo, hi=hi, min_votes=fp.MIN_VOTES)).fetchnumpy()
+                # The vote spills to the scratch folder past MEMORY_LIMIT: a disk that fills is a write error.
+                rows = self._execute(_VOTE_SQL, dict(lo=lo, hi=hi, min_votes=fp.MIN_VOTES)).fetchnumpy()
                 for a, b, off, votes, total in zip(rows["a"], rows["b"], rows["off"], rows["votes"], rows["total"]):
                     for cand in fp.voted_candidates([a], [b], [off], votes=[votes], hits=[total], sizes=sizes):
                         yield int(a), cand

@@ -10,6 +10,8 @@ The index is built in O(windows); the rows of one track are a contiguous slice o
 
 from __future__ import annotations
 
+import logging
+
 from dataclasses import dataclass
 from typing import Iterator, NamedTuple, Sequence
 
@@ -17,10 +19,15 @@ import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
+from genre_core.audio import AudioError
 from genre_core.engine import EngineOptions, chunked, map_chunks, sized
 from genre_core.features.cache import Location, ShardCache, read_samples, worker_cache
 from genre_core.features.tables import COLUMNS, baseline_table
+from genre_core.untrusted import terminal
+
+log = logging.getLogger("genrelens")
 
 # Bump when the table changes its output. v2: computed by handcrafted_torch (within its TOLERANCE
 # of the librosa v1, not bit-equal), so v1 tables are not mixed with v2 ones.
@@ -86,6 +93,24 @@ def window_starts(n_samples: int, window_len: int, hop: int) -> np.ndarray:
     if n_samples <= window_len:
         return np.zeros(1, dtype=np.int64)
     return np.arange(0, n_samples - window_len + 1, hop, dtype=np.int64)
+
+
+def servable_tracks(tracks: pd.DataFrame, cache: ShardCache, *, sr: int, desc: str, progress: bool,
+                    log: logging.Logger = log) -> pd.DataFrame:
+    """`tracks` less those whose audio cannot be served as ingested (replaced or deleted since,
+    no longer decodable: see ShardCache.locate), each named in one warning line. One bad file
+    must not stop work over thousands (a run, the label check), nor be used unsaid. Decodes
+    what is not cached yet, so build_windows after it only indexes."""
+    keep = []
+    with logging_redirect_tqdm([log]):  # a warning gets a line of its own, not the bar's tail
+        for track in tqdm(tracks.itertuples(), total=len(tracks), desc=desc, unit="track", disable=not progress):
+            try:
+                cache.locate(track.path, track.sha1, sr)
+                keep.append(True)
+            except AudioError as exc:
+                log.warning(terminal(f"warning: track {track.track_id} left out: {exc}"))
+                keep.append(False)
+    return tracks[keep]
 
 
 def build_windows(

@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from genre_core import untrusted
+
 SILENCE = "silence"  # genre name of sections made of silent windows
 METHODS = ("viterbi", "median", "none")
 # Log-space cost of one genre change. A section that interrupts another pays it twice (in and
@@ -271,7 +273,7 @@ def write_timeline(
     frame = timeline_frame(predictions, classes, sections)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".csv":
-        frame.to_csv(out, index=False)
+        untrusted.cells(frame).to_csv(out, index=False)  # genre names are headers a spreadsheet reads
         return out
     windows = [
         {"start_s": p.start_s, "end_s": p.end_s, "genre": genre,

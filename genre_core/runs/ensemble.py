@@ -17,7 +17,7 @@ import pandas as pd
 from scipy.optimize import minimize_scalar
 
 from genre_core.metrics import evaluation
-from genre_core.runs.record import SPLITS, store_prediction_run
+from genre_core.runs.record import SPLITS, check_label, store_prediction_run
 from genre_core.store import Store, StoreError
 
 EPS = 1e-7
@@ -83,6 +83,7 @@ def _check_compatible(runs: list[dict], predictions: list[pd.DataFrame]) -> None
 
 def ensemble(store: Store, run_ids: list[str], label: str = "ensemble") -> EnsembleSummary:
     """Calibrate, average and store; the summary compares the ensemble with each member."""
+    check_label(label, "--label")
     if len(set(run_ids)) < 2:
         raise ValueError("an ensemble needs at least two different runs")
     members = [_member(store, r) for r in dict.fromkeys(run_ids)]

@@ -20,6 +20,10 @@ reader's code does not depend on what happened to be computed.
 The projector layout (`--format tensorboard`): vectors.tsv (one embedding per line, tab-separated,
 no header), metadata.tsv (a header line, then one line per vector: track, label, predicted, split,
 correct) and projector_config.pbtxt naming both; point `tensorboard --logdir DIR` at the folder.
+
+Every file is written beside its name and renamed into place. manifest.json (projector_config.pbtxt)
+is removed first and written last, so a folder that has it holds a finished export; a write that
+fails (a full disk) says which file in one line and leaves no temporary file.
 """
 
 from __future__ import annotations
@@ -31,13 +35,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from genre_core import paths, untrusted
 from genre_core.store import Store, StoreError
 
 FORMATS = ("parquet", "csv", "tensorboard")
+# Per format, the file written last: it exists only when every other file was written.
+COMPLETE_FILE = {"parquet": "manifest.json", "csv": "manifest.json", "tensorboard": "projector_config.pbtxt"}
 TRACK_EXPORT_COLUMNS = ("track_id", "path", "label", "artist", "title", "duration_s", "sample_rate",
                         "channels", "status", "error", "sha1")
-# The projector splits metadata on tabs and lines on newlines: neither may appear in a value.
-_TSV_UNSAFE = str.maketrans({"\t": " ", "\n": " ", "\r": " "})
 
 
 @dataclass
@@ -60,7 +65,11 @@ def export_run(store: Store, run_id: str, out: Path, *, fmt: str = "parquet") ->
     if run["status"] != "complete":
         raise StoreError(f"run {run_id} is {run['status']}, not complete: nothing to export")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with paths.writing(out):
+        out.mkdir(parents=True, exist_ok=True)
+        # The file written last says the folder is complete: an earlier export's must not
+        # vouch for tables this one may not finish (a full disk, Ctrl-C).
+        (out / COMPLETE_FILE[fmt]).unlink(missing_ok=True)
     tables = run_tables(store, run)
     summary = ExportSummary(run_id, out, fmt)
     if fmt == "tensorboard":
@@ -103,8 +112,12 @@ def _embeddings(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _write_table(frame: pd.DataFrame, path: Path, fmt: str) -> None:
-    """Atomically: a reader never sees half a file (written beside it, then renamed)."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    """Atomically: a reader never sees half a file, a failed write leaves no temp file."""
+    with paths.atomic_write(path) as tmp:
+        _write_frame(frame, tmp, fmt)
+
+
+def _write_frame(frame: pd.DataFrame, tmp: Path, fmt: str) -> None:
     if fmt == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -118,8 +131,7 @@ def _write_table(frame: pd.DataFrame, path: Path, fmt: str) -> None:
         flat = frame.copy()
         if "embedding" in flat.columns:
             flat["embedding"] = [" ".join(f"{x:.7g}" for x in v) for v in flat["embedding"]]
-        flat.to_csv(tmp, index=False)
-    tmp.replace(path)
+        untrusted.cells(flat).to_csv(tmp, index=False)  # names a spreadsheet must not run as formulas
 
 
 def _write_manifest(out: Path, run: dict, tables: dict[str, pd.DataFrame], fmt: str) -> None:
@@ -129,7 +141,8 @@ def _write_manifest(out: Path, run: dict, tables: dict[str, pd.DataFrame], fmt: 
         "tables": {name: {"file": f"{name}.{fmt}", "rows": len(frame), "columns": list(frame.columns)}
                    for name, frame in tables.items()},
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    with paths.atomic_write(out / COMPLETE_FILE[fmt]) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=1))
 
 
 def write_projector(embeddings: pd.DataFrame, predictions: pd.DataFrame, out: Path,
@@ -143,25 +156,25 @@ def write_projector(embeddings: pd.DataFrame, predictions: pd.DataFrame, out: Pa
     meta = (predictions.sort_values("split", key=lambda s: s != "test")
             .drop_duplicates("track_id").set_index("track_id"))
     meta = meta.reindex(chosen["track_id"])
-    with open(out / "vectors.tsv", "w") as f:
+    with paths.atomic_write(out / "vectors.tsv") as tmp, open(tmp, "w") as f:
         for vector in chosen["embedding"]:
             f.write("\t".join(f"{x:.7g}" for x in vector) + "\n")
     columns = ["track_id", "label", "predicted", "split", "correct"]
-    with open(out / "metadata.tsv", "w") as f:
+    with paths.atomic_write(out / "metadata.tsv") as tmp, open(tmp, "w") as f:
         f.write("\t".join(columns) + "\n")
         for track_id, row in zip(chosen["track_id"], meta.itertuples()):
             values = [track_id, row.label, row.predicted, row.split, row.correct]
             f.write("\t".join(_tsv_value(v) for v in values) + "\n")
-    (out / "projector_config.pbtxt").write_text(
-        "embeddings {\n"
-        f'  tensor_name: "{run_id}/{kind}"\n'
-        '  tensor_path: "vectors.tsv"\n'
-        '  metadata_path: "metadata.tsv"\n'
-        "}\n")
+    with paths.atomic_write(out / COMPLETE_FILE["tensorboard"]) as tmp:
+        tmp.write_text("embeddings {\n"
+                       f'  tensor_name: "{run_id}/{kind}"\n'
+                       '  tensor_path: "vectors.tsv"\n'
+                       '  metadata_path: "metadata.tsv"\n'
+                       "}\n")
     return {"vectors.tsv": len(chosen), "metadata.tsv": len(chosen), "projector_config.pbtxt": 1}
 
 
 def _tsv_value(value) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return ""
-    return str(value).translate(_TSV_UNSAFE)
+    return untrusted.cell(str(value))  # one line, no tab, no formula

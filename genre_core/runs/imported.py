@@ -15,18 +15,17 @@ says why).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from genre_core.runs.record import SEED, SPLITS, store_prediction_run
+from genre_core.runs.record import SEED, SPLITS, check_label, store_prediction_run
 from genre_core.store import Store
+from genre_core.untrusted import shortened
 
 PROB_TOLERANCE = 1e-3  # float32 probabilities written as text round to ~1e-7 per value
-MODEL_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")  # goes into the run id and file names
 
 class BadImport(ValueError):
     """Bad input file: the message names the file and the reason (CLI exit 2)."""
@@ -58,15 +57,17 @@ def read_table(path: Path) -> pd.DataFrame:
         if path.suffix.lower() in (".csv", ".tsv"):
             return pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
     except Exception as exc:  # pandas/pyarrow raise many types for a malformed file
-        raise BadImport(f"{path}: not a readable table ({type(exc).__name__}: {exc})") from exc
+        raise BadImport(f"{path}: not a readable table ({type(exc).__name__}: {shortened(exc)})") from exc
     raise BadImport(f"{path}: unsupported format (use .csv, .tsv or .parquet)")
 
 
 def import_predictions(store: Store, dataset: str, file: Path, *, model: str,
                        embeddings: Path | None = None, progress: bool = True) -> ImportSummary:
     """Validate `file` (and `embeddings`) against `dataset` and store them as a complete run."""
-    if not MODEL_LABEL.match(model):
-        raise BadImport(f"--model {model!r}: use letters, digits and _.+- (at most 64 characters)")
+    try:
+        check_label(model, "--model")  # before any file is read
+    except ValueError as exc:
+        raise BadImport(str(exc)) from None
     info = store.dataset(dataset)  # StoreError names an unknown dataset
     labels = store.tracks(dataset).set_index("track_id")["label"]
     classes = sorted(labels.unique())  # as native runs: the genres of the usable tracks
@@ -78,22 +79,28 @@ def import_predictions(store: Store, dataset: str, file: Path, *, model: str,
 
 # -- validation ------------------------------------------------------------------------------
 
+def _shown(values, quoted: bool = True) -> str:
+    """Values from the file (ids, genres, column names) as an error echoes them: cut short."""
+    return shortened(", ".join(repr(str(v)) if quoted else str(v) for v in values))
+
+
 def _track_column(frame: pd.DataFrame, path: Path) -> pd.Series:
     name = "track_id" if "track_id" in frame.columns else "track" if "track" in frame.columns else None
     if name is None:
-        raise BadImport(f"{path}: no track_id column (columns: {', '.join(map(str, frame.columns[:8]))})")
+        raise BadImport(f"{path}: no track_id column (columns: {_shown(frame.columns[:8])})")
+    if frame.empty:
+        raise BadImport(f"{path}: no rows, only a header")
     ids = frame[name].astype(str)
     if ids.duplicated().any():
-        dup = ids[ids.duplicated()].iloc[0]
-        raise BadImport(f"{path}: track {dup!r} appears more than once")
+        raise BadImport(f"{path}: track {_shown(ids[ids.duplicated()].head(1))} appears more than once")
     return ids
 
 
 def _known(ids: pd.Series, labels: pd.Series, path: Path) -> None:
     unknown = ids[~ids.isin(labels.index)]
     if len(unknown):
-        sample = ", ".join(repr(t) for t in unknown.head(3))
-        raise BadImport(f"{path}: {len(unknown)} track(s) not in the dataset (usable tracks), e.g. {sample}")
+        raise BadImport(f"{path}: {len(unknown)} track(s) not in the dataset (usable tracks), "
+                        f"e.g. {_shown(unknown.head(3))}")
 
 
 def _probabilities(frame: pd.DataFrame, path: Path, classes: list[str]) -> np.ndarray:
@@ -105,7 +112,7 @@ def _probabilities(frame: pd.DataFrame, path: Path, classes: list[str]) -> np.nd
         unknown = sorted(set(prefixed) - set(classes))
         missing = [g for g in classes if g not in columns]
         if unknown:
-            raise BadImport(f"{path}: probability columns for genres the dataset lacks: {', '.join(unknown)}")
+            raise BadImport(f"{path}: probability columns for genres the dataset lacks: {_shown(unknown, quoted=False)}")
         if missing:
             raise BadImport(f"{path}: no probability column for genre(s) {', '.join(missing)}")
         probs = frame[[columns[g] for g in classes]].to_numpy(dtype=np.float64)
@@ -123,7 +130,7 @@ def _probabilities(frame: pd.DataFrame, path: Path, classes: list[str]) -> np.nd
     predicted = frame["predicted"].astype(str)
     wrong = predicted[~predicted.isin(classes)]
     if len(wrong):
-        raise BadImport(f"{path}: predicted genre {wrong.iloc[0]!r} is not one of {', '.join(classes)}")
+        raise BadImport(f"{path}: predicted genre {_shown(wrong.head(1))} is not one of {', '.join(classes)}")
     return np.eye(len(classes))[predicted.map({g: i for i, g in enumerate(classes)}).to_numpy()]
 
 
@@ -133,7 +140,7 @@ def _predictions(frame: pd.DataFrame, path: Path, classes: list[str], labels: pd
     probs = _probabilities(frame, path, classes)
     split = frame["split"].astype(str) if "split" in frame.columns else pd.Series("test", index=frame.index)
     if not split.isin(SPLITS).all():
-        raise BadImport(f"{path}: split must be one of {', '.join(SPLITS)}, found {split[~split.isin(SPLITS)].iloc[0]!r}")
+        raise BadImport(f"{path}: split must be one of {', '.join(SPLITS)}, found {_shown(split[~split.isin(SPLITS)].head(1))}")
     if not (split == "test").any():
         raise BadImport(f"{path}: no test rows to score")
     return pd.DataFrame({"track_id": ids.to_numpy(), "split": split.to_numpy(),
@@ -144,13 +151,7 @@ def _embeddings(frame: pd.DataFrame, path: Path, labels: pd.Series) -> tuple[lis
     ids = _track_column(frame, path)
     _known(ids, labels, path)
     if "embedding" in frame.columns:
-        cells = frame["embedding"]
-        if cells.map(lambda v: isinstance(v, str)).all():  # CSV: space-separated numbers
-            cells = cells.map(lambda v: np.array(v.split(), dtype=np.float64))
-        rows = [np.asarray(v, dtype=np.float64) for v in cells]
-        if len({len(r) for r in rows}) != 1:
-            raise BadImport(f"{path}: embeddings of different lengths")
-        vectors = np.stack(rows)
+        vectors = _embedding_cells(frame["embedding"], path)
     else:
         numeric = frame.drop(columns=[c for c in ("track_id", "track") if c in frame.columns])
         numeric = numeric.select_dtypes("number")
@@ -159,7 +160,30 @@ def _embeddings(frame: pd.DataFrame, path: Path, labels: pd.Series) -> tuple[lis
         vectors = numeric.to_numpy(dtype=np.float64)
     if not np.isfinite(vectors).all():
         raise BadImport(f"{path}: embeddings hold NaN or infinite values")
+    if not vectors.any() or (len(vectors) > 1 and (vectors == vectors[0]).all()):
+        # t-SNE/UMAP of one point repeated is a blank map, and its neighbours are chance
+        what = "all zero" if not vectors.any() else "the same vector"
+        raise BadImport(f"{path}: the embeddings are {what} in every row ({len(vectors):,}): a map or "
+                        "neighbours of them would show nothing (was the embedding layer exported?)")
     return ids.tolist(), vectors.astype(np.float32)
+
+
+def _embedding_cells(cells: pd.Series, path: Path) -> np.ndarray:
+    """(N, D) from an `embedding` column: lists or arrays (parquet), space-separated numbers (CSV)."""
+    rows = []
+    for i, cell in enumerate(cells):
+        if cell is None or (isinstance(cell, float) and cell != cell) or (isinstance(cell, str) and not cell.strip()):
+            raise BadImport(f"{path}: row {i + 1} has no embedding (an empty cell)")
+        try:
+            row = np.atleast_1d(np.asarray(cell.split() if isinstance(cell, str) else cell, dtype=np.float64))
+        except (TypeError, ValueError) as exc:
+            raise BadImport(f"{path}: row {i + 1}: the embedding is not a list of numbers ({shortened(exc)})") from None
+        if row.ndim != 1:
+            raise BadImport(f"{path}: row {i + 1}: the embedding is not a list of numbers (it has {row.ndim} dimensions)")
+        rows.append(row)
+    if len({len(r) for r in rows}) != 1:
+        raise BadImport(f"{path}: embeddings of different lengths")
+    return np.stack(rows)
 
 
 # -- the run ---------------------------------------------------------------------------------

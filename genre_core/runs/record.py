@@ -14,6 +14,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from genre_core import untrusted
 from genre_core.metrics import evaluation
 from genre_core.store import Store
 
@@ -21,8 +22,18 @@ SPLITS = ("test", "val")  # the sides a recorded run's predictions may sit on
 SEED = 0  # of the bootstrap CIs, so a re-recorded run reports the same intervals
 
 
+def check_label(label: str, option: str = "--model") -> str:
+    """`label`, when it is safe in a run id and file names (untrusted.is_label); else a
+    ValueError in the user's terms, naming `option`."""
+    if not untrusted.is_label(label):
+        raise ValueError(f"{option} {untrusted.shortened(repr(label))}: use 1-64 letters, digits and _.+- "
+                         "(starting with a letter or digit)")
+    return label
+
+
 def new_run_id(model: str) -> str:
-    return f"{datetime.now():%Y%m%d-%H%M%S}-{model}-{secrets.token_hex(2)}"
+    """A new run's id: time, model label (checked: it goes into file names), random tag."""
+    return f"{datetime.now():%Y%m%d-%H%M%S}-{check_label(model)}-{secrets.token_hex(2)}"
 
 
 @dataclass
@@ -60,7 +71,9 @@ def store_prediction_run(store: Store, dataset_id: int, model: str, *, represent
                          split=split, config=config, device="none", seed=SEED, classes=classes, sweep=sweep))
     try:
         store.finish_run(run_id, {"metrics": pd.DataFrame(metrics), "predictions": stored, **(extra or {})})
-    except Exception as exc:
-        store.fail_run(run_id, f"{type(exc).__name__}: {exc}")
+    except BaseException as exc:  # Ctrl-C too: there is no process to resume it, so it failed
+        reason = "interrupted before its results were stored" if isinstance(exc, KeyboardInterrupt) else \
+            f"{type(exc).__name__}: {exc}"
+        store.fail_run(run_id, reason)
         raise
     return StoredRun(run_id, report, ci)

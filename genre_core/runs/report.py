@@ -10,7 +10,6 @@ most instructive misclassifications (listen + Grad-CAM), the dataset's faults.
 from __future__ import annotations
 
 import base64
-import html
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from genre_core import audio
+from genre_core import audio, paths, untrusted
 from genre_core.store import Store, StoreError
 
 SNIPPET_S = 6.0
@@ -52,10 +51,8 @@ def write_report(store: Store, run_id: str, out: Path, *, n_examples: int = 6) -
     data = _gather(store, run)
     examples = _examples(store, run, data, n_examples)
     page = _page(run, data, examples)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
+    with paths.atomic_write(out) as tmp:  # never half a report; a full disk: one line, no temp file
+        tmp.write_text(page, encoding="utf-8")
     return ReportSummary(run_id, out, len(examples), out.stat().st_size)
 
 
@@ -176,7 +173,7 @@ def heatmap_png(values: np.ndarray, height: int = 160, width: int = 480) -> byte
 # -- HTML ----------------------------------------------------------------------------------------
 
 def _e(text) -> str:
-    return html.escape(str(text))
+    return untrusted.html(text)
 
 
 def _data_uri(kind: str, payload: bytes) -> str:

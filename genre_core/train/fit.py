@@ -34,9 +34,9 @@ from genre_core.train import distributed, multilabel, probe
 from genre_core.train.config import TrainConfig
 from genre_core.train.inference import file_sha256
 from genre_core.train.lifecycle import Heartbeat
-from genre_core.train.loop import Interrupted, LoopSettings, Trainer, resolve_device
+from genre_core.train.loop import Interrupted, LoopSettings, NonFiniteLoss, Trainer, resolve_device, save_file
 from genre_core.features.cache import ShardCache
-from genre_core.features.windows import WindowSet, build_windows, handcrafted_windows
+from genre_core.features.windows import WindowSet, build_windows, handcrafted_windows, servable_tracks
 
 log = logging.getLogger("genrelens")  # the CLI shows INFO on stderr (--quiet / --verbose)
 
@@ -58,13 +58,13 @@ def seed_everything(seed: int) -> None:
 
 def choose_split(config: TrainConfig, tracks: pd.DataFrame) -> Split:
     if config.split == "kfold":
-        folds = kfold_splits(tracks.track_id, tracks.label, k=config.k, seed=config.seed)
+        folds = kfold_splits(tracks.track_id, tracks.label, k=config.k, seed=config.seed, dataset=config.dataset)
         if not 1 <= config.fold <= config.k:
             raise ValueError(f"--fold must be in 1..{config.k}")
         return folds[config.fold - 1]
     if config.split not in SPLITS:
         raise ValueError(f"unknown split {config.split!r} (choose from {', '.join(SPLITS)})")
-    return SPLITS[config.split](tracks, config.seed)
+    return SPLITS[config.split](tracks, config.seed, dataset=config.dataset)
 
 
 @dataclass
@@ -121,8 +121,9 @@ def _fit_and_store(store: Store, config: TrainConfig, spec, data: Sides, run_id:
                    here: distributed.Ranks) -> RunResult:
     _start(store, config, data, run_id, resume, sweep, device)
     if progress:  # printed now, so a run that is killed can still be found and resumed
-        log.info(f"run {run_id}: {'resumed' if resume else 'started'} (if stopped, continue with: "
-                 f"python -m training train --resume {run_id})")
+        how = ("started" if not resume else "resumed" if _checkpoint(store, run_id).is_file()
+               else "resumed from epoch 1 (it stopped before its first checkpoint)")
+        log.info(f"run {run_id}: {how} (if stopped, continue with: python -m training train --resume {run_id})")
     try:
         with Heartbeat(store, run_id) as heartbeat:
             cache = ShardCache(paths.cache_dir(store.path))
@@ -137,8 +138,16 @@ def _fit_and_store(store: Store, config: TrainConfig, spec, data: Sides, run_id:
         store.interrupt_run(run_id, f"interrupted ({exc or 'Ctrl-C'}); continue with --resume {run_id}")
         raise
     except Exception as exc:
-        store.fail_run(run_id, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
+        store.fail_run(run_id, _failure(exc))
         raise
+
+
+def _failure(exc: Exception) -> str:
+    """What a failed run's row says: an expected end (the loss became NaN) its one line; any
+    other exception also where it was raised."""
+    if isinstance(exc, NonFiniteLoss):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
 
 
 def _start(store: Store, config: TrainConfig, data: Sides, run_id: str, resume: bool,
@@ -197,16 +206,21 @@ def _fit_torch(config, data: Sides, cache, run_dir: Path, resume, progress, stop
     if not here.is_main:
         return Outputs(state.history, windows, {}, {})
     model_file = run_dir / paths.MODEL_FILE
-    torch.save(model.state_dict(), model_file)  # the full network, also when only its head trained
+    save_file(model.state_dict(), model_file)  # the full network, also when only its head trained
     log_probs = {side: trainer.predict(inputs[side], progress)[0] for side in ("val", "test")}
     return Outputs(state.history, windows, log_probs, {model_file.name: file_sha256(model_file)})
 
 
 def _windows(data: Sides, cache, sr: int, config: TrainConfig, progress: bool) -> dict[str, WindowSet]:
+    """Each side's windows; tracks whose audio the cache refuses are first left out of `data`."""
     hops = {"train": config.hop_s, "val": config.eval_hop_s, "test": config.eval_hop_s}
+    data.tracks = {side: servable_tracks(tracks, cache, sr=sr, desc=f"load {side}", progress=progress)
+                   for side, tracks in data.tracks.items()}
+    if data.tracks["train"].empty or data.tracks["test"].empty:
+        raise ValueError("no training or no test tracks are left whose audio is as ingested: re-run ingest")
     return {
         side: build_windows(data.tracks[side], data.classes, cache, sr=sr, window_s=config.window_s,
-                            hop_s=hops[side], desc=f"load {side}", progress=progress)
+                            hop_s=hops[side], desc=f"windows {side}", progress=progress)
         for side in ("train", "val", "test")
     }
 
@@ -225,9 +239,9 @@ def _fit_baseline(config: TrainConfig, data: Sides, cache, run_dir: Path, progre
     labels = {side: w.labels[w.index[:, 0]] for side, w in windows.items()}
     estimator = build_model(config.model, len(data.classes), tables["train"].shape[1], seed=config.seed)
     estimator.fit(tables["train"], labels["train"])
-    run_dir.mkdir(parents=True, exist_ok=True)
     model_file = run_dir / paths.BASELINE_FILE
-    joblib.dump(estimator, model_file)
+    with paths.atomic_write(model_file) as tmp:
+        joblib.dump(estimator, tmp)
     log_probs = {side: _full_log_proba(estimator, tables[side], len(data.classes)) for side in ("val", "test")}
     train_acc = float((estimator.predict(tables["train"]) == labels["train"]).mean())
     val = log_probs["val"]
@@ -311,8 +325,20 @@ def resume_run(store: Store, run_id: str, progress: bool = True) -> RunResult:
     if row["status"] == "running" and distributed.ranks().is_main:
         raise ValueError(f"run {run_id} is still running (pid {int(row['pid'])} on {row['host']}); "
                          "stop it first")
-    return fit(store, TrainConfig.from_dict(row["config"]), run_id=run_id, resume=True,
-               progress=progress)
+    config = TrainConfig.from_dict(row["config"])
+    checkpoint = _checkpoint(store, run_id)
+    # The run's folder is made by its first checkpoint (Trainer.save): a folder without one
+    # means the checkpoint was removed, and quietly training from epoch 1 under the word
+    # "resumed" would pass a new run off as the old one. No folder: it stopped before its first
+    # checkpoint, and epoch 1 is where it continues (the seeds make that the same run).
+    if get_spec(config.model).is_torch and checkpoint.parent.is_dir() and not checkpoint.is_file():
+        raise ValueError(f"cannot resume run {run_id}: its checkpoint is missing (expected at {checkpoint}); "
+                         "start a new run instead")
+    return fit(store, config, run_id=run_id, resume=True, progress=progress)
+
+
+def _checkpoint(store: Store, run_id: str) -> Path:
+    return paths.run_dir(store.path, run_id) / paths.CHECKPOINT_FILE
 
 
 def train_command(store: Store, dataset: str | None, model: str | None, *, fold: int | None = None,

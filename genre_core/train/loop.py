@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from genre_core import paths
 from genre_core.features.augment import AugmentConfig, augment_waveform, mixup, spec_augment
 from genre_core.features.windows import WindowSet
 from genre_core.train import distributed
@@ -127,8 +128,30 @@ def _load_reason(exc: Exception) -> str:
     return lines[0][:200] if lines else type(exc).__name__
 
 
+def save_file(payload, path: Path) -> None:
+    """torch.save `payload` to `path` atomically (paths.atomic_write: a failed write leaves
+    neither a temp file nor half a file, and raises WriteError naming `path`). Written through
+    a Python file: torch's own writer reports a full disk only as "unexpected pos N vs M"."""
+    with paths.atomic_write(path) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)
+
+
 class Interrupted(Exception):
     """Raised after `stop_after_epoch`: the checkpoint is on disk, the run can be resumed."""
+
+
+class NonFiniteLoss(ValueError):
+    """The training loss became NaN or infinite: nothing trained from then on means anything,
+    so the run fails instead of completing (a NaN loss once stored a 'complete' run at chance
+    accuracy). Raised before that epoch's checkpoint, so the last one kept is the last sound one."""
+
+
+def _require_finite(train_loss: float, epoch: int) -> None:
+    """Checked on the epoch's loss summed over every rank, so all ranks of a torchrun stop
+    together (one rank raising alone would leave the others waiting in a collective)."""
+    if not math.isfinite(train_loss):
+        raise NonFiniteLoss(f"training loss became {'NaN' if math.isnan(train_loss) else 'infinite'} at epoch "
+                            f"{epoch}: the model diverged or its inputs are not finite (a lower --lr may help)")
 
 
 class Trainer:
@@ -219,6 +242,7 @@ class Trainer:
                 batch_loss, batch_correct = self._train_step(audio, labels)
                 loss_sum, correct = loss_sum + batch_loss, correct + batch_correct
             loss_sum, correct, seen = distributed.all_sum([loss_sum, correct, len(mine)], self.ranks)
+            _require_finite(loss_sum / seen, self.state.epoch + 1)  # before this epoch's checkpoint
             distributed.sync_buffers(self.model, self.ranks)
             val_loss, val_acc = self.evaluate_loss(val)  # every rank: one model, one answer
             self._end_epoch(loss_sum / seen, correct / seen, val_loss, val_acc,
@@ -282,14 +306,11 @@ class Trainer:
         Only tensors, dicts, lists, numbers and strings, so `load` can read it with
         weights_only=True (the optimizer/scheduler state dicts and LoopState are just that;
         LambdaLR stores None for its function, which __init__ rebuilds)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
         payload = dict(model=self.model.state_dict(), best=self.best_weights,
                        optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
                        generator=self.generator.get_state(), torch_rng=torch.get_rng_state(),
                        state=dict(self.state.__dict__))
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
+        save_file(payload, path)
 
     def load(self, path: Path) -> None:
         """Continue from a checkpoint written by `save`. Anything else (a planted pickle, a

@@ -56,7 +56,11 @@ def _database_state(path, fill: str) -> tuple[str, str]:
                            "(SELECT count(*) FROM runs WHERE status = 'complete') AS r")
     except Exception as exc:  # not DuckDB, or not ours: say so rather than crash
         return "invalid", f"`{path}` is not a GenreLens database ({str(exc).splitlines()[0]})."
-    if _schema_version(version) != SCHEMA_VERSION:
+    found_version = _schema_version(version)
+    if found_version is not None and 1 <= found_version < SCHEMA_VERSION:
+        return "invalid", (f"`{path}` was made by an older GenreLens (schema version {found_version}). "
+                           f"Any command upgrades it in place, e.g. `genrelens runs --db {path}`.")
+    if found_version != SCHEMA_VERSION:
         found = None if version.empty else version.value.iloc[0]
         return "invalid", f"`{path}` has schema version {found!r}, this GenreLens expects {SCHEMA_VERSION}."
     if int(counts.d[0]) == 0:
