@@ -6,6 +6,7 @@ from genre_core.app import state
 from genre_core.app import charts, media
 from genre_core.app import multilabel as ml_view
 from genre_core.app import queries as q
+from genre_core.untrusted import markdown as md
 from page_frame import NO_RUN, figure, open_page
 
 ctx, cached = open_page("pages/track.py", None, needs_run=False, cache_entries=256)
@@ -20,7 +21,7 @@ dataset_id = int(run.dataset_id)
 first = cached(q.search_tracks)(ctx.db, ctx.run_id, "", 1)  # test tracks first
 if first.empty:
     st.title("Track")
-    st.info(f"Dataset {run.dataset} has no tracks.")
+    st.info(f"Dataset {md(run.dataset)} has no tracks.")
     st.stop()
 if not ctx.track or ctx.track[0] != dataset_id or cached(q.track)(ctx.db, dataset_id, ctx.track[1]) is None:
     state.open_track(st.session_state, dataset_id, first.track_id.iloc[0])
@@ -50,7 +51,7 @@ def track_controls() -> None:
                   width="stretch")
     nav[3].button("next ▶", on_click=_go, args=(following,), disabled=following is None, key="next", width="stretch")
     text = nav[1].text_input("Find a track", key="track_search", placeholder="id, artist, genre or file name",
-                             help=f"Searches all tracks of {run.dataset}; the picker lists the first {SEARCH_LIMIT}")
+                             help=f"Searches all tracks of {md(run.dataset)}; the picker lists the first {SEARCH_LIMIT}")
     found = cached(q.search_tracks)(ctx.db, ctx.run_id, text, SEARCH_LIMIT)
     labels = {track_id: _label(track_id, row.label, predicted)}
     labels.update({r.track_id: _label(r.track_id, r.label, r.predicted) for r in found.itertuples()})
@@ -59,7 +60,7 @@ def track_controls() -> None:
     listed = f", first {SEARCH_LIMIT} listed" if n > SEARCH_LIMIT else ""
     matches = f" · {n:,} match{'es' if n != 1 else ''}{listed}" if text.strip() else ""
     st.session_state["_track_pick"] = track_id
-    nav[2].selectbox(f"Track{where}{matches}", list(labels), key="_track_pick", format_func=labels.get,
+    nav[2].selectbox(md(f"Track{where}{matches}"), list(labels), key="_track_pick", format_func=labels.get,
                      on_change=_picked, help="Test tracks first, then validation, then training")
 
 
@@ -79,12 +80,12 @@ probs = cached(q.track_probs)(ctx.db, ctx.run_id, track_id)
 faults = cached(q.track_faults)(ctx.db, dataset_id, track_id)
 predicted = probs[probs.is_predicted].genre.iloc[0] if len(probs) else None
 
-st.title(f"Track {track_id}")
+st.title(f"Track {md(track_id)}")
 verdict = ("not predicted by this run (a training track)" if predicted is None else
-           f"predicted **{predicted}** " + (":green[✓]" if predicted == row.label else ":red[✗]")
+           f"predicted **{md(predicted)}** " + (":green[✓]" if predicted == row.label else ":red[✗]")
            + f" ({probs.prob.max():.0%})")
 flags = " ".join(f":orange-badge[{k.replace('_', ' ')}]" for k in dict.fromkeys(faults.kind)) if len(faults) else ""
-st.markdown(f"True genre **{row.label}** · {verdict} · artist {row.artist or 'unknown'} · "
+st.markdown(f"True genre **{md(row.label)}** · {verdict} · artist {md(row.artist) if row.artist else 'unknown'} · "
             f"{(row.duration_s or 0):.0f} s · {probs.split.iloc[0] if len(probs) else 'train'} {flags}")
 genre_set = cached(q.track_genre_set)(ctx.db, ctx.run_id, track_id)
 if genre_set is not None:  # a multi-label run: every genre of the track, not one
@@ -94,7 +95,7 @@ track_controls()
 audio = cached(media.track_audio)(ctx.db, dataset_id, track_id)
 if audio is None:
     st.warning(media.NO_AUDIO if row.status == "ok" else  # ok but refused by queries.track_file
-               f"No playable audio: the file is {row.status}" + (f" ({row.error})" if row.error else "") + ".")
+               f"No playable audio: the file is {row.status}" + (f" ({md(row.error)})" if row.error else "") + ".")
 else:
     st.audio(audio[0], sample_rate=audio[1], autoplay=bool(st.session_state.pop(state.AUTOPLAY, False)))
     envelope = cached(media.track_waveform)(ctx.db, dataset_id, track_id)
@@ -118,18 +119,18 @@ if cam is not None and not overlay:
                                             f"{run.representation} coefficient", presentation=ctx.presentation),
                     theme=None, config=charts.plot_config(ctx.image_format, f"{track_id}_gradcam"), key="gradcam_grid")
 if cam is not None:
-    st.caption(f"Grad-CAM: bright regions are where the network found evidence for **{genre}**.")
+    st.caption(f"Grad-CAM: bright regions are where the network found evidence for **{md(genre)}**.")
     bands = cached(q.band_importance)(ctx.db, ctx.run_id)
     profile = bands[(bands.genre == genre) & (bands.method == "gradcam")]
     if len(profile):
-        with st.expander(f"Where the evidence for {genre} usually lies (all explained tracks of this run)"):
+        with st.expander(f"Where the evidence for {md(genre)} usually lies (all explained tracks of this run)"):
             st.plotly_chart(figure("band_profile", profile["values"].iloc[0], genre, ctx.presentation), theme=None,
                             config=charts.plot_config(ctx.image_format, f"{genre}_bands"), key="bands")
 elif len(attrs) == 0:
     st.caption("No Grad-CAM map stored for this track (maps cover the analysed test tracks of CNN-like runs: "
                f"`python -m training analyze --run {ctx.run_id}`).")
 else:
-    st.caption(f"No Grad-CAM map for {genre} (stored for: {', '.join(attrs.target)}).")
+    st.caption(f"No Grad-CAM map for {md(genre)} (stored for: {', '.join(map(md, attrs.target))}).")
 
 segments = cached(q.segments)(ctx.db, ctx.run_id, track_id)
 if probs.empty:
@@ -159,8 +160,8 @@ if len(near):
     walk = state.Selection(f"neighbours of {track_id}", (track_id, *near.neighbour_id), dataset_id)
     for col, other in zip(st.columns(4), near.head(4).itertuples()):
         with col:
-            said = f" → {other.predicted}" if isinstance(other.predicted, str) else ""
-            st.markdown(f"**{other.neighbour_id}** · {other.label}{said}")
+            said = f" → {md(other.predicted)}" if isinstance(other.predicted, str) else ""
+            st.markdown(f"**{md(other.neighbour_id)}** · {md(other.label)}{said}")
             clip = cached(media.track_audio)(ctx.db, dataset_id, other.neighbour_id) if other.playable else None
             if clip is not None:
                 st.audio(clip[0], sample_rate=clip[1])

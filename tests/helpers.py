@@ -159,3 +159,17 @@ def serving(command: list[str], cwd: Path, env: dict, port_flag: str = "--server
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+
+
+def open_app(monkeypatch, db_path, **session):
+    """The app (AppTest) on database `db_path`, with `session` state set, after its first run."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("GENRELENS_DB", str(db_path))
+    at = AppTest.from_file(str(APP), default_timeout=90)
+    for key, value in session.items():
+        at.session_state[key] = value
+    return at.run()

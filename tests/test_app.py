@@ -18,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 from genre_core.app import state
 from genre_core.app import queries as q
 from genre_core.store import open_store
+from tests.helpers import open_app
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 PAGES = ("overview", "confusion", "map", "track", "faults", "compare", "multilabel", "classify")
@@ -26,12 +27,7 @@ TITLES = {"overview": "GenreLens", "confusion": "Confusion matrix", "map": "Map"
           "classify": "Classify a recording"}
 
 
-def _app(monkeypatch, db_path, **session) -> AppTest:
-    monkeypatch.setenv("GENRELENS_DB", str(db_path))
-    at = AppTest.from_file(str(APP), default_timeout=90)
-    for key, value in session.items():
-        at.session_state[key] = value
-    return at.run()
+_app = open_app
 
 
 def _open(at: AppTest, page: str) -> AppTest:

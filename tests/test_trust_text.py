@@ -25,7 +25,7 @@ from genre_core import untrusted
 from genre_core.app import charts, classify, state
 from genre_core.app import queries as q
 from genre_core.store import open_store
-from tests.helpers import CHROMIUM, launch_chromium, serving
+from tests.helpers import CHROMIUM, launch_chromium, open_app, serving
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "app.py"
@@ -44,12 +44,7 @@ def _plant(db: Path, sql: str, *params) -> None:
         con.execute(sql, list(params))
 
 
-def _app(monkeypatch, db: Path, **session) -> AppTest:
-    monkeypatch.setenv("GENRELENS_DB", str(db))
-    at = AppTest.from_file(str(APP), default_timeout=90)
-    for key, value in session.items():
-        at.session_state[key] = value
-    return at.run()
+_app = open_app
 
 
 def _page(at: AppTest, page: str) -> AppTest:
