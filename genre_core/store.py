@@ -103,6 +103,7 @@ CREATE TABLE IF NOT EXISTS variant_predictions (
 CREATE TABLE IF NOT EXISTS contrast_neighbours (
     run_id VARCHAR, track_id VARCHAR, side VARCHAR, rank INTEGER, neighbour_id VARCHAR,
     distance DOUBLE);
+ALTER TABLE attributions ADD COLUMN IF NOT EXISTS scale FLOAT;
 """,
 }
 
