@@ -151,14 +151,17 @@ def test_import_predictions_on_a_full_disk_says_so_and_leaves_no_running_run(toy
     probs = np.random.default_rng(0).dirichlet(np.ones(len(classes)), size=len(tracks))
     table = tmp_path / "preds.csv"
     prob_table(pd.DataFrame({"track_id": tracks.track_id, "probs": list(probs)}), classes).to_csv(table, index=False)
-    disk = tmpfs(tmp_path / "disk", "8m")
+    # room for the database as the session left it (other tests' runs grow it), then filled
+    disk = tmpfs(tmp_path / "disk", f"{toy_store.path.stat().st_size // 2**20 + 8}m")
     db = writable_copy(toy_store.path, disk.root)
+    before = set(open_store(db).runs().run_id)  # the session's toy database may hold other tests' runs
     disk.fill()
     code, err, _ = run_cli("import-predictions", "--dataset", "toy", "--file", table, "--model", "outside",
                            "--db", db)
     assert (code, err[-1:]) == (2, [cannot_write(db)])
     disk.free()
-    assert not {"running", "interrupted"} & set(open_store(db).runs().status)
+    stored = open_store(db).runs()
+    assert not {"running", "interrupted"} & set(stored[~stored.run_id.isin(before)].status)
 
 
 # -- a run's files --------------------------------------------------------------------------------
@@ -167,12 +170,14 @@ def test_import_predictions_on_a_full_disk_says_so_and_leaves_no_running_run(toy
 def test_a_checkpoint_that_cannot_be_written_fails_the_run_in_one_line(toy_store, tmp_path, tmpfs, run_cli,
                                                                        monkeypatch):
     db = writable_copy(toy_store.path, tmp_path)
+    before = set(open_store(db).runs().run_id)  # the session's toy database may hold other tests' runs
     monkeypatch.setenv("GENRELENS_CACHE_DIR", str(toy_store.path.parent / "cache"))  # decoded once per session
     runs = tmpfs(tmp_path / "runs")  # where the run's checkpoint goes; the database has room
     runs.fill()
     code, err, _ = run_cli("train", "--dataset", "toy", "--model", "cnn_small", "--tiny", "--epochs", "1",
                            "--db", db)
-    [run] = open_store(db).runs().to_dict("records")
+    stored = open_store(db).runs()
+    [run] = stored[~stored.run_id.isin(before)].to_dict("records")
     assert (code, err[-1:]) == (2, [cannot_write(runs.root / run["run_id"] / "checkpoint.pt")])
     assert run["status"] == "failed"
     assert runs.files() == [run["run_id"]]  # the run's folder, empty: no temp file, no half checkpoint

@@ -103,6 +103,12 @@ def out_of_fold_probs(predictions: pd.DataFrame) -> OutOfFold | None:
     return None
 
 
+def _checkable(tracks: pd.DataFrame) -> bool:
+    """Folds need two genres with at least two tracks each."""
+    counts = tracks["label"].value_counts()
+    return len(counts) >= 2 and counts.min() >= 2
+
+
 def handcrafted_out_of_fold(tracks: pd.DataFrame, cache: ShardCache, *, seed: int = 0,
                             progress: bool = True, engine: EngineOptions | None = None) -> OutOfFold | None:
     """Out-of-fold probabilities of a logistic regression on each track's mean handcrafted row.
@@ -127,12 +133,14 @@ def handcrafted_out_of_fold(tracks: pd.DataFrame, cache: ShardCache, *, seed: in
     from genre_core.train.config import TrainConfig
 
     tracks = tracks[tracks["sha1"].notna()].sort_values("track_id").reset_index(drop=True)
+    if not _checkable(tracks):  # before decoding anything: a one-genre corpus has nothing to check
+        return None
     config = TrainConfig(dataset="", model="logreg")  # the baselines' window and rate
     tracks = servable_tracks(tracks, cache, sr=config.features.sr, desc="label check audio",
                              progress=progress).reset_index(drop=True)
-    counts = tracks["label"].value_counts()
-    if len(counts) < 2 or counts.min() < 2:
+    if not _checkable(tracks):
         return None
+    counts = tracks["label"].value_counts()
     classes = sorted(counts.index)
     # One row per 3-s window, no overlap: the windows (and so the cached tables) baselines use.
     windows = build_windows(tracks, classes, cache, sr=config.features.sr, window_s=config.window_s,
