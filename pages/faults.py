@@ -184,9 +184,10 @@ def artist_view() -> None:
     c.metric("on both sides of the chosen run's split", int(artists.leak.sum()) if run_id else "–")
     shown = artists.drop(columns="track_ids") if run_id else artists.drop(columns=["track_ids", "train", "val",
                                                                                       "test", "leak"])
-    st.dataframe(shown.assign(artist=shown.artist.map(plain)), hide_index=True, width="stretch",
+    st.dataframe(shown.assign(artist=shown.artist.map(plain), top_share=100 * shown.top_share), hide_index=True,
+                 width="stretch",
                  column_config={"n_tracks": "tracks", "top_share": st.column_config.NumberColumn(
-                                    "largest share of a genre", format="percent"),
+                                    "largest share of a genre", format="%.0f%%"),
                                 "flagged": st.column_config.CheckboxColumn("flagged"),
                                 "train": "train", "val": "validation", "test": "test",
                                 "leak": st.column_config.CheckboxColumn("train + test")})

@@ -31,18 +31,20 @@ significant, others = slices[slices.significant], slices[~slices.significant]
 def slice_table(frame: pd.DataFrame, key: str) -> None:
     """Slices as rows a musicologist reads; a clicked row becomes the chosen slice."""
     shown = pd.DataFrame({
-        "slice": frame.description.map(plain), "tracks": frame.n,
+        "slice": [plain(d + (f" (same tracks: {'; '.join(same)})" if len(same) else ""))
+                  for d, same in zip(frame.description, frame.same_tracks_as)],
         "right": [f"{int(n - e)} of {int(n)}" for n, e in zip(frame.n, frame.errors)],
-        "accuracy": frame.accuracy, "other tracks": frame.rest_accuracy,
+        "accuracy": 100 * frame.accuracy, "other tracks": 100 * frame.rest_accuracy,
         "p": frame.p_value.map(p_text), "q": frame.q_value.map(p_text)})
-    percent = dict(format="percent", min_value=0, max_value=1)
+    percent = dict(format="%.0f%%", min_value=0, max_value=100, width="small")
     picked = st.dataframe(
         shown, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row", key=key,
         column_config={"slice": st.column_config.TextColumn("slice", width="large"),
+                       "right": st.column_config.TextColumn("tracks right", width="small"),
                        "accuracy": st.column_config.ProgressColumn("accuracy", **percent),
-                       "other tracks": st.column_config.ProgressColumn("accuracy of the other tracks", **percent),
-                       "p": st.column_config.TextColumn("p (Fisher)"),
-                       "q": st.column_config.TextColumn("q (BH)")})
+                       "other tracks": st.column_config.ProgressColumn("the others'", **percent),
+                       "p": st.column_config.TextColumn("p (Fisher)", width="small"),
+                       "q": st.column_config.TextColumn("q (BH)", width="small")})
     if picked.selection.rows:
         chosen = (ctx.run_id, int(frame["rank"].iloc[picked.selection.rows[0]]))
         if st.session_state.get(CHOSEN) != chosen:

@@ -58,7 +58,9 @@ def tercile_words(values: pd.Series, *, name: str, number: Callable[[float], str
         words = [f"{name} {number(known.min())}{unit}"]
     else:
         words = [f"{name} under {number(edges[0])}{unit}"]
-        words += [f"{name} {number(lo)}–{number(hi)}{unit}" for lo, hi in zip(edges[:-1], edges[1:])]
+        # "70–95 bpm", but "-23.1 to -21.4 dBFS": a dash between negative numbers misleads
+        words += [f"{name} {number(lo)}{' to ' if lo < 0 else '–'}{number(hi)}{unit}"
+                  for lo, hi in zip(edges[:-1], edges[1:])]
         words += [f"{name} {number(edges[-1])}{unit} or more"]
     out[known.index] = [words[b] for b in bins]
     return out

@@ -16,6 +16,12 @@ def p_text(p: float) -> str:
     return "< 0.0001" if p < 1e-4 else f"{p:.2g}"
 
 
+def p_is(name: str, p: float) -> str:
+    """"p = 0.0034" or "p < 0.0001"."""
+    text = p_text(p)
+    return f"{name} {text}" if text.startswith("<") else f"{name} = {text}"
+
+
 def rule_sentence(slices: pd.DataFrame) -> str:
     """How the slices of one run (a failure_slices table, not empty) were found and tested."""
     first = slices.iloc[0]
@@ -39,8 +45,8 @@ def slice_sentence(row) -> str:
     return (f"{right} of {n} track{'s' if n != 1 else ''} right ({row.accuracy:.0%}), against "
             f"{row.run_accuracy:.0%} of all {int(row.run_tracks)} {row.split} tracks and "
             f"{row.rest_accuracy:.0%} of the other tracks{among}. "
-            f"One-sided Fisher exact test: p = {p_text(row.p_value)}; after Benjamini–Hochberg over "
-            f"{int(row.n_tested)} slices: q = {p_text(row.q_value)}, {verdict} at {float(row.alpha):.0%}.")
+            f"One-sided Fisher exact test: {p_is('p', row.p_value)}; after Benjamini–Hochberg over "
+            f"{int(row.n_tested)} slices: {p_is('q', row.q_value)}, {verdict} at {float(row.alpha):.0%}.")
 
 
 def same_tracks_sentence(row) -> str:
