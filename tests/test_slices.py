@@ -39,7 +39,7 @@ def test_fisher_greater_is_scipys_one_sided_fisher_exact(table):
     errors, n, total_errors, total = table
     expected = stats.fisher_exact([[errors, n - errors], [total_errors - errors, total - total_errors - n + errors]],
                                   alternative="greater").pvalue
-    assert fisher_greater(errors, n, total_errors, total) == pytest.approx(expected)
+    assert fisher_greater(errors, n, total_errors=total_errors, total=total) == pytest.approx(expected)
 
 
 def _corpus(seed: int, n: int = 240, error_rate: float = 0.25) -> tuple[pd.Series, pd.DataFrame]:

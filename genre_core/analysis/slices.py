@@ -56,8 +56,8 @@ def find_slices(wrong: pd.Series, attributes: pd.DataFrame, *, alpha: float = DE
     """
     attributes = attributes.reindex(wrong.index)
     errors = wrong.to_numpy(dtype=bool)
-    codes = {a: pd.factorize(attributes[a])[0] for a in attributes.columns}
-    words = {a: pd.factorize(attributes[a])[1] for a in attributes.columns}
+    factorized = {a: pd.factorize(attributes[a]) for a in attributes.columns}  # (codes, -1: unknown), words
+    codes, words = ({a: f[i] for a, f in factorized.items()} for i in (0, 1))
     singles, seen = _singles(codes, words, min_tracks)
     pairs = _pairs(codes, words, min_tracks, seen)
     frame = _tested(errors, [*singles, *pairs[:max_pairs]], alpha, wrong.index)
@@ -116,7 +116,7 @@ def _tested(errors: np.ndarray, candidates: list[_Candidate], alpha: float, ids:
     wrong_in = np.array([errors[c.tracks].sum() for c in candidates])
     among = np.array([c.population.sum() for c in candidates])
     wrong_among = np.array([errors[c.population].sum() for c in candidates])
-    p = fisher_greater(wrong_in, n, wrong_among, among)
+    p = fisher_greater(wrong_in, n, total_errors=wrong_among, total=among)
     q = benjamini_hochberg(p)
     run_accuracy = 1 - errors.mean()
     frame = pd.DataFrame({

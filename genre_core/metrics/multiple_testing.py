@@ -31,14 +31,15 @@ def benjamini_hochberg(p_values) -> np.ndarray:
     return q
 
 
-def fisher_greater(errors, n, total_errors: int, total: int) -> np.ndarray:
+def fisher_greater(errors, n, *, total_errors, total) -> np.ndarray:
     """One-sided Fisher exact p-values that subsets hold more errors than chance would put there.
 
     Each subset has `n` members of which `errors` are errors, drawn from `total` items with
     `total_errors` errors in all (subset against the rest, margins fixed): P(X >= errors) for X
     hypergeometric. The same as scipy.stats.fisher_exact(alternative="greater") on the 2x2 table
     [[errors, n - errors], [total_errors - errors, total - total_errors - (n - errors)]],
-    vectorised over subsets. Arrays of equal shape in, p-values of that shape out.
+    vectorised over subsets (each may have its own totals). Arrays of one shape in (or scalars),
+    p-values of that shape out.
     """
     errors, n = np.asarray(errors), np.asarray(n)
     return stats.hypergeom.sf(errors - 1, total, total_errors, n)
