@@ -196,3 +196,38 @@ def test_a_version_2_database_gains_the_failure_slices_table(tmp_path):
         assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "3"
         assert con.execute("SELECT count(*) FROM failure_slices").fetchone()[0] == 0
         assert con.execute("SELECT name FROM datasets").fetchone()[0] == "d"
+
+
+def test_the_training_side_is_the_runs_split_recomputed_or_what_was_not_predicted(toy_store):
+    from genre_core.analysis.slices import training_side
+    from genre_core.train.config import TrainConfig
+    from genre_core.train.fit import choose_split
+
+    tracks = toy_store.tracks("toy")
+    config = TrainConfig.tiny_preset("toy", "logreg", split="random", seed=3)
+    split = choose_split(config, tracks)
+    predictions = pd.DataFrame({"track_id": [*split.val, *split.test],
+                                "split": ["val"] * len(split.val) + ["test"] * len(split.test)})
+    assert training_side({"config": config.to_dict()}, predictions, tracks) == set(split.train)
+    # a config that cannot give the split back (imported, pooled runs), or gives back other test
+    # tracks than the stored ones (the dataset changed since): every track it did not predict
+    assert training_side({"config": {"no_model": "imported"}}, predictions, tracks) == set(split.train)
+    partial = predictions[predictions.track_id != split.test[0]]
+    assert training_side({"config": config.to_dict()}, partial, tracks) == {*split.train, split.test[0]}
+
+
+def test_an_attribute_known_for_some_tracks_is_tested_among_those():
+    """musicnn tags exist for explained tracks only: a tag slice is compared with the other
+    explained tracks, and says so."""
+    wrong, attributes = _corpus(4)
+    explained = attributes.index[:90]
+    tags = pd.Series(np.random.default_rng(4).random(len(explained)), index=explained)
+    attributes["musicnn guitar"] = tercile_words(tags.reindex(attributes.index), name="musicnn 'guitar' score",
+                                                 number="{:.2f}".format, decimals=2)
+    slices = find_slices(wrong, attributes)
+    tagged = slices[slices.attributes.map(lambda a: "musicnn guitar" in a)]
+    assert len(tagged) and (tagged.tested_among <= 90).all() and (tagged.run_tracks == 240).all()
+    assert all(set(ids) <= set(explained) for ids in tagged.track_ids)
+    alone = tagged[tagged.attributes.map(len) == 1]
+    assert len(alone) == 3 and (alone.tested_among == 90).all()
+    assert "(tested among the 90 tracks where it is known)" in slice_sentence(alone.iloc[0])

@@ -6,7 +6,8 @@ in slice_attributes. Each slice is tested against the rest of the tracks where i
 are known with a one-sided Fisher exact test (more errors than chance would put there), and
 the Benjamini-Hochberg procedure controls the false discovery rate over every slice tested, so
 a slice of 3 unlucky tracks does not top the list by chance. Slices are ranked significant
-first, then by how far their accuracy falls below the run's.
+first, then by how far their accuracy falls below the run's (below that of the tracks they were
+tested among, where an attribute is known for some tracks only).
 
 `find_slices` is the pure statistics; `slice_tables` gathers a run's inputs and is what
 `analyze` stores (table failure_slices); `significant_slices` reads them back.
@@ -131,7 +132,9 @@ def _tested(errors: np.ndarray, candidates: list[_Candidate], alpha: float, ids:
         "n_tested": len(candidates), "alpha": alpha, "split": SPLIT,
         "track_ids": [list(ids[c.tracks].astype(str)) for c in candidates],
     })
-    frame["gap"] = run_accuracy - frame["accuracy"]
+    # Below the accuracy of the tracks it was tested among: the run's, unless its attribute is
+    # known for some tracks only (taggrams of a sample that takes misclassified tracks first).
+    frame["gap"] = (1 - wrong_among / among) - frame["accuracy"]
     frame = frame.sort_values(["significant", "gap", "p_value", "n"], ascending=[False, False, True, False],
                               kind="stable").reset_index(drop=True)
     frame["rank"] = np.arange(1, len(frame) + 1)
