@@ -27,6 +27,7 @@ st.set_page_config(page_title="GenreLens", page_icon="🎧", layout="wide")
 PAGES = [
     st.Page("pages/overview.py", title="Overview", icon=":material/leaderboard:", default=True),
     st.Page("pages/confusion.py", title="Confusion", icon=":material/grid_on:"),
+    st.Page("pages/patterns.py", title="Failure patterns", icon=":material/troubleshoot:"),
     st.Page("pages/map.py", title="Map", icon=":material/scatter_plot:"),
     st.Page("pages/track.py", title="Track", icon=":material/music_note:"),
     st.Page("pages/faults.py", title="Faults", icon=":material/report:"),

@@ -24,7 +24,7 @@ import pandas as pd
 from genre_core import paths
 from genre_core.workers import pid_alive
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_DB = Path("data/genrelens.duckdb")
 LOCK_WAIT_S = 30.0  # a run's final write takes well under a second; 30 s covers slow disks
 # A training process writes a heartbeat every HEARTBEAT_S (genre_core.train.lifecycle); a
@@ -93,6 +93,11 @@ CREATE TABLE IF NOT EXISTS reviews (
 #   harmonic, no bass, no treble, demo stems removed...), `variant` names the variant.
 # contrast_neighbours: for a misclassified test track, its closest correctly classified tracks
 #   of its true (`side` = "true") and of its predicted genre ("predicted"), explained too.
+# Version 3 (failure patterns):
+# failure_slices: groups of a run's test tracks sharing one or two attribute values (genre,
+#   artist, tempo tercile...), each tested against the rest (one-sided Fisher exact test, p_value)
+#   with Benjamini-Hochberg control over all n_tested slices (q_value, significant at alpha);
+#   rank 1 is the worst significant slice (genre_core.analysis.slices).
 MIGRATIONS = {
     2: """
 CREATE TABLE IF NOT EXISTS faithfulness (
@@ -104,6 +109,14 @@ CREATE TABLE IF NOT EXISTS contrast_neighbours (
     run_id VARCHAR, track_id VARCHAR, side VARCHAR, rank INTEGER, neighbour_id VARCHAR,
     distance DOUBLE);
 ALTER TABLE attributions ADD COLUMN IF NOT EXISTS scale FLOAT;
+""",
+    3: """
+CREATE TABLE IF NOT EXISTS failure_slices (
+    run_id VARCHAR, rank INTEGER, attributes VARCHAR[], attribute_values VARCHAR[],
+    description VARCHAR, same_tracks_as VARCHAR[], n INTEGER, errors INTEGER, accuracy DOUBLE,
+    rest_accuracy DOUBLE, run_accuracy DOUBLE, run_tracks INTEGER, tested_among INTEGER,
+    p_value DOUBLE, q_value DOUBLE, significant BOOLEAN, n_tested INTEGER,
+    n_pairs_left_out INTEGER, alpha DOUBLE, split VARCHAR, track_ids VARCHAR[]);
 """,
 }
 
@@ -130,7 +143,7 @@ LATER_RUN_TABLES = ("multilabel_predictions",)
 RUN_TABLES = (
     "epochs", "metrics", "predictions", "segment_predictions", "embeddings", "projections",
     "neighbours", "attributions", "taggrams", "band_importance",
-    "faithfulness", "variant_predictions", "contrast_neighbours",
+    "faithfulness", "variant_predictions", "contrast_neighbours", "failure_slices",
 )
 
 TRACK_COLUMNS = (
@@ -496,6 +509,16 @@ class Store:
         return self.query(
             "SELECT track_id, split, label, predicted, probs FROM predictions WHERE run_id = ? "
             "AND (CAST(? AS VARCHAR) IS NULL OR split = ?) ORDER BY split, track_id", [run_id, split, split])
+
+    def taggrams(self, run_id: str) -> pd.DataFrame:
+        """A run's musicnn taggrams (track_id, tag_names, n_frames, values) by track_id."""
+        return self.query('SELECT track_id, tag_names, n_frames, "values" FROM taggrams WHERE run_id = ? '
+                          "ORDER BY track_id", [run_id])
+
+    def failure_slices(self, run_id: str) -> pd.DataFrame:
+        """A run's stored failure slices (every failure_slices column but run_id), by rank."""
+        return self.query("SELECT * EXCLUDE (run_id) FROM failure_slices WHERE run_id = ? ORDER BY rank",
+                          [run_id])
 
     def metrics(self, run_id: str) -> pd.DataFrame:
         """A run's metric rows (split, name, value, ci_low, ci_high) by split and name."""

@@ -6,7 +6,9 @@ import streamlit as st
 from genre_core.app import state
 from genre_core.app import charts, media, reviews
 from genre_core.app import queries as q
+from genre_core.faults.kinds import artist_rule
 from genre_core.untrusted import markdown as md
+from genre_core.untrusted import plain
 from page_frame import figure, open_page
 
 EVIDENCE_WORDS = {"offset_s": "offset (s)", "matched_s": "matched (s)", "gain_db": "gain (dB)",
@@ -166,21 +168,35 @@ def damage_view() -> None:
 
 
 def artist_view() -> None:
-    """Artists with several tracks, and whether the chosen run's split keeps them apart."""
-    artists = cached(q.artist_repeats)(ctx.db, dataset_id, run_id)
+    """Every artist with several tracks, the fault rule, and how the chosen run's split places them."""
+    artists = cached(q.artists_across_split)(ctx.db, dataset_id, run_id)
+    st.caption(f"The rule: {artist_rule()}. Below, every artist with two or more tracks, flagged or not, and "
+               "where the chosen run's split put their tracks: songs by one artist on both the training and "
+               "the test side let a model score by recognising the artist rather than the genre, and an "
+               "artist absent from training tests whether the genre was learnt at all. Train with "
+               "`--split artist` to keep artists apart.")
     if artists.empty:
-        st.info("No artist repeated (or no artist names in this dataset).")
-    else:
-        a, b = st.columns(2)
-        a.metric("artists with several tracks", len(artists))
-        b.metric("on both sides of the chosen run's split", int(artists.leak.sum()) if run_id else "–")
-        st.caption("Songs by one artist on both the training and the test side let a model score by recognising "
-                   "the artist rather than the genre. Train with `--split artist` to keep artists apart.")
-        st.dataframe(artists.drop(columns="track_ids"), hide_index=True, width="stretch",
-                     column_config={"leak": st.column_config.CheckboxColumn("train + test")})
-        with st.expander("Review artist findings per track"):
-            review_table(cached(q.faults)(ctx.db, dataset_id, kinds=["artist_repeat"], source="detected"),
-                         ["group_id", "label", "artist", "evidence"], "artist_table")
+        st.info("No artist has two or more tracks (or this dataset names no artists).")
+        return
+    a, b, c = st.columns(3)
+    a.metric("artists with several tracks", len(artists))
+    b.metric("flagged by the rule", int(artists.flagged.sum()))
+    c.metric("on both sides of the chosen run's split", int(artists.leak.sum()) if run_id else "–")
+    shown = artists.drop(columns="track_ids") if run_id else artists.drop(columns=["track_ids", "train", "val",
+                                                                                      "test", "leak"])
+    st.dataframe(shown.assign(artist=shown.artist.map(plain), top_share=100 * shown.top_share), hide_index=True,
+                 width="stretch",
+                 column_config={"n_tracks": "tracks", "top_share": st.column_config.NumberColumn(
+                                    "largest share of a genre", format="%.0f%%"),
+                                "flagged": st.column_config.CheckboxColumn("flagged"),
+                                "train": "train", "val": "validation", "test": "test",
+                                "leak": st.column_config.CheckboxColumn("train + test")})
+    st.caption("train / validation / test: the chosen run's split (train counts every track it did not validate "
+               "or test on)." if run_id else "Choose a run on this dataset in the sidebar to see how its split "
+               "places these artists.")
+    with st.expander("Review artist findings per track"):
+        review_table(cached(q.faults)(ctx.db, dataset_id, kinds=["artist_repeat"], source="detected"),
+                     ["group_id", "label", "artist", "evidence"], "artist_table")
 
 
 def known_view() -> None:

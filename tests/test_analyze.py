@@ -14,7 +14,7 @@ from genre_core.train.config import TrainConfig
 from genre_core.train.fit import fit
 
 TABLES = ("embeddings", "projections", "neighbours", "attributions", "band_importance", "taggrams",
-          "contrast_neighbours")
+          "contrast_neighbours", "failure_slices")
 
 
 # Converted musicnn weights go to a scratch dir, never the checkout's data/.
@@ -98,6 +98,15 @@ def test_taggrams_of_the_test_tracks(toy_store, cnn_run, first_analysis):
     for row in tags.itertuples():
         assert len(row.tag_names) == 50 and row.n_frames == 1  # a 4-s track: one 3-s window
         assert len(row.values) == 50 and 0 <= min(row.values) <= max(row.values) <= 1
+
+
+def test_failure_slices_of_the_test_tracks(toy_store, cnn_run, first_analysis):
+    summary, rows = first_analysis
+    slices, tests = rows["failure_slices"], set(_test_predictions(toy_store, cnn_run).track_id)
+    assert any(note.startswith(("failure slices:", "no failure slices")) for note in summary.notes)
+    for row in slices.itertuples():
+        assert set(row.track_ids) <= tests and len(row.track_ids) == row.n >= 3
+        assert row.n_tested >= len(slices) and row.run_tracks == len(tests)
 
 
 def test_summary_line(first_analysis):

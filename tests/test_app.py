@@ -21,8 +21,9 @@ from genre_core.store import open_store
 from tests.helpers import open_app
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
-PAGES = ("overview", "confusion", "map", "track", "faults", "compare", "multilabel", "classify")
-TITLES = {"overview": "GenreLens", "confusion": "Confusion matrix", "map": "Map", "track": "Track ",
+PAGES = ("overview", "confusion", "patterns", "map", "track", "faults", "compare", "multilabel", "classify")
+TITLES = {"overview": "GenreLens", "confusion": "Confusion matrix", "patterns": "Failure patterns", "map": "Map",
+          "track": "Track ",
           "faults": "Dataset faults", "compare": "Compare runs", "multilabel": "Multi-label genres",
           "classify": "Classify a recording"}
 

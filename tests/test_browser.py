@@ -16,7 +16,7 @@ import soundfile as sf
 from tests.helpers import CHROMIUM, launch_chromium, serving_app
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "artifacts" / "screenshots"
-PAGES = ("overview", "confusion", "map", "track", "faults", "compare", "multilabel", "classify")
+PAGES = ("overview", "confusion", "patterns", "map", "track", "faults", "compare", "multilabel", "classify")
 
 pytestmark = [
     pytest.mark.browser,

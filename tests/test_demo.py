@@ -46,3 +46,12 @@ def test_a_second_demo_redoes_nothing(demo):
     run_demo(store, config, log=lines.append)
     assert set(store.complete_runs(DEMO_NAME).run_id) == before
     assert sum("already complete" in line for line in lines) == len(config.models) + 1
+
+
+def test_the_deep_models_failure_slices_are_stored_and_said(demo):
+    store, config, lines, _ = demo
+    cnn = store.complete_runs(DEMO_NAME, config.model).run_id.iloc[-1]
+    tests = set(store.predictions(cnn, "test").track_id)
+    slices = store.failure_slices(cnn)
+    assert any(line.startswith("analyzed run") and "failure slices" in line for line in lines)
+    assert all(set(ids) <= tests and len(ids) >= 3 for ids in slices.track_ids)

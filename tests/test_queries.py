@@ -242,8 +242,8 @@ def test_fault_queries(db, app_db):
     assert set(detail.status) == {"found", "missed", "new"}
     row = summary.set_index("family").loc["duplicate"]
     assert row.known == row.found + row.missed and 0 < row.recall < 1
-    artists = q.artist_repeats(db, ds, _cnn(app_db))
-    assert artists.n_tracks.ge(2).all()
+    artists = q.artists_across_split(db, ds, _cnn(app_db))
+    assert artists.n_tracks.ge(2).all() and (artists.train + artists.val + artists.test == artists.n_tracks).all()
 
 
 def test_review_replaces_earlier_verdict_and_cleans_evaluation(writable_app_db, app_db):

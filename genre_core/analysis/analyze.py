@@ -33,6 +33,7 @@ from genre_core.analysis.variants import variant_tables
 from genre_core.analysis.explain import (
     band_occlusion, band_profile, normalise, pooled, track_features, track_map,
 )
+from genre_core.analysis.slices import slice_tables
 from genre_core.train.inference import LoadedRun, load_run
 from genre_core.store import Store
 from genre_core.features.cache import ShardCache
@@ -106,6 +107,8 @@ def analyze(store: Store, run_id: str, *, progress: bool = True, gradcam_split: 
         table = _taggram_table(loaded, tracks, explained, cache, progress, summary)
         if table is not None:
             results["taggrams"] = table
+    results.update(slice_tables(store, run_id, taggrams=results.get("taggrams"), cache=cache, progress=progress,
+                                notes=summary.notes))
     store.replace_run_rows(run_id, results)
     summary.seconds = time.perf_counter() - started
     return summary

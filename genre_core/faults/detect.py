@@ -25,7 +25,7 @@ from tqdm import tqdm
 from genre_core import audio, paths
 from genre_core.engine import EngineOptions, chunked, map_chunks, sized
 from genre_core.faults import fingerprint as fp
-from genre_core.faults.kinds import FAULT_KINDS
+from genre_core.faults.kinds import ARTIST_MAX_SHARE, FAULT_KINDS
 from genre_core.faults.known import FAULT_COLUMNS, known_faults
 from genre_core.faults.labels import (
     QUICK_SWEEP, OutOfFold, handcrafted_out_of_fold, label_issues, out_of_fold_probs,
@@ -45,7 +45,6 @@ DC_MAX = 0.05  # mean sample value, full scale
 BAND_LIMIT_SHARE = 0.6  # of Nyquist: 16 kHz MP3 low-pass at 44.1 kHz (0.73) is normal
 BAND_ENERGY_DB = -70.0  # energy above the effective bandwidth, re total: the 16-bit floor is ~-90
 LOW_BITS = 9.0  # effective bits over the used range; 16-bit music uses 12 or more
-ARTIST_MAX_SHARE = 0.25  # one artist filling > a quarter of a genre teaches artist, not genre
 KFOLD_HINT = "python -m training train --dataset {name} --model MODEL --split kfold"
 
 

@@ -20,3 +20,13 @@ def fault_family(kind: str) -> str:
     """'duplicate' for either duplicate kind (a published exact repetition may be detected as a
     recording duplicate when the files differ in a byte or a sample), else the kind itself."""
     return "duplicate" if kind in DUPLICATE_KINDS else kind
+
+# An artist filling more than this share of a genre's tracks is an artist_repeat fault: a model
+# can then learn the artist's sound rather than the genre's (Sturm's point about GTZAN).
+ARTIST_MAX_SHARE = 0.25
+
+
+def artist_rule(max_share: float = ARTIST_MAX_SHARE) -> str:
+    """The artist_repeat rule in words, as the Faults page states it."""
+    return (f"an artist is flagged when their tracks are more than {max_share:.0%} of one genre's tracks "
+            "(a model could then learn the artist rather than the genre)")

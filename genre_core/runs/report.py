@@ -19,6 +19,7 @@ import pandas as pd
 import soundfile as sf
 
 from genre_core import audio, paths, untrusted
+from genre_core.analysis.slice_words import p_text, rule_sentence, same_tracks_sentence
 from genre_core.store import Store, StoreError
 
 SNIPPET_S = 6.0
@@ -68,6 +69,7 @@ class _Data:
     labels: pd.Series  # track_id -> true genre
     paths: pd.Series  # track_id -> audio file
     faults: pd.DataFrame  # kind, n
+    slices: pd.DataFrame  # the run's stored failure slices (analysis.slices), by rank
 
 
 def _gather(store: Store, run: dict) -> _Data:
@@ -88,7 +90,7 @@ def _gather(store: Store, run: dict) -> _Data:
               .sort_values(ascending=False, kind="stable").reset_index())
     name = store.dataset_name(dataset_id)
     return _Data(name, list(run["classes"]), test, accuracy, points,
-                 tracks["label"], tracks["path"], faults)
+                 tracks["label"], tracks["path"], faults, store.failure_slices(run_id))
 
 
 @dataclass
@@ -244,6 +246,24 @@ def _example_html(example: _Example) -> str:
             f"{_e(example.predicted)} (low pitches at the bottom)</p></div>")
 
 
+def _patterns_html(data: _Data) -> str:
+    """The significant failure slices, with the rule that found them; only a statement when none passed."""
+    slices = data.slices
+    if slices.empty:
+        return "<p class=note>No failure patterns stored: run <code>analyze</code> for this run to look for them.</p>"
+    rule = f"<p class=note>{_e(rule_sentence(slices))}</p>"
+    significant = slices[slices.significant.astype(bool)]
+    if significant.empty:
+        return (f"<p>No group of test songs (a genre, an artist, a tempo, a key...) fails more often than chance "
+                f"allows.</p>{rule}")
+    rows = "".join(
+        f"<tr><td class=slice>{_e(r.description)}<br><span class=note>{_e(same_tracks_sentence(r))}</span></td>"
+        f"<td>{int(r.n - r.errors)} of {int(r.n)}</td><td>{r.accuracy:.0%}</td><td>{r.rest_accuracy:.0%}</td>"
+        f"<td>{_e(p_text(r.p_value))}</td><td>{_e(p_text(r.q_value))}</td></tr>" for r in significant.itertuples())
+    return (f'<table class="patterns"><tr><th>songs</th><th>right</th><th>accuracy</th><th>other songs</th>'
+            f"<th>p (Fisher)</th><th>q (BH)</th></tr>{rows}</table>{rule}")
+
+
 def _faults_html(data: _Data) -> str:
     if data.faults.empty:
         return "<p>No faults recorded for this dataset (run <code>faults</code> to look for them).</p>"
@@ -261,7 +281,7 @@ table.cm td{min-width:44px;font-weight:600} th.corner{font-weight:400;font-size:
 .key i.ring{border:2px solid #000;background:#fff}
 .examples{display:grid;grid-template-columns:repeat(auto-fill,minmax(480px,1fr));gap:20px}
 .example{border:1px solid #ddd;border-radius:8px;padding:12px}.example img{width:100%;image-rendering:pixelated}
-.note{color:#555;font-size:16px} audio{width:100%}
+.note{color:#555;font-size:16px} audio{width:100%} td.slice{text-align:left}
 @media print{h2{break-before:page}.example{break-inside:avoid}}
 """
 
@@ -281,6 +301,9 @@ def _page(run: dict, data: _Data, examples: list[_Example]) -> str:
 <h2>Which genres it confuses</h2>
 <p class=note>Each row is a true genre; a cell counts its test songs by the genre the model named. Blue: right; orange: wrong.</p>
 {_confusion_html(data)}
+<h2>Where it fails systematically</h2>
+<p class=note>Groups of test songs the model gets wrong more often than chance would, worst first.</p>
+{_patterns_html(data)}
 <h2>How it hears the collection</h2>
 <p class=note>Songs the model hears as similar sit close together; colour is the true genre.</p>
 {_map_svg(data)}

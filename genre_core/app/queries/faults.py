@@ -66,25 +66,35 @@ def label_issues(db, dataset_id: int, run_id: str | None) -> pd.DataFrame:
     return frame.merge(opinion, on="track_id", how="left")
 
 
-def artist_repeats(db, dataset_id: int, run_id: str | None = None) -> pd.DataFrame:
-    """One row per artist with several tracks: n_tracks, genres, and (given a run on this
-    dataset) the sides of its split they fell on; `leak` marks artists on both the training
-    and the test side, whose songs let a model score by recognising the artist."""
-    frame = faults(db, dataset_id, kinds=["artist_repeat"], source="detected")
-    columns = ["group_id", "artist", "n_tracks", "genres", "splits", "leak", "track_ids"]
-    if frame.empty:
+def artists_across_split(db, dataset_id: int, run_id: str | None = None) -> pd.DataFrame:
+    """Every artist with two or more usable tracks in the dataset, most tracks first: n_tracks,
+    genres, top_share (their largest share of one genre's tracks), flagged (an artist_repeat
+    finding: the rule of faults.kinds.artist_rule), and, given a run on this dataset, how their
+    tracks fall across its split: train / val / test counts (train: every usable track the run
+    did not validate or test on) and `leak` when both training and test hold some."""
+    tracks = _df(db, """
+        SELECT t.track_id, t.label, t.artist, p.split, f.track_id IS NOT NULL AS flagged
+        FROM tracks t
+        LEFT JOIN (SELECT track_id, split FROM predictions WHERE run_id = ?) p USING (track_id)
+        LEFT JOIN (SELECT DISTINCT track_id FROM faults WHERE dataset_id = ? AND kind = 'artist_repeat') f
+            USING (track_id)
+        WHERE t.dataset_id = ? AND t.status = 'ok' AND coalesce(t.artist, '') != ''
+        ORDER BY t.track_id""", [run_id, dataset_id, dataset_id])
+    columns = ["artist", "n_tracks", "genres", "top_share", "flagged", "train", "val", "test", "leak", "track_ids"]
+    genre_size = tracks.label.value_counts()
+    several = tracks[tracks.artist.map(tracks.artist.value_counts()) >= 2]
+    if several.empty:
         return pd.DataFrame(columns=columns)
-    if run_id is not None:
-        sides = predictions(db, run_id, split=None).drop_duplicates("track_id").set_index("track_id").split
-        frame["split"] = frame.track_id.map(sides).fillna("train")
-    else:
-        frame["split"] = "?"
-    grouped = frame.groupby("group_id", sort=False).agg(
-        artist=("artist", "first"), n_tracks=("track_id", "nunique"),
-        genres=("label", lambda s: ", ".join(sorted(set(s.dropna())))),
-        splits=("split", lambda s: ", ".join(sorted(set(s)))), track_ids=("track_id", list)).reset_index()
-    grouped["leak"] = grouped.splits.str.contains("train") & grouped.splits.str.contains("test")
-    return grouped[columns].sort_values(["leak", "n_tracks"], ascending=False).reset_index(drop=True)
+    side = several.split.fillna("train") if run_id is not None else pd.Series(None, index=several.index)
+    grouped = several.assign(side=side).groupby("artist", sort=False)
+    out = grouped.agg(n_tracks=("track_id", "size"), genres=("label", lambda s: ", ".join(sorted(set(s)))),
+                      flagged=("flagged", "any"), track_ids=("track_id", list)).reset_index()
+    out["top_share"] = [max(n / genre_size[g] for g, n in group.label.value_counts().items())
+                        for _, group in grouped]
+    for name in ("train", "val", "test"):
+        out[name] = list(grouped.side.agg(lambda s, name=name: int((s == name).sum()))) if run_id else None
+    out["leak"] = (out.train > 0) & (out.test > 0) if run_id else False
+    return out[columns].sort_values(["n_tracks", "artist"], ascending=[False, True], kind="stable").reset_index(drop=True)
 
 
 def known_vs_detected(db, dataset_id: int) -> tuple[pd.DataFrame, pd.DataFrame]:

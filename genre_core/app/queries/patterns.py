@@ -1,0 +1,15 @@
+"""Reads about where a run fails systematically: its stored failure slices."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from genre_core.app.queries._db import _df
+
+
+def failure_slices(db, run_id: str) -> pd.DataFrame:
+    """The run's failure slices (genre_core.analysis.slices: every failure_slices column but
+    run_id) by rank, significant ones first; empty before `analyze` stored any."""
+    frame = _df(db, "SELECT * EXCLUDE (run_id) FROM failure_slices WHERE run_id = ? ORDER BY rank", [run_id])
+    frame["significant"] = frame["significant"].astype(bool)
+    return frame
