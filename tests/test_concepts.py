@@ -93,3 +93,125 @@ def test_settings_refuse_nonsense():
         TcavSettings(repeats=1)
     with pytest.raises(ValueError, match="alpha"):
         TcavSettings(alpha=1.5)
+
+
+# ---------------------------------------------------------------- corpus side, on the planted world
+
+def _planted_inputs(seed: int = 0):
+    """ConceptInputs of the planted world: its tracks are the training tracks (genre by parity),
+    then two misclassified test tracks: one carrying the concept, labelled "one" and called
+    "zero" (the concept pushes it there), one without it, labelled "zero" and called "one"."""
+    from genre_core.analysis.concepts import ConceptInputs, RunActivations
+
+    acts, owners, head, u = _planted_world(seed)
+    rng = np.random.default_rng(seed + 7)
+    extra = rng.standard_normal((2 * WINDOWS, D)).astype(np.float32)
+    extra[:WINDOWS] += 3.0 * u.astype(np.float32)
+    run = RunActivations([f"t{i}" for i in range(N_TRACKS + 2)], np.r_[np.arange(N_TRACKS) % 2, 1, 0],
+                         np.concatenate([acts, extra]),
+                         np.r_[owners, np.repeat([N_TRACKS, N_TRACKS + 1], WINDOWS)], head)
+    wrong = pd.DataFrame({"track_id": [f"t{N_TRACKS}", f"t{N_TRACKS + 1}"], "label": ["one", "zero"],
+                          "predicted": ["zero", "one"]})
+    null_tracks = np.random.default_rng(seed + 1000).choice(N_TRACKS, PLANTED_TRACKS, replace=False)
+    pools = {"planted": np.arange(PLANTED_TRACKS), "null": null_tracks}
+    return ConceptInputs(["zero", "one"], run, N_TRACKS, pools, wrong)
+
+
+def test_concepts_on_inputs_find_the_planted_one_and_explain_the_errors():
+    from genre_core.analysis.concepts import concept_tests, explain_misclassified, genre_concepts
+
+    inputs = _planted_inputs()
+    tests = concept_tests(inputs, TcavSettings(repeats=10, null_sets=20))
+    per_genre = genre_concepts(tests.table)
+    assert list(per_genre["zero"].concept) == ["planted"] and per_genre["zero"].direction[0] == "toward"
+    why = explain_misclassified(inputs, tests).set_index("track_id")
+    carrying, lacking = why.loc[f"t{N_TRACKS}"], why.loc[f"t{N_TRACKS + 1}"]
+    assert carrying.pushes_to_predicted and carrying.derivative > 0 and carrying.presence > 0.9
+    assert not lacking.pushes_to_predicted and lacking.derivative < 0
+
+
+def test_stability_compares_scores_and_findings():
+    from genre_core.analysis.concepts import concept_stability
+
+    a = pd.DataFrame({"concept": ["x", "y"], "genre": ["g", "g"], "score": [0.9, 0.5], "significant": [True, False]})
+    b = a.assign(score=[0.85, 0.75], significant=[True, True])
+    result = concept_stability(a, b, tolerance=0.1)
+    assert np.isclose(result.max_score_change, 0.25) and result.share_within == 0.5 and not result.stable
+    assert (result.significant_a, result.significant_b, result.significant_both) == (1, 2, 1)
+
+
+def test_concept_pools_take_equal_top_and_bottom_quantiles():
+    from genre_core.analysis.concepts import concept_pools
+
+    values = pd.DataFrame({"track_id": [f"t{i}" for i in range(10)], "tempo": np.arange(10.0),
+                           "flat": np.ones(10), "gaps": [np.nan] * 5 + list(range(5))})
+    pools = concept_pools(values, [f"t{i}" for i in range(10)], quantile=0.2, names={"tempo": ("fast", "slow")})
+    assert sorted(pools["fast"]) == [8, 9] and sorted(pools["slow"]) == [0, 1]
+    assert "flat: high" not in pools  # a constant column is no concept
+    assert "gaps: high" not in pools  # 5 known values: a fifth is one track, too few for a set
+
+
+# ---------------------------------------------------------------- a real run: the toy cnn
+
+@pytest.fixture(scope="module")
+def toy_run(toy_store, tmp_path_factory):
+    """A tiny cnn trained one epoch on a copy of the toy corpus (the shared store stays as built)."""
+    from genre_core.store import open_store
+    from genre_core.train.config import TrainConfig
+    from genre_core.train.fit import fit
+    from tests.helpers import writable_copy
+
+    store = open_store(writable_copy(toy_store.path, tmp_path_factory.mktemp("concepts")))
+    run = fit(store, TrainConfig.tiny_preset("toy", "cnn", epochs=1), progress=False)
+    return store, run.run_id
+
+
+def test_concepts_run_end_to_end_on_a_trained_cnn(toy_run):
+    from genre_core import paths
+    from genre_core.analysis.concepts import DESCRIPTORS, concept_tests, explain_misclassified, prepare_concepts
+    from genre_core.features.cache import ShardCache
+    from genre_core.train.inference import load_run
+
+    store, run_id = toy_run
+    loaded = load_run(store, run_id, "cpu")
+    inputs = prepare_concepts(loaded, store.tracks("toy"), store.predictions(run_id),
+                              ShardCache(paths.cache_dir(store.path)), progress=False)
+    assert len(inputs.pools) == 2 * len(DESCRIPTORS)
+    assert inputs.activations.acts.shape[1] == 2 * 32  # the tiny cnn's pooled mean+max of 32 channels
+    table = concept_tests(inputs, TcavSettings(repeats=4, null_sets=4)).table
+    assert len(table) == len(inputs.pools) * len(loaded.classes)
+    assert table.p.between(0, 1).all() and (table.q >= table.p - 1e-12).all()
+    explained = explain_misclassified(inputs, concept_tests(inputs, TcavSettings(repeats=4, null_sets=4)))
+    assert set(explained.track_id) <= set(inputs.wrong.track_id)
+
+
+def test_descriptors_know_the_toy_bands(toy_store):
+    # Known answer: the toy genres are partials in low, mid and high bands; their spectral
+    # centroid and zero-crossing rate must come out in that order.
+    from genre_core import paths
+    from genre_core.analysis.concepts import descriptor_table
+    from genre_core.features.cache import ShardCache
+
+    tracks = toy_store.tracks("toy")
+    table = descriptor_table(tracks, ShardCache(paths.cache_dir(toy_store.path)), progress=False)
+    by_genre = table.assign(label=list(tracks.label)).groupby("label").mean(numeric_only=True)
+    assert by_genre.brightness["low"] < by_genre.brightness["mid"] < by_genre.brightness["high"]
+    assert by_genre.noisiness["low"] < by_genre.noisiness["mid"] < by_genre.noisiness["high"]
+    assert table.percussive_share.between(0, 1).all()
+
+
+def test_gradients_at_the_embedding_are_one_vector_per_genre(toy_run):
+    # Why concepts are taken at the head's input: one Linear after the embedding, the gradient
+    # of a logit is the same for every window, so every TCAV score there is 0 or 1.
+    from genre_core.analysis.concepts import _layer_functions
+    from genre_core.train.inference import load_run
+
+    store, run_id = toy_run
+    model = load_run(store, run_id, "cpu").model
+    rng = np.random.default_rng(0)
+    for layer, constant in (("embedding", True), ("head_input", False)):
+        to_layer, logits_of = _layer_functions(model, layer)
+        with torch.no_grad():
+            acts = to_layer(torch.tensor(np.abs(rng.standard_normal((8, 64))), dtype=torch.float32)).numpy()
+        grads = tcav.logit_gradients(logits_of, acts, np.zeros(8, dtype=np.int64))
+        assert np.allclose(grads, grads[0], atol=1e-6) == constant

@@ -1,0 +1,317 @@
+"""Concepts: which musical qualities push a run's model toward each genre, and which push a
+misclassified track toward the genre it was wrongly given (TCAV, see `tcav` for the math and
+the test). Concepts come from the corpus itself: the training tracks in the top and bottom
+quantile of each per-track descriptor (tempo, brightness, percussive share, loudness,
+dynamics, noisiness) and, when a tag table is given, of each musicnn tag.
+
+The layer: the input of the model's `head` (for the cnn family the 512-d pooled conv
+features that the embedding layer turns into the 128-d embedding). At the embedding itself
+the logits are one Linear away, so the gradient of a logit is the same vector for every
+input and every TCAV score is 0 or 1 (`layer="embedding"` computes that degenerate case);
+one layer down, the embedding layer's ReLU makes each window's gradient its own, and the
+backward pass still never touches the convolutions, so the gradients of every window cost
+one small matrix product. Models without a `head` module (transformer) are refused.
+
+API (what `analyze` and the app call; nothing here reads or writes the database):
+
+    inputs = prepare_concepts(loaded_run, tracks, predictions, cache)      # activations, ~20 s on the demo
+        tracks: the run's usable tracks (track_id, path, sha1, label);
+        predictions: store.predictions(run_id) (its val/test rows; the rest are training tracks);
+        optional descriptors= a per-track table (track_id + DESCRIPTORS columns, e.g. the
+        failure slices' one), tags= a per-track musicnn tag table (track_id + 50 tag columns).
+    tests = concept_tests(inputs, TcavSettings(seed=0))                    # a few seconds
+        -> ConceptTests: .table, one row per (concept, genre): score, ci_low, ci_high,
+           random_score, p_paper, derivative, null_derivative, t, p, q, significant,
+           direction ("toward" | "away"); concepts are named in plain words ("fast tempo");
+           plus .cavs (name -> tcav.Cavs), .seconds
+    genre_concepts(tests.table)     -> the significant rows, per genre, most significant first
+    explain_misclassified(inputs, tests) -> per misclassified test track and concept that is
+           significant for its true or predicted genre: derivative of logit(predicted) -
+           logit(true) along the concept (mean over repeats), agreement (share of repeats
+           with that sign), presence (share of its windows on the concept side), and
+           pushes_to_predicted (derivative > 0, agreement >= 0.8, presence >= 0.5)
+    concept_stability(tests_a.table, tests_b.table) -> Stability (two seeds, STABILITY_TOLERANCE)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from genre_core.analysis import tcav
+from genre_core.analysis.tcav import Cavs, TcavSettings, WindowPool
+from genre_core.features.cache import ShardCache
+from genre_core.features.windows import build_windows, handcrafted_windows
+from genre_core.train.inference import LoadedRun, batch_size
+
+QUANTILE = 0.2  # concept sets: the top and bottom fifth of the training tracks by a descriptor
+# The stated tolerance of stability: each (concept, genre) mean TCAV score moves by at most
+# this between two seeds of the random sets (scores are shares, in [0, 1]).
+STABILITY_TOLERANCE = 0.1
+PUSH_AGREEMENT, PUSH_PRESENCE = 0.8, 0.5  # what `pushes_to_predicted` asks of a concept
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    column: str  # in the descriptor table
+    high: str  # the concept of its top quantile, in plain words
+    low: str  # ... of its bottom quantile
+    unit: str
+
+
+DESCRIPTORS = (
+    Descriptor("tempo", "fast tempo", "slow tempo", "BPM"),
+    Descriptor("brightness", "bright (high spectral centroid)", "dark (low spectral centroid)", "Hz"),
+    Descriptor("percussive_share", "percussive (HPSS)", "little percussion (HPSS)", "share"),
+    Descriptor("loudness", "loud", "quiet", "dB"),
+    Descriptor("dynamics", "wide dynamics", "flat dynamics", "dB"),
+    Descriptor("noisiness", "noisy (zero-crossing rate)", "tonal (zero-crossing rate)", "crossings/sample"),
+)
+
+
+def descriptor_table(tracks: pd.DataFrame, cache: ShardCache, *, progress: bool = True) -> pd.DataFrame:
+    """Per-track DESCRIPTORS from the cached handcrafted table (the baselines' 3-s windows, so
+    a dataset a baseline trained on costs no audio): track_id plus tempo (BPM, mean of windows),
+    brightness (spectral centroid, Hz), percussive_share (percussive / (harmonic + percussive)
+    energy of HPSS), loudness (dB RMS), dynamics (spread of the windows' loudness, dB s.d.),
+    noisiness (zero-crossing rate)."""
+    from genre_core.analysis.embeddings import track_means
+    from genre_core.features.handcrafted import HANDCRAFTED_NAMES
+    from genre_core.train.config import TrainConfig
+
+    config = TrainConfig(dataset="", model="logreg")  # the baselines' window, hop and rate
+    classes = sorted(tracks.label.unique())
+    windows = build_windows(tracks, classes, cache, sr=config.features.sr, window_s=config.window_s,
+                            hop_s=config.window_s, desc="descriptor audio", progress=progress)
+    table = handcrafted_windows(windows, list(tracks.sha1), cache, progress=progress)  # (W, 57)
+    column = {name: i for i, name in enumerate(HANDCRAFTED_NAMES)}
+    window_db = 20 * np.log10(np.maximum(table[:, column["rms_mean"]], 1e-6))  # (W,)
+    # The HPSS parts are zero-mean signals: their variance is their energy.
+    harmonic, percussive = table[:, column["harmony_var"]], table[:, column["perceptr_var"]]
+    per_window = np.stack([table[:, column["tempo"]], table[:, column["spectral_centroid_mean"]],
+                           percussive / np.maximum(harmonic + percussive, 1e-12), window_db,
+                           window_db ** 2, table[:, column["zero_crossing_rate_mean"]]], axis=1)
+    means = track_means(windows.index[:, 0], per_window, len(tracks)).astype(np.float64)  # (N, 6)
+    spread = np.sqrt(np.maximum(means[:, 4] - means[:, 3] ** 2, 0.0))
+    return pd.DataFrame({"track_id": list(tracks.track_id), "tempo": means[:, 0], "brightness": means[:, 1],
+                         "percussive_share": means[:, 2], "loudness": means[:, 3], "dynamics": spread,
+                         "noisiness": means[:, 5]})
+
+
+def concept_pools(values: pd.DataFrame, train_ids: list[str], *, quantile: float = QUANTILE,
+                  names: dict[str, tuple[str, str]] | None = None) -> dict[str, np.ndarray]:
+    """Concept name -> positions (in `train_ids`) of the training tracks in the top or bottom
+    `quantile` of each column of `values` (track_id + numeric columns). Every pool has the same
+    size, k = round(quantile x tracks with a value), so one null distribution serves all.
+    `names`: column -> (high concept, low concept); default "<column>: high" / "<column>: low"."""
+    frame = values.set_index("track_id").reindex(train_ids)
+    pools = {}
+    for column in frame.columns:
+        known = np.flatnonzero(np.isfinite(frame[column].to_numpy(dtype=np.float64)))
+        k = int(round(quantile * len(known)))
+        if k < 2 or np.ptp(frame[column].to_numpy()[known]) == 0:
+            continue  # a constant column (a tag never sung) makes no concept
+        order = known[np.argsort(frame[column].to_numpy()[known], kind="stable")]
+        high, low = (names or {}).get(column, (f"{column}: high", f"{column}: low"))
+        pools[high], pools[low] = order[-k:], order[:k]
+    return pools
+
+
+@dataclass
+class RunActivations:
+    """Activations at the TCAV layer of every window of some tracks, and how to get logits."""
+
+    track_ids: list[str]
+    labels: np.ndarray  # (n_tracks,) class index
+    acts: np.ndarray  # (W, D) float32
+    owners: np.ndarray  # (W,) track position of each row
+    logits_of: object  # (B, D) tensor -> (B, C) logits: the rest of the model after the layer
+
+
+def _layer_functions(model: torch.nn.Module, layer: str):
+    """(activation at `layer` from the head's input, logits from that activation)."""
+    head = getattr(model, "head", None)
+    if head is None:
+        raise ValueError(f"{type(model).__name__} has no `head` module to take concepts at")
+    logits = (lambda out: out.logits if hasattr(out, "logits") else out)
+    if layer == "head_input":
+        return (lambda a: a), (lambda a: logits(head(a)))
+    if layer == "embedding" and hasattr(head, "embed") and hasattr(head, "classify"):
+        return head.embed, head.classify
+    raise ValueError(f"layer must be 'head_input' or 'embedding' (for an EmbeddingHead), got {layer!r}")
+
+
+@torch.no_grad()
+def run_activations(loaded: LoadedRun, tracks: pd.DataFrame, cache: ShardCache, *, layer: str = "head_input",
+                    hop_s: float | None = None, progress: bool = True) -> RunActivations:
+    """Forward every window of `tracks` (hop `hop_s`, default the window length: windows that
+    do not overlap, half the cost of the eval hop) and keep the input of the model's head."""
+    if loaded.model is None:
+        raise ValueError(f"run {loaded.run_id} is a scikit-learn baseline: no layer to take concepts at")
+    to_layer, logits_of = _layer_functions(loaded.model, layer)
+    windows = build_windows(tracks, loaded.classes, cache, sr=loaded.sr, window_s=loaded.window_s,
+                            hop_s=hop_s or loaded.window_s, desc="concept audio", progress=progress)
+    captured: list[torch.Tensor] = []
+    hook = loaded.model.head.register_forward_pre_hook(lambda _module, args: captured.append(args[0].float()))
+    owners, step = [], batch_size(loaded.device)
+    try:
+        for start in tqdm(range(0, len(windows), step), desc="concept activations", unit="batch", disable=not progress):
+            audio, _, owner = windows.batch(np.arange(start, min(start + step, len(windows))))
+            loaded.model(loaded.frontend(torch.from_numpy(audio).to(loaded.device)))
+            owners.append(owner)
+    finally:
+        hook.remove()
+    acts = torch.cat(captured) if captured else torch.zeros(0)
+    return RunActivations(windows.track_ids, windows.labels, to_layer(acts).cpu().numpy(),
+                          np.concatenate(owners) if owners else np.zeros(0, np.int64), logits_of)
+
+
+@dataclass
+class ConceptInputs:
+    """Everything the test needs, computed once and shared by every seed."""
+
+    classes: list[str]
+    activations: RunActivations  # training tracks first, then misclassified test tracks
+    n_train: int
+    pools: dict[str, np.ndarray]  # concept -> training-track positions
+    wrong: pd.DataFrame  # misclassified test predictions (track_id, label, predicted)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def prepare_concepts(loaded: LoadedRun, tracks: pd.DataFrame, predictions: pd.DataFrame, cache: ShardCache,
+                     *, descriptors: pd.DataFrame | None = None, tags: pd.DataFrame | None = None,
+                     quantile: float = QUANTILE, layer: str = "head_input", progress: bool = True) -> ConceptInputs:
+    """Concept pools from the run's training tracks (`tracks` without a val/test row in
+    `predictions`) and activations of those tracks and of the misclassified test tracks."""
+    seconds, started = {}, time.perf_counter()
+    held_out = set(predictions.track_id)
+    train = tracks[~tracks.track_id.isin(held_out)].reset_index(drop=True)
+    test = predictions[predictions.split == "test"]
+    wrong = test[test.label != test.predicted][["track_id", "label", "predicted"]].reset_index(drop=True)
+    if descriptors is None:
+        descriptors = descriptor_table(train, cache, progress=progress)
+    seconds["descriptors"] = time.perf_counter() - started
+    names = {d.column: (d.high, d.low) for d in DESCRIPTORS}
+    train_ids = list(train.track_id)
+    pools = concept_pools(descriptors[["track_id", *names]], train_ids, quantile=quantile, names=names)
+    if tags is not None:
+        tag_names = {c: (f"tag {c}", f"no tag {c}") for c in tags.columns if c != "track_id"}
+        pools.update(concept_pools(tags, train_ids, quantile=quantile, names=tag_names))
+    started = time.perf_counter()
+    explained = pd.concat([train, tracks.set_index("track_id").loc[list(wrong.track_id)].reset_index()],
+                          ignore_index=True)
+    activations = run_activations(loaded, explained, cache, layer=layer, progress=progress)
+    seconds["activations"] = time.perf_counter() - started
+    return ConceptInputs(list(loaded.classes), activations, len(train), pools, wrong, seconds)
+
+
+@dataclass
+class ConceptTests:
+    table: pd.DataFrame  # tcav.significance's columns
+    cavs: dict[str, Cavs]
+    settings: TcavSettings
+    seconds: float
+
+
+def _genre_gradients(inputs: ConceptInputs, settings: TcavSettings, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Genre -> gradients of its logit at (up to max_inputs of) its training windows."""
+    run = inputs.activations
+    in_train = run.owners < inputs.n_train
+    out = {}
+    for k, genre in enumerate(inputs.classes):
+        rows = np.flatnonzero(in_train & (run.labels[run.owners] == k))
+        if len(rows) == 0:
+            continue
+        rows = rng.choice(rows, size=min(settings.max_inputs, len(rows)), replace=False)
+        out[genre] = tcav.logit_gradients(run.logits_of, run.acts[rows], np.full(len(rows), k))
+    return out
+
+
+def concept_tests(inputs: ConceptInputs, settings: TcavSettings = TcavSettings()) -> ConceptTests:
+    """TCAV of every concept for every genre, tested against null sets of as many random
+    training tracks (see tcav.significance); `settings.seed` draws every random set."""
+    started = time.perf_counter()
+    rng = np.random.default_rng(settings.seed)
+    run = inputs.activations
+    pool = WindowPool(run.acts[run.owners < inputs.n_train], run.owners[run.owners < inputs.n_train])
+    everyone = np.arange(inputs.n_train)
+    cavs = {name: tcav.concept_cavs(pool, tracks, everyone, settings, rng) for name, tracks in inputs.pools.items()}
+    size = max((len(t) for t in inputs.pools.values()), default=2)
+    nulls = tcav.null_cavs(pool, everyone, size, settings, rng)
+    scores = tcav.score_table(cavs, nulls, _genre_gradients(inputs, settings, rng))
+    table = tcav.significance(scores, alpha=settings.alpha)
+    return ConceptTests(table, cavs, settings, time.perf_counter() - started)
+
+
+def genre_concepts(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Genre -> its significant concepts (toward and away), most significant first."""
+    significant = table[table.significant]
+    return {genre: rows.reset_index(drop=True) for genre, rows in significant.groupby("genre", sort=True)}
+
+
+EXPLANATION_COLUMNS = ["track_id", "label", "predicted", "concept", "derivative", "agreement", "presence",
+                       "pushes_to_predicted"]
+
+
+def explain_misclassified(inputs: ConceptInputs, tests: ConceptTests) -> pd.DataFrame:
+    """Per misclassified test track, each concept significant for its true or predicted genre:
+    the directional derivative of logit(predicted) - logit(true) along the concept's CAVs
+    (mean over the track's windows, then over repeats; > 0: the concept pushes the track
+    toward the genre it was wrongly given), agreement (share of repeats with the mean's
+    sign), presence (share of windows x repeats on the concept side of the boundary) and
+    pushes_to_predicted. Sorted by track, strongest push first."""
+    run, column = inputs.activations, {g: i for i, g in enumerate(inputs.classes)}
+    significant = tests.table[tests.table.significant]
+    rows = []
+    for i, wrong in enumerate(inputs.wrong.itertuples(index=False)):
+        concepts = sorted(set(significant.concept[significant.genre.isin([wrong.label, wrong.predicted])]))
+        mine = run.acts[run.owners == inputs.n_train + i]  # (w, D)
+        if not concepts or len(mine) == 0:
+            continue
+        toward = tcav.logit_gradients(run.logits_of, mine, np.full(len(mine), column[wrong.predicted]))
+        away = tcav.logit_gradients(run.logits_of, mine, np.full(len(mine), column[wrong.label]))
+        for concept in concepts:
+            per_repeat = tcav.directional_derivatives(toward - away, tests.cavs[concept]).mean(axis=0)  # (R,)
+            derivative = float(per_repeat.mean())
+            agreement = float(np.mean(np.sign(per_repeat) == np.sign(derivative)))
+            present = float(tcav.presence(mine, tests.cavs[concept]).mean())
+            rows.append(dict(track_id=wrong.track_id, label=wrong.label, predicted=wrong.predicted, concept=concept,
+                             derivative=derivative, agreement=agreement, presence=present,
+                             pushes_to_predicted=bool(derivative > 0 and agreement >= PUSH_AGREEMENT
+                                                      and present >= PUSH_PRESENCE)))
+    frame = pd.DataFrame(rows, columns=EXPLANATION_COLUMNS)
+    return frame.sort_values(["track_id", "derivative"], ascending=[True, False], ignore_index=True)
+
+
+@dataclass(frozen=True)
+class Stability:
+    max_score_change: float  # largest |score_a - score_b| over (concept, genre)
+    share_within: float  # share of pairs whose score moved by <= tolerance
+    significant_a: int
+    significant_b: int
+    significant_both: int
+    tolerance: float = STABILITY_TOLERANCE
+
+    @property
+    def stable(self) -> bool:
+        return self.max_score_change <= self.tolerance
+
+    def line(self) -> str:
+        return (f"scores moved by at most {self.max_score_change:.3f} between seeds "
+                f"({self.share_within:.0%} of pairs within {self.tolerance}); significant: "
+                f"{self.significant_a} and {self.significant_b}, {self.significant_both} in both")
+
+
+def concept_stability(table_a: pd.DataFrame, table_b: pd.DataFrame, *,
+                      tolerance: float = STABILITY_TOLERANCE) -> Stability:
+    """Two `concept_tests` tables of the same inputs under different seeds, compared."""
+    both = table_a.merge(table_b, on=["concept", "genre"], suffixes=("_a", "_b"))
+    change = (both.score_a - both.score_b).abs()
+    return Stability(float(change.max()) if len(change) else 0.0, float((change <= tolerance).mean()) if len(change) else 1.0,
+                     int(both.significant_a.sum()), int(both.significant_b.sum()),
+                     int((both.significant_a & both.significant_b).sum()), tolerance)
