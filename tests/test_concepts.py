@@ -45,7 +45,7 @@ def _planted_tests(seed: int, settings: TcavSettings) -> pd.DataFrame:
     null_tracks = np.random.default_rng(seed + 1000).choice(everyone, PLANTED_TRACKS, replace=False)
     concepts = {"planted": np.arange(PLANTED_TRACKS), "null": null_tracks}
     cavs = {name: tcav.concept_cavs(pool, tracks, everyone, settings, rng) for name, tracks in concepts.items()}
-    nulls = tcav.null_cavs(pool, everyone, PLANTED_TRACKS, settings, rng)
+    nulls = {name: tcav.null_cavs(pool, tracks, everyone, settings, rng) for name, tracks in concepts.items()}
     inputs = acts[owners >= PLANTED_TRACKS]
     gradients = {genre: tcav.logit_gradients(head, inputs, np.full(len(inputs), k))
                  for k, genre in enumerate(["zero", "one"])}
@@ -133,10 +133,12 @@ def test_concepts_on_inputs_find_the_planted_one_and_explain_the_errors():
 def test_stability_compares_scores_and_findings():
     from genre_core.analysis.concepts import concept_stability
 
-    a = pd.DataFrame({"concept": ["x", "y"], "genre": ["g", "g"], "score": [0.9, 0.5], "significant": [True, False]})
-    b = a.assign(score=[0.85, 0.75], significant=[True, True])
-    result = concept_stability(a, b, tolerance=0.1)
+    a = pd.DataFrame({"concept": ["x", "y"], "genre": ["g", "g"], "score": [0.9, 0.5], "derivative": [0.1, 0.2],
+                      "significant": [True, False]})
+    b = a.assign(score=[0.85, 0.75], derivative=[0.1, 0.15], significant=[True, True])
+    result = concept_stability(a, b, tolerance=0.2)
     assert np.isclose(result.max_score_change, 0.25) and result.share_within == 0.5 and not result.stable
+    assert np.isclose(result.max_derivative_change, 0.05)
     assert (result.significant_a, result.significant_b, result.significant_both) == (1, 2, 1)
 
 
