@@ -48,18 +48,34 @@ UNTESTED = ("swing (hiphop 0.3, reggae 0.15 of a step)", "triplet 12-step grid (
             "four-on-the-floor kick (disco)", "reverb (classical 0.25-0.5 wet)")
 
 
-def recipe_check(table: pd.DataFrame) -> pd.DataFrame:
+def descriptor_rank(descriptors: pd.DataFrame, labels: pd.Series, genre: str, concept: str) -> str:
+    """Where the genre's mean descriptor ranks among the genres, on the concept's side ("1/10":
+    the genre is the most <concept> of all): does the corpus, as measured, carry the recipe?"""
+    from genre_core.analysis.concepts import DESCRIPTORS
+
+    for d in DESCRIPTORS:
+        if concept in (d.high, d.low):
+            means = descriptors[d.column].groupby(labels.to_numpy()).mean()
+            order = list(means.sort_values(ascending=concept == d.low).index)
+            return f"{order.index(genre) + 1}/{len(order)}"
+    return "?"
+
+
+def recipe_check(table: pd.DataFrame, descriptors: pd.DataFrame | None = None,
+                 labels: pd.Series | None = None) -> pd.DataFrame:
     """Each recipe beside what the test found: `found` is the direction when significant, else
-    "none"; `recovered` whether that matches `expected`."""
+    "none"; `recovered` whether that matches `expected`; `rank` (with descriptors and their
+    tracks' labels) where the genre stands on that descriptor among all genres."""
     rows = []
     for recipe in RECIPES:
         match = table[(table.genre == recipe.genre) & (table.concept == recipe.concept)]
         row = match.iloc[0] if len(match) else None
         found = row.direction if row is not None and row.significant else "none"
         ok = found == "toward" if recipe.expected == "toward" else found != "toward"
+        rank = descriptor_rank(descriptors, labels, recipe.genre, recipe.concept) if descriptors is not None else "?"
         rows.append(dict(genre=recipe.genre, concept=recipe.concept, expected=recipe.expected, found=found,
                          recovered=ok, p=None if row is None else row.p, q=None if row is None else row.q,
-                         p_paper=None if row is None else row.p_paper, why=recipe.why))
+                         p_paper=None if row is None else row.p_paper, rank=rank, why=recipe.why))
     return pd.DataFrame(rows)
 
 
@@ -109,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from genre_core import paths
     from genre_core.analysis.concepts import (
-        concept_stability, concept_tests, explain_misclassified, prepare_concepts, track_tags,
+        concept_stability, concept_tests, descriptor_table, explain_misclassified, prepare_concepts, track_tags,
     )
     from genre_core.features.cache import ShardCache
     from genre_core.store import open_store
@@ -146,12 +162,13 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nsignificant pairs: {int(table.significant.sum())} of {len(table)} by the set-level test; "
           f"{int((paper_q < 0.05).sum())} by the paper's test with the same correction")
     _print_calibration(inputs, TcavSettings(repeats=args.repeats, null_sets=args.null_sets, seed=99))
-    checks = recipe_check(table)
+    train = tracks[~tracks.track_id.isin(predictions.track_id)].reset_index(drop=True)
+    checks = recipe_check(table, descriptor_table(train, cache, progress=False), train.label)
     print("\nsynth recipes:")
     for r in checks.itertuples():
         mark = "recovered" if r.recovered else "NOT recovered"
         print(f"  {mark:13s} {r.genre:9s} {r.expected:10s} {r.concept:34s} found {r.found:6s} "
-              f"p {r.p:.2g} q {r.q:.2g} p_paper {r.p_paper:.2g}  ({r.why})")
+              f"p {r.p:.2g} q {r.q:.2g} p_paper {r.p_paper:.2g}  genre rank on it {r.rank}  ({r.why})")
     print(f"  {int(checks.recovered.sum())} of {len(checks)} recovered; not testable with these descriptors: "
           + "; ".join(UNTESTED))
     print(f"\nstability (seeds {args.seeds[0]} and {args.seeds[1]}): {concept_stability(table, runs[1].table).line()}")

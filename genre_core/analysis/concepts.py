@@ -292,7 +292,8 @@ def concept_tests(inputs: ConceptInputs, settings: TcavSettings = TcavSettings()
     rng = np.random.default_rng(settings.seed)
     run = inputs.activations
     train = run.owners < inputs.n_train
-    pool = WindowPool(run.acts[train], run.owners[train], strata=run.labels[: inputs.n_train])
+    strata = run.labels[: inputs.n_train] if settings.match_genres else None
+    pool = WindowPool(run.acts[train], run.owners[train], strata=strata)
     everyone = np.arange(inputs.n_train)
     cavs = {name: tcav.concept_cavs(pool, tracks, everyone, settings, rng) for name, tracks in inputs.pools.items()}
     nulls = {name: tcav.null_cavs(pool, tracks, everyone, settings, rng) for name, tracks in inputs.pools.items()}

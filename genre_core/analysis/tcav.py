@@ -54,6 +54,9 @@ class TcavSettings:
     windows_per_track: int = 3  # windows each drawn track contributes (of ~5 non-overlapping per 15 s)
     max_inputs: int = 400  # windows per genre whose gradients are scored (a sample above this)
     alpha: float = 0.05  # Benjamini-Hochberg false-discovery rate over all (concept, genre) pairs
+    # Random sets matched to the concept's genres (the CAV: what its tracks have beyond their
+    # genres); False: any random tracks, as in the paper (genre make-up counts as the concept).
+    match_genres: bool = True
     seed: int = 0  # draws of the random sets and of the concept examples
 
     def __post_init__(self) -> None:
