@@ -217,3 +217,16 @@ def test_gradients_at_the_embedding_are_one_vector_per_genre(toy_run):
             acts = to_layer(torch.tensor(np.abs(rng.standard_normal((8, 64))), dtype=torch.float32)).numpy()
         grads = tcav.logit_gradients(logits_of, acts, np.zeros(8, dtype=np.int64))
         assert np.allclose(grads, grads[0], atol=1e-6) == constant
+
+
+def test_track_tags_give_fifty_probabilities_per_track(toy_store):
+    from genre_core import paths
+    from genre_core.analysis.concepts import track_tags
+    from genre_core.features.cache import ShardCache
+
+    tracks = toy_store.tracks("toy").head(3)
+    table = track_tags(tracks, ShardCache(paths.cache_dir(toy_store.path)), progress=False)
+    if table is None:
+        pytest.skip("musicnn weights not installed")
+    assert list(table.track_id) == list(tracks.track_id) and table.shape == (3, 51)
+    assert table.drop(columns="track_id").stack().between(0, 1).all()
