@@ -51,7 +51,7 @@ class TcavSettings:
     repeats: int = 20  # CAVs per concept (and per null set), each against a fresh random set
     null_sets: int = 30  # random pseudo-concepts each concept is tested against (>= 2 for a t-test)
     tracks_per_set: int = 40  # tracks drawn into a concept's or a random set per repeat
-    windows_per_track: int = 3  # windows each drawn track contributes (of ~5 non-overlapping per 15 s)
+    windows_per_track: int = 3  # windows each drawn track contributes (concepts.WINDOWS_PER_TRACK are computed)
     max_inputs: int = 400  # windows per genre whose gradients are scored (a sample above this)
     alpha: float = 0.05  # Benjamini-Hochberg false-discovery rate over all (concept, genre) pairs
     # Random sets matched to the concept's genres (the CAV: what its tracks have beyond their
