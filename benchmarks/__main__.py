@@ -14,7 +14,12 @@ Builds (or reuses) the demo corpus in its own database under data/bench/, then p
 - app: page and query times on a generated database (--app-tracks 10,000 / --app-runs 20 by
   default; --app-browser adds seconds from a sidebar click until charts are drawn, in chromium);
 - engines: ingest and faults-scan tracks/s with 1 vs 2 local workers and on Ray;
-- probe: musicnn_probe training with cached embeddings vs without.
+- probe: musicnn_probe training with cached embeddings vs without;
+- explanations: faithfulness of cnn and musicnn_probe Grad-CAM vs random masks (keep-rate,
+  masked-in and masked-out probability drops, CIs), and seconds to explain one track;
+- variants: the drop of the own genre's probability per musical variant and genre (the demo's
+  true stems removed: hiphop and disco move more than classical), and how much of the true
+  drum stem HPSS's percussive part holds.
 
 It ends with one table: each figure beside its baseline measured in the same run, the
 speed-up, and the issue's target where there is one, with the machine's load average.
@@ -37,6 +42,8 @@ from pathlib import Path
 import torch
 
 from benchmarks import accuracy, app_db, engines, faults, features, handcrafted, latency, probe, scale, throughput
+from benchmarks import explanations
+from benchmarks import variants
 from benchmarks.ratios import Ratios, load_line
 from genre_core.store import open_store
 from genre_core.workers import bound_heap_growth
@@ -51,6 +58,8 @@ SECTIONS = {
     "app": app_db.run,
     "engines": engines.run,
     "probe": probe.run,
+    "explanations": explanations.run,  # faithfulness of cnn / musicnn_probe maps; explain one track
+    "variants": variants.run,  # what changes its mind: true-stem removal per genre, HPSS vs the drum stem
 }
 BENCH_ROOT = Path("data/bench")
 QUICK_ROOT = BENCH_ROOT / "quick"

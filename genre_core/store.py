@@ -24,7 +24,7 @@ import pandas as pd
 from genre_core import paths
 from genre_core.workers import pid_alive
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_DB = Path("data/genrelens.duckdb")
 LOCK_WAIT_S = 30.0  # a run's final write takes well under a second; 30 s covers slow disks
 # A training process writes a heartbeat every HEARTBEAT_S (genre_core.train.lifecycle); a
@@ -103,6 +103,11 @@ CREATE TABLE IF NOT EXISTS variant_predictions (
 CREATE TABLE IF NOT EXISTS contrast_neighbours (
     run_id VARCHAR, track_id VARCHAR, side VARCHAR, rank INTEGER, neighbour_id VARCHAR,
     distance DOUBLE);
+""",
+    # attributions.scale: a map's raw maximum before it was scaled to 1, so a track's maps for
+    # two genres can be shown on one scale (NULL in analyses made before).
+    3: """
+ALTER TABLE attributions ADD COLUMN IF NOT EXISTS scale FLOAT;
 """,
 }
 

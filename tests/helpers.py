@@ -132,6 +132,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def serving_app(db):
+    """The app (server.py, behind its Content-Security-Policy) on database `db`, headless: its
+    base URL while the with-block runs."""
+    import os
+    import sys
+
+    command = [sys.executable, "-m", "streamlit", "run", "server.py", "--server.headless", "true",
+               "--browser.gatherUsageStats", "false"]
+    return serving(command, Path(__file__).resolve().parents[1], {**os.environ, "GENRELENS_DB": str(db)})
+
+
 @contextmanager
 def serving(command: list[str], cwd: Path, env: dict, port_flag: str = "--server.port", timeout_s: float = 60):
     """A Streamlit server started by `command` (plus `port_flag` and a free port), its base URL

@@ -13,7 +13,8 @@ from genre_core.analysis.analyze import analyze
 from genre_core.train.config import TrainConfig
 from genre_core.train.fit import fit
 
-TABLES = ("embeddings", "projections", "neighbours", "attributions", "band_importance", "taggrams")
+TABLES = ("embeddings", "projections", "neighbours", "attributions", "band_importance", "taggrams",
+          "contrast_neighbours")
 
 
 # Converted musicnn weights go to a scratch dir, never the checkout's data/.
@@ -57,7 +58,10 @@ def test_embeddings_maps_and_neighbours_cover_every_usable_track(toy_store, firs
 def test_gradcam_maps_for_the_predicted_and_the_true_genre(toy_store, cnn_run, first_analysis):
     summary, rows = first_analysis
     attr = rows["attributions"]
-    preds = _test_predictions(toy_store, cnn_run)
+    # the test tracks, and the closest correct tracks a mistake is compared with (issue 24)
+    every = toy_store.predictions(cnn_run)
+    shown = set(_test_predictions(toy_store, cnn_run).track_id) | set(rows["contrast_neighbours"].neighbour_id)
+    preds = every[every.track_id.isin(shown)].drop_duplicates("track_id")
     expected = {(r.track_id, r.predicted) for r in preds.itertuples()}
     expected |= {(r.track_id, r.label) for r in preds.itertuples()}
     assert set(zip(attr.track_id, attr.target)) == expected and len(attr) == len(expected)
@@ -66,6 +70,10 @@ def test_gradcam_maps_for_the_predicted_and_the_true_genre(toy_store, cnn_run, f
         values = np.asarray(row.values)
         assert len(values) == row.n_bands * row.n_frames and row.n_bands == 64
         assert values.min() >= 0 and values.max() == pytest.approx(1.0)
+    # each map's raw strength is kept, so a track's two maps can be drawn on one scale
+    assert (attr.scale > 0).all()
+    pairs = attr.groupby("track_id").scale.agg(["min", "max", "size"])
+    assert (pairs[pairs["size"] == 2]["min"] < pairs[pairs["size"] == 2]["max"]).any()
 
 
 def test_band_importance_for_each_genre_in_test(toy_store, cnn_run, first_analysis):
@@ -85,7 +93,8 @@ def test_taggrams_of_the_test_tracks(toy_store, cnn_run, first_analysis):
         assert "no taggrams" in summary.line()
         pytest.skip("musicnn weights not installed")
     tags = rows["taggrams"]
-    assert set(tags.track_id) == set(_test_predictions(toy_store, cnn_run).track_id)
+    explained = set(_test_predictions(toy_store, cnn_run).track_id) | set(rows["contrast_neighbours"].neighbour_id)
+    assert set(tags.track_id) == explained
     for row in tags.itertuples():
         assert len(row.tag_names) == 50 and row.n_frames == 1  # a 4-s track: one 3-s window
         assert len(row.values) == 50 and 0 <= min(row.values) <= max(row.values) <= 1

@@ -5,8 +5,6 @@ point, checks the Track view plays audio, and saves screenshots to artifacts/scr
 from __future__ import annotations
 
 import io
-import os
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import pytest
 import soundfile as sf
 
 
-from tests.helpers import CHROMIUM, launch_chromium, serving
+from tests.helpers import CHROMIUM, launch_chromium, serving_app
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "artifacts" / "screenshots"
 PAGES = ("overview", "confusion", "map", "track", "faults", "compare", "multilabel", "classify")
@@ -46,9 +44,7 @@ POINT_JS = """([plot, nonEmpty]) => {
 
 @pytest.fixture(scope="module")
 def server(app_db):
-    command = [sys.executable, "-m", "streamlit", "run", "server.py", "--server.headless", "true",
-               "--browser.gatherUsageStats", "false"]
-    with serving(command, ROOT, {**os.environ, "GENRELENS_DB": app_db["db"]}) as url:
+    with serving_app(app_db["db"]) as url:
         yield url
 
 
@@ -120,8 +116,10 @@ def click_point(tab, plot: int = 0, non_empty: bool = False) -> dict:
 
 
 def audio_src(tab) -> str:
-    tab.wait_for_selector("audio")
-    return tab.get_attribute("audio", "src") or ""
+    """The src of the Track page's player audio (inside the player's frame)."""
+    frame = tab.wait_for_selector('iframe[title^="Player"]').content_frame()
+    frame.wait_for_selector("audio")
+    return frame.get_attribute("audio", "src") or ""
 
 
 def test_a_deep_link_on_a_fresh_server(page, server):

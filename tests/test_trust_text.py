@@ -25,7 +25,7 @@ from genre_core import untrusted
 from genre_core.app import charts, classify, state
 from genre_core.app import queries as q
 from genre_core.store import open_store
-from tests.helpers import CHROMIUM, launch_chromium, open_app, serving
+from tests.helpers import CHROMIUM, launch_chromium, open_app, serving_app
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "app.py"
@@ -341,9 +341,7 @@ def test_an_ensemble_label_must_be_safe_for_file_names(app_db, writable_app_db):
 def test_every_response_of_the_app_forbids_images_from_elsewhere(app_db):
     import urllib.request
 
-    command = [sys.executable, "-m", "streamlit", "run", "server.py", "--server.headless", "true",
-               "--browser.gatherUsageStats", "false"]
-    with serving(command, ROOT, {**os.environ, "GENRELENS_DB": app_db["db"]}) as url:
+    with serving_app(app_db["db"]) as url:
         for path in ("/", "/track", "/_stcore/health"):
             with urllib.request.urlopen(url + path, timeout=10) as response:
                 policy = response.headers.get("Content-Security-Policy", "")
@@ -367,10 +365,7 @@ def test_no_visitor_browser_fetches_a_pixel_planted_in_an_artist_name(app_db, wr
     planted = [track, *groups[groups.group_id == groups.group_id.iloc[0]].track_id]
     _plant(writable_app_db, f"UPDATE tracks SET artist = ? WHERE track_id IN ({', '.join('?' * len(planted))})",
            PIXEL, *planted)
-    command = [sys.executable, "-m", "streamlit", "run", "server.py", "--server.headless", "true",
-               "--browser.gatherUsageStats", "false"]
-    env = {**os.environ, "GENRELENS_DB": str(writable_app_db)}
-    with serving(command, ROOT, env) as url, sync_api.sync_playwright() as p:
+    with serving_app(writable_app_db) as url, sync_api.sync_playwright() as p:
         browser = launch_chromium(p)
         tab = browser.new_page(viewport={"width": 1400, "height": 950})
         tab.set_default_timeout(60_000)

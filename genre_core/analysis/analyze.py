@@ -2,7 +2,8 @@
 
 Embeddings of every usable track of the run's dataset, their t-SNE / UMAP maps and nearest
 neighbours, Grad-CAM maps of the explained split's tracks (for the predicted and the true
-genre), per-genre band importance (Grad-CAM and occlusion), and musicnn taggrams. All of it
+genre) and of each mistake's closest correct tracks (contrast.py), per-genre band importance
+(Grad-CAM and occlusion), and musicnn taggrams. All of it
 is written in one transaction at the end, replacing the run's earlier analysis rows, so a
 killed or repeated analysis never leaves half or double results.
 """
@@ -26,8 +27,11 @@ from genre_core.analysis.embeddings import (
     track_embeddings,
 )
 from genre_core.engine import EngineOptions
+from genre_core.analysis.contrast import contrast_tables
+from genre_core.analysis.faithfulness import faithfulness_tables
+from genre_core.analysis.variants import variant_tables
 from genre_core.analysis.explain import (
-    band_occlusion, band_profile, compact, normalise, track_features, track_map,
+    band_occlusion, band_profile, normalise, pooled, track_features, track_map,
 )
 from genre_core.train.inference import LoadedRun, load_run
 from genre_core.store import Store
@@ -57,7 +61,7 @@ class AnalyzeSummary:
                 f"{self.n_projections} projections, {self.n_gradcam} Grad-CAM maps, "
                 f"{self.n_band_profiles} genre band profiles, {self.n_taggrams} taggrams "
                 f"in {self.seconds:.1f} s")
-        return text + "".join(f"; {note}" for note in self.notes)
+        return text + "".join(f"; {note.rstrip('.')}" for note in self.notes)
 
 
 def analyze(store: Store, run_id: str, *, progress: bool = True, gradcam_split: str = "test",
@@ -85,12 +89,19 @@ def analyze(store: Store, run_id: str, *, progress: bool = True, gradcam_split: 
         splits = ", ".join(sorted(predictions.split.unique())) or "none"
         raise ValueError(f"run {run_id} has no {gradcam_split!r} predictions (has: {splits})")
     explained = explained[explained.track_id.isin(tracks.track_id)]
-    explained = _limit_explained(explained, gradcam_limit, loaded.config.seed, summary)
     cache = ShardCache(paths.cache_dir(store.path))
     spread = (SpreadEmbeddings(str(store.path), run_id, engine)
               if engine is not None and loaded.model is not None else None)
     results = _embedding_tables(loaded, tracks, cache, methods, k, progress, summary, spread)
+    # Each mistake's closest correct tracks (true and predicted genre) are explained too.
+    contrast, explained = contrast_tables(results["embeddings"], predictions, explained, split=gradcam_split,
+                                          notes=summary.notes)
+    results.update(contrast)
+    explained = _limit_explained(explained, gradcam_limit, loaded.config.seed, summary)
     results.update(_gradcam_tables(loaded, tracks, explained, cache, progress, summary))
+    results.update(faithfulness_tables(loaded, tracks, explained, cache, results["attributions"],
+                                       progress=progress, summary=summary))  # maps vs random masks
+    results.update(variant_tables(loaded, tracks, explained, cache, progress=progress, notes=summary.notes))
     if taggrams:
         table = _taggram_table(loaded, tracks, explained, cache, progress, summary)
         if table is not None:
@@ -102,15 +113,19 @@ def analyze(store: Store, run_id: str, *, progress: bool = True, gradcam_split: 
 
 def _limit_explained(explained: pd.DataFrame, limit: int | None, seed: int,
                      summary: AnalyzeSummary) -> pd.DataFrame:
-    """At most `limit` tracks to explain: misclassified ones first (where a person looks),
-    then correct ones in a seeded random order, so every genre tends to be represented."""
+    """At most `limit` tracks to explain, the contrast tracks included: misclassified ones
+    first (where a person looks), then their closest correct tracks (`contrast_rank` from
+    contrast.py: every mistake's nearest on both sides, then the second nearest...), then
+    correct ones in a seeded random order, so every genre tends to be represented."""
     if limit is None or len(explained) <= limit:
         return explained
     shuffled = explained.iloc[np.random.default_rng(seed).permutation(len(explained))]
-    right = (shuffled.predicted == shuffled.label).to_numpy()
-    ranked = shuffled.iloc[np.argsort(right, kind="stable")]  # misclassified (False) first
+    rank = shuffled.get("contrast_rank", pd.Series(np.nan, index=shuffled.index)).fillna(np.inf)
+    priority = np.where(shuffled.predicted != shuffled.label, 0.0, rank.to_numpy())
+    ranked = shuffled.iloc[np.argsort(priority, kind="stable")]  # misclassified (0) first
     summary.notes.append(f"Grad-CAM and taggrams for {limit} of {len(explained)} tracks "
-                         f"(misclassified first; --gradcam-limit to change)")
+                         f"(misclassified first, then their closest correct tracks; "
+                         f"--gradcam-limit to change)")
     return ranked.head(limit)
 
 
@@ -181,13 +196,15 @@ def _gradcam_tables(loaded: LoadedRun, tracks: pd.DataFrame, explained: pd.DataF
         feats = track_features(loaded, cache.load(track.path, track.sha1, loaded.sr))
         for target in dict.fromkeys([row.predicted, row.label]):  # once when they agree
             cam = track_map(model, feats, column[target])  # (F, T_total)
-            small = compact(cam, feats.frame_rate)  # (f, t) in [0, 1]
+            raw = pooled(cam, feats.frame_rate)  # (f, t)
+            small = normalise(raw)  # in [0, 1]; `scale` puts a track's maps back on one scale
             maps.append(dict(track_id=row.track_id, method="gradcam", target=target,
                              n_bands=small.shape[0], n_frames=small.shape[1],
-                             values=small.ravel().tolist()))
-            if target == row.label:
+                             values=small.ravel().tolist(), scale=float(raw.max()) if raw.size else 0.0))
+            if target == row.label and not getattr(row, "contrast_only", False):
                 profiles[target].append(band_profile(cam))
-        drops[row.label].append(band_occlusion(model, feats.x, column[row.label]))
+        if not getattr(row, "contrast_only", False):  # band importance: the explained split only
+            drops[row.label].append(band_occlusion(model, feats.x, column[row.label]))
     bands = [dict(genre=g, method="gradcam",
                   values=normalise(np.mean(profiles[g], axis=0)).tolist()) for g in sorted(profiles)]
     bands += [dict(genre=g, method="occlusion", values=np.mean(drops[g], axis=0).tolist())

@@ -155,13 +155,19 @@ def compact(cam: np.ndarray, frame_rate: float, *, max_bands: int = MAX_BANDS,
             frames_per_s: float = FRAMES_PER_S) -> np.ndarray:
     """A track map (F, T) at `frame_rate` frames/s -> (<= max_bands, ~frames_per_s per s)
     float32, average-pooled, scaled so its maximum is 1 (all zeros stays all zeros)."""
+    return normalise(pooled(cam, frame_rate, max_bands=max_bands, frames_per_s=frames_per_s))
+
+
+def pooled(cam: np.ndarray, frame_rate: float, *, max_bands: int = MAX_BANDS,
+           frames_per_s: float = FRAMES_PER_S) -> np.ndarray:
+    """compact() before scaling: its maximum is the map's raw strength, which analyze stores
+    so that two genres' maps of one track can be compared on one scale."""
     n_bands, n_frames = cam.shape
     out_frames = min(n_frames, max(1, math.ceil(n_frames / frame_rate * frames_per_s)))
-    pooled = F.adaptive_avg_pool2d(
+    return F.adaptive_avg_pool2d(
         torch.from_numpy(np.ascontiguousarray(cam, dtype=np.float32))[None],  # (1, F, T)
         (min(n_bands, max_bands), out_frames),
     )[0].numpy()  # (f, t)
-    return normalise(pooled)
 
 
 def normalise(values: np.ndarray) -> np.ndarray:

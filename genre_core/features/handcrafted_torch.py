@@ -65,6 +65,22 @@ def tolerance(name: str) -> tuple[float, float]:
     return TOLERANCE[max((p for p in TOLERANCE if name.startswith(p)), key=len)]
 
 
+def hpss_split(y: torch.Tensor, spec: torch.Tensor, mag: torch.Tensor, *, window: torch.Tensor,
+               hop_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """librosa.decompose.hpss (kernel 31, power 2, margin 1) + istft of y (B, N), given its STFT
+    `spec` (B, F, T) and magnitude `mag` (overwritten): (B, N) harmonic and percussive signals.
+    The handcrafted table and the musical variants (analysis/variants.py) share it."""
+    harm = median_filter(mag, HPSS_KERNEL, dim=-1)  # (B, F, T) smooth along time
+    perc = median_filter(mag, HPSS_KERNEL, dim=-2)  # (B, F, T) smooth along frequency
+    # The soft mask h^2 / (h^2 + p^2), as 1 / (1 + (p / h)^2): nothing squared underflows,
+    # in place on the big arrays, and 0 / 0 (both zero) is NaN -> margin 1's split_zeros half.
+    mask = perc.div_(harm).square_().add_(1.0).reciprocal_().nan_to_num_(nan=0.5)  # (B, F, T)
+    harmonic = _istft(spec * mask, window, hop_length, y.shape[-1])
+    # The percussive mask is 1 - mask and istft is linear (and inverts this STFT exactly), so
+    # the percussive signal is what the harmonic one leaves of y: one istft instead of two.
+    return harmonic, y - harmonic
+
+
 class Handcrafted(nn.Module):
     """Waveforms (B, N) float at `sr` Hz -> (B, 57) float64 table (HANDCRAFTED_NAMES order).
 
@@ -130,17 +146,7 @@ class Handcrafted(nn.Module):
         return torch.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
 
     def _hpss(self, y, spec, mag) -> tuple[torch.Tensor, torch.Tensor]:
-        """librosa.decompose.hpss (kernel 31, power 2, margin 1) + istft: (B, N) harmonic and
-        percussive signals."""
-        harm = median_filter(mag, HPSS_KERNEL, dim=-1)  # (B, F, T) smooth along time
-        perc = median_filter(mag, HPSS_KERNEL, dim=-2)  # (B, F, T) smooth along frequency
-        # The soft mask h^2 / (h^2 + p^2), as 1 / (1 + (p / h)^2): nothing squared underflows,
-        # in place on the big arrays, and 0 / 0 (both zero) is NaN -> margin 1's split_zeros half.
-        mask = perc.div_(harm).square_().add_(1.0).reciprocal_().nan_to_num_(nan=0.5)  # (B, F, T)
-        harmonic = _istft(spec * mask, self.window, self.hop_length, y.shape[-1])
-        # The percussive mask is 1 - mask and istft is linear (and inverts this STFT exactly), so
-        # the percussive signal is what the harmonic one leaves of y: one istft instead of two.
-        return harmonic, y - harmonic
+        return hpss_split(y, spec, mag, window=self.window, hop_length=self.hop_length)
 
     def _chroma(self, power: torch.Tensor) -> torch.Tensor:
         """chroma_stft(S=power): the filterbank of each example's estimated tuning, max-normalised."""

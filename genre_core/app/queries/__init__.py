@@ -14,3 +14,4 @@ from genre_core.app.queries.faults import *  # noqa: F401,F403
 from genre_core.app.queries.runs import *  # noqa: F401,F403
 from genre_core.app.queries.tracks import *  # noqa: F401,F403
 from genre_core.app.queries.multilabel import *  # noqa: F401,F403
+from genre_core.app.queries.explanations import *  # noqa: F401,F403

@@ -81,8 +81,9 @@ def segments(db, run_id: str, track_id: str) -> pd.DataFrame:
 
 def attributions(db, run_id: str, track_id: str) -> pd.DataFrame:
     """Grad-CAM maps of the track: target, n_bands, n_frames, values ((n_bands, n_frames)
-    array, band 0 lowest, normalised to [0, 1], spanning the whole track)."""
-    frame = _df(db, """SELECT target, method, n_bands, n_frames, "values" FROM attributions
+    array, band 0 lowest, normalised to [0, 1], spanning the whole track), scale (the map's
+    raw maximum before that, for comparing two genres' maps; NULL in older analyses)."""
+    frame = _df(db, """SELECT target, method, n_bands, n_frames, "values", scale FROM attributions
                        WHERE run_id = ? AND track_id = ? ORDER BY target""", [run_id, track_id])
     frame["values"] = [np.asarray(v, dtype=np.float32).reshape(b, f)
                        for v, b, f in zip(frame["values"], frame.n_bands, frame.n_frames)]

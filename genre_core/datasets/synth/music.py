@@ -32,6 +32,28 @@ def render_clip(genre: str, artist: Artist, n: int, *, sr: int, rng: np.random.G
     bass, lead - from it with probability `artist.borrow` (genres share material). A crossover
     (`also` = another genre) takes two or three of the five elements from `also` for certain.
     """
+    clip = _arrange(genre, artist, n, sr=sr, rng=rng, also=also)
+    return clip.master(clip.mix())
+
+
+def render_parts(genre: str, artist: Artist, n: int, *, sr: int, rng: np.random.Generator,
+                 also: str | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """`render_clip` (the very same samples, same rng draws) and its true parts, each (n,)
+    float64 through the same production: "drums", "bass", "chords", "lead" (the buses that
+    played) and "noise" (the noise floor). The room, EQ and filters are linear and the
+    compressor and limiter gains are the mix's, applied to every part, so the parts sum to the
+    mix up to float rounding (~1e-15 of full scale)."""
+    clip = _arrange(genre, artist, n, sr=sr, rng=rng, also=also)
+    buses = clip.buses()
+    y = np.zeros(n)
+    for bus in buses.values():  # the order and arithmetic of mix(): the same samples
+        y += bus
+    return clip.mastered(y, buses)
+
+
+def _arrange(genre: str, artist: Artist, n: int, *, sr: int, rng: np.random.Generator,
+             also: str | None) -> _Clip:
+    """Every note of the clip, on its bus (see render_clip); nothing rendered yet."""
     own = STYLES[genre]
     if also is not None:
         borrowed = set(rng.permutation(5)[: int(rng.integers(2, 4))].tolist())
@@ -50,7 +72,7 @@ def render_clip(genre: str, artist: Artist, n: int, *, sr: int, rng: np.random.G
     lead = sources[4]
     if lead.lead is not None and rng.random() < 0.8:
         clip.lead_part(lead.lead, lead)
-    return clip.master(clip.mix())
+    return clip
 
 
 def _voice(pitch_class: int, intervals: tuple[int, ...], low: int) -> list[int]:
@@ -197,7 +219,14 @@ class _Clip:
     def mix(self) -> np.ndarray:
         """Each bus played by the SoundFont, levelled to unit RMS, overdriven where a guitar plays,
         weighted by the genre and the artist. (n,)"""
-        a, sr, y = self.artist, self.sr, np.zeros(self.n)
+        y = np.zeros(self.n)
+        for bus in self.buses().values():
+            y += bus
+        return y
+
+    def buses(self) -> dict[str, np.ndarray]:
+        """The weighted buses `mix` sums, by name, in mix order; a silent bus is left out. (n,) each"""
+        a, sr, out = self.artist, self.sr, {}
         for name, weight, artist_gain in zip(self.notes, self.style.levels, a.mix):
             if not self.notes[name]:
                 continue
@@ -208,17 +237,33 @@ class _Clip:
             bus = bus / rms
             if name in self.distorted:  # amp + cabinet: darker artists get a darker cabinet
                 bus = effects.overdrive(bus, sr, a.drive, cabinet_hz=2500 + 3500 * a.brightness)
-            y += weight * artist_gain * bus
-        return y
+            out[name] = weight * artist_gain * bus
+        return out
 
     def master(self, y: np.ndarray) -> np.ndarray:
         """Room, EQ, bus compression, a noise floor, loudness: the artist's production. (n,)"""
+        return self.mastered(y, {})[0]
+
+    def mastered(self, y: np.ndarray, parts: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """`master(y)` and `parts` (whose sum is y) through the same production, plus the noise
+        floor as part "noise" (only when parts are asked for): the gains are y's. (n,) each"""
         a, sr, rng = self.artist, self.sr, self.rng
-        y = effects.reverb(y, sr, a.room, wet=a.reverb, damping_hz=3000 + 5000 * a.brightness, rng=rng)
+        ir = effects.room_ir(sr, a.room, wet=a.reverb, damping_hz=3000 + 5000 * a.brightness, rng=rng)
+        y = self._colour(effects.room(y, ir, wet=a.reverb))
+        rms_db = 10 * np.log10(np.mean(y**2) + 1e-12)
+        squash = effects.compress_gain(y, sr, rms_db - 2.0, ratio=a.squash)
+        y = y * squash
+        noise = np.sqrt(np.mean(y**2)) * 10 ** (a.noise_db / 20) * rng.standard_normal(len(y))
+        y, level = effects.levelled(y + noise, sr, a.loud)
+        if not parts:
+            return y, {}
+        out = {name: self._colour(effects.room(part, ir, wet=a.reverb)) * squash * level
+               for name, part in parts.items()}
+        return y, {**out, "noise": noise * level}
+
+    def _colour(self, y: np.ndarray) -> np.ndarray:
+        """The artist's EQ after the room: rumble cut, warmth and brightness shelves (linear)."""
+        a, sr = self.artist, self.sr
         y = effects.highpass(y, sr, 30.0)
         y = effects.shelf(y, sr, 200.0, gain_db=a.warmth, high=False)
-        y = effects.shelf(y, sr, 3000.0, gain_db=12 * a.brightness - 6, high=True)
-        rms_db = 10 * np.log10(np.mean(y**2) + 1e-12)
-        y = effects.compress(y, sr, rms_db - 2.0, ratio=a.squash)
-        y = y + np.sqrt(np.mean(y**2)) * 10 ** (a.noise_db / 20) * rng.standard_normal(len(y))
-        return effects.loudness(y, sr, a.loud)
+        return effects.shelf(y, sr, 3000.0, gain_db=12 * a.brightness - 6, high=True)
