@@ -108,6 +108,10 @@ CREATE TABLE IF NOT EXISTS variant_predictions (
 CREATE TABLE IF NOT EXISTS contrast_neighbours (
     run_id VARCHAR, track_id VARCHAR, side VARCHAR, rank INTEGER, neighbour_id VARCHAR,
     distance DOUBLE);
+""",
+    # attributions.scale: a map's raw maximum before it was scaled to 1, so a track's maps for
+    # two genres can be shown on one scale (NULL in analyses made before).
+    3: """
 ALTER TABLE attributions ADD COLUMN IF NOT EXISTS scale FLOAT;
 """,
     3: """

@@ -5,7 +5,6 @@ test_browser_track)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from genre_core.analysis.listen import MASK_FLOOR
-from genre_core.app import hearing, player, state
+from genre_core.app import hearing, state
 from genre_core.app import queries as q
 
 APP = Path(__file__).resolve().parent.parent / "app.py"

@@ -194,6 +194,17 @@ def cmd_analyze(args: argparse.Namespace) -> str:
                    k=args.neighbours, taggrams=not args.no_taggrams, engine=engine, **limits).line()
 
 
+def cmd_explain(args: argparse.Namespace) -> str:
+    """One track, one run: the summary (prediction, strongest window, faithfulness, variants)
+    on stdout, and with --out the audio to hear it (see genre_core.analysis.explain_track)."""
+    from genre_core.analysis.explain_track import explain_track
+
+    result = explain_track(open_store(args.db, create=False), args.run, args.track, out=args.out,
+                           device=args.device)
+    _say("\n".join(result.lines()))
+    return result.line()
+
+
 def _methods(text: str) -> tuple[str, ...]:
     """--methods "umap,tsne" -> ("umap", "tsne"); "none" -> () (neighbours only)."""
     from genre_core.analysis.embeddings import METHODS
@@ -434,6 +445,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-task", type=float, default=0.0,
                    help="with --engine ray: GPUs each embedding task asks for (GPU actors on a cluster; default 0)")
     _engine_args(p)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default auto")
+
+    p = command("explain", cmd_explain, "why one track got its genre: summary, and the audio to hear it")
+    _cache_args(p)
+    p.add_argument("--run", required=True, help="run id of a run with a network (see genrelens runs)")
+    p.add_argument("--track", required=True, help="track id in the run's dataset (see the app's Track page)")
+    p.add_argument("--out", type=Path, help="write original.wav, heard.wav, ignored.wav and one "
+                                            "variant-<name>.wav per musical variant to this folder")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default auto")
 
     p = command("extract", cmd_extract, "decode a dataset into the cache ahead of training, in parallel")

@@ -62,7 +62,7 @@ class AnalyzeSummary:
                 f"{self.n_projections} projections, {self.n_gradcam} Grad-CAM maps, "
                 f"{self.n_band_profiles} genre band profiles, {self.n_taggrams} taggrams "
                 f"in {self.seconds:.1f} s")
-        return text + "".join(f"; {note}" for note in self.notes)
+        return text + "".join(f"; {note.rstrip('.')}" for note in self.notes)
 
 
 def analyze(store: Store, run_id: str, *, progress: bool = True, gradcam_split: str = "test",
