@@ -111,10 +111,14 @@ CREATE TABLE IF NOT EXISTS contrast_neighbours (
 """,
     # attributions.scale: a map's raw maximum before it was scaled to 1, so a track's maps for
     # two genres can be shown on one scale (NULL in analyses made before).
+    # failure_slices: groups of a run's test tracks where it fails more than elsewhere.
+    # concept_scores: TCAV of musical concepts built from the corpus, per genre.
     3: """
 ALTER TABLE attributions ADD COLUMN IF NOT EXISTS scale FLOAT;
-""",
-    3: """
+CREATE TABLE IF NOT EXISTS concept_scores (
+    run_id VARCHAR, concept VARCHAR, genre VARCHAR, score DOUBLE, ci_low DOUBLE, ci_high DOUBLE,
+    derivative DOUBLE, null_derivative DOUBLE, p DOUBLE, q DOUBLE, significant BOOLEAN,
+    direction VARCHAR, n_tested INTEGER, alpha DOUBLE);
 CREATE TABLE IF NOT EXISTS failure_slices (
     run_id VARCHAR, rank INTEGER, attributes VARCHAR[], attribute_values VARCHAR[],
     description VARCHAR, same_tracks_as VARCHAR[], n INTEGER, errors INTEGER, accuracy DOUBLE,
@@ -147,7 +151,7 @@ LATER_RUN_TABLES = ("multilabel_predictions",)
 RUN_TABLES = (
     "epochs", "metrics", "predictions", "segment_predictions", "embeddings", "projections",
     "neighbours", "attributions", "taggrams", "band_importance",
-    "faithfulness", "variant_predictions", "contrast_neighbours", "failure_slices",
+    "faithfulness", "variant_predictions", "contrast_neighbours", "failure_slices", "concept_scores",
 )
 
 TRACK_COLUMNS = (

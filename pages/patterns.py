@@ -4,6 +4,7 @@ allows, in musical terms, each opening onto its tracks."""
 import pandas as pd
 import streamlit as st
 
+from genre_core.analysis.slices import FAMILIES
 from genre_core.analysis.slice_words import p_text, rule_sentence, same_tracks_sentence, slice_sentence
 from genre_core.app import state
 from genre_core.app import queries as q
@@ -55,7 +56,7 @@ def slice_table(frame: pd.DataFrame, key: str) -> None:
 first = slices.iloc[0]
 if significant.empty:
     st.info(f"No slice of this run's {int(first.run_tracks)} {md(first.split)} tracks fails more often than "
-            f"chance allows at a {float(first.alpha):.0%} false discovery rate: no pattern to report. The best "
+            f"chance allows at a {FAMILIES * float(first.alpha):.0%} false discovery rate: no pattern to report. The best "
             "ranked slices are below, to look at, not to conclude from.")
 else:
     st.subheader(f"{len(significant)} significant slice{'s' if len(significant) != 1 else ''}, worst first")

@@ -33,6 +33,7 @@ from genre_core.analysis.variants import variant_tables
 from genre_core.analysis.explain import (
     band_occlusion, band_profile, normalise, pooled, track_features, track_map,
 )
+from genre_core.analysis.concepts import concept_tables
 from genre_core.analysis.slices import slice_tables
 from genre_core.train.inference import LoadedRun, load_run
 from genre_core.store import Store
@@ -109,6 +110,7 @@ def analyze(store: Store, run_id: str, *, progress: bool = True, gradcam_split: 
             results["taggrams"] = table
     results.update(slice_tables(store, run_id, taggrams=results.get("taggrams"), cache=cache, progress=progress,
                                 notes=summary.notes))
+    results.update(concept_tables(loaded, tracks, predictions, cache, progress=progress, notes=summary.notes))
     store.replace_run_rows(run_id, results)
     summary.seconds = time.perf_counter() - started
     return summary

@@ -388,3 +388,30 @@ def concept_stability(table_a: pd.DataFrame, table_b: pd.DataFrame, *,
                      float((both.derivative_a - both.derivative_b).abs().max()),
                      int(both.significant_a.sum()), int(both.significant_b.sum()),
                      int((both.significant_a & both.significant_b).sum()), tolerance)
+
+
+CONCEPT_COLUMNS = ["concept", "genre", "score", "ci_low", "ci_high", "derivative", "null_derivative", "p", "q",
+                   "significant", "direction", "n_tested", "alpha"]
+
+
+def concept_tables(loaded: LoadedRun, tracks: pd.DataFrame, predictions: pd.DataFrame, cache: ShardCache, *,
+                   progress: bool = True, notes: list[str] | None = None) -> dict[str, pd.DataFrame]:
+    """analyze's hook: the `concept_scores` table of a run (one row per concept and genre,
+    CONCEPT_COLUMNS), and a note saying how many pairs passed. A run whose model has no
+    `head` (transformer, sklearn baselines) or no training tracks gets no rows and a note."""
+    notes = notes if notes is not None else []
+    empty = {"concept_scores": pd.DataFrame(columns=CONCEPT_COLUMNS)}
+    if loaded.model is None or getattr(loaded.model, "head", None) is None or loaded.config.task != "single":
+        notes.append("no concepts (TCAV needs a network with a `head` layer and a single-label run)")
+        return empty
+    try:
+        inputs = prepare_concepts(loaded, tracks, predictions, cache, progress=progress)
+        tests = concept_tests(inputs, TcavSettings(seed=loaded.config.seed))
+    except ValueError as exc:  # too few training tracks for concept sets, a degenerate layer
+        notes.append(f"no concepts ({exc})")
+        return empty
+    table = tests.table.assign(n_tested=len(tests.table), alpha=tests.settings.alpha)
+    passed = int(table.significant.sum())
+    notes.append(f"concepts (TCAV): {passed} of {len(table)} (concept, genre) pairs pass FDR "
+                 f"{tests.settings.alpha:.0%}")
+    return {"concept_scores": table[CONCEPT_COLUMNS]}

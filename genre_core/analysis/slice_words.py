@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from genre_core.analysis.slices import MAX_PAIR_VALUES, MIN_TRACKS
+from genre_core.analysis.slices import FAMILIES, MAX_PAIR_VALUES, MIN_TRACKS
 
 
 def p_text(p: float) -> str:
@@ -25,14 +25,17 @@ def p_is(name: str, p: float) -> str:
 def rule_sentence(slices: pd.DataFrame) -> str:
     """How the slices of one run (a failure_slices table, not empty) were found and tested."""
     first = slices.iloc[0]
-    tested, alpha, left_out = int(first.n_tested), float(first.alpha), int(first.n_pairs_left_out)
+    alpha, left_out = float(first.alpha), int(first.n_pairs_left_out)
     pairs = f" ({left_out} smaller pairs left untested, to bound the count)" if left_out else ""
+    counts = {len(a): int(n) for a, n in zip(slices.attributes, slices.n_tested)}  # family size per row
+    tested = " and ".join(f"{counts[k]} {name}" for k, name in ((1, "single values"), (2, "pairs")) if k in counts)
     return (f"A slice is every {first.split} track with one attribute value, or with two values of "
             f"different attributes of at most {MAX_PAIR_VALUES} values each, holding at least {MIN_TRACKS} "
             f"tracks{pairs}. Each is compared with the rest of the tracks by a one-sided Fisher exact test "
-            f"(does it hold more errors than chance would put there?), and the Benjamini–Hochberg procedure "
-            f"keeps the false discovery rate at {alpha:.0%} over all {tested} slices tested: a slice is "
-            f"significant when its q-value is at most {alpha:g}.")
+            f"(does it hold more errors than chance would put there?). Single values and pairs are two "
+            f"families, each held by the Benjamini–Hochberg procedure to a false discovery rate of "
+            f"{alpha:.1%} ({FAMILIES * alpha:.0%} in all; tested: {tested}): a slice is significant when its "
+            f"q-value within its family is at most {alpha:g}.")
 
 
 def slice_sentence(row) -> str:
@@ -45,8 +48,9 @@ def slice_sentence(row) -> str:
     return (f"{right} of {n} track{'s' if n != 1 else ''} right ({row.accuracy:.0%}), against "
             f"{row.run_accuracy:.0%} of all {int(row.run_tracks)} {row.split} tracks and "
             f"{row.rest_accuracy:.0%} of the other tracks{among}. "
-            f"One-sided Fisher exact test: {p_is('p', row.p_value)}; after Benjamini–Hochberg over "
-            f"{int(row.n_tested)} slices: {p_is('q', row.q_value)}, {verdict} at {float(row.alpha):.0%}.")
+            f"One-sided Fisher exact test: {p_is('p', row.p_value)}; after Benjamini–Hochberg over the "
+            f"{int(row.n_tested)} {'single values' if len(row.attributes) == 1 else 'pairs'} tested: "
+            f"{p_is('q', row.q_value)}, {verdict} at {float(row.alpha):.1%}.")
 
 
 def same_tracks_sentence(row) -> str:
