@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from genre_core.analysis import why
 from genre_core.app import state
 from genre_core.app import charts
 from genre_core.app import queries as q
@@ -40,6 +41,10 @@ def cell_tracks() -> None:
     if rows is None:
         return
     true, predicted = selected
+    sentence = why.pair_why(true, predicted, list(rows.track_id), slices=cached(q.failure_slices)(ctx.db, ctx.run_id),
+                            concepts=cached(q.concept_scores)(ctx.db, ctx.run_id)) if true != predicted else None
+    if sentence:
+        st.info(f"**Why, as far as the tests go.** {md(sentence)}", icon=":material/lightbulb:")
     selection = state.Selection(f"Confusion: {true} → {predicted}", tuple(rows.track_id), int(run.dataset_id))
 
     def _open(track_id: str) -> None:

@@ -4,7 +4,7 @@ allows, in musical terms, each opening onto its tracks."""
 import pandas as pd
 import streamlit as st
 
-from genre_core.analysis.slices import FAMILIES
+from genre_core.analysis.slices import FAMILIES, tested_count
 from genre_core.analysis.slice_words import p_text, rule_sentence, same_tracks_sentence, slice_sentence
 from genre_core.app import state
 from genre_core.app import queries as q
@@ -63,7 +63,7 @@ else:
     slice_table(significant, "significant_slices")
     if (st.session_state.get(CHOSEN) or (None,))[0] != ctx.run_id:  # another run's choice: the worst slice
         st.session_state[CHOSEN] = (ctx.run_id, int(significant["rank"].iloc[0]))
-n_others = int(first.n_tested) - len(significant)
+n_others = tested_count(slices) - len(significant)
 with st.expander(f"Not significant: the {len(others)} best ranked of {n_others} slices", expanded=significant.empty):
     slice_table(others, "other_slices")
 
@@ -103,3 +103,30 @@ def chosen_slice() -> None:
 
 
 chosen_slice()
+
+
+def concepts_section() -> None:
+    """Which musical qualities push the model toward each genre (TCAV), significant ones only."""
+    scores = cached(q.concept_scores)(ctx.db, ctx.run_id)
+    if scores.empty:
+        return
+    st.subheader("Musical qualities that push it toward a genre")
+    first = scores.iloc[0]
+    st.caption(md(f"TCAV (Kim et al., 2018) on the layer before the model's embedding: concepts are the top and "
+                  f"bottom third of its training tracks by tempo, brightness, percussive share, loudness, dynamics "
+                  f"and noisiness; each concept's effect on a genre is tested against random sets of tracks of the "
+                  f"same genres, and Benjamini–Hochberg keeps the false discovery rate at {float(first.alpha):.0%} "
+                  f"over the {int(first.n_tested)} (concept, genre) pairs tested."))
+    passed = scores[scores.significant]
+    if passed.empty:
+        best = scores.sort_values("p").iloc[0]
+        st.info(md(f"No concept moves a genre more than random sets of tracks of the same genres do: nothing to "
+                   f"report. (Closest: {best.concept} {best.direction} {best.genre}, p = {p_text(best.p)}, "
+                   f"q = {p_text(best.q)}.)"))
+        return
+    st.dataframe(pd.DataFrame({"genre": passed.genre.map(plain), "concept": passed.concept.map(plain),
+                               "direction": passed.direction, "TCAV score": passed.score.round(2),
+                               "q": passed.q.map(p_text)}), hide_index=True, width="stretch")
+
+
+concepts_section()

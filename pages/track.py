@@ -9,6 +9,7 @@ from genre_core.app import state
 from genre_core.app import charts, evidence, hearing, media, player
 from genre_core.app import multilabel as ml_view
 from genre_core.app import queries as q
+from genre_core.analysis import why
 from genre_core.analysis.listen import MASK_DEPTH_DB
 from genre_core.untrusted import markdown as md
 from page_frame import NO_RUN, figure, open_page
@@ -85,6 +86,22 @@ genre_set = cached(q.track_genre_set)(ctx.db, ctx.run_id, track_id)
 if genre_set is not None:  # a multi-label run: every genre of the track, not one
     st.markdown(ml_view.genre_line(genre_set, list(run.classes)))
 track_controls()
+
+
+def why_line() -> None:
+    """One sentence of why for a mistake, from the run's findings that passed their tests only."""
+    if predicted is None or predicted == row.label:
+        return
+    stored = cached(q.variant_predictions)(ctx.db, source, track_id) if source else None
+    variant = (hearing.mind_change(stored, hearing.class_probs(source_probs, list(source_run.classes)),
+                                   list(source_run.classes), true=row.label, predicted=source_predicted)
+               if stored is not None and not stored.empty and source_predicted == predicted else None)
+    sentence = why.track_why(track_id, true=row.label, predicted=predicted,
+                             slices=cached(q.failure_slices)(ctx.db, ctx.run_id),
+                             concepts=cached(q.concept_scores)(ctx.db, ctx.run_id), variant_sentence=variant)
+    if sentence:
+        st.info(f"**Why, as far as the tests go.** {md(sentence)}", icon=":material/lightbulb:")
+
 
 window_s = float(run.window_s) if pd.notna(run.window_s) and run.window_s > 0 else None  # None: imported
 segments = cached(q.segments)(ctx.db, ctx.run_id, track_id)
@@ -297,6 +314,7 @@ def contrast_card(other, walk: state.Selection) -> None:
                   args=(st.session_state, dataset_id, other.neighbour_id, walk))
 
 
+why_line()
 player_section()
 if probs.empty:
     st.info("This run made no prediction for this track: it was on the training side of the split.")

@@ -51,7 +51,7 @@ def test_the_page_lists_significant_slices_first_with_the_rule(monkeypatch, patt
     assert at.title[0].value == "Failure patterns"
     rule = " ".join(c.value for c in at.caption)
     assert "one-sided Fisher exact test" in rule and "Benjamini–Hochberg" in rule
-    assert f"over all {int(slices.n_tested.iloc[0])} slices tested" in rule
+    assert f"tested\\: {int(slices.n_tested.iloc[0])} single values" in rule and "2.5%" in rule
     significant = at.dataframe(key="significant_slices").value
     assert significant.slice.iloc[0] == f"by {EVIL}" and len(significant) == int(slices.significant.sum())
     assert at.expander[0].label.startswith("Not significant")
@@ -59,7 +59,7 @@ def test_the_page_lists_significant_slices_first_with_the_rule(monkeypatch, patt
     assert at.subheader[-1].value == md(f"by {EVIL}")  # shows as typed: no image fetched, no bold
     said = " ".join(m.value for m in at.markdown)
     assert md("One-sided Fisher exact test: p < 0.0001; after Benjamini–Hochberg over") in said
-    assert md("significant at 5%") in said
+    assert md("significant at 2.5%") in said
 
 
 def test_a_slice_opens_its_tracks_on_the_track_page(monkeypatch, patterns_db):
@@ -106,3 +106,34 @@ def test_artist_repetition_lists_every_artist_across_the_split(monkeypatch, app_
     assert at.metric[0].value == str(len(artists))
     shown = next(d.value for d in at.dataframe if "train" in d.value.columns)
     assert len(shown) == len(artists) and {"val", "test", "leak"} <= set(shown.columns)
+
+
+def _track_page(monkeypatch, db, run: str, track_id: str):
+    dataset_id = int(q.run_row(db, run).dataset_id)
+    at = open_app(monkeypatch, db, **{state.RUN: run, state.TRACK: (dataset_id, track_id)})
+    at = at.switch_page("pages/track.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_track_says_why_for_a_mistake_in_a_significant_slice_and_not_for_a_right_track(monkeypatch, patterns_db):
+    db, run, slices = patterns_db
+    preds = q.predictions(db, run)
+    wrong = str(slices.iloc[0].track_ids[0])
+    right = str(preds[preds.correct.astype(bool)].track_id.iloc[0])
+    said = [i.value for i in _track_page(monkeypatch, db, run, wrong).info if "Why, as far as the tests go" in i.value]
+    assert len(said) == 1 and "It is one of a pattern" in said[0] and "q \\<" in said[0]  # q < 0.0001, escaped
+    assert "by " in said[0] and "![" not in said[0].replace("\\![", "")  # the artist's markdown stays escaped
+    assert not [i for i in _track_page(monkeypatch, db, run, right).info if "Why, as far" in i.value]
+
+
+def test_confusion_says_why_beside_a_cell_a_slice_explains(monkeypatch, patterns_db):
+    db, run, slices = patterns_db
+    preds = q.predictions(db, run)
+    first = preds[preds.track_id == str(slices.iloc[0].track_ids[0])].iloc[0]
+    at = open_app(monkeypatch, db, **{state.RUN: run})
+    at.session_state["genrelens.confusion_cell"] = (run, "test", first.label, first.predicted)
+    at = at.switch_page("pages/confusion.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    said = [i.value for i in at.info if "Why, as far as the tests go" in i.value]
+    assert len(said) == 1 and "belong to one pattern" in said[0]

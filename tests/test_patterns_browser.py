@@ -1,17 +1,15 @@
 """The Failure patterns page in a real browser (server.py through chromium, as test_browser):
 on a copy of the fixture database with a planted slice stored, the page lists it with its
-test, shows its markdown-laden artist name as text, and opens its tracks on the Track page."""
+test, shows its markdown-laden artist name as text, and opens its tracks on the Track page,
+where the sentence of why names the pattern (its absence on a right track: test_patterns_app)."""
 
 from __future__ import annotations
-
-import os
-import sys
 
 import pytest
 
 from genre_core.analysis.slices import stored_rows
 from genre_core.store import open_store
-from tests.helpers import CHROMIUM, launch_chromium, serving, writable_copy
+from tests.helpers import CHROMIUM, launch_chromium, serving_app, writable_copy
 from tests.test_patterns_app import EVIL, _planted_slices
 
 pytestmark = [
@@ -32,11 +30,7 @@ def planted(app_db, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(planted):
-    from tests.test_browser import ROOT
-
-    command = [sys.executable, "-m", "streamlit", "run", "server.py", "--server.headless", "true",
-               "--browser.gatherUsageStats", "false"]
-    with serving(command, ROOT, {**os.environ, "GENRELENS_DB": str(planted[0])}) as url:
+    with serving_app(planted[0]) as url:
         yield url
 
 
@@ -65,5 +59,7 @@ def test_the_page_lists_a_slice_and_opens_its_tracks(server, planted):
         assert audio_src(tab)
         shown = tab.inner_text("h1").strip().removeprefix("Track ").strip()
         assert shown in set(slices.iloc[0].track_ids)
+        why = tab.locator("[data-testid='stAlert']", has_text="Why, as far as the tests go")
+        assert why.count() == 1 and "It is one of a pattern" in why.inner_text()  # a mistake in the slice
         screenshot(tab, "track_from_patterns")
         browser.close()

@@ -223,13 +223,17 @@ def slice_tables(store, run_id: str, *, taggrams: pd.DataFrame | None = None, ca
     return {"failure_slices": stored_rows(slices)}
 
 
+def tested_count(slices: pd.DataFrame) -> int:
+    """Slices tested in both families (each row carries its own family's count)."""
+    return int(sum(dict(zip(slices.attributes.map(len), slices.n_tested)).values())) if len(slices) else 0
+
+
 def summary_line(slices: pd.DataFrame) -> str:
     """What analyze's summary says of the slices: how many passed, of how many, and the worst."""
     if slices.empty:
         return "no failure slices (no test tracks to slice, or none with 3 tracks)"
     passed = slices[slices["significant"].astype(bool)]
-    alpha = FAMILIES * float(slices["alpha"].iloc[0])
-    tested = sum(dict(zip(slices.attributes.map(len), slices.n_tested)).values())  # both families
+    alpha, tested = FAMILIES * float(slices["alpha"].iloc[0]), tested_count(slices)
     if passed.empty:
         return f"failure slices: none of {tested} tested passes FDR {alpha:.0%}"
     top = passed.iloc[0]

@@ -261,7 +261,17 @@ def _patterns_html(data: _Data) -> str:
         f"<td>{int(r.n - r.errors)} of {int(r.n)}</td><td>{r.accuracy:.0%}</td><td>{r.rest_accuracy:.0%}</td>"
         f"<td>{_e(p_text(r.p_value))}</td><td>{_e(p_text(r.q_value))}</td></tr>" for r in significant.itertuples())
     return (f'<table class="patterns"><tr><th>songs</th><th>right</th><th>accuracy</th><th>other songs</th>'
-            f"<th>p (Fisher)</th><th>q (BH)</th></tr>{rows}</table>{rule}")
+            f"<th>p (Fisher)</th><th>q (BH)</th></tr>{rows}</table>{_pair_whys(data, significant)}{rule}")
+
+
+def _pair_whys(data: _Data, significant: pd.DataFrame) -> str:
+    """One sentence per confused genre pair that a significant slice explains."""
+    from genre_core.analysis.why import pair_why
+
+    wrong = data.test[data.test.label != data.test.predicted]
+    said = [pair_why(true, predicted, list(group.track_id), slices=significant)
+            for (true, predicted), group in wrong.groupby(["label", "predicted"], sort=True)]
+    return "".join(f"<p class=why>{_e(s)}</p>" for s in said if s)
 
 
 def _faults_html(data: _Data) -> str:

@@ -13,3 +13,12 @@ def failure_slices(db, run_id: str) -> pd.DataFrame:
     frame = _df(db, "SELECT * EXCLUDE (run_id) FROM failure_slices WHERE run_id = ? ORDER BY rank", [run_id])
     frame["significant"] = frame["significant"].astype(bool)
     return frame
+
+
+def concept_scores(db, run_id: str) -> pd.DataFrame:
+    """The run's TCAV concept scores (genre_core.analysis.concepts.CONCEPT_COLUMNS), significant
+    first; empty before `analyze` stored any (or in a database without the table)."""
+    frame = _df(db, "SELECT * EXCLUDE (run_id) FROM concept_scores WHERE run_id = ? ORDER BY significant DESC, q",
+                [run_id])
+    frame["significant"] = frame["significant"].astype(bool)
+    return frame
