@@ -112,13 +112,17 @@ CREATE TABLE IF NOT EXISTS contrast_neighbours (
     # attributions.scale: a map's raw maximum before it was scaled to 1, so a track's maps for
     # two genres can be shown on one scale (NULL in analyses made before).
     # failure_slices: groups of a run's test tracks where it fails more than elsewhere.
-    # concept_scores: TCAV of musical concepts built from the corpus, per genre.
+    # concept_scores: TCAV of musical concepts built from the corpus, per genre; concept_pushes:
+    # per misclassified test track, the significant concepts' push toward its predicted genre.
     3: """
 ALTER TABLE attributions ADD COLUMN IF NOT EXISTS scale FLOAT;
 CREATE TABLE IF NOT EXISTS concept_scores (
     run_id VARCHAR, concept VARCHAR, genre VARCHAR, score DOUBLE, ci_low DOUBLE, ci_high DOUBLE,
     derivative DOUBLE, null_derivative DOUBLE, p DOUBLE, q DOUBLE, significant BOOLEAN,
     direction VARCHAR, n_tested INTEGER, alpha DOUBLE);
+CREATE TABLE IF NOT EXISTS concept_pushes (
+    run_id VARCHAR, track_id VARCHAR, label VARCHAR, predicted VARCHAR, concept VARCHAR,
+    derivative DOUBLE, agreement DOUBLE, presence DOUBLE, pushes_to_predicted BOOLEAN);
 CREATE TABLE IF NOT EXISTS failure_slices (
     run_id VARCHAR, rank INTEGER, attributes VARCHAR[], attribute_values VARCHAR[],
     description VARCHAR, same_tracks_as VARCHAR[], n INTEGER, errors INTEGER, accuracy DOUBLE,
@@ -152,6 +156,7 @@ RUN_TABLES = (
     "epochs", "metrics", "predictions", "segment_predictions", "embeddings", "projections",
     "neighbours", "attributions", "taggrams", "band_importance",
     "faithfulness", "variant_predictions", "contrast_neighbours", "failure_slices", "concept_scores",
+    "concept_pushes",
 )
 
 TRACK_COLUMNS = (

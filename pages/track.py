@@ -98,7 +98,8 @@ def why_line() -> None:
                if stored is not None and not stored.empty and source_predicted == predicted else None)
     sentence = why.track_why(track_id, true=row.label, predicted=predicted,
                              slices=cached(q.failure_slices)(ctx.db, ctx.run_id),
-                             concepts=cached(q.concept_scores)(ctx.db, ctx.run_id), variant_sentence=variant)
+                             concepts=cached(q.concept_scores)(ctx.db, ctx.run_id),
+                             pushes=cached(q.concept_pushes)(ctx.db, ctx.run_id, track_id), variant_sentence=variant)
     if sentence:
         st.info(f"**Why, as far as the tests go.** {md(sentence)}", icon=":material/lightbulb:")
 

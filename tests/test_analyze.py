@@ -14,7 +14,7 @@ from genre_core.train.config import TrainConfig
 from genre_core.train.fit import fit
 
 TABLES = ("embeddings", "projections", "neighbours", "attributions", "band_importance", "taggrams",
-          "contrast_neighbours", "failure_slices")
+          "contrast_neighbours", "failure_slices", "concept_scores", "concept_pushes")
 
 
 # Converted musicnn weights go to a scratch dir, never the checkout's data/.
@@ -177,3 +177,13 @@ def test_gradcam_limit_keeps_misclassified_tracks_first():
     assert "4 of 10" in summary.line()
     assert _limit_explained(frame, None, seed=0, summary=summary).equals(frame)
     assert _limit_explained(frame, 4, seed=0, summary=AnalyzeSummary("r")).equals(kept)  # seeded
+
+
+def test_concept_scores_are_stored_for_every_concept_and_genre_with_their_test(toy_store, cnn_run, first_analysis):
+    summary, rows = first_analysis
+    scores = rows["concept_scores"]
+    genres = set(toy_store.tracks("toy").label)
+    assert len(scores) and set(scores.genre) == genres and (scores.n_tested == len(scores)).all()
+    assert scores.p.between(0, 1).all() and (scores.significant == (scores.q < scores.alpha)).all()
+    assert set(rows["concept_pushes"].concept) <= set(scores[scores.significant].concept)  # said only when significant
+    assert "concepts (TCAV)" in summary.line()

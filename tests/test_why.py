@@ -54,3 +54,12 @@ def test_a_confused_pair_is_told_the_pattern_covering_its_tracks():
     assert text.startswith("All 4 disco tracks called pop belong to one pattern: all 4 test tracks of the slice “genre disco”")
     assert pair_why("disco", "pop", cell, slices=_slices(significant=False)) is None
     assert pair_why("blues", "jazz", ["blues.00001"], slices=_slices()) is None
+
+
+def test_a_concept_present_in_the_track_is_said_only_when_it_pushes_it_to_the_predicted_genre():
+    pushes = pd.DataFrame([dict(concept="fast tempo", derivative=0.4, agreement=1.0, presence=0.9,
+                                pushes_to_predicted=True),
+                           dict(concept="bright", derivative=0.1, agreement=0.5, presence=0.2, pushes_to_predicted=False)])
+    text = track_why("rock.00011", true="rock", predicted="pop", slices=None, pushes=pushes)
+    assert text == "In this track, fast tempo pushes it toward pop rather than rock (TCAV, concepts significant for these genres)."
+    assert track_why("rock.00011", true="rock", predicted="pop", slices=None, pushes=pushes.iloc[1:]) is None

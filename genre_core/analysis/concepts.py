@@ -397,10 +397,13 @@ CONCEPT_COLUMNS = ["concept", "genre", "score", "ci_low", "ci_high", "derivative
 def concept_tables(loaded: LoadedRun, tracks: pd.DataFrame, predictions: pd.DataFrame, cache: ShardCache, *,
                    progress: bool = True, notes: list[str] | None = None) -> dict[str, pd.DataFrame]:
     """analyze's hook: the `concept_scores` table of a run (one row per concept and genre,
-    CONCEPT_COLUMNS), and a note saying how many pairs passed. A run whose model has no
+    CONCEPT_COLUMNS), its `concept_pushes` (explain_misclassified: per misclassified test
+    track, the significant concepts' push toward its predicted genre), and a note saying how
+    many pairs passed. A run whose model has no
     `head` (transformer, sklearn baselines) or no training tracks gets no rows and a note."""
     notes = notes if notes is not None else []
-    empty = {"concept_scores": pd.DataFrame(columns=CONCEPT_COLUMNS)}
+    empty = {"concept_scores": pd.DataFrame(columns=CONCEPT_COLUMNS),
+             "concept_pushes": pd.DataFrame(columns=EXPLANATION_COLUMNS)}
     if loaded.model is None or getattr(loaded.model, "head", None) is None or loaded.config.task != "single":
         notes.append("no concepts (TCAV needs a network with a `head` layer and a single-label run)")
         return empty
@@ -414,4 +417,4 @@ def concept_tables(loaded: LoadedRun, tracks: pd.DataFrame, predictions: pd.Data
     passed = int(table.significant.sum())
     notes.append(f"concepts (TCAV): {passed} of {len(table)} (concept, genre) pairs pass FDR "
                  f"{tests.settings.alpha:.0%}")
-    return {"concept_scores": table[CONCEPT_COLUMNS]}
+    return {"concept_scores": table[CONCEPT_COLUMNS], "concept_pushes": explain_misclassified(inputs, tests)}

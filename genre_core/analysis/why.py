@@ -46,10 +46,12 @@ def _concept_phrase(concepts: pd.DataFrame | None, genre: str) -> str | None:
 
 
 def track_why(track_id: str, *, true: str, predicted: str, slices: pd.DataFrame | None,
-              concepts: pd.DataFrame | None = None, variant_sentence: str | None = None) -> str | None:
+              concepts: pd.DataFrame | None = None, pushes: pd.DataFrame | None = None,
+              variant_sentence: str | None = None) -> str | None:
     """The sentence for one misclassified track (None for a right one, or with no finding):
-    the worst significant slice holding it, the significant concepts pushing toward the genre
-    it was given, and the variant that changes its mind."""
+    the worst significant slice holding it, the significant concepts present in it that push it
+    toward the genre it was given (`pushes`: concept_pushes rows; without them, the concepts
+    significant for that genre), and the variant that changes its mind."""
     if true == predicted:
         return None
     parts = []
@@ -57,7 +59,12 @@ def track_why(track_id: str, *, true: str, predicted: str, slices: pd.DataFrame 
     holding = holding[[track_id in set(ids) for ids in holding.track_ids]] if len(holding) else holding
     if len(holding):
         parts.append(f"It is one of a pattern: {_slice_phrase(holding.iloc[0])}; the model calls this one {predicted}")
-    if (concept := _concept_phrase(concepts, predicted)) is not None:
+    pushing = pushes[pushes["pushes_to_predicted"].astype(bool)] if pushes is not None and len(pushes) else None
+    if pushing is not None and len(pushing):
+        names = ", ".join(str(c) for c in pushing.concept.head(3))
+        parts.append(f"In this track, {names} push{'es' if len(pushing) == 1 else ''} it toward {predicted} "
+                     f"rather than {true} (TCAV, concepts significant for these genres)")
+    elif (concept := _concept_phrase(concepts, predicted)) is not None:
         parts.append(concept[0].upper() + concept[1:])
     if variant_sentence:
         parts.append(variant_sentence.rstrip("."))

@@ -22,3 +22,10 @@ def concept_scores(db, run_id: str) -> pd.DataFrame:
                 [run_id])
     frame["significant"] = frame["significant"].astype(bool)
     return frame
+
+
+def concept_pushes(db, run_id: str, track_id: str) -> pd.DataFrame:
+    """The significant concepts' push on one misclassified test track toward its predicted
+    genre (genre_core.analysis.concepts.explain_misclassified), strongest first."""
+    return _df(db, """SELECT concept, derivative, agreement, presence, pushes_to_predicted FROM concept_pushes
+                      WHERE run_id = ? AND track_id = ? ORDER BY derivative DESC""", [run_id, track_id])
