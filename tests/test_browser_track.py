@@ -16,7 +16,7 @@ import pytest
 
 from tests.helpers import CHROMIUM, serving_app, writable_copy
 from tests.test_track_page import plant_explanations
-from tests.test_browser import page, screenshot  # noqa: F401  (page: the shared tab fixture)
+from tests.test_browser import page, screenshot, settle, visit  # noqa: F401  (page: the shared tab fixture)
 
 pytestmark = [
     pytest.mark.browser,
@@ -37,26 +37,6 @@ def planted(app_db, tmp_path_factory):
 def server(planted):
     with serving_app(planted["db"]) as url:
         yield url
-
-
-def settle(tab) -> None:
-    """test_browser.settle without its wait for network idle: once this page's player has
-    played and a full-page screenshot resized the window, playwright's network-idle state of
-    the tab never comes back, although no request is pending (checked through CDP)."""
-    time.sleep(0.8)
-    tab.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')")
-    time.sleep(1.0)
-
-
-def visit(tab, server: str, name: str) -> None:
-    """test_browser.visit with this module's settle."""
-    if tab.url.startswith(server):
-        tab.locator('[data-testid="stSidebarNav"] a', has_text=name.capitalize()).first.click()
-        tab.wait_for_url(f"{server}/{'' if name == 'overview' else name}*")
-    else:
-        tab.goto(f"{server}/{'' if name == 'overview' else name}")
-    tab.wait_for_selector("h1")
-    settle(tab)
 
 
 def _open_mistake(tab, server: str, app_db, planted) -> None:
