@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 from scipy import stats
 
+from genre_core.analysis.concepts import DESCRIPTORS
 from genre_core.analysis.tcav import TcavSettings
 
 
@@ -29,20 +30,27 @@ class Recipe:
     why: str  # the styles.py fields it comes from
 
 
-RECIPES = (
-    Recipe("hiphop", "percussive (HPSS)", "toward", "drums the loudest bus (levels 1.1), 808 kits"),
-    Recipe("classical", "percussive (HPSS)", "not toward", "no drum kit: timpani on one bar in four"),
-    Recipe("classical", "little percussion (HPSS)", "toward", "no drum kit: timpani on one bar in four"),
-    Recipe("metal", "fast tempo", "toward", "tempo 120-200 BPM, the fastest range"),
-    Recipe("reggae", "slow tempo", "toward", "tempo 64-100 BPM"),
-    Recipe("hiphop", "slow tempo", "toward", "tempo 76-104 BPM"),
-    Recipe("metal", "noisy (zero-crossing rate)", "toward", "overdriven guitars, drive 1.5-4.0"),
-    Recipe("rock", "noisy (zero-crossing rate)", "toward", "overdriven guitars, drive 1.2-3.0"),
-    Recipe("pop", "bright (high spectral centroid)", "toward", "master EQ brightness 0.45-0.9"),
-    Recipe("disco", "bright (high spectral centroid)", "toward", "master EQ brightness 0.45-0.9"),
-    Recipe("jazz", "dark (low spectral centroid)", "toward", "master EQ brightness 0.2-0.65"),
-    Recipe("classical", "dark (low spectral centroid)", "toward", "master EQ brightness 0.2-0.6"),
-)
+def _concept(column: str, side: str) -> str:
+    """The concept the analysis names for one side ("high" | "low") of a descriptor column, so
+    a recipe cannot drift from the names concepts.py gives."""
+    descriptor = next(d for d in DESCRIPTORS if d.column == column)
+    return descriptor.high if side == "high" else descriptor.low
+
+
+RECIPES = tuple(Recipe(genre, _concept(column, side), expected, why) for genre, column, side, expected, why in (
+    ("hiphop", "percussive_share", "high", "toward", "drums the loudest bus (levels 1.1), 808 kits"),
+    ("classical", "percussive_share", "high", "not toward", "no drum kit: timpani on one bar in four"),
+    ("classical", "percussive_share", "low", "toward", "no drum kit: timpani on one bar in four"),
+    ("metal", "tempo", "high", "toward", "tempo 120-200 BPM, the fastest range"),
+    ("reggae", "tempo", "low", "toward", "tempo 64-100 BPM"),
+    ("hiphop", "tempo", "low", "toward", "tempo 76-104 BPM"),
+    ("metal", "noisiness", "high", "toward", "overdriven guitars, drive 1.5-4.0"),
+    ("rock", "noisiness", "high", "toward", "overdriven guitars, drive 1.2-3.0"),
+    ("pop", "brightness", "high", "toward", "master EQ brightness 0.45-0.9"),
+    ("disco", "brightness", "high", "toward", "master EQ brightness 0.45-0.9"),
+    ("jazz", "brightness", "low", "toward", "master EQ brightness 0.2-0.65"),
+    ("classical", "brightness", "low", "toward", "master EQ brightness 0.2-0.6"),
+))
 # Recipes no descriptor measures, so TCAV cannot be asked about them here.
 UNTESTED = ("swing (hiphop 0.3, reggae 0.15 of a step)", "triplet 12-step grid (blues, jazz)",
             "four-on-the-floor kick (disco)", "reverb (classical 0.25-0.5 wet)")
@@ -51,8 +59,6 @@ UNTESTED = ("swing (hiphop 0.3, reggae 0.15 of a step)", "triplet 12-step grid (
 def descriptor_rank(descriptors: pd.DataFrame, labels: pd.Series, genre: str, concept: str) -> str:
     """Where the genre's mean descriptor ranks among the genres, on the concept's side ("1/10":
     the genre is the most <concept> of all): does the corpus, as measured, carry the recipe?"""
-    from genre_core.analysis.concepts import DESCRIPTORS
-
     for d in DESCRIPTORS:
         if concept in (d.high, d.low):
             means = descriptors[d.column].groupby(labels.to_numpy()).mean()

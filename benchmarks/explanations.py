@@ -42,16 +42,15 @@ def _run(store, model: str, args) -> str:
 
 def gradcam_maps(loaded, tracks: pd.DataFrame, test: pd.DataFrame, cache) -> pd.DataFrame:
     """Grad-CAM maps for the predicted genre of the test tracks, as analyze stores them
-    (explain.track_map pooled by explain.compact), without analyze's other tables."""
-    from genre_core.analysis.explain import compact, track_features, track_map
+    (explain.stored_map), without analyze's other tables."""
+    from genre_core.analysis.explain import stored_map, track_features, track_map
 
     rows = []
     for row in test.itertuples():
         track = tracks.loc[row.track_id]
         feats = track_features(loaded, cache.load(track.path, track.sha1, loaded.sr))
-        small = compact(track_map(loaded.model, feats, loaded.classes.index(row.predicted)), feats.frame_rate)
-        rows.append(dict(track_id=row.track_id, method="gradcam", target=row.predicted,
-                         n_bands=small.shape[0], n_frames=small.shape[1], values=small.ravel().tolist()))
+        cam = track_map(loaded.model, feats, loaded.classes.index(row.predicted))
+        rows.append(stored_map(row.track_id, row.predicted, cam, feats.frame_rate))
     return pd.DataFrame(rows)
 
 

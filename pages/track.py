@@ -10,7 +10,6 @@ from genre_core.app import charts, evidence, hearing, media, player
 from genre_core.app import multilabel as ml_view
 from genre_core.app import queries as q
 from genre_core.analysis import why
-from genre_core.analysis.listen import MASK_DEPTH_DB
 from genre_core.untrusted import markdown as md
 from page_frame import NO_RUN, figure, open_page
 
@@ -92,10 +91,7 @@ def why_line() -> None:
     """One sentence of why for a mistake, from the run's findings that passed their tests only."""
     if predicted is None or predicted == row.label:
         return
-    stored = cached(q.variant_predictions)(ctx.db, source, track_id) if source else None
-    variant = (hearing.mind_change(stored, hearing.class_probs(source_probs, list(source_run.classes)),
-                                   list(source_run.classes), true=row.label, predicted=source_predicted)
-               if stored is not None and not stored.empty and source_predicted == predicted else None)
+    variant = mind_sentence if source_predicted == predicted else None  # a member's variants speak of its own call
     sentence = why.track_why(track_id, true=row.label, predicted=predicted,
                              slices=cached(q.failure_slices)(ctx.db, ctx.run_id),
                              concepts=cached(q.concept_scores)(ctx.db, ctx.run_id),
@@ -121,6 +117,14 @@ if source_predicted in cams:
 if row.label in cams and row.label != source_predicted:
     cam_targets.append(("true", row.label))
 mel_maps = view.representation in evidence.MEL_REPRESENTATIONS
+# The source run's musical variants, and the sentence naming the one that changes its mind:
+# read once, said on the why line and in "What changes its mind".
+variants_stored = (cached(q.variant_predictions)(ctx.db, source, track_id) if source and source_run is not None
+                   else pd.DataFrame())
+source_classes = list(source_run.classes) if source_run is not None else []
+source_original = hearing.class_probs(source_probs, source_classes)
+mind_sentence = (hearing.mind_change(variants_stored, source_original, source_classes, true=row.label,
+                                     predicted=source_predicted) if source_predicted is not None else None)
 faithful, faith_sentence = cached(hearing.faithfulness_verdict)(cached(q.faithfulness)(ctx.db, source) if source else None)
 # Audio renderings are megabytes each: their own small caches, not the page's 256 entries.
 heard_audio = st.cache_data(show_spinner="Rendering what the model heard…", max_entries=8)(hearing.heard)
@@ -229,7 +233,7 @@ def heard_section() -> None:
         kept.markdown(f"**{names[0]}**")
         kept.audio(heard.heard, sample_rate=heard.sr)
         kept.caption(f"The {keep} of the spectrum's time-frequency cells where the Grad-CAM for {md(genre)} is highest, "
-                     f"resynthesised with the original phase; the rest plays {MASK_DEPTH_DB:.0f} dB quieter (silenced, "
+                     f"resynthesised with the original phase; the rest plays {heard.depth_db:.0f} dB quieter (silenced, "
                      "it would sound like nothing the model ever heard).")
         rest.markdown(f"**{names[1]}**")
         rest.audio(heard.ignored, sample_rate=heard.sr)
@@ -238,19 +242,14 @@ def heard_section() -> None:
 
 def variants_section() -> None:
     """What the source run heard in musical variants of the track, each playable, and the variant that changes its mind."""
-    if source is None or source_run is None:
-        return
-    stored = cached(q.variant_predictions)(ctx.db, source, track_id)
+    stored, classes, original = variants_stored, source_classes, source_original
     if stored.empty:
         return
-    classes = list(source_run.classes)
-    original = hearing.class_probs(source_probs, classes)
     with st.container(key="variants"):
         st.subheader("What changes its mind")
         if source_predicted is not None and source_predicted != row.label:
-            sentence = hearing.mind_change(stored, original, classes, true=row.label, predicted=source_predicted)
-            if sentence:
-                st.markdown(f"**{md(sentence)}**")
+            if mind_sentence:
+                st.markdown(f"**{md(mind_sentence)}**")
             else:
                 st.caption(f"None of these variants moves it toward {md(row.label)}.")
         table = evidence.variant_table(stored, original, classes, true=row.label, predicted=source_predicted,

@@ -107,6 +107,12 @@ def analysed(app_db, tmp_path_factory) -> tuple[Path, str]:
     return store.path, run_id
 
 
+def runs_added(db: Path, before: set[str]) -> pd.DataFrame:
+    """The runs of `db` not among `before`: the session's toy database holds other tests' runs."""
+    runs = open_store(db).runs()
+    return runs[~runs.run_id.isin(before)]
+
+
 def cannot_write(path: Path) -> str:
     return f"error: cannot write {path}: {FULL}"
 
@@ -154,14 +160,13 @@ def test_import_predictions_on_a_full_disk_says_so_and_leaves_no_running_run(toy
     # room for the database as the session left it (other tests' runs grow it), then filled
     disk = tmpfs(tmp_path / "disk", f"{toy_store.path.stat().st_size // 2**20 + 8}m")
     db = writable_copy(toy_store.path, disk.root)
-    before = set(open_store(db).runs().run_id)  # the session's toy database may hold other tests' runs
+    before = set(open_store(db).runs().run_id)
     disk.fill()
     code, err, _ = run_cli("import-predictions", "--dataset", "toy", "--file", table, "--model", "outside",
                            "--db", db)
     assert (code, err[-1:]) == (2, [cannot_write(db)])
     disk.free()
-    stored = open_store(db).runs()
-    assert not {"running", "interrupted"} & set(stored[~stored.run_id.isin(before)].status)
+    assert not {"running", "interrupted"} & set(runs_added(db, before).status)
 
 
 # -- a run's files --------------------------------------------------------------------------------
@@ -170,14 +175,13 @@ def test_import_predictions_on_a_full_disk_says_so_and_leaves_no_running_run(toy
 def test_a_checkpoint_that_cannot_be_written_fails_the_run_in_one_line(toy_store, tmp_path, tmpfs, run_cli,
                                                                        monkeypatch):
     db = writable_copy(toy_store.path, tmp_path)
-    before = set(open_store(db).runs().run_id)  # the session's toy database may hold other tests' runs
+    before = set(open_store(db).runs().run_id)
     monkeypatch.setenv("GENRELENS_CACHE_DIR", str(toy_store.path.parent / "cache"))  # decoded once per session
     runs = tmpfs(tmp_path / "runs")  # where the run's checkpoint goes; the database has room
     runs.fill()
     code, err, _ = run_cli("train", "--dataset", "toy", "--model", "cnn_small", "--tiny", "--epochs", "1",
                            "--db", db)
-    stored = open_store(db).runs()
-    [run] = stored[~stored.run_id.isin(before)].to_dict("records")
+    [run] = runs_added(db, before).to_dict("records")
     assert (code, err[-1:]) == (2, [cannot_write(runs.root / run["run_id"] / "checkpoint.pt")])
     assert run["status"] == "failed"
     assert runs.files() == [run["run_id"]]  # the run's folder, empty: no temp file, no half checkpoint

@@ -31,7 +31,7 @@ from genre_core.analysis.contrast import contrast_tables
 from genre_core.analysis.faithfulness import faithfulness_tables
 from genre_core.analysis.variants import variant_tables
 from genre_core.analysis.explain import (
-    band_occlusion, band_profile, normalise, pooled, track_features, track_map,
+    band_occlusion, band_profile, normalise, stored_map, track_features, track_map,
 )
 from genre_core.analysis.concepts import concept_tables
 from genre_core.analysis.slices import slice_tables
@@ -201,11 +201,7 @@ def _gradcam_tables(loaded: LoadedRun, tracks: pd.DataFrame, explained: pd.DataF
         feats = track_features(loaded, cache.load(track.path, track.sha1, loaded.sr))
         for target in dict.fromkeys([row.predicted, row.label]):  # once when they agree
             cam = track_map(model, feats, column[target])  # (F, T_total)
-            raw = pooled(cam, feats.frame_rate)  # (f, t)
-            small = normalise(raw)  # in [0, 1]; `scale` puts a track's maps back on one scale
-            maps.append(dict(track_id=row.track_id, method="gradcam", target=target,
-                             n_bands=small.shape[0], n_frames=small.shape[1],
-                             values=small.ravel().tolist(), scale=float(raw.max()) if raw.size else 0.0))
+            maps.append(stored_map(row.track_id, target, cam, feats.frame_rate))
             if target == row.label and not getattr(row, "contrast_only", False):
                 profiles[target].append(band_profile(cam))
         if not getattr(row, "contrast_only", False):  # band importance: the explained split only

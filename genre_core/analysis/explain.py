@@ -170,6 +170,16 @@ def pooled(cam: np.ndarray, frame_rate: float, *, max_bands: int = MAX_BANDS,
     )[0].numpy()  # (f, t)
 
 
+def stored_map(track_id: str, target: str, cam: np.ndarray, frame_rate: float, *, method: str = "gradcam") -> dict:
+    """A track map (F, T) as an `attributions` row: pooled to the storage grid, scaled to a
+    maximum of 1, its raw maximum kept as `scale` (a track's maps for two genres side by side
+    on one scale)."""
+    raw = pooled(cam, frame_rate)  # (f, t)
+    small = normalise(raw)
+    return dict(track_id=track_id, method=method, target=target, n_bands=small.shape[0], n_frames=small.shape[1],
+                values=small.ravel().tolist(), scale=float(raw.max()) if raw.size else 0.0)
+
+
 def normalise(values: np.ndarray) -> np.ndarray:
     """Scale non-negative values so the largest is 1: zero keeps meaning 'no evidence'."""
     peak = float(np.max(values)) if values.size else 0.0

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from genre_core.analysis.slices import FAMILIES, MAX_PAIR_VALUES, MIN_TRACKS
+from genre_core.analysis.slices import FAMILIES, MAX_PAIR_VALUES, MIN_TRACKS, family_counts
 
 
 def p_text(p: float) -> str:
@@ -27,7 +27,7 @@ def rule_sentence(slices: pd.DataFrame) -> str:
     first = slices.iloc[0]
     alpha, left_out = float(first.alpha), int(first.n_pairs_left_out)
     pairs = f" ({left_out} smaller pairs left untested, to bound the count)" if left_out else ""
-    counts = {len(a): int(n) for a, n in zip(slices.attributes, slices.n_tested)}  # family size per row
+    counts = family_counts(slices)
     tested = " and ".join(f"{counts[k]} {name}" for k, name in ((1, "single values"), (2, "pairs")) if k in counts)
     return (f"A slice is every {first.split} track with one attribute value, or with two values of "
             f"different attributes of at most {MAX_PAIR_VALUES} values each, holding at least {MIN_TRACKS} "

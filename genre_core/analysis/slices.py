@@ -223,9 +223,15 @@ def slice_tables(store, run_id: str, *, taggrams: pd.DataFrame | None = None, ca
     return {"failure_slices": stored_rows(slices)}
 
 
+def family_counts(slices: pd.DataFrame) -> dict[int, int]:
+    """{attributes per slice (1: single values, 2: pairs): slices tested in that family}; each
+    stored row carries its own family's count."""
+    return {len(a): int(n) for a, n in zip(slices.attributes, slices.n_tested)}
+
+
 def tested_count(slices: pd.DataFrame) -> int:
-    """Slices tested in both families (each row carries its own family's count)."""
-    return int(sum(dict(zip(slices.attributes.map(len), slices.n_tested)).values())) if len(slices) else 0
+    """Slices tested in both families."""
+    return sum(family_counts(slices).values())
 
 
 def summary_line(slices: pd.DataFrame) -> str:

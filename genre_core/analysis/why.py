@@ -42,7 +42,7 @@ def _concept_phrase(concepts: pd.DataFrame | None, genre: str) -> str | None:
     if toward.empty:
         return None
     names = ", ".join(str(c) for c in toward.concept.head(3))
-    return f"the model leans toward {genre} on {names} (TCAV, {p_is('q', float(toward.q.iloc[0]))})"
+    return f"The model leans toward {genre} on {names} (TCAV, {p_is('q', float(toward.q.iloc[0]))})"
 
 
 def track_why(track_id: str, *, true: str, predicted: str, slices: pd.DataFrame | None,
@@ -65,7 +65,7 @@ def track_why(track_id: str, *, true: str, predicted: str, slices: pd.DataFrame 
         parts.append(f"In this track, {names} push{'es' if len(pushing) == 1 else ''} it toward {predicted} "
                      f"rather than {true} (TCAV, concepts significant for these genres)")
     elif (concept := _concept_phrase(concepts, predicted)) is not None:
-        parts.append(concept[0].upper() + concept[1:])
+        parts.append(concept)
     if variant_sentence:
         parts.append(variant_sentence.rstrip("."))
     return ". ".join(parts) + "." if parts else None
@@ -90,5 +90,5 @@ def pair_why(true: str, predicted: str, cell_tracks: list[str], *, slices: pd.Da
             parts.append(f"{whole} {len(cell)} {true} track{'s' if len(cell) != 1 else ''} called {predicted} "
                          f"belong to one pattern: {_slice_phrase(best)}")
     if (concept := _concept_phrase(concepts, predicted)) is not None:
-        parts.append(concept[0].upper() + concept[1:])
+        parts.append(concept)
     return ". ".join(parts) + "." if parts else None

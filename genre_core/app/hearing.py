@@ -80,6 +80,7 @@ class Heard:
     ignored: np.ndarray
     sr: int
     keep: float
+    depth_db: float  # how much quieter the part a mask leaves out plays (listen.MASK_DEPTH_DB)
 
 
 def heard(db, dataset_id: int, track_id: str, cam: np.ndarray, *, representation: str | None,
@@ -90,7 +91,7 @@ def heard(db, dataset_id: int, track_id: str, cam: np.ndarray, *, representation
     mel bands (an MFCC run: no mask on the spectrum follows from it)."""
     if representation not in MEL_REPRESENTATIONS or cam is None:
         return None
-    from genre_core.analysis.listen import listenable
+    from genre_core.analysis.listen import MASK_DEPTH_DB, listenable
 
     s = settings(representation, config_json)
     y = track_signal(db, dataset_id, track_id, s["sr"])
@@ -103,7 +104,7 @@ def heard(db, dataset_id: int, track_id: str, cam: np.ndarray, *, representation
         cam = cam[:, : max(1, int(round(cam.shape[1] * len(y) / s["sr"] / full)))]
     fmax = s["fmax"] if s["fmax"] is not None else s["sr"] / 2
     kept, ignored = listenable(y, s["sr"], cam, duration_s=len(y) / s["sr"], keep=keep, fmin=s["fmin"], fmax=fmax)
-    return Heard(kept, ignored, s["sr"], keep)
+    return Heard(kept, ignored, s["sr"], keep, MASK_DEPTH_DB)
 
 
 def faithfulness_verdict(frame: pd.DataFrame, method: str = "gradcam") -> tuple[bool | None, str]:
