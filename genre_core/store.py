@@ -533,6 +533,20 @@ class Store:
         return self.query("SELECT * EXCLUDE (run_id) FROM failure_slices WHERE run_id = ? ORDER BY rank",
                           [run_id])
 
+    def concept_findings(self, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """A run's TCAV concept scores (concept, genre, q, significant, direction) and its
+        misclassified tracks' concept pushes (track_id, concept, derivative,
+        pushes_to_predicted, strongest first): what analysis.why says of concepts. Empty frames
+        where a table is missing (a database made while schema 3 was being written)."""
+        wanted = {"concept_scores": ("concept, genre, q, significant, direction", "q"),
+                  "concept_pushes": ("track_id, concept, derivative, pushes_to_predicted", "track_id, derivative DESC")}
+        with self.read() as con:
+            scores, pushes = (
+                con.execute(f"SELECT {columns} FROM {table} WHERE run_id = ? ORDER BY {order}", [run_id]).df()
+                if _has_table(con, table) else pd.DataFrame(columns=columns.split(", "))
+                for table, (columns, order) in wanted.items())
+        return scores, pushes
+
     def metrics(self, run_id: str) -> pd.DataFrame:
         """A run's metric rows (split, name, value, ci_low, ci_high) by split and name."""
         return self.query("SELECT split, name, value, ci_low, ci_high FROM metrics WHERE run_id = ? "

@@ -30,3 +30,24 @@ def artist_rule(max_share: float = ARTIST_MAX_SHARE) -> str:
     """The artist_repeat rule in words, as the Faults page states it."""
     return (f"an artist is flagged when their tracks are more than {max_share:.0%} of one genre's tracks "
             "(a model could then learn the artist rather than the genre)")
+
+# Each kind in plain words, for people who never saw its internal name: (what it is, why it matters).
+# The HTML report's fault table says these; say them wherever a lay reader meets a kind.
+FAULT_WORDS = {
+    "exact_duplicate": ("The same file twice",
+                        "a copy in training and one in the test lets a model score by memory, not by ear"),
+    "recording_duplicate": ("The same recording twice",
+                            "re-encoded or trimmed copies of one song: the same risk as an exact copy"),
+    "label_issue": ("Probably filed under the wrong genre",
+                    "models trained without it hear another genre in it: a right answer may be scored wrong"),
+    "distortion": ("Damaged sound", "clipping, dropouts or a cut-off treble: a model may learn the damage"),
+    "silence": ("Silent file", "nothing to hear, so nothing to learn from"),
+    "unreadable": ("File that cannot be played", "it cannot be decoded, so it is left out"),
+    "artist_repeat": ("One artist fills a genre", "a model can learn the artist's sound instead of the genre's"),
+}
+
+
+def fault_words(kind: str) -> tuple[str, str]:
+    """(what a fault of `kind` is, why it matters) in plain words; an unknown kind (a newer
+    database) reads as its name with spaces and no reason."""
+    return FAULT_WORDS.get(kind, (str(kind).replace("_", " ").capitalize(), ""))

@@ -1,33 +1,35 @@
 """`genrelens report --run RUN --out report.html`: one self-contained HTML file to share.
 
-Everything is inside the file (inline CSS, inline SVG charts, PNG Grad-CAM images and WAV audio
-snippets as data: URIs; no script, font or image is fetched), so it opens from an e-mail
-attachment, offline, and prints. Sized for a projector: large type, high contrast, one idea
-per section: the headline in plain words with its interval, the confusion matrix, the map, the
-most instructive misclassifications (listen + Grad-CAM), the dataset's faults.
+Everything is inside the file (inline CSS, inline SVG figures, PNG images and WAV audio as
+data: URIs; no script, font or image is fetched), so it opens from an e-mail attachment,
+offline, and prints. Written for a lay reader and sized for a projector: large type, high
+contrast, one idea per section: the headline in plain words with its interval, the confusion
+matrix, the failure patterns that passed their tests, the map (mistakes ringed), mistakes you
+can hear (the track, the part its Grad-CAM map points at, the map over the spectrogram with
+time and Hz axes, and the sentence of why), the dataset's faults in plain words. The figures
+live in report_figures.
 """
 
 from __future__ import annotations
 
-import base64
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import soundfile as sf
 
-from genre_core import audio, paths, untrusted
+from genre_core import audio, paths
 from genre_core.analysis.slice_words import p_text, rule_sentence, same_tracks_sentence
+from genre_core.app.player import audio_bytes, cam_png, data_uri, spectrogram_png
+from genre_core.faults.kinds import fault_words
+from genre_core.runs.report_figures import Spectrogram, cam_figure, map_svg, strongest
 from genre_core.store import Store, StoreError
+from genre_core.untrusted import html as _e
 
 SNIPPET_S = 6.0
 SNIPPET_SR = 16000  # speech-band is enough to hear the genre; keeps each snippet ~190 kB
-MAP_MAX_POINTS = 3000  # an SVG of more points is slow to open and no easier to read
-# Colour-blind-safe qualitative palette (Okabe-Ito plus greys/extra hues for up to 12 genres).
-PALETTE = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000",
-           "#999999", "#882255", "#44AA99", "#117733")
+PAIR_WHYS = 3  # confused pairs explained in words under the patterns, the largest first
+CANDIDATES = 50  # the most confident mistakes searched for a Grad-CAM map (explained ones are shown first)
 
 
 @dataclass
@@ -66,10 +68,11 @@ class _Data:
     test: pd.DataFrame  # track_id, label, predicted, probs
     accuracy: tuple[float, float, float]  # value, ci_low, ci_high
     points: pd.DataFrame  # method, track_id, x, y (one method)
-    labels: pd.Series  # track_id -> true genre
-    paths: pd.Series  # track_id -> audio file
+    tracks: dict[str, dict]  # track_id -> label, path, duration_s
     faults: pd.DataFrame  # kind, n
     slices: pd.DataFrame  # the run's stored failure slices (analysis.slices), by rank
+    concepts: pd.DataFrame  # its TCAV concept scores
+    pushes: pd.DataFrame  # its misclassified tracks' concept pushes
 
 
 def _gather(store: Store, run: dict) -> _Data:
@@ -85,12 +88,12 @@ def _gather(store: Store, run: dict) -> _Data:
     maps = store.projections(run_id)
     method = "umap" if (maps.method == "umap").any() else (maps.method.iloc[0] if len(maps) else None)
     points = maps[maps.method == method].reset_index(drop=True)
-    tracks = store.dataset_tracks(dataset_id, ("track_id", "label", "path")).set_index("track_id")
+    tracks = store.dataset_tracks(dataset_id, ("track_id", "label", "path", "duration_s")).set_index("track_id")
+    tracks = tracks.to_dict("index")
     faults = (store.fault_rows(dataset_id).groupby("kind").track_id.nunique().rename("n")
               .sort_values(ascending=False, kind="stable").reset_index())
-    name = store.dataset_name(dataset_id)
-    return _Data(name, list(run["classes"]), test, accuracy, points,
-                 tracks["label"], tracks["path"], faults, store.failure_slices(run_id))
+    return _Data(store.dataset_name(dataset_id), list(run["classes"]), test, accuracy, points, tracks, faults,
+                 store.failure_slices(run_id), *store.concept_findings(run_id))
 
 
 @dataclass
@@ -99,29 +102,49 @@ class _Example:
     label: str
     predicted: str
     confidence: float
-    start_s: float
-    wav: bytes | None
-    gradcam_png: bytes | None
+    start_s: float  # the snippet's start: where the model was surest of the wrong genre
+    end_s: float  # its end: SNIPPET_S later, or the track's end
+    wav: bytes | None  # SNIPPET_S of the track
+    heard: bytes | None  # the same seconds through the map's top KEEP share (analysis.listen)
+    figure: str | None  # the Grad-CAM map over the spectrogram, captioned (report_figures.cam_figure)
+    why: str | None  # analysis.why's sentence, from findings that passed their tests only
 
 
 def _examples(store: Store, run: dict, data: _Data, n: int) -> list[_Example]:
-    """The misclassifications a listener learns most from: the most confident wrong calls."""
+    """The misclassifications a listener learns most from: the most confident wrong calls,
+    those with a Grad-CAM map first."""
+    from genre_core.analysis.why import track_why
+
     wrong = data.test[data.test.label != data.test.predicted].copy()
-    if wrong.empty:
+    if wrong.empty or n <= 0:
         return []
     column = {g: i for i, g in enumerate(data.classes)}
     wrong["confidence"] = [p[column[g]] for p, g in zip(wrong.probs, wrong.predicted)]
-    wrong = wrong.sort_values("confidence", ascending=False).head(n)
+    wrong = wrong.sort_values("confidence", ascending=False, kind="stable").head(max(n, CANDIDATES))
+    cams = [_cam(store, run["run_id"], t, g) for t, g in zip(wrong.track_id, wrong.predicted)]
+    order = sorted(range(len(wrong)), key=lambda i: cams[i] is None)[:n]  # stable: surest first within each
     out = []
-    for row in wrong.itertuples():
-        start = _loudest_wrong_window(store, run["run_id"], row.track_id, column[row.predicted])
+    for i in order:
+        row = wrong.iloc[i]
+        start = _surest_wrong_window(store, run["run_id"], row.track_id, column[row.predicted])
+        why = track_why(row.track_id, true=row.label, predicted=row.predicted, slices=data.slices,
+                        concepts=data.concepts, pushes=data.pushes[data.pushes.track_id == row.track_id])
         out.append(_Example(row.track_id, row.label, row.predicted, float(row.confidence), start,
-                            _snippet(data.paths.get(row.track_id), start),
-                            _gradcam_png(store, run["run_id"], row.track_id, row.predicted)))
+                            *_sound_and_figure(run, data.tracks.get(row.track_id), cams[i], row.predicted, start),
+                            why=why))
     return out
 
 
-def _loudest_wrong_window(store: Store, run_id: str, track_id: str, column: int) -> float:
+def _cam(store: Store, run_id: str, track_id: str, target: str) -> np.ndarray | None:
+    """The stored Grad-CAM map (n_bands, n_frames), band 0 the lowest, or None."""
+    rows = store.attribution(run_id, track_id, target)
+    if rows.empty:
+        return None
+    row = rows.iloc[0]
+    return np.asarray(row["values"], dtype=np.float32).reshape(int(row.n_bands), int(row.n_frames))
+
+
+def _surest_wrong_window(store: Store, run_id: str, track_id: str, column: int) -> float:
     """Start (s) of the window where the model was surest of the wrong genre: what to hear."""
     rows = store.segment_predictions(run_id, track_id)
     if rows.empty:
@@ -129,58 +152,68 @@ def _loudest_wrong_window(store: Store, run_id: str, track_id: str, column: int)
     return float(rows.start_s.iloc[int(np.argmax([p[column] for p in rows.probs]))])
 
 
-def _snippet(path: str | None, start_s: float) -> bytes | None:
-    """SNIPPET_S seconds from start_s as 16-bit mono WAV, or None when the file cannot be read."""
-    if path is None:
+def _sound_and_figure(run: dict, track: dict | None, cam: np.ndarray | None, genre: str,
+                      start_s: float) -> tuple[float, bytes | None, bytes | None, str | None]:
+    """(the snippet's end (s), the snippet as WAV, the snippet of what the map points at as WAV,
+    the figure) of one track; None for what the audio or the map does not allow."""
+    from genre_core.app.evidence import mel_edges
+    from genre_core.app.hearing import KEEP
+    from genre_core.features.spectral import display_settings, mel_image
+
+    features = (run.get("config") or {}).get("features")
+    settings, edges = display_settings(run["representation"], features), mel_edges(run["representation"], features)
+    sr = settings["sr"]
+    track = track or {}
+    y = _audio(track.get("path"), sr)
+    duration = len(y) / sr if y is not None else float(track.get("duration_s") or 0.0)
+    end_s = min(start_s + SNIPPET_S, duration) if duration > 0 else start_s + SNIPPET_S
+    begin, end = int(start_s * sr), int(end_s * sr)
+    clip = y[begin:end] if y is not None else np.zeros(0, dtype=np.float32)
+    wav = _wav(clip, sr) if clip.size else None
+    heard = png = None
+    if y is not None and edges is not None and cam is not None:  # a map over mel bands: drawn over them, heard
+        png = data_uri(spectrogram_png(mel_image(y, **settings)["mel"]), "image/png")
+        if clip.size:
+            heard = _wav(_heard(y, sr, cam, begin, end, fmin=float(edges[0]), fmax=float(edges[-1])), sr)
+    if cam is None or duration <= 0:
+        return end_s, wav, heard, None
+    spec = Spectrogram(png, duration, *((float(edges[0]), float(edges[-1])) if edges is not None else (None, None)))
+    figure = cam_figure(data_uri(cam_png(strongest(cam, KEEP)), "image/png"), spec, genre=genre,
+                        snippet=(start_s, end_s), keep=KEEP)
+    return end_s, wav, heard, figure
+
+
+def _audio(path: str | None, sr: int) -> np.ndarray | None:
+    """The track (N,) at `sr`, or None when its file cannot be read here."""
+    if not isinstance(path, str):
         return None
     try:
-        y = audio.load(path, sr=SNIPPET_SR, reject_silent=False)
+        y = audio.load(path, sr=sr, reject_silent=False, min_seconds=0.0)
     except (audio.AudioError, OSError):
         return None
-    begin = int(start_s * SNIPPET_SR)
-    clip = y[begin: begin + int(SNIPPET_S * SNIPPET_SR)]
-    buffer = io.BytesIO()
-    sf.write(buffer, clip, SNIPPET_SR, format="WAV", subtype="PCM_16")
-    return buffer.getvalue()
+    return y if y.size else None
 
 
-def _gradcam_png(store: Store, run_id: str, track_id: str, target: str) -> bytes | None:
-    rows = store.attribution(run_id, track_id, target)
-    if rows.empty:
-        return None
-    row = rows.iloc[0]
-    cam = np.asarray(row["values"], dtype=np.float32).reshape(int(row.n_bands), int(row.n_frames))
-    return heatmap_png(cam[::-1])  # low bands at the bottom, as on a spectrogram
+def _wav(y: np.ndarray, sr: int) -> bytes:
+    """(N,) audio at `sr` as 16-bit mono WAV at SNIPPET_SR."""
+    return audio_bytes(audio.resample(y, sr, SNIPPET_SR), SNIPPET_SR)[0]
 
 
-def heatmap_png(values: np.ndarray, height: int = 160, width: int = 480) -> bytes:
-    """(F, T) values in [0, 1] -> a PNG (magma-like ramp), nearest-neighbour scaled."""
-    from PIL import Image
+def _heard(y: np.ndarray, sr: int, cam: np.ndarray, begin: int, end: int, *, fmin: float, fmax: float) -> np.ndarray:
+    """Samples [begin, end) of the track `y` through the map's top KEEP share (what the Track page
+    plays as "the map's top 25%"), computed over the map's whole cells around them only, so a long
+    track costs no more than the snippet."""
+    from genre_core.analysis.listen import listenable
+    from genre_core.app.hearing import KEEP
 
-    v = np.clip(np.nan_to_num(values), 0, 1)
-    rows = (np.arange(height) * v.shape[0] // height)[:, None]
-    cols = (np.arange(width) * v.shape[1] // width)[None, :]
-    v = v[rows, cols]
-    # Black -> purple -> orange -> pale yellow: readable on a projector and in greyscale print.
-    stops = np.array([[0, 0, 4], [81, 18, 124], [183, 55, 121], [252, 137, 97], [252, 253, 191]], float)
-    position = v * (len(stops) - 1)
-    low = np.floor(position).astype(int).clip(0, len(stops) - 2)
-    frac = (position - low)[..., None]
-    rgb = (stops[low] * (1 - frac) + stops[low + 1] * frac).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(rgb, "RGB").save(buffer, format="PNG", optimize=True)
-    return buffer.getvalue()
+    cell = len(y) / cam.shape[1]  # samples per map frame: the map spans the whole track
+    first, last = int(begin // cell), min(cam.shape[1], int(np.ceil(min(end, len(y)) / cell)))
+    lo, hi = int(round(first * cell)), int(round(last * cell))
+    kept, _ = listenable(y[lo:hi], sr, cam[:, first:last], duration_s=(hi - lo) / sr, keep=KEEP, fmin=fmin, fmax=fmax)
+    return kept[begin - lo: end - lo]
 
 
 # -- HTML ----------------------------------------------------------------------------------------
-
-def _e(text) -> str:
-    return untrusted.html(text)
-
-
-def _data_uri(kind: str, payload: bytes) -> str:
-    return f"data:{kind};base64,{base64.b64encode(payload).decode('ascii')}"
-
 
 def headline(model: str, accuracy: tuple[float, float, float], n_test: int, *, n_classes: int) -> str:
     value, low, high = accuracy
@@ -210,40 +243,26 @@ def _confusion_html(data: _Data) -> str:
             f"{''.join(body)}</table>")
 
 
-def _map_svg(data: _Data, size: int = 640) -> str:
-    points = data.points
-    if points.empty:
-        return "<p class=note>No map yet: run <code>analyze</code> for this run to draw one.</p>"
-    if len(points) > MAP_MAX_POINTS:
-        points = points.sample(MAP_MAX_POINTS, random_state=0)
-    x, y = points.x.to_numpy(), points.y.to_numpy()
-    sx = (x - x.min()) / max(np.ptp(x), 1e-9) * (size - 40) + 20
-    sy = (1 - (y - y.min()) / max(np.ptp(y), 1e-9)) * (size - 40) + 20
-    genres = sorted(data.labels.reindex(points.track_id).fillna("?").unique())
-    colour = {g: PALETTE[i % len(PALETTE)] for i, g in enumerate(genres)}
-    wrong = set(data.test.track_id[data.test.label != data.test.predicted])
-    dots = []
-    for track_id, px, py in zip(points.track_id, sx, sy):
-        genre = data.labels.get(track_id, "?")
-        ring = ' stroke="#000" stroke-width="1.5"' if track_id in wrong else ""
-        dots.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="4" fill="{colour[genre]}"{ring}>'
-                    f"<title>{_e(track_id)} ({_e(genre)})</title></circle>")
-    legend = "".join(f'<span class="key"><i style="background:{c}"></i>{_e(g)}</span>' for g, c in colour.items())
-    return (f'<svg viewBox="0 0 {size} {size}" width="{size}" height="{size}" role="img" '
-            f'aria-label="map of tracks">{"".join(dots)}</svg><div class="legend">{legend}'
-            f'<span class="key"><i class="ring"></i>misclassified test track</span></div>')
-
-
 def _example_html(example: _Example) -> str:
-    sound = (f'<audio controls preload="none" src="{_data_uri("audio/wav", example.wav)}"></audio>'
-             if example.wav else "<p class=note>audio file not readable here</p>")
-    cam = (f'<img alt="Grad-CAM for {_e(example.predicted)}" src="{_data_uri("image/png", example.gradcam_png)}">'
-           if example.gradcam_png else "<p class=note>no Grad-CAM map stored for this track</p>")
-    return (f'<div class="example"><h3>{_e(example.track_id)}</h3>'
-            f"<p>is <b>{_e(example.label)}</b>, the model said <b>{_e(example.predicted)}</b> "
-            f"({round(100 * example.confidence)}% sure). Listen from {example.start_s:.1f} s, where it was surest:</p>"
-            f"{sound}{cam}<p class=note>bright = the time-frequency regions that pushed the model towards "
-            f"{_e(example.predicted)} (low pitches at the bottom)</p></div>")
+    truth, said = _e(example.label), _e(example.predicted)
+    players = ""
+    if example.wav:
+        players += (f"<p>Listen: {example.start_s:.1f}–{example.end_s:.1f} s, where it was surest of {said}</p>"
+                    f'<audio controls preload="metadata" src="{data_uri(example.wav, "audio/wav")}"></audio>')
+    else:
+        players += "<p class=note>The audio file cannot be read here.</p>"
+    if example.heard:
+        from genre_core.analysis.listen import MASK_DEPTH_DB
+        from genre_core.app.hearing import KEEP
+
+        players += (f"<p>The same seconds, only what its map points at (the map's top {KEEP:.0%} of the sound in "
+                    f"front, the rest {MASK_DEPTH_DB:g} dB quieter)</p>"
+                    f'<audio controls preload="metadata" src="{data_uri(example.heard, "audio/wav")}"></audio>')
+    figure = example.figure or "<p class=note>No Grad-CAM map is stored for this song.</p>"
+    why = f"<p class=why><b>Why, as far as the tests go:</b> {_e(example.why)}</p>" if example.why else ""
+    return (f'<div class="example"><h3>A {truth} song heard as {said} <span class=id>{_e(example.track_id)}</span></h3>'
+            f"<p>It is <b>{truth}</b>; the model said <b>{said}</b>, {round(100 * example.confidence)}% sure.</p>"
+            f"{why}{players}{figure}</div>")
 
 
 def _patterns_html(data: _Data) -> str:
@@ -265,33 +284,43 @@ def _patterns_html(data: _Data) -> str:
 
 
 def _pair_whys(data: _Data, significant: pd.DataFrame) -> str:
-    """One sentence per confused genre pair that a significant slice explains."""
+    """One sentence per confused genre pair that a significant slice (or concept) explains, for
+    the PAIR_WHYS largest such pairs; how many more there are."""
     from genre_core.analysis.why import pair_why
 
     wrong = data.test[data.test.label != data.test.predicted]
-    said = [pair_why(true, predicted, list(group.track_id), slices=significant)
-            for (true, predicted), group in wrong.groupby(["label", "predicted"], sort=True)]
-    return "".join(f"<p class=why>{_e(s)}</p>" for s in said if s)
+    pairs = sorted(wrong.groupby(["label", "predicted"], sort=True), key=lambda item: -len(item[1]))  # stable
+    said = [s for (true, predicted), group in pairs
+            if (s := pair_why(true, predicted, list(group.track_id), slices=significant, concepts=data.concepts))]
+    more = (f"<p class=note>… and {len(said) - PAIR_WHYS} more confused pairs of genres that these findings "
+            "explain.</p>" if len(said) > PAIR_WHYS else "")
+    return "".join(f"<p class=why>{_e(s)}</p>" for s in said[:PAIR_WHYS]) + more
 
 
 def _faults_html(data: _Data) -> str:
     if data.faults.empty:
         return "<p>No faults recorded for this dataset (run <code>faults</code> to look for them).</p>"
-    rows = "".join(f"<tr><td>{_e(r.kind)}</td><td>{int(r.n)}</td></tr>" for r in data.faults.itertuples())
-    return f'<table class="faults"><tr><th>fault</th><th>tracks</th></tr>{rows}</table>'
+    rows = "".join(f"<tr><td class=fault><b>{_e(name)}</b><br><span class=note>{_e(why)}</span></td>"
+                   f"<td>{int(r.n)}</td></tr>" for r in data.faults.itertuples() for name, why in [fault_words(r.kind)])
+    return f'<table class="faults"><tr><th>what is wrong</th><th>songs</th></tr>{rows}</table>'
 
 
 STYLE = """
-body{font:20px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#111;background:#fff;max-width:1100px;margin:0 auto;padding:24px}
-h1{font-size:34px;margin:.2em 0} h2{font-size:26px;margin-top:1.6em;border-bottom:2px solid #ddd}
+body{font:20px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#111;background:#fff;max-width:1180px;margin:0 auto;padding:24px}
+h1{font-size:34px;margin:.2em 0} h2{font-size:26px;margin-top:1.6em;border-bottom:2px solid #ddd} h3{margin:.2em 0 .4em}
 .headline{font-size:28px;font-weight:600;background:#f3f7fb;padding:16px 20px;border-left:6px solid #0072B2}
 table{border-collapse:collapse} th,td{padding:6px 10px;border:1px solid #ccc;text-align:center}
 table.cm td{min-width:44px;font-weight:600} th.corner{font-weight:400;font-size:15px}
-.legend{display:flex;flex-wrap:wrap;gap:12px;font-size:17px}.key i{display:inline-block;width:14px;height:14px;border-radius:50%;margin-right:5px;vertical-align:middle}
-.key i.ring{border:2px solid #000;background:#fff}
-.examples{display:grid;grid-template-columns:repeat(auto-fill,minmax(480px,1fr));gap:20px}
-.example{border:1px solid #ddd;border-radius:8px;padding:12px}.example img{width:100%;image-rendering:pixelated}
-.note{color:#555;font-size:16px} audio{width:100%} td.slice{text-align:left}
+.legend{display:flex;flex-wrap:wrap;gap:8px 16px;font-size:18px;align-items:center;max-width:900px}
+.key{display:inline-flex;align-items:center}.key i{display:inline-block;width:16px;height:16px;border-radius:50%;margin-right:6px}
+.key svg{margin-right:6px;flex:none} svg.map{width:760px;max-width:100%;height:auto}
+.examples{display:grid;grid-template-columns:1fr;gap:22px}
+.example{border:1px solid #ccc;border-radius:8px;padding:14px 18px} .example p{margin:.4em 0}
+span.id{font-weight:400;font-size:16px;color:#555;margin-left:10px}
+figure{margin:10px 0 0;max-width:980px} svg.cam{width:100%;height:auto;display:block} figcaption{color:#444;font-size:17px}
+svg.cam text{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;fill:#111} svg.cam .tick{font-size:19px} svg.cam .axis{font-size:20px;font-weight:600}
+.why{background:#fff8e6;border-left:5px solid #E69F00;padding:8px 12px}
+.note{color:#555;font-size:17px} audio{width:100%;max-width:640px;display:block} td.slice,td.fault,table.faults th:first-child,table.patterns th:first-child{text-align:left}
 @media print{h2{break-before:page}.example{break-inside:avoid}}
 """
 
@@ -299,6 +328,7 @@ table.cm td{min-width:44px;font-weight:600} th.corner{font-weight:400;font-size:
 def _page(run: dict, data: _Data, examples: list[_Example]) -> str:
     examples_html = ("".join(_example_html(e) for e in examples)
                      or "<p>No test song was misclassified.</p>")
+    wrong = data.test[data.test.label != data.test.predicted]
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -315,11 +345,13 @@ def _page(run: dict, data: _Data, examples: list[_Example]) -> str:
 <p class=note>Groups of test songs the model gets wrong more often than chance would, worst first.</p>
 {_patterns_html(data)}
 <h2>How it hears the collection</h2>
-<p class=note>Songs the model hears as similar sit close together; colour is the true genre.</p>
-{_map_svg(data)}
-<h2>Its most confident mistakes</h2>
+<p class=note>Songs the model hears as similar sit close together; colour is the true genre; a ringed dot is a test song it got wrong.</p>
+{map_svg(data.points, {t: r["label"] for t, r in data.tracks.items()}, dict(zip(wrong.track_id, wrong.predicted)))}
+<h2>Mistakes you can hear</h2>
+<p class=note>Its surest wrong answers (those with a Grad-CAM map first): listen, and see where in the sound it found the wrong genre.</p>
 <div class="examples">{examples_html}</div>
 <h2>Faults in the dataset itself</h2>
+<p class=note>Songs of the collection that are flagged as faulty, by what is wrong with them.</p>
 {_faults_html(data)}
 </body></html>
 """
