@@ -230,3 +230,37 @@ def test_track_tags_give_fifty_probabilities_per_track(toy_store):
         pytest.skip("musicnn weights not installed")
     assert list(table.track_id) == list(tracks.track_id) and table.shape == (3, 51)
     assert table.drop(columns="track_id").stack().between(0, 1).all()
+
+
+def test_the_embedding_pass_taps_the_same_activations_concepts_would_forward(toy_run):
+    # analyze shares its embedding pass with concepts (HeadInputTap): the tapped rows must be
+    # the head's input for exactly the windows concepts pick, and for the tracks asked for.
+    from genre_core import paths
+    from genre_core.analysis.concepts import HeadInputTap, spread_rows
+    from genre_core.analysis.embeddings import track_embeddings
+    from genre_core.features.cache import ShardCache
+    from genre_core.features.windows import build_windows
+    from genre_core.train.inference import load_run
+
+    store, run_id = toy_run
+    loaded, cache = load_run(store, run_id, "cpu"), ShardCache(paths.cache_dir(store.path))
+    tracks = store.tracks("toy")
+    tap = HeadInputTap()
+    track_embeddings(loaded, tracks, cache, progress=False, tap=tap)
+    windows = build_windows(tracks, loaded.classes, cache, sr=loaded.sr, window_s=loaded.window_s,
+                            hop_s=loaded.config.eval_hop_s, progress=False)
+    rows = spread_rows(windows.offsets, 3)
+    expected = []
+    hook = loaded.model.head.register_forward_pre_hook(lambda _m, args: expected.append(args[0]))
+    with torch.no_grad():
+        loaded.model(loaded.frontend(torch.from_numpy(windows.batch(rows)[0])))
+    hook.remove()
+    assert tap.activations is not None and len(tap.activations.acts) == len(rows)
+    np.testing.assert_allclose(tap.activations.acts, expected[0].numpy(), rtol=1e-4, atol=1e-5)
+    assert (np.bincount(tap.activations.owners) == np.minimum(3, np.diff(windows.offsets))).all()
+    # A subset in another order keeps each track's own rows.
+    wanted = list(tracks.track_id[::-2])
+    part = tap.activations.subset(wanted)
+    assert part.track_ids == wanted and (np.diff(part.owners) >= 0).all()
+    first = tap.activations.track_ids.index(wanted[0])
+    np.testing.assert_array_equal(part.acts[part.owners == 0], tap.activations.acts[tap.activations.owners == first])

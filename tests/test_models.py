@@ -92,6 +92,30 @@ def test_gradcam_layer_gives_a_4d_activation(name):
     assert captured[0].dim() == 4 and captured[0].shape[0] == 2  # (B, C, F', T')
 
 
+@pytest.mark.parametrize("name", TORCH_MODELS)
+def test_inference_folding_keeps_every_output_and_the_gradcam_layer(name):
+    # load_run folds BatchNorms into convolutions for speed: a trained model's outputs,
+    # embeddings and Grad-CAM layer must not change (BatchNorm statistics made non-trivial).
+    import copy
+
+    from genre_core.models.base import fold_batch_norms
+
+    torch.manual_seed(0)
+    model = build_model(name, n_classes=3, n_features=_bins(name), tiny=True).eval()
+    for norm in (m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)):
+        norm.running_mean.normal_(0.0, 0.3)
+        norm.running_var.uniform_(0.5, 2.0)
+        norm.weight.data.uniform_(0.5, 1.5)
+    folded = fold_batch_norms(copy.deepcopy(model))
+    x = torch.randn(3, 1, _bins(name), 64)
+    with torch.no_grad():
+        a, b = model(x), folded(x)
+    torch.testing.assert_close(b.logits, a.logits, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(b.embedding, a.embedding, rtol=1e-4, atol=1e-5)
+    if model.gradcam_layer is not None:
+        folded.get_submodule(model.gradcam_layer)  # still there by its name
+
+
 @pytest.mark.parametrize("name", [n for n in TORCH_MODELS if MODELS[n].family != "rnn"])
 def test_captum_gradcam_runs_on_the_named_layer(name):
     attr = pytest.importorskip("captum.attr")

@@ -33,7 +33,7 @@ from genre_core.analysis.variants import variant_tables
 from genre_core.analysis.explain import (
     band_occlusion, band_profile, normalise, stored_map, track_features, track_map,
 )
-from genre_core.analysis.concepts import concept_tables
+from genre_core.analysis.concepts import HeadInputTap, concept_tables
 from genre_core.analysis.slices import slice_tables
 from genre_core.train.inference import LoadedRun, load_run
 from genre_core.store import Store
@@ -94,7 +94,10 @@ def analyze(store: Store, run_id: str, *, progress: bool = True, gradcam_split: 
     cache = ShardCache(paths.cache_dir(store.path))
     spread = (SpreadEmbeddings(str(store.path), run_id, engine)
               if engine is not None and loaded.model is not None else None)
-    results = _embedding_tables(loaded, tracks, cache, methods, k, progress, summary, spread)
+    # The embedding pass forwards every window of every track: concepts take their
+    # activations from it instead of forwarding the training tracks again.
+    tap = HeadInputTap() if spread is None and getattr(loaded.model, "head", None) is not None else None
+    results = _embedding_tables(loaded, tracks, cache, methods, k, progress, summary, spread, tap)
     # Each mistake's closest correct tracks (true and predicted genre) are explained too.
     contrast, explained = contrast_tables(results["embeddings"], predictions, explained, split=gradcam_split,
                                           notes=summary.notes)
@@ -110,7 +113,8 @@ def analyze(store: Store, run_id: str, *, progress: bool = True, gradcam_split: 
             results["taggrams"] = table
     results.update(slice_tables(store, run_id, taggrams=results.get("taggrams"), cache=cache, progress=progress,
                                 notes=summary.notes))
-    results.update(concept_tables(loaded, tracks, predictions, cache, progress=progress, notes=summary.notes))
+    results.update(concept_tables(loaded, tracks, predictions, cache, progress=progress, notes=summary.notes,
+                                  activations=tap.activations if tap is not None else None))
     store.replace_run_rows(run_id, results)
     summary.seconds = time.perf_counter() - started
     return summary
@@ -146,9 +150,11 @@ def _usable_tracks(store: Store, loaded: LoadedRun, summary: AnalyzeSummary) -> 
 
 def _embedding_tables(loaded: LoadedRun, tracks: pd.DataFrame, cache: ShardCache,
                       methods: Sequence[str], k: int, progress: bool,
-                      summary: AnalyzeSummary, spread: SpreadEmbeddings | None = None) -> dict[str, pd.DataFrame]:
+                      summary: AnalyzeSummary, spread: SpreadEmbeddings | None = None,
+                      tap: HeadInputTap | None = None) -> dict[str, pd.DataFrame]:
     extra: dict[str, np.ndarray] = {}
-    ids, vectors, kind = track_embeddings(loaded, tracks, cache, progress=progress, extra=extra, spread=spread)
+    ids, vectors, kind = track_embeddings(loaded, tracks, cache, progress=progress, extra=extra, spread=spread,
+                                          tap=tap)
     if kind != "penultimate":
         summary.notes.append(f"maps and neighbours use the {kind} features (no network embedding)")
     return map_tables(ids, {kind: vectors, **extra}, kind, methods=methods, k=k, seed=loaded.config.seed, progress=progress, summary=summary)

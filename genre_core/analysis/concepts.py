@@ -44,14 +44,17 @@ per seed, explanations < 0.1 s: 23-36 s in all for one seed. No (concept, genre)
 q < 0.05; the lowest p-values follow the recipes (slow tempo -> reggae p 0.02, fast tempo ->
 metal p 0.03-0.1) but a random set of as many tracks of the same genres moves a genre logit
 about as much. On random sets the test gives p < 0.05 in 4-6 % of pairs; the paper's test
-in 60 %. The forward pass could be shared with analyze's embedding pass (it runs the same
-model over the same tracks): a forward pre-hook on `model.head` there would make it free.
+in 60 %. In `analyze` the forward pass is shared with the embedding pass (HeadInputTap: a
+forward pre-hook on `model.head` keeps 3 evenly spaced windows of each track), so there the
+activations cost nothing extra.
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -184,6 +187,17 @@ class RunActivations:
     owners: np.ndarray  # (W,) track position of each row
     logits_of: object  # (B, D) tensor -> (B, C) logits: the rest of the model after the layer
 
+    def subset(self, track_ids: list[str]) -> "RunActivations":
+        """The rows of `track_ids` (each must be here), in that order of tracks."""
+        position = {t: i for i, t in enumerate(self.track_ids)}
+        old = np.array([position[t] for t in track_ids], dtype=np.int64)
+        new_of_old = np.full(len(self.track_ids), -1, dtype=np.int64)
+        new_of_old[old] = np.arange(len(old))
+        owners = new_of_old[self.owners]
+        rows = np.flatnonzero(owners >= 0)
+        rows = rows[np.argsort(owners[rows], kind="stable")]
+        return RunActivations(list(track_ids), self.labels[old], self.acts[rows], owners[rows], self.logits_of)
+
 
 def _layer_functions(model: torch.nn.Module, layer: str):
     """(activation at `layer` from the head's input, logits from that activation)."""
@@ -234,6 +248,43 @@ def run_activations(loaded: LoadedRun, tracks: pd.DataFrame, cache: ShardCache, 
                           np.concatenate(owners) if owners else np.zeros(0, np.int64), logits_of)
 
 
+class HeadInputTap:
+    """Concept activations taken during another pass that forwards every window of a
+    WindowSet in order (analyze's embedding pass): a forward pre-hook on `model.head` keeps
+    the input of up to `windows_per_track` evenly spaced windows of each track, so concepts
+    need no forward pass of their own. After the pass, `activations` is the RunActivations
+    of every track of that set (None if the pass did not see every window)."""
+
+    def __init__(self, windows_per_track: int = WINDOWS_PER_TRACK):
+        self.windows_per_track = windows_per_track
+        self.activations: RunActivations | None = None
+
+    @contextmanager
+    def attached(self, model: torch.nn.Module, windows) -> Iterator[None]:
+        keep = np.zeros(len(windows), dtype=bool)
+        keep[spread_rows(windows.offsets, self.windows_per_track)] = True
+        owners = np.repeat(np.arange(len(windows.track_ids)), np.diff(windows.offsets))
+        captured: list[torch.Tensor] = []
+        seen = 0
+
+        def keep_batch(_module, args) -> None:
+            nonlocal seen
+            batch = args[0]
+            wanted = torch.from_numpy(keep[seen: seen + len(batch)]).to(batch.device)
+            captured.append(batch[wanted].float().cpu())
+            seen += len(batch)
+
+        to_layer, logits_of = _layer_functions(model, "head_input")
+        hook = model.head.register_forward_pre_hook(keep_batch)
+        try:
+            yield
+        finally:
+            hook.remove()
+        if seen == len(windows):
+            acts = torch.cat(captured).numpy() if captured else np.zeros((0, 0), np.float32)
+            self.activations = RunActivations(list(windows.track_ids), windows.labels, acts, owners[keep], logits_of)
+
+
 @dataclass
 class ConceptInputs:
     """Everything the test needs, computed once and shared by every seed."""
@@ -248,9 +299,11 @@ class ConceptInputs:
 
 def prepare_concepts(loaded: LoadedRun, tracks: pd.DataFrame, predictions: pd.DataFrame, cache: ShardCache,
                      *, descriptors: pd.DataFrame | None = None, tags: pd.DataFrame | None = None,
-                     quantile: float = QUANTILE, layer: str = "head_input", progress: bool = True) -> ConceptInputs:
+                     quantile: float = QUANTILE, layer: str = "head_input", progress: bool = True,
+                     activations: RunActivations | None = None) -> ConceptInputs:
     """Concept pools from the run's training tracks (`tracks` without a val/test row in
-    `predictions`) and activations of those tracks and of the misclassified test tracks."""
+    `predictions`) and activations of those tracks and of the misclassified test tracks:
+    taken from `activations` (a HeadInputTap's, covering them) when given, else forwarded."""
     seconds, started = {}, time.perf_counter()
     held_out = set(predictions.track_id)
     train = tracks[~tracks.track_id.isin(held_out)].reset_index(drop=True)
@@ -270,7 +323,10 @@ def prepare_concepts(loaded: LoadedRun, tracks: pd.DataFrame, predictions: pd.Da
     started = time.perf_counter()
     explained = pd.concat([train, tracks.set_index("track_id").loc[list(wrong.track_id)].reset_index()],
                           ignore_index=True)
-    activations = run_activations(loaded, explained, cache, layer=layer, progress=progress)
+    if activations is not None and layer == "head_input":
+        activations = activations.subset(list(explained.track_id))
+    else:
+        activations = run_activations(loaded, explained, cache, layer=layer, progress=progress)
     seconds["activations"] = time.perf_counter() - started
     return ConceptInputs(list(loaded.classes), activations, len(train), pools, wrong, seconds)
 
@@ -395,11 +451,13 @@ CONCEPT_COLUMNS = ["concept", "genre", "score", "ci_low", "ci_high", "derivative
 
 
 def concept_tables(loaded: LoadedRun, tracks: pd.DataFrame, predictions: pd.DataFrame, cache: ShardCache, *,
-                   progress: bool = True, notes: list[str] | None = None) -> dict[str, pd.DataFrame]:
+                   progress: bool = True, notes: list[str] | None = None,
+                   activations: RunActivations | None = None) -> dict[str, pd.DataFrame]:
     """analyze's hook: the `concept_scores` table of a run (one row per concept and genre,
     CONCEPT_COLUMNS), its `concept_pushes` (explain_misclassified: per misclassified test
     track, the significant concepts' push toward its predicted genre), and a note saying how
-    many pairs passed. A run whose model has no
+    many pairs passed. `activations`: a HeadInputTap's from the embedding pass (else
+    the activations are forwarded here). A run whose model has no
     `head` (transformer, sklearn baselines) or no training tracks gets no rows and a note."""
     notes = notes if notes is not None else []
     empty = {"concept_scores": pd.DataFrame(columns=CONCEPT_COLUMNS),
@@ -408,7 +466,7 @@ def concept_tables(loaded: LoadedRun, tracks: pd.DataFrame, predictions: pd.Data
         notes.append("no concepts (TCAV needs a network with a `head` layer and a single-label run)")
         return empty
     try:
-        inputs = prepare_concepts(loaded, tracks, predictions, cache, progress=progress)
+        inputs = prepare_concepts(loaded, tracks, predictions, cache, progress=progress, activations=activations)
         tests = concept_tests(inputs, TcavSettings(seed=loaded.config.seed))
     except ValueError as exc:  # too few training tracks for concept sets, a degenerate layer
         notes.append(f"no concepts ({exc})")

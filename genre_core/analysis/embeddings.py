@@ -14,6 +14,8 @@ O(N) FFT method, and past TSNE_MAX_POINTS it is skipped.
 
 from __future__ import annotations
 
+import contextlib
+
 import warnings
 from dataclasses import dataclass
 from typing import Mapping, Sequence
@@ -75,7 +77,7 @@ def track_means(track_pos: np.ndarray, values: np.ndarray, n_tracks: int) -> np.
 
 def track_embeddings(loaded_run, tracks: pd.DataFrame, cache: ShardCache,
                      *, progress: bool = True, extra: dict | None = None,
-                     spread: "SpreadEmbeddings | None" = None) -> tuple[list[str], np.ndarray, str]:
+                     spread: "SpreadEmbeddings | None" = None, tap=None) -> tuple[list[str], np.ndarray, str]:
     """Embed every track (columns track_id, path, sha1, label; labels among the run's
     classes) -> (track ids, (N, D) float32 vectors, kind).
 
@@ -85,6 +87,10 @@ def track_embeddings(loaded_run, tracks: pd.DataFrame, cache: ShardCache,
     Torch runs: the penultimate layer (kind "penultimate"). sklearn baselines have none,
     so their handcrafted table as the classifier sees it (standardised) stands in
     (kind "handcrafted").
+
+    `tap` (torch runs embedded in this process): an object whose `attached(model, windows)`
+    context watches this pass over every window in order (concepts.HeadInputTap), so other
+    analyses share its forward passes.
     """
     if loaded_run.estimator is not None:
         return _handcrafted_embeddings(loaded_run, tracks, cache, progress)
@@ -95,11 +101,12 @@ def track_embeddings(loaded_run, tracks: pd.DataFrame, cache: ShardCache,
                             desc="load tracks", progress=progress)
     running: dict[str, TrackMeans] = {}
     batch = batch_size(loaded_run.device)
-    for start in tqdm(range(0, len(windows), batch), desc="embeddings", unit="batch",
-                      disable=not progress):
-        audio, _, owners = windows.batch(np.arange(start, min(start + batch, len(windows))))
-        for kind, vectors in loaded_run.predict_with_embeddings(audio)[1].items():  # (B, D)
-            running.setdefault(kind, TrackMeans(len(windows.track_ids))).add(owners, vectors)
+    with tap.attached(loaded_run.model, windows) if tap is not None else contextlib.nullcontext():
+        for start in tqdm(range(0, len(windows), batch), desc="embeddings", unit="batch",
+                          disable=not progress):
+            audio, _, owners = windows.batch(np.arange(start, min(start + batch, len(windows))))
+            for kind, vectors in loaded_run.predict_with_embeddings(audio)[1].items():  # (B, D)
+                running.setdefault(kind, TrackMeans(len(windows.track_ids))).add(owners, vectors)
     means = {kind: acc.means() for kind, acc in running.items()}
     if extra is not None:
         extra.update({kind: v for kind, v in means.items() if kind != "penultimate"})

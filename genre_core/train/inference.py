@@ -12,6 +12,7 @@ import torch
 from genre_core import paths
 from genre_core.audio import file_digest
 from genre_core.models import build_model, get_spec
+from genre_core.models.base import fold_batch_norms
 from genre_core.store import Store, StoreError
 from genre_core.features.pipeline import input_pipeline
 from genre_core.train.config import TrainConfig
@@ -95,7 +96,8 @@ def latest_complete_run(store: Store) -> str:
 
 
 def load_run(store: Store, run_id: str | None = None, device: str = "auto") -> LoadedRun:
-    """The trained model of a complete run (default: the most recent one), in eval mode."""
+    """The trained model of a complete run (default: the most recent one), in eval mode, for
+    inference: its BatchNorms are folded into their convolutions (models.base.fold_batch_norms)."""
     run_id = run_id or latest_complete_run(store)
     row = store.run(run_id)
     if row["status"] != "complete":
@@ -115,7 +117,7 @@ def load_run(store: Store, run_id: str | None = None, device: str = "auto") -> L
     path = verified_file(store, run_id, folder / paths.MODEL_FILE, required=False)
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return LoadedRun(run_id, config, classes, sr, config.window_s, dev,
-                     model=model.to(dev).eval(), frontend=frontend.to(dev).eval())
+                     model=fold_batch_norms(model).to(dev), frontend=frontend.to(dev).eval())
 
 
 _WORKER_RUNS: dict[tuple[str, str], LoadedRun] = {}
