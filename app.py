@@ -15,10 +15,11 @@ from pathlib import Path
 import duckdb
 import streamlit as st
 
-from genre_core.app import access, state
+from genre_core.app import access, links, state
 from genre_core.app import queries as q
 from genre_core.store import Store, StoreBusy, StoreError
 from genre_core.workers import bound_heap_growth
+from page_links import adopt, copy_link_button, keep, linked_run
 
 log = logging.getLogger("genrelens.app")
 
@@ -34,6 +35,7 @@ PAGES = [
     st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
     st.Page("pages/multilabel.py", title="Multi-label", icon=":material/label:"),
     st.Page("pages/classify.py", title="Classify", icon=":material/upload_file:"),
+    st.Page("pages/story.py", title="Story", icon=":material/slideshow:"),
 ]
 
 PRESENTATION_CSS = """<style>
@@ -79,6 +81,7 @@ def database_picker() -> Path | None:
     if "db" in st.query_params:
         st.session_state[state.DB_CHOICE] = st.query_params["db"]
     chosen = st.session_state.setdefault(state.DB_CHOICE, next(iter(labels)))
+    st.session_state[state.LINK_DB] = chosen if len(labels) > 1 else None  # links name it only when it matters
     st.session_state["_db"] = chosen if chosen in labels else None
     st.sidebar.selectbox("Database", list(labels), key="_db", on_change=_pick_database,
                          placeholder="Choose a database",
@@ -162,6 +165,8 @@ def run_picker(db: q.DbRef) -> str | None:
     if board.empty:
         return None
     ids = list(board.sort_values("finished_at", ascending=False).run_id)
+    if linked := linked_run(ids):  # a link just opened names it
+        st.session_state[state.RUN] = linked
     if st.session_state.get(state.RUN) not in ids:
         st.session_state[state.RUN] = _default_run(db, _board(db))  # the best entry, never a fold
     def label(r) -> str:
@@ -198,6 +203,7 @@ def _warm_up() -> bool:
 def main() -> None:
     _warm_up()
     page = st.navigation(PAGES)
+    adopt()
     db, db_state, message = open_database(database_picker())
     display_options()
     if st.session_state.get(state.PRESENTATION):
@@ -218,7 +224,10 @@ def main() -> None:
         run_id = run_picker(db)
         st.session_state[state.RUN] = run_id
         if state.RETURN_TO in st.session_state:
-            st.switch_page(st.session_state.pop(state.RETURN_TO))
+            st.switch_page(st.session_state.pop(state.RETURN_TO), query_params=st.query_params.to_dict())
+        copy_link_button()
+        if page.url_path not in links.PAGE_KEYS:  # the others put their own view in the URL
+            keep()
         page.run()
     except StoreError as exc:  # the lock was taken after the database opened: mid-page
         if not _busy(exc):

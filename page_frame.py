@@ -13,7 +13,7 @@ def enter(page_file: str) -> state.Context:
     pages/ mode) is first handed to app.py, which comes back to `page_file`."""
     if state.DB not in st.session_state:
         st.session_state[state.RETURN_TO] = page_file
-        st.switch_page("app.py")
+        st.switch_page("app.py", query_params=st.query_params.to_dict())  # a link's view comes along
     return state.context(st.session_state)
 
 

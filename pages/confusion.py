@@ -3,11 +3,12 @@
 import streamlit as st
 
 from genre_core.analysis import why
-from genre_core.app import state
+from genre_core.app import links, state
 from genre_core.app import charts
 from genre_core.app import queries as q
 from genre_core.untrusted import markdown as md
 from page_frame import cell_rows, clickable_matrix, figure, matrix_controls, open_page
+from page_links import keep, notify, take
 
 CELL = "genrelens.confusion_cell"  # (run_id, split, true, predicted): survives a trip to Track
 
@@ -22,6 +23,27 @@ def confusion_controls() -> tuple[str, bool]:
 
 
 run = cached(q.run_row)(ctx.db, ctx.run_id)
+
+
+def linked_cell(link: dict) -> None:
+    """A link's split and cell become the page's, or a notice says what is not here."""
+    split = link.get("split", "test")
+    if split not in ("test", "val"):
+        notify(links.notice("the tracks", split, "the test tracks"))
+        split = "test"
+    st.session_state["cm_split"] = split
+    if "true" in link or "pred" in link:
+        classes = list(run.classes)
+        cell = (link.get("true"), link.get("pred"))
+        if all(g in classes for g in cell):
+            st.session_state[CELL] = (ctx.run_id, split, *cell)
+        else:
+            notify(links.notice("the cell", " → ".join(g or "?" for g in cell), "the matrix with no cell chosen"))
+            st.session_state.pop(CELL, None)
+
+
+if link := take("confusion"):
+    linked_cell(link)
 split, normalise = confusion_controls()
 cells = cached(q.confusion)(ctx.db, ctx.run_id, split)
 if cells.empty or cells.n.sum() == 0:
@@ -31,6 +53,7 @@ st.caption(f"Run **{md(run.model)}** ({run.representation or 'own input'}) on **
            f"{int(cells.n.sum())} {split} tracks · {ctx.run_id}")
 
 selected, right = clickable_matrix(ctx, cells, normalise, CELL, split, "confusion")
+keep({"split": split, "true": selected and selected[0], "pred": selected and selected[1]}, defaults={"split": "test"})
 
 
 def cell_tracks() -> None:

@@ -3,13 +3,14 @@
 import pandas as pd
 import streamlit as st
 
-from genre_core.app import state
+from genre_core.app import links, state
 from genre_core.app import charts, media, reviews
 from genre_core.app import queries as q
 from genre_core.faults.kinds import artist_rule
 from genre_core.untrusted import markdown as md
 from genre_core.untrusted import plain
 from page_frame import figure, open_page
+from page_links import keep, notify, take
 
 EVIDENCE_WORDS = {"offset_s": "offset (s)", "matched_s": "matched (s)", "gain_db": "gain (dB)",
                   "similarity": "similarity", "partner": "copy of", "matched_by": "matched by",
@@ -234,7 +235,29 @@ def fair_view() -> None:
 
 VIEWS = {"Duplicates": duplicates_view, "Label issues": label_view, "Distortion & silence": damage_view,
          "Artist repetition": artist_view, "Known vs detected": known_view, "Fairer evaluation": fair_view}
+
+
+def linked_view(link: dict) -> None:
+    """A link's view and duplicate group become the page's, or a notice says what is not here."""
+    view = links.from_slug(link.get("view", "duplicates"), VIEWS)
+    if view is None:
+        notify(links.notice("the view", link["view"], "the duplicates"))
+    st.session_state["faults_view"] = view or "Duplicates"
+    if "group" in link:
+        groups = set(cached(q.duplicate_groups)(ctx.db, dataset_id).group_id)
+        group, message = links.choose(link["group"], groups, "the duplicate group", "the first group")
+        if message:
+            notify(message)
+        if group:
+            st.session_state.update({"faults_view": "Duplicates", "dup_group": group})
+
+
+if link := take("faults"):
+    linked_view(link)
 # One view at a time: st.tabs ran (and sent) all six on every rerun, 3-7 s at 100,000 tracks.
-view = st.segmented_control("View", list(VIEWS), default="Duplicates", key="faults_view",
-                            label_visibility="collapsed")
-VIEWS[view or "Duplicates"]()
+st.session_state.setdefault("faults_view", "Duplicates")  # not default=: a link may set the view
+view = st.segmented_control("View", list(VIEWS), key="faults_view",
+                            label_visibility="collapsed") or "Duplicates"
+VIEWS[view]()
+keep({"view": links.slug(view), "group": st.session_state.get("dup_group") if view == "Duplicates" else None},
+     defaults={"view": "duplicates"})

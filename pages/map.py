@@ -2,11 +2,12 @@
 
 import streamlit as st
 
-from genre_core.app import state
+from genre_core.app import links, state
 from genre_core.app import charts
 from genre_core.app import queries as q
 from genre_core.untrusted import markdown as md
 from page_frame import open_page
+from page_links import keep, notify, take
 
 COLOUR_BY = {"true genre": "label", "predicted genre": "predicted", "correct / wrong": "outcome",
              "fault kind": "fault"}
@@ -55,6 +56,36 @@ def map_figure(db, run_id: str, method: str, colour_by: str, presentation: bool,
     return charts.ready(charts.embedding_map(drawn, colour_by, classes, presentation=presentation, highlight=highlight)), len(drawn)
 
 
+
+
+def linked_view(link: dict) -> None:
+    """A link's projection, colouring and selection become the page's; a notice for each part
+    that is not here (the page's default stands in for it)."""
+    if "proj" in link:
+        if link["proj"] in methods:
+            st.session_state["map_method"] = link["proj"]
+        else:
+            notify(links.notice("the projection", link["proj"], methods[0]))
+    if "colour" in link:
+        colour = links.from_slug(link["colour"], COLOUR_BY)
+        if colour:
+            st.session_state["map_colour"] = colour
+        else:
+            notify(links.notice("the colouring", link["colour"], "the true genres"))
+    if "sel" in link:
+        asked = links.split_ids(link["sel"])
+        method = st.session_state.get("map_method", methods[0])
+        here = set(shared(q.projection)(ctx.db, ctx.run_id, method).track_id)
+        found = tuple(t for t in asked if t in here)
+        if len(found) < len(asked) or not found:
+            missing = next((t for t in asked if t not in here), link["sel"])
+            notify(links.notice("the selected track", missing, "the others" if found else "no selection"))
+        st.session_state[state.SELECTION] = state.Selection(f"Map: {len(found)} tracks selected", found,
+                                                            int(run.dataset_id))
+
+
+if link := take("map"):
+    linked_view(link)
 method, colour_by, search, max_points = map_controls()
 points = shared(q.projection)(ctx.db, ctx.run_id, method)
 if points.empty:
@@ -84,8 +115,12 @@ if state.is_single_click(event):
 if len(ids) > 1:
     st.session_state[state.SELECTION] = state.Selection(f"Map: {len(ids)} tracks selected", tuple(ids), dataset_id)
 
-chosen = ctx.selection if len(ids) < 2 else st.session_state[state.SELECTION]
-if not chosen.source.startswith("Map") or len(chosen.track_ids) < 2:
+chosen = state.context(st.session_state).selection if len(ids) < 2 else st.session_state[state.SELECTION]
+on_map = chosen.source.startswith("Map") and len(chosen.track_ids) >= 2
+keep({"proj": method, "colour": links.slug(next(k for k, v in COLOUR_BY.items() if v == colour_by)),
+      "sel": links.join_ids(chosen.track_ids) if on_map else None},
+     defaults={"proj": methods[0], "colour": links.slug(next(iter(COLOUR_BY)))})
+if not on_map:
     sampled = "" if n_drawn == len(points) else (
         f" ({n_drawn:,} drawn: a share of every genre, plus all misclassified, searched and selected tracks; "
         "draw more under “Points drawn”)")
@@ -96,7 +131,9 @@ rows = state.filter_tracks(points, chosen.track_ids)
 st.subheader(f"{len(rows)} selected tracks")
 counts = rows.label.value_counts()
 st.caption("True genres: " + ", ".join(f"{md(g)} {n}" for g, n in counts.items())
-           + f" · {int((rows.outcome == 'wrong').sum())} misclassified")
+           + f" · {int((rows.outcome == 'wrong').sum())} misclassified"
+           + ("" if len(rows) <= links.MAX_SELECTION else
+              f" · a link keeps selections of up to {links.MAX_SELECTION} tracks, not this one"))
 if st.button(f"Walk through them in the Track view, from {md(rows.track_id.iloc[0])}", icon=":material/play_arrow:",
              key="map_open"):
     state.open_track(st.session_state, dataset_id, rows.track_id.iloc[0], chosen)

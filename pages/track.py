@@ -5,13 +5,14 @@ import time
 import pandas as pd
 import streamlit as st
 
-from genre_core.app import state
+from genre_core.app import links, state
 from genre_core.app import charts, evidence, hearing, media, player
 from genre_core.app import multilabel as ml_view
 from genre_core.app import queries as q
 from genre_core.analysis import why
 from genre_core.untrusted import markdown as md
 from page_frame import NO_RUN, figure, open_page
+from page_links import keep, notify, take
 
 ctx, cached = open_page("pages/track.py", None, needs_run=False, cache_entries=256)
 SEARCH_LIMIT = 50  # tracks the picker lists; the search itself covers the whole dataset
@@ -28,10 +29,34 @@ if first.empty:
     st.title("Track")
     st.info(f"Dataset {md(run.dataset)} has no tracks.")
     st.stop()
+
+
+def linked_track(link: dict) -> None:
+    """A link's track (and time in it) becomes the page's, or a notice says it is not here."""
+    if "track" not in link:
+        return
+    if cached(q.track)(ctx.db, dataset_id, link["track"]) is None:
+        notify(links.notice("the track", link["track"], "the first test track"))
+        state.open_track(st.session_state, dataset_id, first.track_id.iloc[0])
+        return
+    state.open_track(st.session_state, dataset_id, link["track"])
+    start = links.seconds(link.get("t"))
+    duration = float(cached(q.track)(ctx.db, dataset_id, link["track"]).duration_s or 0)
+    if "t" in link and (start is None or (duration and start >= duration)):
+        notify(links.notice("the time", link["t"], "the track from its start"))
+        start = None
+    st.session_state[state.START] = (link["track"], start) if start else None
+
+
+linked_track(take("track"))
+ctx = state.context(st.session_state)
 if not ctx.track or ctx.track[0] != dataset_id or cached(q.track)(ctx.db, dataset_id, ctx.track[1]) is None:
     state.open_track(st.session_state, dataset_id, first.track_id.iloc[0])
     ctx = state.context(st.session_state)
 track_id = ctx.track[1]
+start = st.session_state.get(state.START)
+start_s = start[1] if start and start[0] == track_id else 0.0  # where the player starts: a link's t=
+keep({"track": track_id, "t": links.format_seconds(start_s) if start_s else None})
 
 
 def _go(track: str) -> None:
@@ -154,7 +179,8 @@ def player_section() -> None:
         if windowed else [],
         loops=player.key_windows(segments, window_s, true=row.label, predicted=predicted, duration_s=clip.duration_s)
         if windowed else [],
-        overlays=overlays, presentation=ctx.presentation, autoplay_token=token if token_track == track_id else None)
+        overlays=overlays, presentation=ctx.presentation, autoplay_token=token if token_track == track_id else None,
+        start_s=start_s)
     st.iframe(html, height="content", alt="Player: the track's audio over its spectrogram, waveform and windows")
     st.caption("Click the spectrogram, the waveform or the windows to jump there. The window buttons loop "
                f"{window_s:g} s of the track: where the model was surest of its answer, and where it heard the "

@@ -292,7 +292,7 @@ def _buttons_html(loops: Sequence[Loop]) -> str:
 
 def player_html(media: PlayerMedia, *, cells: Sequence[dict] = (), loops: Sequence[Loop] = (),
                 overlays: Sequence[Overlay] = (), opacity: float = 0.6, presentation: bool = False,
-                autoplay_token: str | None = None) -> str:
+                autoplay_token: str | None = None, start_s: float = 0.0) -> str:
     """The player as one HTML document (for `st.iframe(..., height="content")`).
 
     Lanes, top to bottom, on one time axis: spectrogram (with the `overlays`, one shown at a
@@ -300,7 +300,9 @@ def player_html(media: PlayerMedia, *, cells: Sequence[dict] = (), loops: Sequen
     `timeline_cells`). One playhead crosses all three; a click anywhere on them seeks there;
     each of `loops` gets a button that loops its window (a seek outside it stops the loop).
     `autoplay_token`: play once on load, unless a player with the same token already did in
-    this browser tab (a rerun must not restart the music).
+    this browser tab (a rerun must not restart the music). `start_s`: where the playhead
+    starts (a link's `t=`); as it plays, pauses and seeks, the player writes its time back into
+    the page's address as `t=` (genre_core.app.links), for the address bar and "Copy link".
     """
     d = media.duration_s
     images, radios = _overlay_html(overlays, opacity)
@@ -308,7 +310,8 @@ def player_html(media: PlayerMedia, *, cells: Sequence[dict] = (), loops: Sequen
     ticks = "".join(f'<span class="tick" style="left:{_percent(t, d)};transform:translateX({-100 * min(t / d, 1) if d else 0:.0f}%)">'
                     f'{t:g} s</span>' for t in _ticks(d))  # shifted left by their share: none sticks out
     script_data = json.dumps({"duration": d, "loops": [[lp.start_s, lp.end_s, lp.note] for lp in loops],
-                              "token": autoplay_token, "freqs": [round(f) for f in media.freqs_hz]})
+                              "token": autoplay_token,
+                              "start": max(0.0, min(float(start_s), d)), "freqs": [round(f) for f in media.freqs_hz]})
     scale = 1.35 if presentation else 1.0
     return PAGE.format(
         font=round(14 * scale), spec_h=round(200 * scale), wave_h=round(56 * scale), time_h=round(30 * scale),

@@ -132,6 +132,21 @@ audio {{ width: 100%; height: 40px; display: block; }}
   audio.addEventListener("timeupdate", check);
   audio.addEventListener("seeked", draw);
   audio.addEventListener("loadedmetadata", draw);
+  if (D.start > 0) {{  // a link's t=: start there (before the metadata, currentTime is not kept)
+    const seek = () => {{ audio.currentTime = D.start; draw(); }};
+    if (audio.readyState >= 1) seek(); else audio.addEventListener("loadedmetadata", seek, {{once: true}});
+  }}
+  function linkTime() {{  // the address of a track's page follows the playhead: t= (links.SOFT)
+    try {{
+      const url = new URL(window.parent.location.href);
+      if (!url.searchParams.has("track")) return;
+      const t = Math.round(10 * (audio.currentTime || 0)) / 10;
+      if (t > 0) url.searchParams.set("t", String(t)); else url.searchParams.delete("t");
+      if (url.href !== window.parent.location.href) window.parent.history.replaceState(window.parent.history.state, "", url.href);
+    }} catch (e) {{}}
+  }}
+  audio.addEventListener("pause", linkTime);
+  audio.addEventListener("seeked", linkTime);
   setInterval(() => {{ if (!audio.paused) check(); }}, 25);  // loops end within ~25 ms of their end
   (function frame() {{ if (!audio.paused) draw(); requestAnimationFrame(frame); }})();
   if (D.token) {{

@@ -24,6 +24,10 @@ TRACK = "genrelens.track"  # (dataset_id, track_id) shown on the Track page
 SELECTION = "genrelens.selection"  # Selection: the tracks prev/next walks through
 AUTOPLAY = "genrelens.autoplay"  # bool: start the Track page's player (set by a map click)
 RETURN_TO = "genrelens.return_to"  # page a deep link asked for before app.py had run
+LINK = "genrelens.link"  # dict: the parameters of a link opened in this run (genre_core.app.links), else absent
+LINK_WRITTEN = "genrelens.link_written"  # dict: the parameters this session last put in the URL
+LINK_DB = "genrelens.link_db"  # label of the database for links; None when only one is offered
+START = "genrelens.start"  # (track_id, seconds): where a link asked the Track page's player to start
 
 DECISIONS = ("confirmed", "dismissed")
 
