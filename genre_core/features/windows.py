@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 
 from dataclasses import dataclass
-from typing import Iterator, NamedTuple, Sequence
+from typing import Iterator, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -152,27 +152,51 @@ def handcrafted_windows(windows: WindowSet, shas: Sequence[str], cache: ShardCac
     missing tables are computed in its worker processes (CPU, one torch thread each), which
     write them to the shared cache; the driver then only reads.
     """
-    keys, pending = [], []
-    for pos, sha1 in enumerate(shas):
-        starts = windows.index[windows.rows_of(pos), 1]
-        key = f"{kind}-v{HANDCRAFTED_VERSION}-{sha1}-{windows.sr}-{windows.window_len}-" + "-".join(
-            map(str, (starts[0], starts[-1], len(starts))))
-        keys.append((key, sha1))
-        if not cache.has_table(key):
-            pending.append(TableJob(key, sha1, windows.locations[pos], starts))
-    spread = sized(engine, len(pending)) if engine is not None and pending else None
+    return handcrafted_sides({"": windows}, {"": shas}, cache, progress=progress, device=device, kind=kind,
+                             engine=engine)[""]
+
+
+def handcrafted_sides(windows: Mapping[str, WindowSet], shas: Mapping[str, Sequence[str]], cache: ShardCache,
+                      *, progress: bool = True, device: str | torch.device | None = None,
+                      kind: str = "handcrafted", engine: EngineOptions | None = None) -> dict[str, np.ndarray]:
+    """`handcrafted_windows` of several window sets (a run's train/val/test sides, same rate
+    and window length) at once: their missing tables are computed together, so one worker
+    pool serves every side (per side, the small val and test sets would each be computed in
+    this process after the pool had finished the training set)."""
+    keys = {side: [] for side in windows}
+    pending: list[TableJob] = []
+    for side, window_set in windows.items():
+        for pos, sha1 in enumerate(shas[side]):
+            starts = window_set.index[window_set.rows_of(pos), 1]
+            key = f"{kind}-v{HANDCRAFTED_VERSION}-{sha1}-{window_set.sr}-{window_set.window_len}-" + "-".join(
+                map(str, (starts[0], starts[-1], len(starts))))
+            keys[side].append((key, sha1))
+            if not cache.has_table(key):
+                pending.append(TableJob(key, sha1, window_set.locations[pos], starts))
+    pending = list({job.key: job for job in pending}.values())  # a track on two sides: computed once
+    if pending:
+        first = next(iter(windows.values()))
+        _compute_tables(pending, cache, first.sr, first.window_len, kind=kind, device=device, engine=engine,
+                        progress=progress)
+    width = len(COLUMNS[kind])
+    return {side: (np.concatenate([cache.table(key, _missing, sha1=sha1) for key, sha1 in side_keys])
+                   if side_keys else np.zeros((0, width)))
+            for side, side_keys in keys.items()}
+
+
+def _compute_tables(pending: list["TableJob"], cache: ShardCache, sr: int, window_len: int, *, kind: str,
+                    device: str | torch.device | None, engine: EngineOptions | None, progress: bool) -> None:
+    spread = sized(engine, len(pending)) if engine is not None else None
     with tqdm(total=len(pending), desc="handcrafted features", unit="track", disable=not progress) as bar:
         if spread is not None and (spread.engine == "ray" or spread.workers > 1):
-            args = (str(cache.root), windows.sr, windows.window_len, kind)
+            args = (str(cache.root), sr, window_len, kind)
             for _, done in map_chunks(cache_table_chunk, chunked(pending, TABLE_JOBS_PER_TASK), args=args, options=spread):
                 bar.update(len(done))
         else:
             for group in _batches(pending):
-                tables = _handcrafted_tables(group, windows.sr, windows.window_len, torch.device(device or "cpu"), kind)
+                tables = _handcrafted_tables(group, sr, window_len, torch.device(device or "cpu"), kind)
                 _store_tables(cache, group, tables)
                 bar.update(len(group))
-    tables = [cache.table(key, _missing, sha1=sha1) for key, sha1 in keys]
-    return np.concatenate(tables) if tables else np.zeros((0, len(COLUMNS[kind])))
 
 
 class TableJob(NamedTuple):

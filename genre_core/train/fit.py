@@ -36,7 +36,7 @@ from genre_core.train.inference import file_sha256
 from genre_core.train.lifecycle import Heartbeat
 from genre_core.train.loop import Interrupted, LoopSettings, NonFiniteLoss, Trainer, resolve_device, save_file
 from genre_core.features.cache import ShardCache
-from genre_core.features.windows import WindowSet, build_windows, handcrafted_windows, servable_tracks
+from genre_core.features.windows import WindowSet, build_windows, handcrafted_sides, servable_tracks
 
 log = logging.getLogger("genrelens")  # the CLI shows INFO on stderr (--quiet / --verbose)
 
@@ -231,11 +231,10 @@ def _fit_baseline(config: TrainConfig, data: Sides, cache, run_dir: Path, progre
     hopless = dataclasses.replace(config, hop_s=config.window_s, eval_hop_s=config.window_s)
     windows = _windows(data, cache, config.features.sr, hopless, progress)
     kind = get_spec(config.model).input_kind  # handcrafted, or handcrafted+wavelet
-    # Missing tables are computed in worker processes when a side has enough tracks to pay
+    # Missing tables are computed in worker processes when the sides together have enough tracks to pay
     # for their start (engine.auto_workers); small sets stay in this process.
-    tables = {side: handcrafted_windows(w, list(data.tracks[side].sha1), cache, progress=progress, kind=kind,
-                                        engine=EngineOptions())
-              for side, w in windows.items()}
+    tables = handcrafted_sides(windows, {side: list(data.tracks[side].sha1) for side in windows}, cache,
+                               progress=progress, kind=kind, engine=EngineOptions())
     labels = {side: w.labels[w.index[:, 0]] for side, w in windows.items()}
     estimator = build_model(config.model, len(data.classes), tables["train"].shape[1], seed=config.seed)
     estimator.fit(tables["train"], labels["train"])

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from genre_core import paths
 from genre_core.features.augment import AugmentConfig, augment_waveform, mixup, spec_augment
 from genre_core.features.windows import WindowSet
+from genre_core.models.base import fold_batch_norms
 from genre_core.train import distributed
 from genre_core.train.distributed import Ranks
 
@@ -287,13 +288,14 @@ class Trainer:
     def predict(self, windows: WindowSet, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Every window -> ((W, C) log-probabilities, (W, D) embeddings), in index order."""
         self.model.eval()
+        model = fold_batch_norms(copy.deepcopy(self.model))  # as load_run serves it, ~20% faster
         out_lp, out_emb = [], []
         bs = self.settings.batch_size * 2  # no gradients: twice the batch fits
         loader = window_loader(windows, np.arange(len(windows)), bs, device=self.device)
         for audio, _, _ in tqdm(loader, desc="predict", unit="batch", disable=not progress, leave=False):
             x = self._features(audio, train=False)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-                out = self.model(x)
+                out = model(x)
             out_lp.append(self._window_scores(out.logits.float()).cpu().numpy())
             out_emb.append(out.embedding.float().cpu().numpy())
         return np.concatenate(out_lp), np.concatenate(out_emb)
