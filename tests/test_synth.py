@@ -262,11 +262,26 @@ def test_classical_is_tonal_and_drumless_next_to_metal(corpus):
 
 @pytest.mark.parametrize("kwargs", [
     {"per_genre": 3}, {"per_genre": 2.5}, {"per_genre": True}, {"seconds": 1.0}, {"seconds": float("nan")},
-    {"seconds": "15"}, {"sr": 100}, {"seed": -1},
+    {"seconds": "15"}, {"sr": 100}, {"seed": -1}, {"guests": [("blues.00099", "jazz")]},
+    {"guests": [("polka.00001", "jazz")]}, {"guests": [("blues.00001", "polka")]},
 ])
 def test_bad_config_is_a_value_error(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         SynthConfig(**kwargs)
+
+
+def test_guests_play_clean_clips_only_and_change_no_other_clip():
+    """The planted-failure option (test_slices_planted renders it): a guest of another genre on
+    the listed clips, every other slot planned as without it; a faulty clip is refused."""
+    plain = {s.track_id: s for s in _plan(CONFIG)}
+    clean = [t for t, s in plain.items() if t.startswith("blues.") and not s.kind and not s.also][:2]
+    guest = {s.track_id: s for s in _plan(SynthConfig(**{**vars(CONFIG), "guests": [(t, "metal") for t in clean]}))}
+    assert {guest[t].true_genre for t in clean} == {"metal"} and guest[clean[0]].artist is guest[clean[1]].artist
+    assert guest[clean[0]].artist.name not in {s.artist.name for s in plain.values()}
+    assert all(vars(guest[t]) == vars(plain[t]) for t in plain if t not in clean)
+    faulty = next(t for t, s in plain.items() if s.kind)
+    with pytest.raises(ValueError, match="carries a planted fault"):
+        _plan(SynthConfig(**{**vars(CONFIG), "guests": ((faulty, "jazz"),)}))
 
 
 def test_refuses_a_folder_that_is_not_a_synth_corpus(tmp_path):

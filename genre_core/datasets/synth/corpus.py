@@ -15,6 +15,10 @@ About a tenth of the clean clips are crossovers: they mix their folder genre wit
 neighbouring one, and metadata.csv's `also` names the other genre(s), `;`-separated (empty for
 single-label clips); the folder stays the primary label.
 
+A systematic failure can be planted on request (SynthConfig.guests, none by default): chosen
+clips keep their files and labels but are played by a guest artist of another genre, the way
+the demo's disco songs by an artist no model heard are called pop; failure-slice tests find it.
+
 Same config, same bytes, however many worker processes render it: every random draw comes
 from a Generator seeded by (seed, genre, clip), never from global state, and the SoundFont
 renderer has no clock. The music itself lives in music.py (one clip, its mix and master),
@@ -50,7 +54,7 @@ _RECORDING = (("pop", "shift"), ("hiphop", "regain"), ("disco", "resample"), ("r
 _MISLABEL = (("metal", "rock"), ("blues", "jazz"), ("pop", "disco"), ("rock", "country"))  # (filed as, is)
 _CLIPPED, _DROPOUT, _SILENT, _UNREADABLE = ("pop", "metal"), ("classical", "jazz"), "reggae", "jazz"
 _DEFAULT_PER_GENRE = 24  # the fault counts above are for this size and scale with per_genre
-_PLAN, _ARTIST, _CLIP, _CROSS = 1, 2, 3, 4  # seed streams: adding draws to one leaves the others alone
+_PLAN, _ARTIST, _CLIP, _CROSS, _GUEST = 1, 2, 3, 4, 5  # seed streams: adding draws to one leaves the others alone
 CROSSOVER_SHARE = 0.1  # of the clean clips, rendered from two genres and labelled with both
 _CHUNK = 4  # clips per task handed to a worker process
 
@@ -61,6 +65,12 @@ class SynthConfig:
     seconds: float = 15.0  # clip length (GTZAN: 30 s); 15 s keeps the demo quick
     sr: int = 22050        # GTZAN's rate
     seed: int = 0
+    # (track_id, genre) pairs, none by default: each listed clip keeps its file, label and
+    # title but is played by the guest artist of `genre` (one made-up artist per genre named
+    # here, absent from the rest of the corpus) with `genre`'s recipe, and metadata.csv's
+    # true_genre says so. Every other clip stays the same, byte for byte. A clip must be clean
+    # (generate_corpus refuses one that carries a planted fault).
+    guests: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self):
         if not _is_int(self.per_genre) or not 4 <= self.per_genre <= 99999:
@@ -72,6 +82,14 @@ class SynthConfig:
             raise ValueError(f"sr must be an integer sample rate from 8000 to 96000 Hz, got {self.sr!r}")
         if not _is_int(self.seed) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        object.__setattr__(self, "guests", tuple(tuple(g) for g in self.guests))  # hashable, however given
+        for track_id, genre in self.guests:
+            filed, _, index = str(track_id).partition(".")
+            if filed not in GENRES or not index.isdigit() or len(index) != 5 or int(index) >= self.per_genre:
+                raise ValueError(f"guests: {track_id!r} is not a clip of this corpus (like 'blues.00003', "
+                                 f"numbered below per_genre={self.per_genre})")
+            if genre not in GENRES:
+                raise ValueError(f"guests: {genre!r} is not a genre of the corpus ({', '.join(GENRES)})")
 
     @classmethod
     def tiny(cls, seed: int = 0) -> SynthConfig:
@@ -194,7 +212,23 @@ def _plan(config: SynthConfig) -> list[_Slot]:
                 slots[genre, i] = _Slot(genre, i, genre, artists[genre][a], title(genre, rng))
     _plant(slots, artists, config, rng)
     _cross(list(slots.values()), config)
+    _invite(slots, config, names)
     return list(slots.values())
+
+
+def _invite(slots: dict, config: SynthConfig, names: set[str]) -> None:
+    """Give each of `config.guests`' clips to its genre's guest artist (their names and palettes
+    drawn from their own seed stream, so that no other clip changes)."""
+    guests: dict[str, Artist] = {}
+    for track_id, genre in config.guests:
+        filed, index = track_id.split(".")
+        slot = slots[filed, int(index)]
+        if slot.kind:
+            raise ValueError(f"guests: {track_id} carries a planted fault ({slot.kind}); choose a clean clip")
+        if genre not in guests:
+            rng = np.random.default_rng([config.seed, _GUEST, GENRES.index(genre)])
+            guests[genre] = make_artist(artist_name(genre, rng, names), genre, rng)
+        slot.true_genre, slot.artist, slot.also = genre, guests[genre], ""  # played as `genre` alone
 
 
 def _cross(slots: list[_Slot], config: SynthConfig) -> None:
