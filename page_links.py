@@ -19,14 +19,14 @@ from genre_core.untrusted import markdown as md
 # around it (same origin), player time included. Where the clipboard is refused (a browser
 # setting, an insecure origin) it shows the address selected, to copy by hand.
 COPY_LINK = """<!doctype html><html><head><style>
-body { margin: 0; font: 14px "Source Sans Pro", Helvetica, Arial, sans-serif; color: #31333F; }
+body { margin: 0; font: 14px "Source Sans Pro", "Source Sans 3", Helvetica, Arial, sans-serif; color: #31333F; }
 button { font: inherit; padding: 4px 12px; border: 1px solid rgba(49, 51, 63, .25); border-radius: 8px;
   background: #fff; cursor: pointer; }
 button:hover { border-color: #FF4B4B; color: #FF4B4B; }
 #said { margin-left: 8px; color: #555; }
 input { display: none; width: 100%; box-sizing: border-box; margin-top: 6px; font: inherit; }
 </style></head><body>
-<button id="copy" type="button" title="Copy the address of this view">🔗 Copy link</button><span id="said"></span>
+<button id="copy" type="button" title="Copy the address of this view">Copy link</button><span id="said"></span>
 <input id="url" readonly aria-label="Link to this view">
 <script>
 (function () {

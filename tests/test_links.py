@@ -53,8 +53,8 @@ def test_whole_slug_and_choose():
     assert links.choose(None, ["a"], "the run", "x") == (None, None)
 
 
-def test_selections_round_trip_with_commas_and_percent_signs():
-    ids = ["blues.00001", "a,b", "50%,off", "x%2Cy"]
+def test_selections_round_trip_with_separators_and_percent_signs_inside_ids():
+    ids = ["blues.00001", "a~b", "50%~off", "x%7Ey", "c,d"]
     assert links.split_ids(links.join_ids(ids)) == tuple(ids)
     assert links.join_ids([str(i) for i in range(links.MAX_SELECTION + 1)]) is None
     assert links.split_ids(None) == ()
@@ -87,6 +87,15 @@ def test_worst_cell_pattern_and_duplicates():
     groups = pd.DataFrame({"group_id": ["g1", "g1", "g2", "g2"], "kind": ["recording_duplicate"] * 2
                            + ["exact_duplicate"] * 2, "track_id": list("abcd")})
     assert list(story.duplicate_pair(groups).track_id) == ["c", "d"]
+
+
+def test_the_story_can_leave_out_every_flagged_test_track(app_db):
+    run = app_db["ten_runs"][0]
+    flagged = q.predictions(app_db["db"], run, "test").faults != ""
+    clean = q.clean_evaluation(app_db["db"], run, n_boot=50, leave_out="flagged")
+    assert list(clean.subset) == ["all test tracks", "without flagged tracks"]
+    assert int(clean.excluded.iloc[1]) == int(flagged.sum()) > 0
+    assert int(clean.n.iloc[1]) == int((~flagged).sum())
 
 
 # -- links opened in the app --------------------------------------------------------------------

@@ -5,7 +5,7 @@ A view is the page (Streamlit's URL path, `/track`) plus a few parameters:
     ?run=RUN                          every page: the run shown (db=LABEL when several databases)
     /confusion?true=blues&pred=rock   the clicked cell (split=val when not the test tracks)
     /track?track=blues.00012&t=42     the track, and where its player starts (s, or m:ss)
-    /map?proj=umap&colour=correct-wrong&sel=ID,ID   projection, colouring, the selected tracks
+    /map?proj=umap&colour=correct-wrong&sel=ID~ID   projection, colouring, the selected tracks
     /faults?view=duplicates&group=G7  the view and the duplicate group
     /story?step=3                     the story's step
 
@@ -153,19 +153,22 @@ def from_slug(value: str | None, names: Iterable[str]) -> str | None:
     return next((n for n in names if value is not None and slug(n) == value), None)
 
 
+SEP = "~"  # between the ids of a selection: a URL carries it as it is (a comma becomes %2C)
+
+
 def join_ids(track_ids: Iterable[str]) -> str | None:
-    """Track ids as one parameter value ("," between them; "%" and "," inside an id escaped),
+    """Track ids as one parameter value (SEP between them; "%" and SEP inside an id escaped),
     or None for more than MAX_SELECTION ids, which a link does not carry."""
     ids = list(track_ids)
     if not ids or len(ids) > MAX_SELECTION:
         return None
-    return ",".join(str(t).replace("%", "%25").replace(",", "%2C") for t in ids)
+    return SEP.join(str(t).replace("%", "%25").replace(SEP, "%7E") for t in ids)
 
 
 def split_ids(value: str | None) -> tuple[str, ...]:
     """The track ids of `join_ids`, without repeats; () for none or more than MAX_SELECTION."""
     if value is None:
         return ()
-    ids = [p.replace("%2C", ",").replace("%25", "%") for p in value.split(",") if p]
+    ids = [p.replace("%7E", SEP).replace("%25", "%") for p in value.split(SEP) if p]
     ids = list(dict.fromkeys(ids))
     return tuple(ids) if len(ids) <= MAX_SELECTION else ()

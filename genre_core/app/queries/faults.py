@@ -114,18 +114,24 @@ def confirmed_faulty(db, dataset_id: int) -> set[str]:
     return set(frame.track_id)
 
 
-def clean_evaluation(db, run_id: str, n_boot: int = 1000) -> pd.DataFrame:
+def clean_evaluation(db, run_id: str, n_boot: int = 1000, leave_out: str = "confirmed") -> pd.DataFrame:
     """The run's test accuracy and macro-F1 (bootstrap 95% CI) on all test tracks and on the
-    test tracks minus those confirmed faulty: subset, n, accuracy, ci_low, ci_high, macro_f1."""
+    test tracks minus those confirmed faulty (`leave_out` "confirmed") or minus every track
+    with an open fault flag, detected or known and not dismissed ("flagged"): subset, n,
+    excluded, accuracy, ci_low, ci_high, macro_f1."""
     row = run_row(db, run_id)
     if row is None:
         return pd.DataFrame(columns=["subset", "n", "excluded", "accuracy", "ci_low", "ci_high", "macro_f1"])
     classes = list(row.classes)
     probs = _df(db, "SELECT track_id, label, probs FROM predictions WHERE run_id = ? AND split = 'test'", [run_id])
-    bad = confirmed_faulty(db, int(row.dataset_id))
+    if leave_out == "flagged":
+        flags = predictions(db, run_id, "test")
+        bad, without = set(flags.track_id[flags.faults != ""]), "without flagged tracks"
+    else:
+        bad, without = confirmed_faulty(db, int(row.dataset_id)), "without confirmed faulty tracks"
     out = []
     for subset, keep in (("all test tracks", np.ones(len(probs), bool)),
-                         ("without confirmed faulty tracks", ~probs.track_id.isin(bad).to_numpy())):
+                         (without, ~probs.track_id.isin(bad).to_numpy())):
         part = probs[keep]
         stats = dict(subset=subset, n=len(part), excluded=int((~keep).sum()), accuracy=np.nan,
                      ci_low=np.nan, ci_high=np.nan, macro_f1=np.nan)
