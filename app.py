@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import streamlit as st
 
-from genre_core.app import access, links, state
+from genre_core.app import access, links, presentation, state
 from genre_core.app import queries as q
 from genre_core.store import Store, StoreBusy, StoreError
 from genre_core.workers import bound_heap_growth
@@ -38,14 +38,6 @@ PAGES = [
     st.Page("pages/story.py", title="Story", icon=":material/slideshow:"),
 ]
 
-PRESENTATION_CSS = """<style>
-[data-testid="stMain"] p, [data-testid="stMain"] li, [data-testid="stMain"] label p,
-[data-testid="stMain"] [data-testid="stCaptionContainer"] { font-size: 1.35rem !important; }
-[data-testid="stMain"] h1 { font-size: 3.4rem !important; }
-[data-testid="stMain"] h2, [data-testid="stMain"] h3 { font-size: 2.2rem !important; }
-[data-testid="stMain"] [data-testid="stMetricValue"],
-[data-testid="stMain"] [data-testid="stMetricValue"] * { font-size: 3.4rem !important; }
-</style>"""
 
 
 def _keep(widget_key: str, key: str) -> None:
@@ -207,7 +199,7 @@ def main() -> None:
     db, db_state, message = open_database(database_picker())
     display_options()
     if st.session_state.get(state.PRESENTATION):
-        st.html(PRESENTATION_CSS)
+        st.html(presentation.CSS)
     if db is None:
         st.session_state.pop(state.DB, None)
         st.title("GenreLens")

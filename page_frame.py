@@ -3,7 +3,7 @@ genre_core stays free of streamlit)."""
 
 import streamlit as st
 
-from genre_core.app import charts, state
+from genre_core.app import charts, presentation, state
 
 NO_RUN = "No complete run yet: train one (`python -m training train ...`) or run `make demo`."
 
@@ -53,7 +53,9 @@ def clickable_matrix(ctx: state.Context, cells, normalise: bool, cell_key: str, 
     ((row genre, column genre) or None, the right column)."""
     stored = st.session_state.get(cell_key)
     selected = stored[2:] if stored and stored[:2] == (ctx.run_id, split) else None
-    left, right = st.columns([2, 1], gap="medium")
+    # Projected, the matrix takes the page's width (its cells and labels need the room) and
+    # the cell's tracks follow below it.
+    left, right = (st.container(), st.container()) if ctx.presentation else st.columns([2, 1], gap="medium")
     with left:
         event = st.plotly_chart(figure("confusion_matrix", cells, normalise=normalise, presentation=ctx.presentation, selected=selected),
                                 on_select="rerun", selection_mode="points", key=f"{name}_chart",
@@ -89,3 +91,15 @@ def cell_rows(selected: tuple[str, str] | None, rows_of, heading):
         st.info("No track in this cell.")
         return None
     return rows
+
+
+def table(ctx: state.Context, frame, *, lay_columns: dict[str, str] | None = None, **dataframe_kwargs):
+    """st.dataframe(frame, **dataframe_kwargs), and its return value; in presentation mode
+    the lay table instead (presentation.lay_table: `lay_columns` under plain names, empty
+    columns dropped) as an HTML table in the hall's type size, nothing to select (None)."""
+    if ctx.presentation:
+        raw = frame.data if hasattr(frame, "data") else frame  # a Styler: its data
+        headings = presentation.headings(raw.columns, dataframe_kwargs.get("column_config"))
+        st.table(presentation.lay_table(raw, lay_columns or headings).style.hide(axis="index"))
+        return None
+    return st.dataframe(frame, **dataframe_kwargs)

@@ -7,7 +7,7 @@ from genre_core.app import charts
 from genre_core.app import multilabel as ml_view
 from genre_core.app import queries as q
 from genre_core.untrusted import markdown as md
-from page_frame import figure, open_page
+from page_frame import figure, open_page, table
 
 
 ctx, cached = open_page("pages/compare.py", "Compare runs",
@@ -44,7 +44,7 @@ st.plotly_chart(figure("accuracy_ci", chosen[charts.CI_COLUMNS], highlight=ctx.r
 multi = cached(q.multilabel_runs)(ctx.db, shown)
 if multi:  # no accuracy: their own headline metrics (test tracks, 95% CIs)
     st.subheader("Multi-label runs")
-    st.dataframe(ml_view.metrics_table(cached(q.multilabel_metrics)(ctx.db, multi), labels),
+    table(ctx, ml_view.metrics_table(cached(q.multilabel_metrics)(ctx.db, multi), labels),
                  hide_index=True, width="stretch")
     st.caption("mAP and ROC-AUC need no threshold; F1 and Hamming loss are at each run's threshold, "
                "tuned on its validation tracks. Multi-label runs have no accuracy, so the chart above omits them.")
@@ -84,16 +84,16 @@ if sweeps.empty:
     st.stop()
 sweep = st.selectbox("Sweep", list(sweeps.sweep), key="sweep",
                      format_func=lambda s: f"{s} ({int(sweeps.set_index('sweep').n_runs[s])} runs)")
-table = cached(q.ablation)(ctx.db, sweep)
-if table.empty:
+ablation = cached(q.ablation)(ctx.db, sweep)
+if ablation.empty:
     st.info("This sweep has no complete run.")
     st.stop()
-shown_table = table.assign(accuracy=[state.format_pct(a, lo, hi) for a, lo, hi in
-                                    zip(table.accuracy, table.ci_low, table.ci_high)])
-st.dataframe(shown_table.drop(columns=["ci_low", "ci_high"]),
-             hide_index=True, width="stretch",
-             column_config={"accuracy": "accuracy [95% CI]",
-                            "macro_f1": st.column_config.NumberColumn("macro-F1", format="%.3f")})
+shown_table = ablation.assign(accuracy=[state.format_pct(a, lo, hi) for a, lo, hi in
+                                       zip(ablation.accuracy, ablation.ci_low, ablation.ci_high)])
+table(ctx, shown_table.drop(columns=["ci_low", "ci_high"]),
+      hide_index=True, width="stretch",
+      column_config={"accuracy": "accuracy [95% CI]",
+                     "macro_f1": st.column_config.NumberColumn("macro-F1", format="%.3f")})
 summary = cached(q.sweep_summary)(ctx.db, sweep).iloc[0]
 if summary.kfold:
     st.markdown(f"**{int(summary.n_runs)}-fold estimate:** accuracy {summary['mean']:.1%} ± {summary.sd:.1%} "

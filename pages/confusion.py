@@ -50,7 +50,7 @@ if cells.empty or cells.n.sum() == 0:
     st.info(f"Run {ctx.run_id} has no {split} predictions.")
     st.stop()
 st.caption(f"Run **{md(run.model)}** ({run.representation or 'own input'}) on **{md(run.dataset)}**, "
-           f"{int(cells.n.sum())} {split} tracks · {ctx.run_id}")
+           f"{int(cells.n.sum())} {split} tracks" + ("" if ctx.presentation else f" · {ctx.run_id}"))
 
 selected, right = clickable_matrix(ctx, cells, normalise, CELL, split, "confusion")
 keep({"split": split, "true": selected and selected[0], "pred": selected and selected[1]}, defaults={"split": "test"})

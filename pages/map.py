@@ -6,7 +6,7 @@ from genre_core.app import links, state
 from genre_core.app import charts
 from genre_core.app import queries as q
 from genre_core.untrusted import markdown as md
-from page_frame import open_page
+from page_frame import open_page, table
 from page_links import keep, notify, take
 
 COLOUR_BY = {"true genre": "label", "predicted genre": "predicted", "correct / wrong": "outcome",
@@ -138,6 +138,6 @@ if st.button(f"Walk through them in the Track view, from {md(rows.track_id.iloc[
              key="map_open"):
     state.open_track(st.session_state, dataset_id, rows.track_id.iloc[0], chosen)
     st.switch_page("pages/track.py")
-st.dataframe(rows[["track_id", "label", "predicted", "confidence", "outcome", "fault", "split"]], hide_index=True,
+table(ctx, rows[["track_id", "label", "predicted", "confidence", "outcome", "fault", "split"]], hide_index=True,
              width="stretch", column_config={"confidence": st.column_config.ProgressColumn(
                  "confidence", format="percent", min_value=0, max_value=1)})

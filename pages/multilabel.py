@@ -7,7 +7,7 @@ from genre_core.app import state
 from genre_core.app import multilabel as ml_view
 from genre_core.app import queries as q
 from genre_core.untrusted import markdown as md
-from page_frame import cell_rows, clickable_matrix, matrix_controls, open_page
+from page_frame import cell_rows, clickable_matrix, matrix_controls, open_page, table
 
 CELL = "genrelens.cooccurrence_cell"  # (run_id, split, true, predicted): survives a trip to Track
 
@@ -17,9 +17,12 @@ ctx, cached = open_page("pages/multilabel.py", "Multi-label genres",
     "click a cell to list its tracks.", cache_entries=256)
 run = cached(q.run_row)(ctx.db, ctx.run_id)
 if not cached(q.multilabel_runs)(ctx.db, [ctx.run_id]):
-    st.info(f"Run {ctx.run_id} is single-label. Train a multi-label one with "
-            f"`python -m training train --dataset {run.dataset} --model cnn --task multilabel`, "
-            "then pick it in the sidebar.")
+    if ctx.presentation:  # a hall needs the fact, not the command
+        st.info("The chosen model names one genre per song; this page is for models that name several.")
+    else:
+        st.info(f"Run {ctx.run_id} is single-label. Train a multi-label one with "
+                f"`python -m training train --dataset {run.dataset} --model cnn --task multilabel`, "
+                "then pick it in the sidebar.")
     st.stop()
 
 
@@ -40,7 +43,7 @@ for col, (name, title) in zip(cols, [("mAP", "mAP"), ("macro_auc", "macro ROC-AU
     col.metric(title, f"{m[name]:.3f}", help=f"95% CI {m.get(name + '_low', float('nan')):.3f}–"
                                               f"{m.get(name + '_high', float('nan')):.3f} (bootstrap over tracks)")
 st.caption(f"Run **{md(run.model)}** on **{md(run.dataset)}** · threshold {m.threshold:.2f} (tuned on validation) · "
-           f"{m.cardinality:.2f} true genres per {split} track · {ctx.run_id}")
+           f"{m.cardinality:.2f} true genres per {split} track" + ("" if ctx.presentation else f" · {ctx.run_id}"))
 
 classes = list(run.classes)
 cells = cached(q.cooccurrence)(ctx.db, ctx.run_id, classes, split=split)
@@ -77,7 +80,7 @@ per_genre = cached(q.per_genre_ranking)(ctx.db, ctx.run_id, split)
 if per_genre.empty:
     st.info("No per-genre metrics stored.")
 else:
-    st.dataframe(per_genre, hide_index=True, width="stretch",
+    table(ctx, per_genre, hide_index=True, width="stretch",
                  column_config={k: st.column_config.NumberColumn(k, format="%.3f")
                                 for k in ("ap", "auc", "precision", "recall", "f1")})
 st.caption("AP: average precision (area under the precision-recall curve, threshold-free). AUC: ROC-AUC. "

@@ -7,7 +7,7 @@ import streamlit as st
 from genre_core.app import state
 from genre_core.app import charts
 from genre_core.app import queries as q
-from page_frame import figure, open_page
+from page_frame import figure, open_page, table
 
 
 ctx, cached = open_page("pages/overview.py", "GenreLens",
@@ -25,8 +25,10 @@ if len(mine) and mine.accuracy.notna().any():
     st.info(state.plain_summary(mine.iloc[0].to_dict(), len(mine)), icon=":material/campaign:")
 
 st.subheader("Datasets")
-st.dataframe(
+table(ctx,
     sets[["name", "kind", "n_tracks", "n_genres", "n_unreadable", "n_missing", "n_faults", "faults", "genres"]],
+    lay_columns={"name": "dataset", "kind": "kind", "n_tracks": "songs", "n_genres": "genres",
+                 "n_unreadable": "unreadable files", "n_faults": "faults found"},
     hide_index=True, width="stretch",
     column_config={"name": "dataset", "n_tracks": "tracks", "n_genres": "genres", "n_unreadable": "unreadable files",
                    "n_missing": "missing files", "n_faults": "faults found", "faults": "which faults",
@@ -41,7 +43,7 @@ st.caption("One entry per experiment, best first per dataset (★): a k-fold exp
            "out-of-fold predictions (every track once), with the per-fold spread beside it. Entries marked "
            "'other test set' were not tested on the ★ entry's tracks, so their accuracies are not directly "
            "comparable with it. Click a row to make it the run the other pages show.")
-table = board.assign(sweep=board.sweep.fillna(""),
+leaderboard = board.assign(sweep=board.sweep.fillna(""),
     star=board.best.map({True: "★", False: ""}),
     test_set=board.comparable.map({True: "", False: "other test set"}),
     accuracy_ci=[state.format_pct(a, lo, hi) for a, lo, hi in zip(board.accuracy, board.ci_low, board.ci_high)],
@@ -62,9 +64,13 @@ def _pick(run_ids: list) -> None:
         st.session_state[state.RUN] = run_ids[rows[0]]
 
 
-st.dataframe(
-    table[columns].style.apply(_highlight, axis=1).format({"macro_f1": "{:.3f}", "top2": "{:.3f}"}, na_rep="–"),
-    hide_index=True, width="stretch", on_select=partial(_pick, list(table.run_id)), selection_mode="single-row",
+# Projected, the board keeps what a hall reads (fold spreads, sweeps and run ids are bookkeeping).
+LAY_COLUMNS = {"star": "★", "dataset": "dataset", "model": "model", "representation": "listens to",
+               "split": "split", "accuracy_ci": "accuracy [95% CI]", "macro_f1": "macro-F1", "n_test": "test songs"}
+table(ctx,
+    leaderboard[columns].style.apply(_highlight, axis=1).format({"macro_f1": "{:.3f}", "top2": "{:.3f}"}, na_rep="–"),
+    lay_columns=LAY_COLUMNS,
+    hide_index=True, width="stretch", on_select=partial(_pick, list(leaderboard.run_id)), selection_mode="single-row",
     key="leaderboard",
     column_config={"star": st.column_config.TextColumn("", width="small"),
                    "accuracy_ci": "track accuracy [95% CI]", "fold_spread": "per fold (mean ± sd)",

@@ -10,7 +10,7 @@ from genre_core.app import state
 from genre_core.app import queries as q
 from genre_core.untrusted import markdown as md
 from genre_core.untrusted import plain
-from page_frame import open_page
+from page_frame import open_page, table
 
 CHOSEN = "genrelens.patterns_slice"  # (run_id, rank) of the slice whose tracks are listed
 
@@ -124,7 +124,7 @@ def concepts_section() -> None:
                    f"report. (Closest: {best.concept} {best.direction} {best.genre}, p = {p_text(best.p)}, "
                    f"q = {p_text(best.q)}.)"))
         return
-    st.dataframe(pd.DataFrame({"genre": passed.genre.map(plain), "concept": passed.concept.map(plain),
+    table(ctx, pd.DataFrame({"genre": passed.genre.map(plain), "concept": passed.concept.map(plain),
                                "direction": passed.direction, "TCAV score": passed.score.round(2),
                                "q": passed.q.map(p_text)}), hide_index=True, width="stretch")
 

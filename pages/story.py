@@ -101,24 +101,8 @@ def where_it_fails() -> None:
             st.write(md(slice_sentence(pattern)))
 
 
-def _explained(db, run_id: str, track_id: str) -> tuple[str | None, dict]:
-    """(the run whose maps explain the track, {genre: Grad-CAM map}); (None, {}) without any."""
-    source, _ = q.explanation_source(db, run_id, track_id)
-    if source is None:
-        return None, {}
-    maps = q.attributions(db, source, track_id)
-    maps = maps[maps.method == "gradcam"]
-    return source, dict(zip(maps.target, maps["values"]))
-
-
-def _mistake(db, run_id: str) -> str | None:
-    pattern = story.top_pattern(q.failure_slices(db, run_id))
-    return story.instructive_mistake(q.predictions(db, run_id, "test"), pattern,
-                                     lambda t: bool(_explained(db, run_id, t)[1]))
-
-
 def one_mistake() -> None:
-    track_id = cached(_mistake)(ctx.db, ctx.run_id)
+    track_id = cached(story.mistake_to_hear)(ctx.db, ctx.run_id)
     if track_id is None:
         st.success("It makes no mistake on the test songs: nothing to hear here.")
         return
@@ -133,7 +117,7 @@ def one_mistake() -> None:
                              pushes=cached(q.concept_pushes)(ctx.db, ctx.run_id, track_id))
     if sentence:
         st.info(f"**Why, as far as the tests go.** {md(sentence)}", icon=":material/lightbulb:")
-    source, maps = cached(_explained)(ctx.db, ctx.run_id, track_id)
+    source, maps = cached(story.explained_maps)(ctx.db, ctx.run_id, track_id)
     source_run = cached(q.run_row)(ctx.db, source) if source else None
     view = source_run if source_run is not None and source_run.representation else run
     mel = view.representation in evidence.MEL_REPRESENTATIONS

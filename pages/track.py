@@ -5,13 +5,13 @@ import time
 import pandas as pd
 import streamlit as st
 
-from genre_core.app import links, state
+from genre_core.app import links, state, story
 from genre_core.app import charts, evidence, hearing, media, player
 from genre_core.app import multilabel as ml_view
 from genre_core.app import queries as q
 from genre_core.analysis import why
 from genre_core.untrusted import markdown as md
-from page_frame import NO_RUN, figure, open_page
+from page_frame import NO_RUN, figure, open_page, table
 from page_links import keep, notify, take
 
 ctx, cached = open_page("pages/track.py", None, needs_run=False, cache_entries=256)
@@ -51,7 +51,10 @@ def linked_track(link: dict) -> None:
 linked_track(take("track"))
 ctx = state.context(st.session_state)
 if not ctx.track or ctx.track[0] != dataset_id or cached(q.track)(ctx.db, dataset_id, ctx.track[1]) is None:
-    state.open_track(st.session_state, dataset_id, first.track_id.iloc[0])
+    # Nothing chosen yet: open on the run's most instructive explained mistake (as Story's
+    # third step), the first test track when it made none.
+    state.open_track(st.session_state, dataset_id,
+                     cached(story.mistake_to_hear)(ctx.db, ctx.run_id) or first.track_id.iloc[0])
     ctx = state.context(st.session_state)
 track_id = ctx.track[1]
 start = st.session_state.get(state.START)
@@ -278,11 +281,11 @@ def variants_section() -> None:
                 st.markdown(f"**{md(mind_sentence)}**")
             else:
                 st.caption(f"None of these variants moves it toward {md(row.label)}.")
-        table = evidence.variant_table(stored, original, classes, true=row.label, predicted=source_predicted,
-                                       labels=hearing.variant_labels())
-        st.dataframe(table, hide_index=True, width="stretch", column_config={
+        variants_shown = evidence.variant_table(stored, original, classes, true=row.label, predicted=source_predicted,
+                                                labels=hearing.variant_labels())
+        table(ctx, variants_shown, hide_index=True, width="stretch", column_config={
             c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="%.2f")
-            for c in table.columns if c.startswith("p(")})
+            for c in variants_shown.columns if c.startswith("p(")})
         if {"percussive", "harmonic"} & set(stored.variant):
             st.caption("HPSS splits a recording into its attacks and its sustained sound, not into drums and the rest: "
                        "on the demo corpus, whose true parts are known, its attacks hold about a third of the drum "
@@ -379,10 +382,10 @@ if len(near):
                 st.audio(clip[0], sample_rate=clip[1])
             st.button("open", key=f"nb_{other.neighbour_id}", on_click=state.open_track,
                       args=(st.session_state, dataset_id, other.neighbour_id, walk))
-    st.dataframe(near, hide_index=True, width="stretch")
+    table(ctx, near, hide_index=True, width="stretch")
 
 if len(faults):
     st.subheader("Fault flags")
-    st.dataframe(faults[["kind", "source", "score", "group_id", "decision", "evidence"]].assign(
+    table(ctx, faults[["kind", "source", "score", "group_id", "decision", "evidence"]].assign(
         evidence=faults.evidence.map(lambda e: ", ".join(f"{k}: {v}" for k, v in e.items()))),
         hide_index=True, width="stretch")

@@ -112,6 +112,9 @@ def finish(fig: go.Figure, *, presentation: bool = False, height: int | None = N
     )
     if height:
         fig.update_layout(height=int(height * (1.25 if presentation else 1)))
+    if presentation:  # at the hall's type size the first x and y tick labels meet in the corner
+        fig.update_xaxes(ticklabelstandoff=6)
+        fig.update_yaxes(ticklabelstandoff=6)
     return fig
 
 

@@ -109,7 +109,7 @@ def cam_pair(maps: Sequence[tuple[str, np.ndarray]], duration_s: float, edges: n
     else:
         fig.update_yaxes(title=ylabel, row=1, col=1)
     fig.update_layout(coloraxis=dict(colorscale=CAM_SCALE, cmin=0, cmax=1,
-                                     colorbar=dict(title="evidence", thickness=12, len=0.9)))
+                                     colorbar=dict(title=dict(text="evidence", side="right"), thickness=12, len=0.9)))
     return finish(fig, presentation=presentation, height=300)
 
 

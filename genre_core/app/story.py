@@ -9,6 +9,8 @@ from typing import Callable
 
 import pandas as pd
 
+from genre_core.app import queries as q
+
 STEPS = ("How good is the model?", "Where does it fail?", "One mistake you can hear",
          "What the data gets wrong", "What honest evaluation changes")
 MISTAKES_LOOKED_AT = 30  # the most confident mistakes searched for one with a map to hear
@@ -86,3 +88,21 @@ def honest_pair(board: pd.DataFrame, run: pd.Series) -> pd.DataFrame:
     pair = pd.concat([chosen if len(chosen) else leaky.head(1), artist.head(1)])
     words = {"artist": "artists kept apart (honest)"}
     return pair.assign(label=[f"{words.get(s, f'{s} split: an artist on both sides')}" for s in pair.split])
+
+
+def explained_maps(db, run_id: str, track_id: str) -> tuple[str | None, dict]:
+    """(the run whose maps explain the track, {genre: Grad-CAM map}); (None, {}) without any."""
+    source, _ = q.explanation_source(db, run_id, track_id)
+    if source is None:
+        return None, {}
+    maps = q.attributions(db, source, track_id)
+    maps = maps[maps.method == "gradcam"]
+    return source, dict(zip(maps.target, maps["values"]))
+
+
+def mistake_to_hear(db, run_id: str) -> str | None:
+    """The run's most instructive explained mistake (instructive_mistake over its stored test
+    predictions and failure slices): where the Story's third step and the Track page open."""
+    pattern = top_pattern(q.failure_slices(db, run_id))
+    return instructive_mistake(q.predictions(db, run_id, "test"), pattern,
+                               lambda t: bool(explained_maps(db, run_id, t)[1]))
