@@ -1,6 +1,8 @@
 """Multi-label: how well a multi-label run finds every genre of a track, and which genres it
 names together with which true ones (the tracks behind every cell)."""
 
+import dataclasses
+
 import streamlit as st
 
 from genre_core.app import state
@@ -17,13 +19,20 @@ ctx, cached = open_page("pages/multilabel.py", "Multi-label genres",
     "click a cell to list its tracks.", cache_entries=256)
 run = cached(q.run_row)(ctx.db, ctx.run_id)
 if not cached(q.multilabel_runs)(ctx.db, [ctx.run_id]):
-    if ctx.presentation:  # a hall needs the fact, not the command
-        st.info("The chosen model names one genre per song; this page is for models that name several.")
-    else:
-        st.info(f"Run {ctx.run_id} is single-label. Train a multi-label one with "
-                f"`python -m training train --dataset {run.dataset} --model cnn --task multilabel`, "
-                "then pick it in the sidebar.")
-    st.stop()
+    # A single-label run is chosen: show the dataset's multi-label run when it has one.
+    other = cached(q.newest_multilabel_run)(ctx.db, int(run.dataset_id))
+    if other is None:
+        if ctx.presentation:  # a hall needs the fact, not the command
+            st.info("The chosen model names one genre per song; this page is for models that name several.")
+        else:
+            st.info(f"Run {ctx.run_id} is single-label. Train a multi-label one with "
+                    f"`python -m training train --dataset {run.dataset} --model cnn --task multilabel`, "
+                    "then pick it in the sidebar.")
+        st.stop()
+    ctx = dataclasses.replace(ctx, run_id=other)
+    run = cached(q.run_row)(ctx.db, other)
+    st.caption(f"The chosen run names one genre per song; shown here: **{md(run.model)}** trained multi-label on "
+               f"the same dataset" + ("." if ctx.presentation else f" (run {other})."))
 
 
 def multilabel_controls() -> tuple[str, bool]:

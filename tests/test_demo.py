@@ -22,7 +22,9 @@ def demo(tmp_path_factory):
 def test_every_demo_model_shares_one_split(demo):
     store, config, _, _ = demo
     runs = store.complete_runs(DEMO_NAME)
-    assert sorted(runs.model) == sorted([*config.models, "ensemble"])
+    assert sorted(runs.model) == sorted([*config.models, "ensemble", config.multilabel])
+    tasks = [store.run(r)["config"].get("task", "single") for r in runs.run_id]
+    assert tasks.count("multilabel") == 1  # the Multi-label page has a run to show
     assert set(runs.split) == {config.split}
     tests = {r: frozenset(store.predictions(r, "test").track_id) for r in runs.run_id}
     assert len(set(tests.values())) == 1  # the same test tracks: the leaderboard compares like with like
@@ -45,7 +47,7 @@ def test_a_second_demo_redoes_nothing(demo):
     lines: list[str] = []
     run_demo(store, config, log=lines.append)
     assert set(store.complete_runs(DEMO_NAME).run_id) == before
-    assert sum("already complete" in line for line in lines) == len(config.models) + 1
+    assert sum("already complete" in line for line in lines) == len(config.models) + 2  # + ensemble, multi-label
 
 
 def test_the_deep_models_failure_slices_are_stored_and_said(demo):

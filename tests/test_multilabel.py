@@ -226,3 +226,33 @@ def test_a_loaded_multilabel_run_scores_each_genre_with_a_sigmoid(ml_run):
     with torch.no_grad():
         logits = loaded.model(loaded.frontend(torch.from_numpy(audio))).logits
     np.testing.assert_allclose(probs, torch.sigmoid(logits).numpy(), atol=1e-5)
+
+
+def test_a_baseline_trains_multilabel_beside_a_single_label_run(monkeypatch, ml_run):
+    # A scikit-learn baseline as a multi-label model (one binary copy per genre): what the demo
+    # trains so that its Multi-label page has a run. The page then shows it even while a
+    # single-label run of the same dataset is the chosen one.
+    from genre_core.train.fit import train_command
+    from genre_core.train.inference import load_run
+
+    store, _ = ml_run
+    summary = train_command(store, "mix", "logreg", task="multilabel", window_s=1.5, hop_s=1.5)
+    assert "multi-label" in summary and "mAP" in summary
+    run_id = str(store.complete_runs("mix", "logreg").run_id.iloc[-1])
+    assert store.run(run_id)["config"]["task"] == "multilabel"
+    sets = store.query("SELECT * FROM multilabel_predictions WHERE run_id = ?", [run_id])
+    assert len(sets) == len(store.predictions(run_id)) and any(len(g) == 2 for g in sets.genres)
+    test_map = store.query("SELECT value FROM metrics WHERE run_id = ? AND name = 'track/mAP' AND split = 'test'",
+                           [run_id]).value
+    assert 0.5 < float(test_map.iloc[0]) <= 1  # three well-separated toy genres
+    loaded = load_run(store, run_id, device="cpu")
+    audio = np.random.default_rng(0).standard_normal((3, int(loaded.sr * loaded.window_s))).astype(np.float32) * 0.1
+    probs, _ = loaded.predict_windows(audio)
+    assert probs.shape == (3, 3) and ((probs >= 0) & (probs <= 1)).all()
+
+    train_command(store, "mix", "logreg", window_s=1.5, hop_s=1.5)  # single-label, chosen in the sidebar
+    single = str(store.complete_runs("mix", "logreg").run_id.iloc[-1])
+    page = _app(monkeypatch, store.path, **{state.RUN: single}).switch_page("pages/multilabel.py").run()
+    assert not page.exception, [e.value for e in page.exception]
+    assert not any("single-label" in i.value for i in page.info) and [m.label for m in page.metric][:1] == ["mAP"]
+    assert any("names one genre per song" in c.value for c in page.caption)

@@ -1,7 +1,7 @@
 """`python -m training demo`: the whole pipeline on the built-in corpus, quick on a 2-core CPU.
 
 synth -> ingest -> every demo model on ONE split (artist-grouped, seeded), so the leaderboard
-compares them on the same test tracks -> their ensemble -> analyze the deep model (the run the
+compares them on the same test tracks, and a multi-label baseline on it -> their ensemble -> analyze the deep model (the run the
 app opens first) -> dataset faults (label issues from the faults pass's own out-of-fold model,
 so no k-fold experiment with another protocol is needed). Steps whose results are already in
 the database are skipped, so a second `make demo` goes straight to the app.
@@ -28,6 +28,9 @@ class DemoConfig:
     split: str = "artist"  # no artist on two sides: the protocol every demo model shares
     baselines: tuple[str, ...] = ("logreg", "rf")  # seconds each on the cached handcrafted tables
     model: str = "cnn"  # the deep model: analysed, so the app opens on its maps and Grad-CAM
+    # Multi-label (every genre of the crossover clips): a baseline on the cached tables takes
+    # seconds, so the Multi-label page has a run without a second deep model's minutes.
+    multilabel: str = "logreg"
     epochs: int = 8  # enough for the CNN to learn the demo corpus (see docs/benchmarks.md: demo profile)
     device: str = "auto"
     seed: int = 0
@@ -50,20 +53,21 @@ class Steps:
         self.log(f"{line}  [{name}: {self.seconds[name]:.0f} s]")
 
 
-def _latest_complete(store: Store, model: str, split: str) -> str | None:
-    runs = store.complete_runs(DEMO_NAME, model, split).run_id
-    return str(runs.iloc[-1]) if len(runs) else None
+def _latest_complete(store: Store, model: str, split: str, task: str = "single") -> str | None:
+    runs = [r for r in store.complete_runs(DEMO_NAME, model, split).run_id
+            if store.run(r)["config"].get("task", "single") == task]
+    return str(runs[-1]) if runs else None
 
 
-def _train(store: Store, config: DemoConfig, model: str) -> str:
+def _train(store: Store, config: DemoConfig, model: str, task: str = "single") -> str:
     from genre_core.train.config import TrainConfig
     from genre_core.train.fit import fit
 
-    done = _latest_complete(store, model, config.split)
+    done = _latest_complete(store, model, config.split, task)
     if done:
-        return f"{model}: run {done} already complete"
+        return f"{model}{' (multi-label)' if task != 'single' else ''}: run {done} already complete"
     train = TrainConfig(dataset=DEMO_NAME, model=model, split=config.split, epochs=config.epochs,
-                        device=config.device, seed=config.seed)
+                        device=config.device, seed=config.seed, task=task)
     return fit(store, train).summary
 
 
@@ -91,6 +95,7 @@ def run_demo(store: Store, config: DemoConfig, log: Callable[[str], None] = prin
     step("ingest", lambda: ingest(store, "synth", config.root, name=DEMO_NAME).line(store.path))
     for model in config.models:
         step(f"train {model}", lambda model=model: _train(store, config, model))
+    step(f"train {config.multilabel} multi-label", lambda: _train(store, config, config.multilabel, "multilabel"))
     step("ensemble", lambda: _ensemble(store, config))
     step(f"analyze {config.model}",
          lambda: analyze(store, _latest_complete(store, config.model, config.split)).line())

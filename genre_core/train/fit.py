@@ -96,8 +96,6 @@ def fit(store: Store, config: TrainConfig, *, run_id: str | None = None, resume:
     raises, or 'interrupted' (resumable) on Ctrl-C / SIGTERM."""
     spec = get_spec(config.model)
     here, device_name = distributed.start(config.device)
-    if config.task == "multilabel" and not spec.is_torch:
-        raise ValueError(f"{config.model} is a scikit-learn baseline: multi-label runs train torch models")
     if here.enabled and not spec.is_torch:
         raise ValueError(f"{config.model} is a scikit-learn baseline: train it in one process, not under torchrun")
     device = torch.device(device_name) if here.enabled else resolve_device(config.device)
@@ -230,6 +228,9 @@ def _fit_baseline(config: TrainConfig, data: Sides, cache, run_dir: Path, progre
     # The handcrafted table has no use for overlap: one feature row per 3-s window.
     hopless = dataclasses.replace(config, hop_s=config.window_s, eval_hop_s=config.window_s)
     windows = _windows(data, cache, config.features.sr, hopless, progress)
+    multi = config.task == "multilabel"
+    if multi:  # labels become (n_tracks, C) multi-hot rows: one binary classifier per genre
+        windows = multilabel.multi_hot_windows(windows, data.genres, data.classes)
     kind = get_spec(config.model).input_kind  # handcrafted, or handcrafted+wavelet
     # Missing tables are computed in worker processes when the sides together have enough tracks to pay
     # for their start (engine.auto_workers); small sets stay in this process.
@@ -237,17 +238,25 @@ def _fit_baseline(config: TrainConfig, data: Sides, cache, run_dir: Path, progre
                                progress=progress, kind=kind, engine=EngineOptions())
     labels = {side: w.labels[w.index[:, 0]] for side, w in windows.items()}
     estimator = build_model(config.model, len(data.classes), tables["train"].shape[1], seed=config.seed)
+    if multi:
+        estimator = multilabel.one_vs_rest(estimator)
     estimator.fit(tables["train"], labels["train"])
     model_file = run_dir / paths.BASELINE_FILE
     with paths.atomic_write(model_file) as tmp:
         joblib.dump(estimator, tmp)
-    log_probs = {side: _full_log_proba(estimator, tables[side], len(data.classes)) for side in ("val", "test")}
-    train_acc = float((estimator.predict(tables["train"]) == labels["train"]).mean())
-    val = log_probs["val"]
-    epoch = dict(epoch=1, train_loss=None, train_acc=train_acc, lr=None,
-                 val_loss=float(-val[np.arange(len(val)), labels["val"]].mean()) if len(val) else None,
-                 val_acc=float((val.argmax(1) == labels["val"]).mean()) if len(val) else None,
-                 seconds=time.perf_counter() - started)
+    if multi:
+        log_probs = {side: multilabel.baseline_log_probs(estimator, tables[side]) for side in ("val", "test")}
+        train_lp = multilabel.baseline_log_probs(estimator, tables["train"])
+        scores = {side: multilabel.window_scores(lp, labels[side]) for side, lp in
+                  (("train", train_lp), ("val", log_probs["val"]))}
+    else:
+        log_probs = {side: _full_log_proba(estimator, tables[side], len(data.classes)) for side in ("val", "test")}
+        val = log_probs["val"]
+        scores = {"train": (None, float((estimator.predict(tables["train"]) == labels["train"]).mean())),
+                  "val": (float(-val[np.arange(len(val)), labels["val"]].mean()) if len(val) else None,
+                          float((val.argmax(1) == labels["val"]).mean()) if len(val) else None)}
+    epoch = dict(epoch=1, train_loss=None, train_acc=scores["train"][1], lr=None, val_loss=scores["val"][0],
+                 val_acc=scores["val"][1], seconds=time.perf_counter() - started)
     return Outputs([epoch], windows, log_probs, {model_file.name: file_sha256(model_file)})
 
 

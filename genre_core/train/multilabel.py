@@ -1,4 +1,5 @@
 """Multi-label training (`train --task multilabel`): every genre of a track is a target.
+Torch models and the scikit-learn baselines (one binary copy per genre, `one_vs_rest`).
 
 The split, windows, loop, checkpoints and storage are fit.py's; what differs lives here:
 - targets: each window's target is its track's multi-hot genre vector (track_genres; a track
@@ -43,6 +44,33 @@ def multi_hot_windows(windows: dict[str, WindowSet], sets: dict[str, tuple[str, 
     return {side: dataclasses.replace(w, labels=ml.multi_hot([sets[t] for t in w.track_ids], classes),
                                       offsets=w.offsets)
             for side, w in windows.items()}
+
+
+def one_vs_rest(estimator):
+    """A scikit-learn baseline as a multi-label model: one binary copy per genre, each giving
+    the probability of its genre on its own (the baselines' sigmoid counterpart)."""
+    from sklearn.multiclass import OneVsRestClassifier
+
+    return OneVsRestClassifier(estimator)
+
+
+def baseline_log_probs(estimator, table: np.ndarray) -> np.ndarray:
+    """(W, C) log-probabilities of each genre on its own from a one_vs_rest baseline, clipped
+    away from 0 and 1 like a sigmoid's, the window scores `results` expects."""
+    if len(table) == 0:
+        return np.zeros((0, len(estimator.classes_)))
+    return np.log(np.clip(estimator.predict_proba(table), 1e-6, 1 - 1e-6))
+
+
+def window_scores(log_p: np.ndarray, targets: np.ndarray) -> tuple[float | None, float | None]:
+    """(binary cross-entropy, share of windows whose top genre is one of theirs) of (W, C)
+    log-probabilities against (W, C) multi-hot targets, as MultiLabelTrainer reports an epoch;
+    (None, None) for no windows."""
+    if len(log_p) == 0:
+        return None, None
+    p = np.exp(log_p)
+    bce = -(targets * log_p + (1 - targets) * np.log1p(-np.minimum(p, 1 - 1e-6))).mean()
+    return float(bce), float(targets[np.arange(len(p)), p.argmax(1)].mean())
 
 
 class MultiLabelTrainer(Trainer):

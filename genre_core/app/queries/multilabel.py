@@ -29,6 +29,13 @@ def multilabel_runs(db, run_ids: Sequence[str]) -> list[str]:
     return [r for r in ids if r in found]
 
 
+def newest_multilabel_run(db, dataset_id: int) -> str | None:
+    """The dataset's most recently finished complete multi-label run, or None."""
+    rows = _df(db, "SELECT run_id FROM runs WHERE dataset_id = ? AND status = 'complete' "
+                   "AND config->>'task' = 'multilabel' ORDER BY finished_at DESC, run_id LIMIT 1", [dataset_id])
+    return str(rows.run_id.iloc[0]) if len(rows) else None
+
+
 def multilabel_metrics(db, run_ids: Sequence[str], split: str = "test") -> pd.DataFrame:
     """One row per run: each of ML_HEADLINES as a column, plus `<name>_low` / `<name>_high`
     for those with a 95% CI."""
