@@ -24,7 +24,7 @@ import pandas as pd
 from genre_core import paths
 from genre_core.workers import pid_alive
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DEFAULT_DB = Path("data/genrelens.duckdb")
 LOCK_WAIT_S = 30.0  # a run's final write takes well under a second; 30 s covers slow disks
 # A training process writes a heartbeat every HEARTBEAT_S (genre_core.train.lifecycle); a
@@ -98,6 +98,10 @@ CREATE TABLE IF NOT EXISTS reviews (
 #   artist, tempo tercile...), each tested against the rest (one-sided Fisher exact test, p_value)
 #   with Benjamini-Hochberg control over all n_tested slices (q_value, significant at alpha);
 #   rank 1 is the worst significant slice (genre_core.analysis.slices).
+# Version 4 (reviews that never lose work):
+# review_history: every change of a verdict on the Faults page, a clearing included (decision
+#   NULL), with who made it (the app server's user: no accounts) and when; `reviews` keeps
+#   the current verdict only.
 MIGRATIONS = {
     2: """
 CREATE TABLE IF NOT EXISTS faithfulness (
@@ -129,6 +133,11 @@ CREATE TABLE IF NOT EXISTS failure_slices (
     rest_accuracy DOUBLE, run_accuracy DOUBLE, run_tracks INTEGER, tested_among INTEGER,
     p_value DOUBLE, q_value DOUBLE, significant BOOLEAN, n_tested INTEGER,
     n_pairs_left_out INTEGER, alpha DOUBLE, split VARCHAR, track_ids VARCHAR[]);
+""",
+    4: """
+CREATE TABLE IF NOT EXISTS review_history (
+    dataset_id INTEGER, track_id VARCHAR, kind VARCHAR, decision VARCHAR, note VARCHAR,
+    decided_at TIMESTAMP, decided_by VARCHAR);
 """,
 }
 
@@ -650,17 +659,37 @@ class Store:
         return self.query("SELECT track_id, kind, decision, note, decided_at FROM reviews "
                           "WHERE dataset_id = ? ORDER BY decided_at", [dataset_id])
 
-    def save_review(self, dataset_id: int, track_id: str, kind: str, *, decision: str,
-                    note: str | None = None) -> None:
-        """A person's verdict on a fault finding ("confirmed" | "dismissed"); it replaces any
-        earlier verdict on the same (dataset, track, kind)."""
-        if decision not in ("confirmed", "dismissed"):
-            raise ValueError(f"decision must be 'confirmed' or 'dismissed', got {decision!r}")
+    def save_review(self, dataset_id: int, track_id: str, kind: str, *, decision: str | None,
+                    note: str | None = None, by: str | None = None) -> None:
+        """A person's verdict on a fault finding ("confirmed" | "dismissed"), replacing any
+        earlier verdict on the same (dataset, track, kind); None clears it (undecided again).
+        Either way the change is added to review_history with `by` (who) and the time."""
+        self.save_reviews([dict(dataset_id=dataset_id, track_id=track_id, kind=kind, decision=decision,
+                                note=note)], by=by)
+
+    def save_reviews(self, reviews: Sequence[dict], *, by: str | None = None) -> int:
+        """`save_review` for each dict (dataset_id, track_id, kind, decision, note) in one
+        transaction: a group's verdict is stored for all its copies or for none."""
+        for review in reviews:
+            if review["decision"] not in ("confirmed", "dismissed", None):
+                raise ValueError(f"decision must be 'confirmed', 'dismissed' or None, got {review['decision']!r}")
         with self.write() as con:
-            con.execute("DELETE FROM reviews WHERE dataset_id = ? AND track_id = ? AND kind = ?",
-                        [dataset_id, track_id, kind])
-            con.execute("INSERT INTO reviews (dataset_id, track_id, kind, decision, note, decided_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?)", [dataset_id, track_id, kind, decision, note, now()])
+            con.execute(MIGRATIONS[4])  # a file made before version 4 that no writer upgraded yet
+            for r in reviews:
+                key = [r["dataset_id"], r["track_id"], r["kind"]]
+                note, at = r.get("note") if r["decision"] else None, now()
+                con.execute("DELETE FROM reviews WHERE dataset_id = ? AND track_id = ? AND kind = ?", key)
+                if r["decision"]:
+                    con.execute("INSERT INTO reviews (dataset_id, track_id, kind, decision, note, decided_at) "
+                                "VALUES (?, ?, ?, ?, ?, ?)", [*key, r["decision"], note, at])
+                con.execute("INSERT INTO review_history (dataset_id, track_id, kind, decision, note, decided_at, "
+                            "decided_by) VALUES (?, ?, ?, ?, ?, ?, ?)", [*key, r["decision"], note, at, by])
+        return len(reviews)
+
+    def review_history(self, dataset_id: int) -> pd.DataFrame:
+        """Every verdict change of a dataset, oldest first (decision None: cleared)."""
+        return self.query("SELECT track_id, kind, decision, note, decided_at, decided_by FROM review_history "
+                          "WHERE dataset_id = ? ORDER BY decided_at", [dataset_id])
 
 
 def _claim_run(con, run_id: str) -> None:

@@ -6,7 +6,7 @@ A view is the page (Streamlit's URL path, `/track`) plus a few parameters:
     /confusion?true=blues&pred=rock   the clicked cell (split=val when not the test tracks)
     /track?track=blues.00012&t=42     the track, and where its player starts (s, or m:ss)
     /map?proj=umap&colour=correct-wrong&sel=ID~ID   projection, colouring, the selected tracks
-    /faults?view=duplicates&group=G7  the view and the duplicate group
+    /faults?view=duplicates&group=G7  the view and the duplicate group (track=ID: another view's finding)
     /story?step=3                     the story's step
 
 Streamlit-free, so it is tested as plain functions; page_links.py reads and writes
@@ -33,7 +33,7 @@ PAGE_KEYS = {
     "confusion": ("split", "true", "pred"),
     "track": ("track", "t"),
     "map": ("proj", "colour", "sel"),
-    "faults": ("view", "group"),
+    "faults": ("view", "group", "track"),
     "story": ("step",),
 }
 KEYS = COMMON + tuple(k for keys in PAGE_KEYS.values() for k in keys)

@@ -50,6 +50,18 @@ class Loop:
 
 
 @dataclass(frozen=True)
+class Spot:
+    """A span marked on the waveform lane, [start_s, end_s): where a detector found damage, or
+    a duplicate's matching moment; `label` its legend words, `note` its tooltip (plain text)."""
+
+    start_s: float
+    end_s: float
+    label: str
+    note: str
+    color: str = "#C62828"
+
+
+@dataclass(frozen=True)
 class Overlay:
     """A Grad-CAM map drawn over the spectrogram: `label` on its radio button, `png` a data URI."""
 
@@ -282,6 +294,17 @@ def _timeline_html(cells: Sequence[dict], loops: Sequence[Loop], d: float) -> tu
     return f'<div class="lane timeline" data-lane="timeline">{divs}</div>', legend
 
 
+def _spots_html(spots: Sequence[Spot], d: float) -> tuple[str, str]:
+    """(the spans over the waveform, their legend)."""
+    divs = "".join(
+        f'<div class="spot" data-start="{sp.start_s:.3f}" style="left:{_percent(sp.start_s, d)};'
+        f'width:{_percent(max(sp.end_s - sp.start_s, 0.0), d)};border-color:{sp.color};background:{sp.color}33" '
+        f'title="{esc(sp.note)}"></div>' for sp in spots)
+    shown = dict.fromkeys((sp.label, sp.color) for sp in spots)
+    legend = "".join(f'<i style="background:{color}"></i>{esc(note)}' for note, color in shown)
+    return divs, (f"marked on the waveform: {legend}" if spots else "")
+
+
 def _buttons_html(loops: Sequence[Loop]) -> str:
     if not loops:
         return ""
@@ -292,7 +315,8 @@ def _buttons_html(loops: Sequence[Loop]) -> str:
 
 def player_html(media: PlayerMedia, *, cells: Sequence[dict] = (), loops: Sequence[Loop] = (),
                 overlays: Sequence[Overlay] = (), opacity: float = 0.6, presentation: bool = False,
-                autoplay_token: str | None = None, start_s: float = 0.0) -> str:
+                autoplay_token: str | None = None, start_s: float = 0.0, spots: Sequence[Spot] = (),
+                link_time: bool = True) -> str:
     """The player as one HTML document (for `st.iframe(..., height="content")`).
 
     Lanes, top to bottom, on one time axis: spectrogram (with the `overlays`, one shown at a
@@ -302,21 +326,25 @@ def player_html(media: PlayerMedia, *, cells: Sequence[dict] = (), loops: Sequen
     `autoplay_token`: play once on load, unless a player with the same token already did in
     this browser tab (a rerun must not restart the music). `start_s`: where the playhead
     starts (a link's `t=`); as it plays, pauses and seeks, the player writes its time back into
-    the page's address as `t=` (genre_core.app.links), for the address bar and "Copy link".
+    the page's address as `t=` (genre_core.app.links), for the address bar and "Copy link"
+    (`link_time` False: it does not, where the page's link names no single track). `spots`:
+    spans marked on the waveform lane (damage found there, a duplicate's matching moment).
     """
     d = media.duration_s
     images, radios = _overlay_html(overlays, opacity)
     lane, legend = _timeline_html(cells, loops, d)
+    spot_divs, spot_legend = _spots_html(spots, d)
+    legend = " · ".join(part for part in (legend, spot_legend) if part)
     ticks = "".join(f'<span class="tick" style="left:{_percent(t, d)};transform:translateX({-100 * min(t / d, 1) if d else 0:.0f}%)">'
                     f'{t:g} s</span>' for t in _ticks(d))  # shifted left by their share: none sticks out
     script_data = json.dumps({"duration": d, "loops": [[lp.start_s, lp.end_s, lp.note] for lp in loops],
-                              "token": autoplay_token,
+                              "token": autoplay_token, "linkTime": bool(link_time),
                               "start": max(0.0, min(float(start_s), d)), "freqs": [round(f) for f in media.freqs_hz]})
     scale = 1.35 if presentation else 1.0
     return PAGE.format(
         font=round(14 * scale), spec_h=round(200 * scale), wave_h=round(56 * scale), time_h=round(30 * scale),
         audio=media.audio, spectrogram=media.spectrogram, waveform=media.waveform, hz_labels=_hz_labels(media.freqs_hz),
-        overlays=images, cam_choice=radios, buttons=_buttons_html(loops), timeline=lane,
+        overlays=images, cam_choice=radios, buttons=_buttons_html(loops), timeline=lane, spots=spot_divs,
         timeline_label='<div class="g timeline"><span class="lanelabel">windows</span></div>' if cells else "",
         legend=legend, ticks=ticks, total=f"{d:.1f}",
         data=script_data.replace("<", "\\u003c"))  # no "</script>" or "<!--" inside the script

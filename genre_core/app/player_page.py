@@ -38,6 +38,8 @@ audio {{ width: 100%; height: 40px; display: block; }}
 .lane.timeline {{ border-top: 1px solid #eee; }}
 .cell {{ position: absolute; top: 3px; bottom: 3px; }}
 .mark {{ position: absolute; border: 2px solid; box-sizing: border-box; border-radius: 3px; }}
+.spot {{ position: absolute; top: 0; bottom: 0; min-width: 3px; border-left: 2px solid; border-right: 2px solid;
+  box-sizing: border-box; pointer-events: none; }}
 #loopbox {{ position: absolute; top: 0; bottom: 0; background: rgba(255, 214, 0, .12); display: none;
   border-left: 2px solid #E0A800; border-right: 2px solid #E0A800; box-sizing: border-box; pointer-events: none; }}
 #playhead {{ position: absolute; top: 0; bottom: 0; width: 2px; margin-left: -1px; background: #1565C0;
@@ -52,7 +54,7 @@ audio {{ width: 100%; height: 40px; display: block; }}
   <div class="gutter"><div class="g spec">{hz_labels}</div><div class="g wave"><span class="lanelabel">wave</span></div>{timeline_label}</div>
   <div id="lanes">
     <div class="lane spec" data-lane="spectrogram"><img src="{spectrogram}" alt="spectrogram">{overlays}</div>
-    <div class="lane wave" data-lane="waveform"><img src="{waveform}" alt="waveform"></div>
+    <div class="lane wave" data-lane="waveform"><img src="{waveform}" alt="waveform">{spots}</div>
     {timeline}
     <div id="loopbox"></div><div id="playhead"></div>
   </div>
@@ -137,6 +139,7 @@ audio {{ width: 100%; height: 40px; display: block; }}
     if (audio.readyState >= 1) seek(); else audio.addEventListener("loadedmetadata", seek, {{once: true}});
   }}
   function linkTime() {{  // the address of a track's page follows the playhead: t= (links.SOFT)
+    if (!D.linkTime) return;
     try {{
       const url = new URL(window.parent.location.href);
       if (!url.searchParams.has("track")) return;

@@ -104,7 +104,7 @@ def dropouts(y: np.ndarray, sr: int) -> dict | None:
 
     Leading and trailing silence is not counted: excerpts and songs start and end quietly.
     A gap must also begin abruptly, since music that stops decays into its rests.
-    Evidence: count, total_s, longest_s, starts_s (first five), median_dbfs.
+    Evidence: count, total_s, longest_s, starts_s and lengths_s (first five), median_dbfs.
     """
     level = _block_dbfs(y, sr)
     median = float(np.median(level)) if level.size else -np.inf
@@ -122,7 +122,8 @@ def dropouts(y: np.ndarray, sr: int) -> dict | None:
     total = float(lengths.sum())
     return dict(problem="dropouts", score=total / (level.size * 0.01), count=int(inside.sum()),
                 total_s=round(total, 2), longest_s=round(float(lengths.max()), 2),
-                starts_s=[round(float(s), 2) for s in gaps[:5]], median_dbfs=round(median, 1))
+                starts_s=[round(float(s), 2) for s in gaps[:5]],
+                lengths_s=[round(float(n), 2) for n in lengths[:5]], median_dbfs=round(median, 1))
 
 
 def dc_offset(y: np.ndarray) -> dict | None:

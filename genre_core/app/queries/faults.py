@@ -55,6 +55,36 @@ def duplicate_groups(db, dataset_id: int) -> pd.DataFrame:
     return frame.sort_values(["group_id", "track_id"], kind="stable").reset_index(drop=True)
 
 
+def review_history(db, dataset_id: int, track_ids: Sequence[str] | None = None) -> pd.DataFrame:
+    """Every verdict change on the dataset's findings (of `track_ids` when given), newest first:
+    track_id, kind, decision (None: cleared), note, decided_at, decided_by. Empty before the
+    first change (a database no writer has brought to schema version 4 has no history table)."""
+    columns = ["track_id", "kind", "decision", "note", "decided_at", "decided_by"]
+    if not _df(db, "SELECT count(*) AS n FROM information_schema.tables WHERE table_name = 'review_history'").n[0]:
+        return pd.DataFrame(columns=columns)
+    return _df(db, f"""SELECT {", ".join(columns)} FROM review_history
+                       WHERE dataset_id = ? AND (? IS NULL OR list_contains(?, track_id))
+                       ORDER BY decided_at DESC""",
+               [dataset_id, None if track_ids is None else list(track_ids),
+                None if track_ids is None else list(track_ids)])
+
+
+def split_sides(db, run_id: str | None, track_ids: Sequence[str]) -> dict[str, str | None]:
+    """{track_id: "train" | "val" | "test"} of the run's split (train: a usable track of the
+    run's dataset it did not validate or test on); None for every track without a run, and
+    for a track the run's dataset does not hold as usable."""
+    ids = [str(t) for t in track_ids]
+    if run_id is None or not ids:
+        return dict.fromkeys(ids)
+    frame = _df(db, """
+        SELECT t.track_id, coalesce(p.split, 'train') AS side
+        FROM tracks t JOIN runs r ON r.dataset_id = t.dataset_id AND r.run_id = ?
+        LEFT JOIN (SELECT DISTINCT track_id, split FROM predictions WHERE run_id = ?) p USING (track_id)
+        WHERE t.status = 'ok' AND list_contains(?, t.track_id)""", [run_id, run_id, ids])
+    sides = dict(zip(frame.track_id, frame.side))
+    return {t: sides.get(t) for t in ids}
+
+
 def label_issues(db, dataset_id: int, run_id: str | None) -> pd.DataFrame:
     """Detected label issues, most suspicious first, with the chosen run's opinion of each
     track: what it predicts, how sure it is, and how much it believes the given label."""
