@@ -24,7 +24,7 @@ import pandas as pd
 from genre_core import paths
 from genre_core.workers import pid_alive
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 DEFAULT_DB = Path("data/genrelens.duckdb")
 LOCK_WAIT_S = 30.0  # a run's final write takes well under a second; 30 s covers slow disks
 # A training process writes a heartbeat every HEARTBEAT_S (genre_core.train.lifecycle); a
@@ -102,6 +102,9 @@ CREATE TABLE IF NOT EXISTS reviews (
 # review_history: every change of a verdict on the Faults page, a clearing included (decision
 #   NULL), with who made it (the app server's user: no accounts) and when; `reviews` keeps
 #   the current verdict only.
+# Version 5 (inside a track):
+# segment_projections: a run's windows placed on its track maps (analyze; genre_core.analysis
+#   .embeddings.WindowVectors says which windows are kept).
 MIGRATIONS = {
     2: """
 CREATE TABLE IF NOT EXISTS faithfulness (
@@ -139,6 +142,10 @@ CREATE TABLE IF NOT EXISTS review_history (
     dataset_id INTEGER, track_id VARCHAR, kind VARCHAR, decision VARCHAR, note VARCHAR,
     decided_at TIMESTAMP, decided_by VARCHAR);
 """,
+    5: """
+CREATE TABLE IF NOT EXISTS segment_projections (
+    run_id VARCHAR, method VARCHAR, track_id VARCHAR, start_s DOUBLE, x DOUBLE, y DOUBLE);
+""",
 }
 
 # Tables added after schema version 1: created by the first write that needs them (and by
@@ -165,7 +172,7 @@ RUN_TABLES = (
     "epochs", "metrics", "predictions", "segment_predictions", "embeddings", "projections",
     "neighbours", "attributions", "taggrams", "band_importance",
     "faithfulness", "variant_predictions", "contrast_neighbours", "failure_slices", "concept_scores",
-    "concept_pushes",
+    "concept_pushes", "segment_projections",
 )
 
 TRACK_COLUMNS = (

@@ -14,7 +14,7 @@ from genre_core.train.config import TrainConfig
 from genre_core.train.fit import fit
 
 TABLES = ("embeddings", "projections", "neighbours", "attributions", "band_importance", "taggrams",
-          "contrast_neighbours", "failure_slices", "concept_scores", "concept_pushes")
+          "contrast_neighbours", "failure_slices", "concept_scores", "concept_pushes", "segment_projections")
 
 
 # Converted musicnn weights go to a scratch dir, never the checkout's data/.
@@ -112,7 +112,30 @@ def test_failure_slices_of_the_test_tracks(toy_store, cnn_run, first_analysis):
 def test_summary_line(first_analysis):
     line = first_analysis[0].line()
     assert re.match(r"analyzed run \S+: 24 embeddings, 2 projections, \d+ Grad-CAM maps, "
-                    r"\d genre band profiles, \d+ taggrams in \d+\.\d s", line), line
+                    r"\d genre band profiles, \d+ taggrams, \d+ segments in \d+\.\d s", line), line
+
+
+def test_segments_every_window_of_predicted_tracks_beside_their_track(toy_store, cnn_run, first_analysis):
+    # issue 29: each test / validation track keeps every window it has a window prediction for;
+    # training tracks every SEGMENT_STRIDE-th (the toy's 4-s tracks have one 3-s window each)
+    summary, rows = first_analysis
+    seg = rows["segment_projections"]
+    assert set(seg.method) == {"tsne"}  # UMAP cannot place new points: a note says so
+    assert "no segments on the umap map" in summary.line()
+    windows = toy_store.query("SELECT track_id, start_s FROM segment_predictions WHERE run_id = ?", [cnn_run])
+    predicted = set(windows.track_id)
+    mine = seg[seg.track_id.isin(predicted)]
+    assert sorted(zip(mine.track_id, mine.start_s)) == sorted(zip(windows.track_id, windows.start_s))
+    assert set(seg.track_id) == set(toy_store.tracks("toy").track_id)  # training tracks too
+    assert summary.n_segments == len(seg)
+    tracks = rows["projections"][rows["projections"].method == "tsne"].set_index("track_id")
+    own = np.hypot(seg.x.to_numpy() - tracks.x.loc[seg.track_id].to_numpy(),
+                   seg.y.to_numpy() - tracks.y.loc[seg.track_id].to_numpy())
+    # the toy's tracks of a genre embed almost alike, so a window lands among its genre's points,
+    # by its own track rather than on it: nearer to it than to most others
+    to_all = np.hypot(seg.x.to_numpy()[:, None] - tracks.x.to_numpy()[None],
+                      seg.y.to_numpy()[:, None] - tracks.y.to_numpy()[None])  # (W, N)
+    assert np.mean(own < np.median(to_all, axis=1)) >= 0.9
 
 
 def test_reanalysing_replaces_rows_instead_of_adding(toy_store, cnn_run, first_analysis):

@@ -11,7 +11,7 @@ import torch
 
 from genre_core.analysis import embeddings
 from genre_core.analysis.embeddings import (
-    KnnGraph, confusion_analysis, knn_graph, nearest_neighbours, project, track_means,
+    KnnGraph, WindowVectors, confusion_analysis, fit_map, knn_graph, nearest_neighbours, project, track_means,
 )
 
 
@@ -47,6 +47,43 @@ def test_projections_keep_clusters_apart(method):
                  for i in range(3))
     gaps = [np.linalg.norm(centres[i] - centres[j]) for i in range(3) for j in range(i + 1, 3)]
     assert min(gaps) > spread
+
+
+@pytest.mark.parametrize("method", ["tsne", "pca"])
+def test_new_points_land_beside_the_map_point_they_belong_to(method):
+    # segments (issue 29): a track's windows scatter around its mean; placed with the fitted
+    # map's transform they sit by their track's point, far closer than the tracks to each other
+    rng = np.random.default_rng(1)
+    tracks = _clusters()  # (36, 8)
+    windows = np.repeat(tracks, 5, axis=0) + 0.2 * rng.standard_normal((180, 8))
+    xy, place = fit_map(tracks, method=method, seed=0)
+    np.testing.assert_array_equal(xy, project(tracks, method=method, seed=0))  # the same map
+    placed = place(windows)
+    assert placed.shape == (180, 2) and placed.dtype == np.float32
+    own = np.linalg.norm(placed - np.repeat(xy, 5, axis=0), axis=1)
+    between = np.linalg.norm(xy[:, None] - xy[None], axis=2)[np.triu_indices(36, 1)]
+    assert np.median(own) < 0.25 * np.median(between)
+
+
+def test_umap_maps_say_they_cannot_place_new_points():
+    assert fit_map(_clusters(), method="umap", seed=0)[1] is None
+
+
+class _Windows:  # the three fields of a WindowSet that WindowVectors reads
+    sr = 10
+    track_ids = ["test_a", "train_b"]
+    index = np.array([[0, s] for s in range(0, 60, 15)] + [[1, s] for s in range(0, 150, 15)])  # hop 1.5 s
+
+
+def test_window_vectors_keep_every_window_of_chosen_tracks_and_a_stride_of_the_rest():
+    keep = WindowVectors({"test_a"}, hop_s=1.5, stride=4)
+    vectors = np.arange(14, dtype=np.float32)[:, None] * np.ones((1, 3))  # (14, 3): row i holds i
+    keep.add(_Windows(), np.arange(0, 9), vectors[:9])  # batches may split a track
+    keep.add(_Windows(), np.arange(9, 14), vectors[9:])
+    rows, kept = keep.frame()
+    assert list(rows.track_id) == ["test_a"] * 4 + ["train_b"] * 3
+    np.testing.assert_allclose(rows.start_s, [0, 1.5, 3, 4.5, 0, 6, 12])  # the 1st, 5th, 9th of b
+    np.testing.assert_array_equal(kept[:, 0], [0, 1, 2, 3, 4, 8, 12])
 
 
 def test_umap_leaves_torchs_thread_count_alone():

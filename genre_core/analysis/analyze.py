@@ -1,7 +1,9 @@
 """analyze(store, run_id): what the app shows about a finished run beyond its predictions.
 
 Embeddings of every usable track of the run's dataset, their t-SNE / UMAP maps and nearest
-neighbours, Grad-CAM maps of the explained split's tracks (for the predicted and the true
+neighbours, the run's windows placed on those maps beside their track (segment_projections:
+every window of the test and validation tracks, every embeddings.SEGMENT_STRIDE-th of the
+training tracks, from the embedding pass itself; t-SNE and PCA maps only), Grad-CAM maps of the explained split's tracks (for the predicted and the true
 genre) and of each mistake's closest correct tracks (contrast.py), per-genre band importance
 (Grad-CAM and occlusion), and musicnn taggrams. All of it
 is written in one transaction at the end, replacing the run's earlier analysis rows, so a
@@ -23,8 +25,8 @@ from tqdm import tqdm
 
 from genre_core import paths
 from genre_core.analysis.embeddings import (
-    DEFAULT_METHODS, UMAP_NEIGHBOURS, SpreadEmbeddings, knn_graph, nearest_neighbours, project, skip_reason,
-    track_embeddings,
+    DEFAULT_METHODS, UMAP_NEIGHBOURS, SpreadEmbeddings, WindowVectors, fit_map, knn_graph,
+    nearest_neighbours, skip_reason, track_embeddings,
 )
 from genre_core.engine import EngineOptions
 from genre_core.analysis.contrast import contrast_tables
@@ -55,13 +57,15 @@ class AnalyzeSummary:
     n_gradcam: int = 0
     n_band_profiles: int = 0  # genres with a band-importance profile
     n_taggrams: int = 0
+    n_segments: int = 0  # windows placed on the maps (each map that can place new points)
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)  # what was skipped, and why
 
     def line(self) -> str:
         text = (f"analyzed run {self.run_id}: {self.n_embeddings} embeddings, "
                 f"{self.n_projections} projections, {self.n_gradcam} Grad-CAM maps, "
-                f"{self.n_band_profiles} genre band profiles, {self.n_taggrams} taggrams "
+                f"{self.n_band_profiles} genre band profiles, {self.n_taggrams} taggrams, "
+                f"{self.n_segments} segments "
                 f"in {self.seconds:.1f} s")
         return text + "".join(f"; {note.rstrip('.')}" for note in self.notes)
 
@@ -97,7 +101,8 @@ def analyze(store: Store, run_id: str, *, progress: bool = True, gradcam_split: 
     # The embedding pass forwards every window of every track: concepts take their
     # activations from it instead of forwarding the training tracks again.
     tap = HeadInputTap() if spread is None and getattr(loaded.model, "head", None) is not None else None
-    results = _embedding_tables(loaded, tracks, cache, methods, k, progress, summary, spread, tap)
+    results = _embedding_tables(loaded, tracks, cache, methods, k, progress, summary, spread, tap,
+                                predicted=set(predictions.track_id[predictions.split.isin(("test", "val"))]))
     # Each mistake's closest correct tracks (true and predicted genre) are explained too.
     contrast, explained = contrast_tables(results["embeddings"], predictions, explained, split=gradcam_split,
                                           notes=summary.notes)
@@ -151,42 +156,70 @@ def _usable_tracks(store: Store, loaded: LoadedRun, summary: AnalyzeSummary) -> 
 def _embedding_tables(loaded: LoadedRun, tracks: pd.DataFrame, cache: ShardCache,
                       methods: Sequence[str], k: int, progress: bool,
                       summary: AnalyzeSummary, spread: SpreadEmbeddings | None = None,
-                      tap: HeadInputTap | None = None) -> dict[str, pd.DataFrame]:
+                      tap: HeadInputTap | None = None, predicted: set[str] = frozenset()) -> dict[str, pd.DataFrame]:
+    """`predicted`: the tracks with window predictions, whose every window is kept for the
+    segment map (the rest every SEGMENT_STRIDE-th)."""
     extra: dict[str, np.ndarray] = {}
+    keep = WindowVectors(predicted, loaded.config.eval_hop_s) if spread is None and loaded.model is not None \
+        else None
     ids, vectors, kind = track_embeddings(loaded, tracks, cache, progress=progress, extra=extra, spread=spread,
-                                          tap=tap)
+                                          tap=tap, keep=keep)
     if kind != "penultimate":
         summary.notes.append(f"maps and neighbours use the {kind} features (no network embedding)")
-    return map_tables(ids, {kind: vectors, **extra}, kind, methods=methods, k=k, seed=loaded.config.seed, progress=progress, summary=summary)
+    if keep is None:
+        summary.notes.append("no segment map (" + ("windows embedded in workers" if spread is not None
+                                                   else "no network embedding") + ")")
+    return map_tables(ids, {kind: vectors, **extra}, kind, methods=methods, k=k, seed=loaded.config.seed,
+                      progress=progress, summary=summary, segments=keep.frame() if keep is not None else None)
 
 
 def map_tables(ids: Sequence[str], vectors_by_kind: dict[str, np.ndarray], kind: str,
                *, methods: Sequence[str], k: int, seed: int, progress: bool,
-               summary: AnalyzeSummary) -> dict[str, pd.DataFrame]:
+               summary: AnalyzeSummary,
+               segments: tuple[pd.DataFrame, np.ndarray] | None = None) -> dict[str, pd.DataFrame]:
     """Embeddings, 2-D maps and neighbours of tracks `ids` from stored vectors: maps and
     neighbours use `vectors_by_kind[kind]` (N, D); every kind is stored. Also serves runs
-    whose embeddings were imported rather than computed."""
+    whose embeddings were imported rather than computed.
+
+    `segments`: windows (DataFrame(track_id, start_s), (W, D) vectors of the same kind),
+    placed on each map that can place new points (segment_projections; see
+    embeddings.fit_map)."""
     vectors = vectors_by_kind[kind]
     # One neighbour search serves UMAP and the neighbours table (approximate above
     # embeddings.ANN_THRESHOLD tracks).
     graph = knn_graph(vectors, max(k, UMAP_NEIGHBOURS - 1), seed=seed)
     if not graph.exact:
         summary.notes.append(f"neighbours approximate (pynndescent, {len(ids):,} tracks)")
-    maps = []
+    maps, placed = [], []
     for method in tqdm(methods, desc="projections", unit="map", disable=not progress):
         if (reason := skip_reason(method, len(ids))) is not None:
             summary.notes.append(reason)
             continue
-        xy = project(vectors, method=method, seed=seed, knn=graph)  # (N, 2)
+        xy, place = fit_map(vectors, method=method, seed=seed, knn=graph)  # (N, 2)
         maps.append(pd.DataFrame({"method": method, "track_id": ids, "x": xy[:, 0], "y": xy[:, 1]}))
+        if segments is not None:
+            placed.append(_placed_segments(method, place, *segments, summary))
     summary.n_embeddings, summary.n_projections = len(ids), len(maps)
+    summary.n_segments = max((len(p) for p in placed), default=0)
     return {
+        "segment_projections": pd.concat(placed, ignore_index=True) if placed else pd.DataFrame(),
         "embeddings": pd.concat(
             [pd.DataFrame({"track_id": ids, "kind": name, "vector": [v.tolist() for v in table]})
              for name, table in vectors_by_kind.items()], ignore_index=True),
         "projections": pd.concat(maps, ignore_index=True) if maps else pd.DataFrame(),
         "neighbours": nearest_neighbours(ids, vectors, k=k, knn=graph),
     }
+
+
+def _placed_segments(method: str, place, rows: pd.DataFrame, vectors: np.ndarray,
+                     summary: AnalyzeSummary) -> pd.DataFrame:
+    """Rows (method, track_id, start_s, x, y) of windows `rows` placed by the map's `place`
+    (None: a note instead)."""
+    if place is None:
+        summary.notes.append(f"no segments on the {method} map (it cannot place new points)")
+        return pd.DataFrame()
+    xy = place(vectors) if len(rows) else np.zeros((0, 2))  # (W, 2)
+    return rows.assign(method=method, x=xy[:, 0], y=xy[:, 1])[["method", "track_id", "start_s", "x", "y"]]
 
 
 def _gradcam_tables(loaded: LoadedRun, tracks: pd.DataFrame, explained: pd.DataFrame,

@@ -18,7 +18,7 @@ import contextlib
 
 import warnings
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -41,6 +41,10 @@ UMAP_NEIGHBOURS = 15  # UMAP's n_neighbors, counting each point as its own first
 # points: a catalogue past this would stall `analyze` for an hour or more, so it is skipped
 # there, with a note.
 TSNE_MAX_POINTS = 250_000
+# Windows of tracks without window predictions (training tracks) kept for the segment map:
+# every 4th (one per 6 s at the 1.5-s eval hop), so the map shows where they sit at a quarter
+# of the rows; tracks with window predictions keep every window (see WindowVectors).
+SEGMENT_STRIDE = 4
 CONFUSION_COLUMNS = [
     "label", "predicted", "count", "share", "track_ids", "probs", "neighbour_ids",
     "neighbour_labels", "neighbours_predicted_share",
@@ -75,9 +79,41 @@ def track_means(track_pos: np.ndarray, values: np.ndarray, n_tracks: int) -> np.
     return means.means()
 
 
+class WindowVectors:
+    """Per-window embeddings kept from the embedding pass for the segment map: every window of
+    the tracks in `full` (analyze: the test and validation tracks, which have window
+    predictions and among which the explained tracks and their closest correct neighbours
+    are), every `stride`-th window of the others (the first, the stride+1-th, ...). Memory:
+    the kept windows x D float32, e.g. ~25 MB for 50,000 windows of 128-d."""
+
+    def __init__(self, full: set[str], hop_s: float, stride: int = SEGMENT_STRIDE):
+        self.full, self.hop_s, self.stride = set(full), hop_s, stride  # hop_s: the pass's window hop
+        self.track_ids: list[str] = []
+        self.starts: list[np.ndarray] = []  # seconds from each track's start, per batch
+        self.vectors: list[np.ndarray] = []  # (b, D) per batch
+
+    def add(self, windows, rows: np.ndarray, vectors: np.ndarray) -> None:
+        """Window rows (B,) of `windows` (a WindowSet) and their embeddings (B, D)."""
+        starts = windows.index[rows, 1] / windows.sr  # (B,) seconds
+        ids = [windows.track_ids[t] for t in windows.index[rows, 0]]
+        ordinal = np.rint(starts / self.hop_s).astype(np.int64)  # (B,) the window's place in its track
+        keep = np.array([t in self.full or o % self.stride == 0 for t, o in zip(ids, ordinal)], dtype=bool)
+        self.track_ids += [t for t, k in zip(ids, keep) if k]
+        self.starts.append(starts[keep])
+        self.vectors.append(np.asarray(vectors, dtype=np.float32)[keep])
+
+    def frame(self) -> tuple[pd.DataFrame, np.ndarray]:
+        """(DataFrame(track_id, start_s), (W, D) float32 vectors) of the kept windows."""
+        rows = pd.DataFrame({"track_id": self.track_ids,
+                             "start_s": np.concatenate(self.starts) if self.starts else np.zeros(0)})
+        vectors = np.concatenate(self.vectors) if self.vectors else np.zeros((0, 0), np.float32)
+        return rows, vectors
+
+
 def track_embeddings(loaded_run, tracks: pd.DataFrame, cache: ShardCache,
                      *, progress: bool = True, extra: dict | None = None,
-                     spread: "SpreadEmbeddings | None" = None, tap=None) -> tuple[list[str], np.ndarray, str]:
+                     spread: "SpreadEmbeddings | None" = None, tap=None,
+                     keep: WindowVectors | None = None) -> tuple[list[str], np.ndarray, str]:
     """Embed every track (columns track_id, path, sha1, label; labels among the run's
     classes) -> (track ids, (N, D) float32 vectors, kind).
 
@@ -91,6 +127,9 @@ def track_embeddings(loaded_run, tracks: pd.DataFrame, cache: ShardCache,
     `tap` (torch runs embedded in this process): an object whose `attached(model, windows)`
     context watches this pass over every window in order (concepts.HeadInputTap), so other
     analyses share its forward passes.
+
+    `keep` (torch runs embedded in this process): receives the penultimate embedding of the
+    windows it chooses (see WindowVectors), from this same pass.
     """
     if loaded_run.estimator is not None:
         return _handcrafted_embeddings(loaded_run, tracks, cache, progress)
@@ -104,9 +143,12 @@ def track_embeddings(loaded_run, tracks: pd.DataFrame, cache: ShardCache,
     with tap.attached(loaded_run.model, windows) if tap is not None else contextlib.nullcontext():
         for start in tqdm(range(0, len(windows), batch), desc="embeddings", unit="batch",
                           disable=not progress):
-            audio, _, owners = windows.batch(np.arange(start, min(start + batch, len(windows))))
+            rows = np.arange(start, min(start + batch, len(windows)))
+            audio, _, owners = windows.batch(rows)
             for kind, vectors in loaded_run.predict_with_embeddings(audio)[1].items():  # (B, D)
                 running.setdefault(kind, TrackMeans(len(windows.track_ids))).add(owners, vectors)
+                if keep is not None and kind == "penultimate":
+                    keep.add(windows, rows, vectors)
     means = {kind: acc.means() for kind, acc in running.items()}
     if extra is not None:
         extra.update({kind: v for kind, v in means.items() if kind != "penultimate"})
@@ -182,12 +224,17 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
     return x / np.where(norms > 0, norms, 1.0)
 
 
-def _pca2(x: np.ndarray) -> np.ndarray:
-    """First two principal coordinates (zero-padded when there are fewer)."""
-    centred = x - x.mean(axis=0)
-    u, s, _ = np.linalg.svd(centred, full_matrices=False)
-    coords = u[:, :2] * s[:2]
-    return np.pad(coords, ((0, 0), (0, 2 - coords.shape[1])))
+def _pca2(x: np.ndarray) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """First two principal coordinates (N, 2) float32 (zero-padded when there are fewer),
+    and the same axes applied to new rows."""
+    mean = x.mean(axis=0)
+    _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
+    axes = np.pad(vt[:2].T, ((0, 0), (0, 2 - min(2, len(vt)))))  # (D, 2)
+
+    def place(new: np.ndarray) -> np.ndarray:
+        return ((unit_rows(new) - mean) @ axes).astype(np.float32)  # (M, 2)
+
+    return ((x - mean) @ axes).astype(np.float32), place
 
 
 @dataclass(frozen=True)
@@ -250,6 +297,12 @@ def skip_reason(method: str, n: int) -> str | None:
 
 def project(vectors: np.ndarray, *, method: str = "tsne", seed: int = 0,
             knn: KnnGraph | None = None) -> np.ndarray:
+    """(N, D) embeddings -> (N, 2) float32 map coordinates (see `fit_map`)."""
+    return fit_map(vectors, method=method, seed=seed, knn=knn)[0]
+
+
+def fit_map(vectors: np.ndarray, *, method: str = "tsne", seed: int = 0,
+            knn: KnnGraph | None = None) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray] | None]:
     """(N, D) embeddings -> (N, 2) float32 map coordinates; the same seed gives the same map.
 
     "tsne": openTSNE (FFT-accelerated above 10,000 points, its own Annoy neighbour search
@@ -257,13 +310,18 @@ def project(vectors: np.ndarray, *, method: str = "tsne", seed: int = 0,
     "umap": n_neighbors min(15, N - 1), single-threaded, since numba's parallel layout is
     not reproducible; it reuses `knn` (see `knn_graph`) when given. "pca": the first two
     principal coordinates. Fewer than 4 tracks are too few for t-SNE or UMAP: they get PCA.
+
+    Returns the map and a function placing new rows (M, D) -> (M, 2) in it (segments beside
+    their track): openTSNE's `transform` (each new point optimised against the fixed map from
+    its nearest map points), PCA's fitted axes; None for UMAP, which is fit from neighbours
+    handed in without a search index, so umap-learn cannot place new points.
     """
     if method not in METHODS:
         raise ValueError(f"unknown projection {method!r} (choose from {', '.join(METHODS)})")
     x = unit_rows(vectors)
     n = len(x)
     if n < 4 or method == "pca":
-        return _pca2(x).astype(np.float32)
+        return _pca2(x)
     if method == "tsne":
         return _tsne(x, seed)
     import umap  # slow import (numba): only when a UMAP map is wanted
@@ -283,7 +341,7 @@ def project(vectors: np.ndarray, *, method: str = "tsne", seed: int = 0,
         with warnings.catch_warnings():
             # Only umap's .transform of new points needs its search index; we never call it.
             warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]")
-            return np.asarray(reducer.fit_transform(x), dtype=np.float32)
+            return np.asarray(reducer.fit_transform(x), dtype=np.float32), None
     finally:
         # numba's OpenMP layer resets the process-wide OpenMP thread count, which torch
         # shares: left alone, every later forward pass runs oversubscribed (10x slower).
@@ -298,7 +356,16 @@ def _tsne(x: np.ndarray, seed: int) -> np.ndarray:
     # n_jobs=1: one seed, one map (and the 2 cores are shared with the rest of analyze).
     tsne = TSNE(n_components=2, perplexity=min(30.0, (len(x) - 1) / 3), initialization="pca",
                 n_jobs=1, random_state=seed)
-    return np.asarray(tsne.fit(x), dtype=np.float32)
+    embedding = tsne.fit(x)
+
+    def place(new: np.ndarray) -> np.ndarray:
+        if not len(new):
+            return np.zeros((0, 2), np.float32)
+        # perplexity capped like the fit's: openTSNE needs it below the map's size / 3
+        return np.asarray(embedding.transform(unit_rows(new), perplexity=min(5.0, (len(x) - 1) / 3)),
+                          dtype=np.float32)  # (M, 2)
+
+    return np.asarray(embedding, dtype=np.float32), place
 
 
 def _knn(x: np.ndarray, k: int, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
