@@ -77,11 +77,12 @@ else:
     st.write(f"On the {int(t.n_shared)} test tracks both runs predicted, A is right on {t.acc_a:.1%} and B on "
              f"{t.acc_b:.1%}: {verdict}. Test: {t.test}.")
 
-st.subheader("Ablation sweeps")
 sweeps = cached(q.sweeps)(ctx.db)
-if sweeps.empty:
-    st.info("No sweep stored. Run one with `python -m training sweep CONFIG.toml`.")
+if sweeps.empty:  # the page has said what it can; a projected page needs no command
+    if not ctx.presentation:
+        st.caption("No ablation sweep stored yet (`python -m training sweep CONFIG.toml` runs one).")
     st.stop()
+st.subheader("Ablation sweeps")
 sweep = st.selectbox("Sweep", list(sweeps.sweep), key="sweep",
                      format_func=lambda s: f"{s} ({int(sweeps.set_index('sweep').n_runs[s])} runs)")
 ablation = cached(q.ablation)(ctx.db, sweep)
