@@ -4,7 +4,6 @@ effect": a run's accuracy on its test tracks with and without the flagged faulty
 
 from __future__ import annotations
 
-import csv
 import time
 from pathlib import Path
 from typing import Sequence
@@ -16,6 +15,7 @@ from genre_core.metrics import evaluation
 from genre_core.faults.detect import detect_faults
 from genre_core.faults.fingerprint import FP_SR, fingerprint, recording_pairs
 from genre_core.faults.kinds import CLIP_KINDS
+from genre_core.faults.known import read_truth
 
 FLAGGING_KINDS = ("exact_duplicate", "recording_duplicate", "label_issue", "distortion")
 
@@ -51,13 +51,6 @@ def _fault_filtered_effect(store, flagged: set[str]) -> None:
 
 
 # -- scoring against the synthetic corpus' truth ------------------------------------------------
-
-
-def read_truth(path: Path) -> pd.DataFrame:
-    """A faults_truth.csv (track_id, kind, group_id, source_track_id, detail) as a frame."""
-    with open(path, newline="", encoding="utf-8") as f:
-        return pd.DataFrame(list(csv.DictReader(f)),
-                            columns=["track_id", "kind", "group_id", "source_track_id", "detail"])
 
 
 def score_against_truth(detected: pd.DataFrame, truth_csv: Path,

@@ -75,6 +75,10 @@ def test_faults_patterns_and_why_in_plain_words(planted):
         assert kind not in text  # label_issue, exact_duplicate...: never an internal name
         assert esc(fault_words(kind)[0]) in text
     assert "Where it fails systematically" in text and "&lt;b&gt;Band&lt;/b&gt;" in text and "<b>Band</b>" not in text
+    # the known faults against the flags, kind by kind, in words (the fixture's known list: duplicates, one missed)
+    known = text[text.index("The faults known beforehand"):]
+    assert known.count("<tr>") == 1 + 2 and esc(fault_words("recording_duplicate")[0]) in known
+    assert "share found" in known and "not looked for" not in known
     # the examples: explained ones (a figure each), each beside its sentence of why where the tests found one
     assert summary.n_examples == 6 and text.count('<svg class="cam"') == 6
     assert text.count("<audio") == 12  # the snippet and what its map points at, for each

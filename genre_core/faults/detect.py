@@ -26,7 +26,7 @@ from genre_core import audio, paths
 from genre_core.engine import EngineOptions, chunked, map_chunks, sized
 from genre_core.faults import fingerprint as fp
 from genre_core.faults.kinds import ARTIST_MAX_SHARE, FAULT_KINDS
-from genre_core.faults.known import FAULT_COLUMNS, known_faults
+from genre_core.faults.known import FAULT_COLUMNS, listed_faults
 from genre_core.faults.labels import (
     QUICK_SWEEP, OutOfFold, handcrafted_out_of_fold, label_issues, out_of_fold_probs,
 )
@@ -251,7 +251,7 @@ def _scan_track(track, cache: ShardCache, sr: int) -> _Scan:
 class FaultSummary:
     dataset: str
     counts: dict[str, int]  # kind -> tracks flagged (detected faults)
-    known: int  # tracks with a published fault stored alongside (source 'known')
+    known: int  # tracks on the dataset's list of known faults (Sturm's for GTZAN, the demo's planted ones)
     label_sweep: str | None  # k-fold sweep the label check used (QUICK_SWEEP: its own); None: unchecked
     seconds: float
     detected: pd.DataFrame = field(repr=False, default_factory=lambda: _frame([]))
@@ -260,7 +260,7 @@ class FaultSummary:
         found = ", ".join(f"{n} {kind}" for kind, n in self.counts.items() if n) or "none found"
         text = f"faults on {self.dataset}: {found} ({self.seconds:.1f} s)"
         if self.known:
-            text += f"; {self.known} tracks in published exact repetitions (Sturm 2013)"
+            text += f"; {self.known} tracks on the dataset's list of known faults"
         if self.label_sweep is None:
             text += "; label issues: not checked (a genre has fewer than 2 usable tracks)"
         elif self.label_sweep == QUICK_SWEEP:
@@ -362,7 +362,7 @@ def detect_faults(store: Store, dataset_name: str, *, progress: bool = True, sr:
     if oof is not None:
         parts.append(_label_rows(oof))
     detected = pd.concat([p for p in parts if len(p)] or [_frame([])], ignore_index=True)
-    known = known_faults(every["track_id"]) if info["kind"] == "gtzan" else _frame([])
+    known = listed_faults(info["kind"], info["root"], every["track_id"])
     store.replace_faults(dataset_id, "detected", detected)
     store.replace_faults(dataset_id, "known", known)
     counts = {k: int(detected.loc[detected["kind"] == k, "track_id"].nunique()) for k in FAULT_KINDS}

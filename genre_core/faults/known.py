@@ -10,18 +10,24 @@ The table below restates which excerpt numbers form each exact-repetition group 
 copies in all, one of them across genres: metal.00058 is rock.00016). It lists facts about the
 corpus, written down here for the product; Sturm's paper has the full account, including the
 repeated recordings and artists that are not exact copies and are not shipped here.
+
+The demo's synthetic corpus knows its faults exactly: the generator lists every fault it planted
+in `faults_truth.csv` beside the audio, and that list is stored as its known faults, so the same
+comparison scores detection on GTZAN and on the demo.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import re
+from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 import pandas as pd
 
-from genre_core.faults.kinds import fault_family
+from genre_core.faults.kinds import FAULT_KINDS, fault_family
 
 CITATION = ('B. L. Sturm, "The GTZAN dataset: its contents, its faults, their effects on '
             'evaluation, and its future use", arXiv:1306.1461, 2013')
@@ -41,6 +47,9 @@ EXACT_REPETITIONS: dict[str, tuple[tuple[int, ...], ...]] = {
 CROSS_GENRE_REPETITIONS: tuple[tuple[str, ...], ...] = (("metal.00058", "rock.00016"),)
 
 FAULT_COLUMNS = ["track_id", "kind", "group_id", "score", "evidence"]
+TRUTH_FILE = "faults_truth.csv"  # what genre_core.datasets.synth.corpus planted, beside its audio
+TRUTH_COLUMNS = ["track_id", "kind", "group_id", "source_track_id", "detail"]
+PLANTED = "planted by the GenreLens synthetic corpus generator (faults_truth.csv)"
 _GTZAN_ID = re.compile(r"^[a-z]+\.\d{5}$")
 
 
@@ -74,6 +83,38 @@ def known_faults(track_ids: Iterable[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=FAULT_COLUMNS)
 
 
+def read_truth(path: Path | str) -> pd.DataFrame:
+    """A faults_truth.csv (TRUTH_COLUMNS, every value a string, '' where empty) as a frame."""
+    with open(path, newline="", encoding="utf-8") as f:
+        return pd.DataFrame(list(csv.DictReader(f)), columns=TRUTH_COLUMNS).fillna("")
+
+
+def planted_faults(root: Path | str, track_ids: Iterable[str]) -> pd.DataFrame:
+    """The faults a synthetic corpus' generator planted among `track_ids`, read from
+    `root`/faults_truth.csv (none when it is absent). Every member of a duplicate group is
+    listed, its original included, as detection flags them. Returns FAULT_COLUMNS rows."""
+    path = Path(root) / TRUTH_FILE
+    if not path.is_file():
+        return pd.DataFrame(columns=FAULT_COLUMNS)
+    truth = read_truth(path)
+    truth = truth[truth["track_id"].isin(set(track_ids))]
+    rows = [dict(track_id=r.track_id, kind=r.kind, group_id=r.group_id or None, score=1.0,
+                 evidence=json.dumps({"detail": r.detail, "copy_of": r.source_track_id or None,
+                                      "reference": PLANTED}))
+            for r in truth.itertuples()]
+    return pd.DataFrame(rows, columns=FAULT_COLUMNS)
+
+
+def listed_faults(dataset_kind: str, root: Path | str, track_ids: Iterable[str]) -> pd.DataFrame:
+    """A dataset's known faults: Sturm's published exact repetitions for GTZAN, the planted
+    faults for the synthetic corpus, none for any other kind. FAULT_COLUMNS rows."""
+    if dataset_kind == "gtzan":
+        return known_faults(track_ids)
+    if dataset_kind == "synth":
+        return planted_faults(root, track_ids)
+    return pd.DataFrame(columns=FAULT_COLUMNS)
+
+
 def compare_faults(detected: pd.DataFrame, known: pd.DataFrame) -> pd.DataFrame:
     """Per (track, kind family) whether a known fault was found, missed, or a detection is new.
 
@@ -105,15 +146,24 @@ def _first_by_family(frame: pd.DataFrame) -> dict[tuple[str, str], tuple[str, st
     return first
 
 
-def comparison_summary(comparison: pd.DataFrame) -> pd.DataFrame:
-    """Per family of a `compare_faults` result: found, missed, new, known, recall, precision
-    (NaN where undefined: nothing known, or nothing detected)."""
-    summary = (comparison.pivot_table(index="family", columns="status", values="track_id",
+def comparison_summary(comparison: pd.DataFrame, by: str = "family") -> pd.DataFrame:
+    """Per family (or per `by="kind"`: the known kind, a new detection's own kind) of a
+    `compare_faults` result: found, missed, new, known, recall, precision, and looked_for
+    (False for a kind no detector looks for, in FAULT_KINDS' sense: its recall and precision
+    are NaN, not a miss). Recall and precision are NaN where undefined (nothing known, or
+    nothing detected)."""
+    summary = (comparison.pivot_table(index=by, columns="status", values="track_id",
                                       aggfunc="count", fill_value=0)
                .reindex(columns=["found", "missed", "new"], fill_value=0).reset_index())
     summary.columns.name = None
     summary["known"] = summary.found + summary.missed
-    summary["recall"] = np.where(summary.known > 0, summary.found / summary.known.clip(lower=1), np.nan)
+    families = {fault_family(kind) for kind in FAULT_KINDS}
+    summary["looked_for"] = [name in (FAULT_KINDS if by == "kind" else families) for name in summary[by]]
+    measured = summary.looked_for.to_numpy()
+    summary["recall"] = np.where(measured & (summary.known > 0), summary.found / summary.known.clip(lower=1), np.nan)
     detected = summary.found + summary.new
-    summary["precision"] = np.where(detected > 0, summary.found / detected.clip(lower=1), np.nan)
-    return summary
+    summary["precision"] = np.where(measured & (detected > 0), summary.found / detected.clip(lower=1), np.nan)
+    if by == "kind":  # in the one order summaries list kinds, unlisted ones last
+        order = {kind: i for i, kind in enumerate(FAULT_KINDS)}
+        summary = summary.sort_values(by, key=lambda s: s.map(lambda k: order.get(k, len(order))), kind="stable")
+    return summary.reset_index(drop=True)

@@ -22,6 +22,7 @@ from genre_core import audio, paths
 from genre_core.analysis.slice_words import p_text, rule_sentence, same_tracks_sentence
 from genre_core.app.player import audio_bytes, cam_png, data_uri, spectrogram_png
 from genre_core.faults.kinds import fault_words
+from genre_core.faults.known import compare_faults, comparison_summary
 from genre_core.runs.report_figures import Spectrogram, cam_figure, map_svg, strongest
 from genre_core.store import Store, StoreError
 from genre_core.untrusted import html as _e
@@ -69,7 +70,8 @@ class _Data:
     accuracy: tuple[float, float, float]  # value, ci_low, ci_high
     points: pd.DataFrame  # method, track_id, x, y (one method)
     tracks: dict[str, dict]  # track_id -> label, path, duration_s
-    faults: pd.DataFrame  # kind, n
+    faults: pd.DataFrame  # kind, n (detected)
+    known: pd.DataFrame  # per kind: detected against the dataset's known faults (faults.known.comparison_summary)
     slices: pd.DataFrame  # the run's stored failure slices (analysis.slices), by rank
     concepts: pd.DataFrame  # its TCAV concept scores
     pushes: pd.DataFrame  # its misclassified tracks' concept pushes
@@ -90,9 +92,12 @@ def _gather(store: Store, run: dict) -> _Data:
     points = maps[maps.method == method].reset_index(drop=True)
     tracks = store.dataset_tracks(dataset_id, ("track_id", "label", "path", "duration_s")).set_index("track_id")
     tracks = tracks.to_dict("index")
-    faults = (store.fault_rows(dataset_id).groupby("kind").track_id.nunique().rename("n")
+    rows = store.fault_rows(dataset_id)
+    detected = rows[rows.source == "detected"]
+    faults = (detected.groupby("kind").track_id.nunique().rename("n")
               .sort_values(ascending=False, kind="stable").reset_index())
-    return _Data(store.dataset_name(dataset_id), list(run["classes"]), test, accuracy, points, tracks, faults,
+    known = comparison_summary(compare_faults(detected, rows[rows.source == "known"]), by="kind")
+    return _Data(store.dataset_name(dataset_id), list(run["classes"]), test, accuracy, points, tracks, faults, known,
                  store.failure_slices(run_id), *store.concept_findings(run_id))
 
 
@@ -302,7 +307,29 @@ def _faults_html(data: _Data) -> str:
         return "<p>No faults recorded for this dataset (run <code>faults</code> to look for them).</p>"
     rows = "".join(f"<tr><td class=fault><b>{_e(name)}</b><br><span class=note>{_e(why)}</span></td>"
                    f"<td>{int(r.n)}</td></tr>" for r in data.faults.itertuples() for name, why in [fault_words(r.kind)])
-    return f'<table class="faults"><tr><th>what is wrong</th><th>songs</th></tr>{rows}</table>'
+    return f'<table class="faults"><tr><th>what is wrong</th><th>songs</th></tr>{rows}</table>' + _known_html(data)
+
+
+def _known_html(data: _Data) -> str:
+    """How many of the faults known for this collection the checks found, kind by kind."""
+    if data.known.empty:
+        return ""
+
+    def share(value: float) -> str:
+        return "–" if np.isnan(value) else f"{round(100 * value)}%"
+
+    rows = "".join(
+        f"<tr><td class=fault><b>{_e(fault_words(r.kind)[0])}</b></td><td>{int(r.known)}</td>"
+        + (f"<td>{int(r.found)}</td><td>{int(r.missed)}</td><td>{int(r.new)}</td>"
+           f"<td>{share(r.recall)}</td><td>{share(r.precision)}</td>" if r.looked_for else
+           "<td colspan=5>not looked for: no check finds this kind</td>") + "</tr>"
+        for r in data.known.itertuples())
+    return ("<h3>The faults known beforehand: how many the checks found</h3>"
+            "<p class=note>Known: faults listed for this collection before any check ran (a published list, or the "
+            "faults planted on purpose in a demo collection). Missed: known, not flagged. Extra: flagged, not on the "
+            "list (a fault the list lacks, or a false alarm).</p>"
+            '<table class="faults"><tr><th>what is wrong</th><th>known</th><th>found</th><th>missed</th>'
+            f"<th>extra</th><th>share found</th><th>share of flags that are known</th></tr>{rows}</table>")
 
 
 STYLE = """

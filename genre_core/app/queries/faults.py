@@ -10,7 +10,7 @@ import pandas as pd
 
 from genre_core.metrics import evaluation
 from genre_core.app.queries._db import _REVIEWS, _df
-from genre_core.faults.kinds import DUPLICATE_KINDS
+from genre_core.faults.kinds import DUPLICATE_KINDS, fault_words
 from genre_core.faults.known import compare_faults, comparison_summary
 from genre_core.app.queries.runs import predictions, run_row
 
@@ -127,14 +127,21 @@ def artists_across_split(db, dataset_id: int, run_id: str | None = None) -> pd.D
     return out[columns].sort_values(["n_tracks", "artist"], ascending=[False, True], kind="stable").reset_index(drop=True)
 
 
-def known_vs_detected(db, dataset_id: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Known faults (a published list) against detected ones, matched on (track, family) with
-    the two duplicate kinds as one family, for the families the known list covers
-    (`faults.known.compare_faults`). Returns (per-track rows with status found | missed | new,
-    per-family summary with counts, precision and recall)."""
+def known_vs_detected(db, dataset_id: int) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """Known faults (Sturm's published list for GTZAN, the planted ones for the demo corpus)
+    against detected ones, matched on (track, family) with the two duplicate kinds as one
+    family, for the families the known list covers (`faults.known.compare_faults`). Returns
+    (per-track rows with status found | missed | new, per-kind summary with counts, precision,
+    recall, looked_for, the kind in words (fault) and a note for a kind no detector looks for,
+    where the list comes from in words: '' when none is stored)."""
     frame = faults(db, dataset_id)
-    detail = compare_faults(frame[frame.source == "detected"], frame[frame.source == "known"])
-    return detail[["track_id", "family", "status"]], comparison_summary(detail)
+    known = frame[frame.source == "known"]
+    detail = compare_faults(frame[frame.source == "detected"], known)
+    references = sorted({str(e["reference"]) for e in known.evidence if e.get("reference")})
+    summary = comparison_summary(detail, by="kind")
+    summary["fault"] = [fault_words(kind)[0] for kind in summary.kind]
+    summary["note"] = ["" if looked else "no detector looks for this kind" for looked in summary.looked_for]
+    return detail[["track_id", "kind", "status"]], summary, "; ".join(references)
 
 
 def confirmed_faulty(db, dataset_id: int) -> set[str]:
