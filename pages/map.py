@@ -3,7 +3,7 @@
 import streamlit as st
 
 from genre_core.app import links, state
-from genre_core.app import charts
+from genre_core.app import charts, segments
 from genre_core.app import queries as q
 from genre_core.untrusted import markdown as md
 from page_frame import open_page, table
@@ -15,18 +15,24 @@ COLOUR_BY = {"true genre": "label", "predicted genre": "predicted", "correct / w
 SEARCH_LIMIT = 200  # matches ringed on the map; the Track page's search lists any track
 # Points drawn at most (a sample above, see state.sample_map). 20,000 by default: each point costs
 # the browser ~80 bytes of JSON and WebGL work, and 50,000 took 3-7 s a redraw at 100,000 tracks.
+METHOD_NAMES = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}
 DENSITY = {"20,000": 20_000, "50,000": 50_000, "all": None}
 # The projection is read-only on this page: shared, it is not unpickled (100,000 rows) every rerun.
 shared = st.cache_resource(show_spinner=False, max_entries=8)
 
 ctx, cached = open_page("pages/map.py", "Map",
     "Each point is a track, placed so that tracks the model finds similar sit close together. "
-    "Draw a lasso or box to list tracks; click a point to hear it and open it.", cache_entries=64)
+    "Draw a lasso or box to list tracks; click a point to hear it and open it. Segments and Trajectory show "
+    "each track's 3-s windows instead: click one to hear the track from there.", cache_entries=64)
 run = cached(q.run_row)(ctx.db, ctx.run_id)
 methods = cached(q.projection_methods)(ctx.db, ctx.run_id)
 if not methods:
     st.info(f"Run {ctx.run_id} has no map yet. Compute it with `python -m training analyze --run {ctx.run_id}`.")
     st.stop()
+
+
+def method_name(method: str) -> str:
+    return METHOD_NAMES.get(method, method)
 
 
 def map_controls() -> tuple[str, str, str, int | None]:
@@ -35,7 +41,7 @@ def map_controls() -> tuple[str, str, str, int | None]:
     with box:
         left, middle, right, density = st.columns([1, 2, 2, 1])
         method = left.radio("Projection", methods, horizontal=True, key="map_method",
-                            format_func=lambda m: {"tsne": "t-SNE", "umap": "UMAP"}.get(m, m))
+                            format_func=method_name)
         colour = middle.radio("Colour by", list(COLOUR_BY), horizontal=True, key="map_colour")
         text = right.text_input("Find on the map", key="map_search", placeholder="id, artist, genre or file name",
                                 help=f"Rings up to {SEARCH_LIMIT} matching tracks; they are always drawn")
@@ -58,6 +64,80 @@ def map_figure(db, run_id: str, method: str, colour_by: str, presentation: bool,
 
 
 
+def view_control() -> str:
+    """The view (a VIEWS word): tracks, or the run's windows when analyze stored them."""
+    if not cached(q.segment_methods)(ctx.db, ctx.run_id):
+        return "tracks"
+    return st.radio("View", list(segments.VIEWS), horizontal=True, key="map_view", format_func=segments.VIEWS.get,
+                    help="Tracks: one point per track. Segments: every stored 3-s window. Trajectory: one track's "
+                         "windows joined in time order.")
+
+
+def segment_controls(view: str, seg_methods: list[str]) -> tuple[str, str, str | None]:
+    """(projection, colour column, the trajectory's track or None) of the segment views."""
+    if st.session_state.get("map_method") not in seg_methods:
+        st.session_state["map_method"] = seg_methods[0]  # UMAP cannot place windows (analyze's note)
+    left, right = st.columns([1, 3])
+    method = left.radio("Projection", seg_methods, horizontal=True, key="map_method",
+                        format_func=method_name)
+    if view == "segments":
+        colour = right.radio("Colour by", list(segments.SEGMENT_COLOURS), horizontal=True, key="map_seg_colour")
+        return method, segments.SEGMENT_COLOURS[colour], None
+    tracks = trajectory_tracks(method)
+    if (asked := st.session_state.get("map_traj")) not in tracks:
+        if asked is not None:
+            notify(links.notice("the track", asked, "another track"))
+        here = ctx.track[1] if ctx.track else None
+        st.session_state["map_traj"] = here if here in tracks else tracks.index[0]
+    track = right.selectbox("Track", list(tracks.index), key="map_traj", format_func=tracks.get,
+                            help="Misclassified test tracks first. Its windows are joined in time order.")
+    return method, "predicted", track
+
+
+def trajectory_tracks(method: str):
+    """Label ("id · true → predicted") by track id of every track with windows on the map,
+    misclassified predicted tracks first, then the other predicted ones, then training tracks."""
+    rows = shared(q.projection)(ctx.db, ctx.run_id, method)
+    here = set(shared(q.segment_points)(ctx.db, ctx.run_id, method).track_id)
+    rows = rows[rows.track_id.isin(here)].assign(order=lambda r: r.outcome.map({"wrong": 0, "correct": 1}).fillna(2))
+    rows = rows.sort_values(["order", "track_id"], kind="stable")
+    return (rows.track_id + " · " + rows.label.astype(str) + " → " + rows.predicted.astype(str)).set_axis(rows.track_id)
+
+
+def segment_view(view: str) -> None:
+    """The Segments or Trajectory view; a click opens Track at the window's start."""
+    seg_methods = cached(q.segment_methods)(ctx.db, ctx.run_id)
+    method, colour_by, track = segment_controls(view, seg_methods)
+    points = shared(q.segment_points)(ctx.db, ctx.run_id, method)
+    keep({"proj": method, "view": view, "track": track,
+          "colour": links.slug(next(k for k, v in segments.SEGMENT_COLOURS.items() if v == colour_by))
+          if view == "segments" else None},
+         defaults={"proj": methods[0], "view": "tracks", "colour": links.slug(next(iter(COLOUR_BY)))})
+    classes = list(run.classes)
+    window_s = float(run.window_s) if run.window_s == run.window_s and run.window_s else 3.0  # NaN: imported
+    figure = (segments.segment_map(points, colour_by, classes, window_s=window_s, presentation=ctx.presentation)
+              if track is None else
+              segments.trajectory_map(points, track, classes, window_s=window_s, presentation=ctx.presentation))
+    event = st.plotly_chart(figure, on_select="rerun", selection_mode=("points",), key=f"map_{view}_chart",
+                            theme=None, config=charts.plot_config(ctx.image_format, f"map_{view}_{method}"))
+    if (clicked := segments.clicked_segment(event)) is not None:
+        state.open_track(st.session_state, int(run.dataset_id), clicked[0], autoplay=True)
+        st.session_state[state.START] = clicked
+        st.switch_page("pages/track.py")
+    if track is None:
+        st.caption(f"{len(points):,} windows of {points.track_id.nunique():,} tracks · "
+                   f"{method_name(method)}: every window of "
+                   "the test and validation tracks, every 4th of the training tracks.")
+        return
+    path = segments.trajectory(points, track)
+    wrong = int(((path.predicted != segments.NOT_PREDICTED) & (path.predicted != path.label)).sum())
+    st.caption(f"{len(path)} windows of {md(track)} from {segments.clock(path.start_s.iloc[0])} to "
+               f"{segments.clock(path.start_s.iloc[-1])}; {wrong} predicted other than {md(str(path.label.iloc[0]))} "
+               "(ringed red). Its markers are coloured by each window's prediction and point the way the track "
+               "goes; other tracks' windows are faint, in their true genre's colour. Click a window to hear it from "
+               "there; double-click the map to see all of it.")
+
+
 def linked_view(link: dict) -> None:
     """A link's projection, colouring and selection become the page's; a notice for each part
     that is not here (the page's default stands in for it)."""
@@ -66,11 +146,20 @@ def linked_view(link: dict) -> None:
             st.session_state["map_method"] = link["proj"]
         else:
             notify(links.notice("the projection", link["proj"], methods[0]))
+    if link.get("view") in segments.VIEWS and cached(q.segment_methods)(ctx.db, ctx.run_id):
+        st.session_state["map_view"] = link["view"]
+    elif "view" in link:
+        notify(links.notice("the view", link["view"], "the tracks"))
+    if link.get("view") == "trajectory" and "track" in link:
+        st.session_state["map_traj"] = link["track"]  # checked against the map's tracks when drawn
     if "colour" in link:
         colour = links.from_slug(link["colour"], COLOUR_BY)
+        segment_colour = links.from_slug(link["colour"], segments.SEGMENT_COLOURS)
+        if segment_colour:
+            st.session_state["map_seg_colour"] = segment_colour
         if colour:
             st.session_state["map_colour"] = colour
-        else:
+        elif not segment_colour:
             notify(links.notice("the colouring", link["colour"], "the true genres"))
     if "sel" in link:
         asked = links.split_ids(link["sel"])
@@ -86,6 +175,9 @@ def linked_view(link: dict) -> None:
 
 if link := take("map"):
     linked_view(link)
+if (view := view_control()) != "tracks":
+    segment_view(view)
+    st.stop()
 method, colour_by, search, max_points = map_controls()
 points = shared(q.projection)(ctx.db, ctx.run_id, method)
 if points.empty:

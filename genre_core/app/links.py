@@ -6,6 +6,7 @@ A view is the page (Streamlit's URL path, `/track`) plus a few parameters:
     /confusion?true=blues&pred=rock   the clicked cell (split=val when not the test tracks)
     /track?track=blues.00012&t=42     the track, and where its player starts (s, or m:ss)
     /map?proj=umap&colour=correct-wrong&sel=ID~ID   projection, colouring, the selected tracks
+    /map?view=trajectory&track=ID     segments or one track's trajectory instead of the tracks
     /faults?view=duplicates&group=G7  the view and the duplicate group (track=ID: another view's finding)
     /story?step=3                     the story's step
 
@@ -32,7 +33,7 @@ COMMON = ("db", "run")
 PAGE_KEYS = {
     "confusion": ("split", "true", "pred"),
     "track": ("track", "t"),
-    "map": ("proj", "colour", "sel"),
+    "map": ("proj", "colour", "sel", "view", "track"),
     "faults": ("view", "group", "track"),
     "story": ("step",),
 }

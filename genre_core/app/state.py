@@ -128,6 +128,11 @@ def selected_track_ids(selection: Any) -> list[str]:
     return list(seen)
 
 
+def clicked_data(selection: Any) -> list:
+    """The customdata of the one point a plain click chose ([] for none, a box or a lasso)."""
+    return _custom(_points(selection)[0]) if is_single_click(selection) else []
+
+
 def is_single_click(selection: Any) -> bool:
     """True for a plain click (one point, no box or lasso drawn)."""
     if selection is None:

@@ -291,6 +291,36 @@ def projection(db, run_id: str, method: str) -> pd.DataFrame:
     return frame.drop_duplicates("track_id")
 
 
+def segment_methods(db, run_id: str) -> list[str]:
+    """The maps holding the run's windows (segment_projections; none before analyze stored them)."""
+    frame = _df(db, "SELECT DISTINCT method FROM segment_projections WHERE run_id = ? ORDER BY method", [run_id])
+    return list(frame.method)
+
+
+def segment_points(db, run_id: str, method: str) -> pd.DataFrame:
+    """Every stored window of the run on map `method`, by track and start: track_id, start_s,
+    x, y, label (the track's true genre), predicted (the window's predicted genre from
+    segment_predictions; '–' where the run stored none: training tracks), split ('train'
+    for those), outcome ('correct' / 'wrong' for the window, 'training track')."""
+    # start_s rounded to the millisecond on both sides: both are sample / sr, but written by
+    # two processes (train, analyze).
+    return _df(db, """
+        WITH run AS (SELECT dataset_id, classes FROM runs WHERE run_id = ?),
+        sp AS (SELECT track_id, round(start_s, 3) AS at, probs FROM segment_predictions WHERE run_id = ?),
+        p AS (SELECT track_id, any_value(split) AS split FROM predictions WHERE run_id = ? GROUP BY track_id)
+        SELECT s.track_id, s.start_s, s.x, s.y, t.label,
+               coalesce(run.classes[list_position(sp.probs, list_max(sp.probs))], '–') AS predicted,
+               coalesce(p.split, 'train') AS split,
+               CASE WHEN sp.probs IS NULL THEN 'training track'
+                    WHEN run.classes[list_position(sp.probs, list_max(sp.probs))] = t.label THEN 'correct'
+                    ELSE 'wrong' END AS outcome
+        FROM segment_projections s CROSS JOIN run
+        LEFT JOIN tracks t ON t.dataset_id = run.dataset_id AND t.track_id = s.track_id
+        LEFT JOIN sp ON sp.track_id = s.track_id AND sp.at = round(s.start_s, 3)
+        LEFT JOIN p ON p.track_id = s.track_id
+        WHERE s.run_id = ? AND s.method = ?
+        ORDER BY s.track_id, s.start_s""", [run_id, run_id, run_id, run_id, method])
+
 
 # -- comparing runs ------------------------------------------------------------------------
 
