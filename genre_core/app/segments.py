@@ -109,20 +109,17 @@ def trajectory_map(points: pd.DataFrame, track_id: str, classes: Sequence[str], 
     ends = path.iloc[[0, -1]] if len(path) > 1 else path.iloc[[0]]
     words = [f"start {clock(path.start_s.iloc[0])}", f"end {clock(path.start_s.iloc[-1])}"][: len(ends)]
     fig.add_trace(go.Scatter(x=ends.x.to_numpy(np.float32), y=ends.y.to_numpy(np.float32), mode="text",
-                             text=words, textposition=["top center", "bottom center"][: len(ends)],
+                             text=words, textposition=["top left", "bottom right"][: len(ends)],
                              name="start / end", hoverinfo="skip", showlegend=False,
                              textfont=dict(size=18 if presentation else 14, color="#111")))
     _finish(fig, "trajectory", presentation)
-    for axis, update in (("x", fig.update_xaxes), ("y", fig.update_yaxes)):
-        update(range=_around(path[axis].to_numpy(), points[axis].to_numpy()))
+    # Zoomed onto the track with its neighbourhood: a track's windows often sit close together
+    # (t-SNE places each by the same nearest tracks); a double click shows the whole map.
+    mine, every = path[["x", "y"]].to_numpy(), points[["x", "y"]].to_numpy()
+    pad = max(0.6 * float(np.ptp(mine, axis=0).max()), 0.015 * float(np.ptp(every, axis=0).max() or 1.0))
+    fig.update_xaxes(range=[float(mine[:, 0].min()) - pad, float(mine[:, 0].max()) + pad])
+    fig.update_yaxes(range=[float(mine[:, 1].min()) - pad, float(mine[:, 1].max()) + pad])
     return fig
-
-
-def _around(mine: np.ndarray, every: np.ndarray) -> list[float]:
-    """An axis range showing the trajectory `mine` large, with its neighbourhood: half its
-    extent on each side, at least 6% of the whole map's (a double click shows the whole map)."""
-    pad = max(0.5 * float(np.ptp(mine)), 0.06 * float(np.ptp(every) or 1.0))
-    return [float(mine.min()) - pad, float(mine.max()) + pad]
 
 
 def _finish(fig: go.Figure, colour_by: str, presentation: bool) -> go.Figure:
