@@ -73,15 +73,18 @@ def segment_map(points: pd.DataFrame, colour_by: str, classes: Sequence[str], *,
     genre) or "predicted" (the window's own prediction; training tracks' windows grey)."""
     if points.empty:
         return charts.empty("No segments stored for this map (run: python -m training analyze --run RUN_ID)")
-    colors = {**charts.genre_colors(classes), NOT_PREDICTED: "#C8C8C8"}
+    colors = {**charts.genre_colors(classes), NOT_PREDICTED: "#9A9A9A"}
     trace = go.Scattergl if len(points) > charts.BIG_MAP else go.Scatter
     size = 6 if len(points) > 2000 else 8
     fig = go.Figure()
     for group in _groups(points, colour_by, classes):
-        name = "training track (no window prediction)" if group == NOT_PREDICTED else group
+        unknown = group == NOT_PREDICTED  # hollow: the palette's grey (rock) stays a genre
+        name = "training track (no window prediction)" if unknown else group
         fig.add_trace(_trace(trace, points[points[colour_by].astype(str) == group], name,
                              dict(size=size + (2 if presentation else 0), color=colors.get(group, "#888"),
-                                  opacity=0.8, line=dict(width=0)), window_s, mode="markers"))
+                                  opacity=0.8, symbol="circle-open" if unknown else "circle",
+                                  line=dict(width=1 if unknown else 0, color=colors.get(group, "#888"))),
+                             window_s, mode="markers"))
     return _finish(fig, colour_by, presentation)
 
 
