@@ -17,7 +17,7 @@ from tests.helpers import CHROMIUM, launch_chromium, serving_app
 ROOT = Path(__file__).resolve().parent.parent
 NETWORK_IDLE_MS = 5_000
 SHOTS = ROOT / "artifacts" / "screenshots"
-PAGES = ("overview", "confusion", "patterns", "map", "track", "faults", "compare", "multilabel", "classify")
+PAGES = ("overview", "confusion", "patterns", "map", "track", "faults", "compare", "multilabel", "classify", "story")
 
 pytestmark = [
     pytest.mark.browser,
@@ -159,7 +159,7 @@ def test_a_confusion_cell_opens_its_tracks(page, server):
     settle(page)
     screenshot(page, "confusion_cell")
     page.get_by_role("button", name="in the Track view").click()
-    page.wait_for_url("**/track")
+    page.wait_for_url("**/track*")
     page.wait_for_selector("h1:has-text('Track ')")
     settle(page)
     assert audio_src(page)
@@ -170,7 +170,7 @@ def test_a_confusion_cell_opens_its_tracks(page, server):
 def test_a_map_click_plays_and_opens_the_track(page, server):
     visit(page, server, "map")
     point = click_point(page, 0)
-    page.wait_for_url("**/track")
+    page.wait_for_url("**/track*")
     settle(page)
     assert page.inner_text("h1") == f"Track {point['custom'][0]}"
     assert audio_src(page)

@@ -69,7 +69,7 @@ def test_the_page_lists_a_slice_and_opens_its_tracks(tab, server, planted):
     assert "one-sided Fisher exact test" in tab.inner_text("[data-testid='stMain']")
     screenshot(tab, "patterns")
     tab.get_by_role("button", name="in the Track view").click()
-    tab.wait_for_url("**/track")
+    tab.wait_for_url("**/track*")
     tab.wait_for_selector("h1:has-text('Track ')")
     settle(tab)
     no_errors(tab)
