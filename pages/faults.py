@@ -357,9 +357,9 @@ def fair_view() -> None:
     if run_id is None:
         st.info("Choose a run on this dataset in the sidebar to re-score it without the confirmed faulty tracks.")
     else:
-        clean = cached(q.clean_evaluation)(ctx.db, run_id)
-        if len(clean) and int(clean.excluded.iloc[-1]) == 0:  # nothing confirmed yet: what the flags would change
-            clean = cached(q.clean_evaluation)(ctx.db, run_id, leave_out="flagged")
+        # Nothing confirmed yet among the test tracks: what leaving out the flagged ones would change.
+        clean = cached(q.clean_evaluation)(ctx.db, run_id, leave_out="confirmed or flagged")
+        if len(clean) and clean.subset.iloc[-1] == "without flagged tracks":
             left_out = ("every track with an open fault flag (no one has confirmed a fault yet: confirm or dismiss "
                         "them in the other views to narrow this down)")
         else:

@@ -192,9 +192,9 @@ def honest() -> None:
     if leaks:
         st.write(f"In this run's split, {leaks} artist{'s have' if leaks != 1 else ' has'} songs on both the training "
                  "and the test side: the model may recognise the artist rather than the genre.")
-    clean = cached(q.clean_evaluation)(ctx.db, ctx.run_id)  # what a person confirmed faulty, else every flag
-    confirmed = len(clean) == 2 and int(clean.excluded.iloc[1])
-    clean = clean if confirmed else cached(q.clean_evaluation)(ctx.db, ctx.run_id, leave_out="flagged")
+    # What a person confirmed faulty, else every flag.
+    clean = cached(q.clean_evaluation)(ctx.db, ctx.run_id, leave_out="confirmed or flagged")
+    confirmed = len(clean) == 2 and clean.subset.iloc[1] == "without confirmed faulty tracks"
     if len(clean) == 2 and int(clean.excluded.iloc[1]):
         which = "a person confirmed faulty" if confirmed else ("that carry a fault flag (a duplicate, a doubtful label, damaged "
                                                              "audio, an artist repeated across the split)")

@@ -254,6 +254,10 @@ def test_review_replaces_earlier_verdict_and_cleans_evaluation(writable_app_db, 
     test_track = q.predictions(writable_app_db, run).track_id.iloc[0]
     before = q.clean_evaluation(writable_app_db, run, n_boot=100)
     assert before.n.tolist() == [before.n[0]] * 2
+    # Nothing confirmed: "confirmed or flagged" (Faults' fair view, Story step 5) leaves out the flags.
+    fallback = q.clean_evaluation(writable_app_db, run, n_boot=100, leave_out="confirmed or flagged")
+    flagged = q.clean_evaluation(writable_app_db, run, n_boot=100, leave_out="flagged")
+    pd.testing.assert_frame_equal(fallback, flagged)
     store.save_review(ds, test_track, "label_issue", decision="dismissed", note="fine")
     store.save_review(ds, test_track, "label_issue", decision="confirmed", note="wrong label")
     reviews = store.query("SELECT * FROM reviews")
@@ -261,6 +265,8 @@ def test_review_replaces_earlier_verdict_and_cleans_evaluation(writable_app_db, 
     after = q.clean_evaluation(writable_app_db, run, n_boot=100)
     assert after.n[1] == before.n[1] - 1 and after.excluded[1] == 1
     assert after.ci_low[1] <= after.accuracy[1] <= after.ci_high[1]
+    pd.testing.assert_frame_equal(q.clean_evaluation(writable_app_db, run, n_boot=100, leave_out="confirmed or flagged"),
+                                  after)  # once a test track is confirmed, the confirmed ones
     with pytest.raises(ValueError):
         store.save_review(ds, test_track, "label_issue", decision="maybe", note=None)
 

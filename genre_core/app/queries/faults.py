@@ -154,18 +154,19 @@ def confirmed_faulty(db, dataset_id: int) -> set[str]:
 def clean_evaluation(db, run_id: str, n_boot: int = 1000, leave_out: str = "confirmed") -> pd.DataFrame:
     """The run's test accuracy and macro-F1 (bootstrap 95% CI) on all test tracks and on the
     test tracks minus those confirmed faulty (`leave_out` "confirmed") or minus every track
-    with an open fault flag, detected or known and not dismissed ("flagged"): subset, n,
-    excluded, accuracy, ci_low, ci_high, macro_f1."""
+    with an open fault flag, detected or known and not dismissed ("flagged"), or the confirmed
+    ones when any test track is confirmed and else the flagged ones ("confirmed or flagged":
+    the second row's `subset` says which): subset, n, excluded, accuracy, ci_low, ci_high,
+    macro_f1."""
     row = run_row(db, run_id)
     if row is None:
         return pd.DataFrame(columns=["subset", "n", "excluded", "accuracy", "ci_low", "ci_high", "macro_f1"])
     classes = list(row.classes)
     probs = _df(db, "SELECT track_id, label, probs FROM predictions WHERE run_id = ? AND split = 'test'", [run_id])
-    if leave_out == "flagged":
+    bad, without = confirmed_faulty(db, int(row.dataset_id)), "without confirmed faulty tracks"
+    if leave_out == "flagged" or (leave_out == "confirmed or flagged" and not probs.track_id.isin(bad).any()):
         flags = predictions(db, run_id, "test")
         bad, without = set(flags.track_id[flags.faults != ""]), "without flagged tracks"
-    else:
-        bad, without = confirmed_faulty(db, int(row.dataset_id)), "without confirmed faulty tracks"
     out = []
     for subset, keep in (("all test tracks", np.ones(len(probs), bool)),
                          (without, ~probs.track_id.isin(bad).to_numpy())):
