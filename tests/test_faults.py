@@ -16,7 +16,8 @@ from benchmarks.faults import score_against_truth
 from genre_core.faults import detect as faults
 from genre_core.faults.known import (
     CITATION, compare_faults, comparison_summary, exact_repetition_groups, known_faults)
-from genre_core.faults.labels import QUICK_SWEEP
+from genre_core.faults import labels as label_check
+from genre_core.faults.labels import FLAG_BELOW, QUICK_SWEEP, OutOfFold
 from tests.helpers import reference_file
 from tests.test_fingerprint import SR, pcm16, song
 
@@ -65,6 +66,10 @@ def test_dc_offset_band_limit_and_low_bit():
 
 # -- label issues --------------------------------------------------------------------------------
 
+def _oof(ids, labels, probs, classes, sweep="test"):
+    return OutOfFold(sweep, list(ids), list(labels), np.asarray(probs, dtype=np.float64), list(classes))
+
+
 def test_a_flipped_label_is_the_top_label_issue():
     rng = np.random.default_rng(0)
     classes = ["blues", "jazz", "rock"]
@@ -76,12 +81,64 @@ def test_a_flipped_label_is_the_top_label_issue():
     flipped = int(np.argmax(probs[:30, 0]))  # the most confident blues track, filed as rock
     labels[flipped] = "rock"
     ids = [f"t{i:02d}" for i in range(truth.size)]
-    issues = faults.label_issues(ids, labels, probs, classes)
+    issues = label_check.label_issues(_oof(ids, labels, probs, classes))
     top = issues.iloc[0]
     assert (top.track_id, top.label, top.suggested) == (ids[flipped], "rock", "blues")
-    assert top.score == pytest.approx(probs[flipped, 0] - probs[flipped, 2])
-    assert json.loads(top.evidence)["given_prob"] < json.loads(top.evidence)["given_threshold"]
-    assert len(issues) < 20
+    assert top.score == pytest.approx(1 - probs[flipped, 2])  # the chance the label is wrong
+    assert json.loads(top.evidence)["given_prob"] < FLAG_BELOW
+    assert (issues.score > 1 - FLAG_BELOW).all() and len(issues) < 10
+
+
+def test_a_track_whose_probability_is_spread_over_other_genres_is_flagged():
+    """The paper's per-class thresholds let this one pass: no single other genre is sure."""
+    probs = [[0.04, 0.32, 0.32, 0.32]] + [[0.97, 0.01, 0.01, 0.01]] * 3
+    issues = label_check.label_issues(_oof("abcd", ["w"] * 4, probs, ["w", "x", "y", "z"]))
+    assert list(issues.track_id) == ["a"]
+
+
+def test_a_crossover_heard_as_its_second_genre_is_not_a_label_issue():
+    probs = [[0.05, 0.95], [0.05, 0.95], [0.9, 0.1]]
+    oof = _oof(["cross", "wrong", "fine"], ["blues", "blues", "blues"], probs, ["blues", "rock"])
+    genres = pd.DataFrame(dict(track_id=["cross", "cross"], genre=["blues", "rock"]))
+    issues = label_check.label_issues(oof, genres=genres)
+    assert list(issues.track_id) == ["wrong"]
+
+
+def test_an_artists_other_recordings_tip_an_ambiguous_track_but_its_own_copies_do_not():
+    classes = ["metal", "rock"]
+    ids = ["odd", "r1", "r2", "r3", "r4", "r5"]
+    labels = ["metal"] + ["rock"] * 5
+    probs = [[0.3, 0.7]] + [[0.2, 0.8]] * 5  # the audio alone leaves 'odd' at 0.3: not flagged
+    oof = _oof(ids, labels, probs, classes)
+    assert label_check.label_issues(oof).empty
+    band = pd.DataFrame(dict(track_id=ids, artist=["The Band"] * 6, sha1=[f"s{i}" for i in range(6)]))
+    issues = label_check.label_issues(oof, band)
+    assert list(issues.track_id) == ["odd"] and issues.suggested[0] == "rock"
+    evidence = json.loads(issues.evidence[0])
+    assert evidence["artist_other_genres"] == {"rock": 5} and evidence["audio_given_prob"] == pytest.approx(0.3)
+    assert evidence["given_prob"] < FLAG_BELOW
+    # Five copies of 'odd' filed as metal would vouch for its label: they are the same recording.
+    copies = band.assign(sha1="s0")
+    metal = _oof(ids, ["metal"] * 6, [[0.3, 0.7]] * 6, classes)
+    assert label_check.label_issues(metal, copies).empty
+    unknown = band.assign(artist=[None, "", " ", None, None, None])
+    assert label_check.label_issues(oof, unknown).empty
+
+
+def test_sources_are_averaged_over_the_tracks_each_scored():
+    a = _oof(["t1", "t2"], ["x", "y"], [[1.0, 0.0], [0.0, 1.0]], ["x", "y"], sweep="a")
+    b = _oof(["t2", "t3"], ["y", "z"], [[0.0, 0.5, 0.5], [0.0, 0.0, 1.0]], ["x", "y", "z"], sweep="b")
+    both = label_check.combine([a, b])
+    assert both.sweep == "a + b" and both.track_ids == ["t1", "t2", "t3"] and both.classes == ["x", "y", "z"]
+    np.testing.assert_allclose(both.probs, [[1, 0, 0], [0, 0.75, 0.25], [0, 0, 1]])
+    assert label_check.combine([None]) is None
+
+
+def test_expected_real_flags_sum_the_chance_each_is_wrong():
+    table = label_check.expected_real([0.9, 0.95, 0.99, 0.92], ks=(2, 10))
+    assert list(table.k) == [2, 4]
+    assert table.expected_real.tolist() == pytest.approx([1.94, 3.76])
+    assert table.expected_precision.tolist() == pytest.approx([0.97, 0.94])
 
 
 def _predictions(sweep: str, folds: list[int], k: int, started: int) -> pd.DataFrame:
@@ -94,13 +151,15 @@ def _predictions(sweep: str, folds: list[int], k: int, started: int) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def test_out_of_fold_uses_the_latest_complete_sweep():
-    frame = pd.concat([_predictions("old", [1, 2], 2, 1), _predictions("new", [1], 2, 2)])
-    oof = faults.out_of_fold_probs(frame)
-    assert oof.sweep == "old" and oof.track_ids == [f"t{i}" for i in range(1, 6)]
-    assert oof.probs.shape == (5, 2) and oof.classes == ["a", "b"]
-    assert faults.out_of_fold_probs(_predictions("new", [1], 2, 2)) is None
-    assert faults.out_of_fold_probs(frame.iloc[:0]) is None
+def test_every_complete_kfold_sweep_is_a_source():
+    frame = pd.concat([_predictions("old", [1, 2], 2, 1), _predictions("new", [1], 2, 2),
+                       _predictions("newer", [1, 2, 3], 3, 3)])
+    sources = label_check.kfold_sources(frame)
+    assert [s.sweep for s in sources] == ["old", "newer"]  # 'new' lacks its second fold
+    assert sources[0].track_ids == [f"t{i}" for i in range(1, 6)]
+    assert sources[0].probs.shape == (5, 2) and sources[0].classes == ["a", "b"]
+    assert label_check.kfold_sources(_predictions("new", [1], 2, 2)) == []
+    assert label_check.kfold_sources(frame.iloc[:0]) == []
 
 
 # -- artist repetition and the tracks table ----------------------------------------------------
@@ -219,14 +278,14 @@ def _fake_kfold(store, dataset_id: int, ids: list[str], labels: list[str]) -> No
                              config={}, seed=0, sweep="kfold-fake", classes=classes))
         rows = []
         for t, label in list(zip(ids, labels))[fold - 1::2]:
-            probs = np.full(3, 0.1)
-            probs[classes.index("rock" if t == "jazz.00005" else label)] = 0.8
+            probs = np.full(3, 0.05)
+            probs[classes.index("rock" if t == "jazz.00005" else label)] = 0.9
             rows.append(dict(track_id=t, split="test", label=label, predicted=classes[int(probs.argmax())],
                              probs=probs.astype(np.float32).tolist()))
         store.finish_run(run_id, {"predictions": pd.DataFrame(rows)})
 
 
-def test_detect_faults_end_to_end(tmp_path):
+def test_detect_faults_end_to_end(tmp_path, monkeypatch):
     from genre_core.datasets.ingest import ingest
     from genre_core.store import open_store
 
@@ -235,11 +294,14 @@ def test_detect_faults_end_to_end(tmp_path):
     ingest(store, "gtzan", corpus, name="mini", progress=False)
     summary = faults.detect_faults(store, "mini", progress=False)
     # No k-fold run yet: the label check runs its own quick out-of-fold model.
-    assert summary.label_sweep == QUICK_SWEEP and "quick handcrafted logistic regression" in summary.line()
+    assert summary.label_sweep == QUICK_SWEEP and "from the quick check alone" in summary.line()
 
     usable = store.tracks("mini")
     dataset_id = int(store.dataset("mini")["dataset_id"])
     _fake_kfold(store, dataset_id, list(usable.track_id), list(usable.label))
+    summary = faults.detect_faults(store, "mini", progress=False)
+    assert summary.label_sweep == f"kfold-fake + {QUICK_SWEEP}"  # every source, averaged
+    monkeypatch.setattr(faults, "quick_out_of_fold", lambda *args, **kwargs: None)  # the sweep's view alone
     summary = faults.detect_faults(store, "mini", progress=False)
     stored = store.query("SELECT * FROM faults WHERE dataset_id = ? ORDER BY kind, track_id", [dataset_id])
     detected = stored[stored.source == "detected"]
@@ -250,7 +312,7 @@ def test_detect_faults_end_to_end(tmp_path):
         "label_issue": {"jazz.00005"},
     }
     assert summary.counts["exact_duplicate"] == 2 and summary.label_sweep == "kfold-fake"
-    assert "quick handcrafted" not in summary.line() and summary.line().startswith("faults on mini: 2 exact")
+    assert "quick check alone" not in summary.line() and summary.line().startswith("faults on mini: 2 exact")
     known = stored[stored.source == "known"]
     assert set(known.track_id) == {"metal.00058", "rock.00016", "metal.00004", "metal.00013"}
     status = compare_faults(detected, known).set_index("track_id")["status"].to_dict()

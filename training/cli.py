@@ -235,7 +235,7 @@ def cmd_faults(args: argparse.Namespace) -> str:
     from genre_core.engine import EngineOptions
 
     engine = EngineOptions(args.engine, args.workers, args.ray_address)
-    return detect_faults(open_store(args.db, create=False), args.dataset, engine=engine).line()
+    return detect_faults(open_store(args.db, create=False), args.dataset, engine=engine, device=args.device).line()
 
 
 def cmd_cache(args: argparse.Namespace) -> str:
@@ -468,6 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
     _cache_args(p)
     p.add_argument("--dataset", required=True, help="dataset name in the database")
     p.add_argument("--workers", type=_positive_int, help="worker processes / Ray CPUs (default: one per CPU)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="where the label check's musicnn embeddings are computed (default auto)")
     _engine_args(p)
 
     p = command("cache", cmd_cache, "size of the decoded-audio and feature cache; --prune compacts it")

@@ -4,9 +4,9 @@ artist repetition -- detected, joined by the published ones, and stored in the f
 Every detector returns rows (track_id, kind, group_id, score, evidence) whose evidence says
 in numbers why the track was flagged, so a person can judge each one in the app.
 
-Label issues follow confident learning (see genre_core.faults.labels) on out-of-fold
-probabilities: a stored k-fold experiment's when the dataset has one, else a quick 5-fold
-logistic regression over the cached handcrafted tables.
+Label issues rank tracks by the out-of-fold probability of their own genres (see
+genre_core.faults.labels): every stored k-fold experiment of the dataset averaged with a quick
+check that needs none, scaled by the genres of each artist's other recordings.
 """
 
 from __future__ import annotations
@@ -27,9 +27,7 @@ from genre_core.engine import EngineOptions, chunked, map_chunks, sized
 from genre_core.faults import fingerprint as fp
 from genre_core.faults.kinds import ARTIST_MAX_SHARE, FAULT_KINDS
 from genre_core.faults.known import FAULT_COLUMNS, listed_faults
-from genre_core.faults.labels import (
-    QUICK_SWEEP, OutOfFold, handcrafted_out_of_fold, label_issues, out_of_fold_probs,
-)
+from genre_core.faults.labels import QUICK_SWEEP, OutOfFold, combine, kfold_sources, label_issues, quick_out_of_fold
 from genre_core.faults.landmark_index import DiskLandmarkIndex
 from genre_core.store import Store, to_json
 from genre_core.features.cache import ShardCache, worker_cache
@@ -208,8 +206,8 @@ def artist_repeats(tracks: pd.DataFrame, max_share: float = ARTIST_MAX_SHARE) ->
     return _frame(rows)
 
 
-def _label_rows(oof: OutOfFold) -> pd.DataFrame:
-    issues = label_issues(oof.track_ids, oof.labels, oof.probs, oof.classes)
+def _label_rows(oof: OutOfFold, tracks: pd.DataFrame, genres: pd.DataFrame) -> pd.DataFrame:
+    issues = label_issues(oof, tracks, genres)
     rows = [_row(t.track_id, "label_issue", f"label:{t.label}->{t.suggested}", t.score,
                  dict(json.loads(t.evidence), label=t.label, sweep=oof.sweep)) for t in issues.itertuples()]
     return _frame(rows)
@@ -252,7 +250,7 @@ class FaultSummary:
     dataset: str
     counts: dict[str, int]  # kind -> tracks flagged (detected faults)
     known: int  # tracks on the dataset's list of known faults (Sturm's for GTZAN, the demo's planted ones)
-    label_sweep: str | None  # k-fold sweep the label check used (QUICK_SWEEP: its own); None: unchecked
+    label_sweep: str | None  # the label check's sources, k-fold sweeps + QUICK_SWEEP; None: unchecked
     seconds: float
     detected: pd.DataFrame = field(repr=False, default_factory=lambda: _frame([]))
 
@@ -264,8 +262,8 @@ class FaultSummary:
         if self.label_sweep is None:
             text += "; label issues: not checked (a genre has fewer than 2 usable tracks)"
         elif self.label_sweep == QUICK_SWEEP:
-            text += (f"; label issues from a quick handcrafted logistic regression (for your model's view: "
-                     f"{KFOLD_HINT.format(name=self.dataset)})")
+            text += (f"; label issues from the quick check alone (handcrafted + musicnn logistic regressions; "
+                     f"a k-fold run adds your model's view: {KFOLD_HINT.format(name=self.dataset)})")
         return text
 
 
@@ -331,13 +329,14 @@ def _scan_all(tracks: pd.DataFrame, cache: ShardCache, sr: int, progress: bool,
 
 
 def detect_faults(store: Store, dataset_name: str, *, progress: bool = True, sr: int = fp.FP_SR,
-                  engine: EngineOptions = EngineOptions()) -> FaultSummary:
+                  engine: EngineOptions = EngineOptions(), device: str = "auto") -> FaultSummary:
     """Run every detector on a dataset and replace its stored faults (detected and known).
 
     Audio is read once per track, through the cache at the file's own rate; duplicates are
     fingerprinted at `sr` Hz into an on-disk landmark index (bounded memory), distortions
-    measured at each file's own rate. Label issues use the latest complete k-fold
-    experiment's out-of-fold predictions, or a quick handcrafted 5-fold logistic regression. Returns counts per kind and the time taken.
+    measured at each file's own rate. Label issues average every complete k-fold experiment's
+    out-of-fold predictions with the quick check's (genre_core.faults.labels; its musicnn
+    embeddings on `device`). Returns counts per kind and the time taken.
     """
     start = time.perf_counter()
     info = store.dataset(dataset_name)
@@ -357,10 +356,10 @@ def detect_faults(store: Store, dataset_name: str, *, progress: bool = True, sr:
         scans = _scan_all(usable, cache, sr, progress, index, engine)
         parts = [_scan_rows(ids, file_keys, scans, index, load, sr, progress), status_faults(every),
                  artist_repeats(usable)]
-    oof = (out_of_fold_probs(store.kfold_test_predictions(dataset_id))
-           or handcrafted_out_of_fold(usable, cache, progress=progress, engine=engine))
+    quick = quick_out_of_fold(usable, cache, progress=progress, engine=engine, device=device)
+    oof = combine([*kfold_sources(store.kfold_test_predictions(dataset_id)), quick])
     if oof is not None:
-        parts.append(_label_rows(oof))
+        parts.append(_label_rows(oof, usable, store.track_genres(dataset_name)))
     detected = pd.concat([p for p in parts if len(p)] or [_frame([])], ignore_index=True)
     known = listed_faults(info["kind"], info["root"], every["track_id"])
     store.replace_faults(dataset_id, "detected", detected)

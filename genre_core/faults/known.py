@@ -102,7 +102,31 @@ def planted_faults(root: Path | str, track_ids: Iterable[str]) -> pd.DataFrame:
                  evidence=json.dumps({"detail": r.detail, "copy_of": r.source_track_id or None,
                                       "reference": PLANTED}))
             for r in truth.itertuples()]
+    listed = set(truth.loc[truth["kind"] == "label_issue", "track_id"])
+    rows += _misfiled_copies(Path(root), set(track_ids) - listed, truth)
     return pd.DataFrame(rows, columns=FAULT_COLUMNS)
+
+
+def _misfiled_copies(root: Path, track_ids: set[str], truth: pd.DataFrame) -> list[dict]:
+    """Label issues the truth file lists under another kind: a clip whose metadata.csv
+    true_genre is another of the corpus' genres than its label (a cross-genre exact copy,
+    like GTZAN's metal.00058 = rock.00016, or a guest artist's clip) is filed wrongly too,
+    and the label check is right to flag it."""
+    path = root / "metadata.csv"
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        meta = pd.DataFrame(list(csv.DictReader(f)))
+    if not {"track_id", "label", "true_genre"} <= set(meta.columns):
+        return []
+    genres = set(meta["label"])
+    wrong = meta[meta["track_id"].isin(track_ids) & meta["true_genre"].isin(genres)
+                 & (meta["true_genre"] != meta["label"])]
+    copy_of = dict(zip(truth["track_id"], truth["source_track_id"]))
+    return [dict(track_id=r.track_id, kind="label_issue", group_id=None, score=1.0,
+                 evidence=json.dumps({"detail": f"true genre {r.true_genre} filed as {r.label}",
+                                      "copy_of": copy_of.get(r.track_id) or None, "reference": PLANTED}))
+            for r in wrong.itertuples()]
 
 
 def listed_faults(dataset_kind: str, root: Path | str, track_ids: Iterable[str]) -> pd.DataFrame:
