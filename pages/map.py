@@ -23,10 +23,9 @@ DENSITY = {"20,000": 20_000, "50,000": 50_000, "all": None}
 shared = st.cache_resource(show_spinner=False, max_entries=8)
 
 ctx, cached = open_page("pages/map.py", "Map",
-    "Each point is a track, placed so that tracks the model finds similar sit close together. "
-    "Rest the pointer on a point to hear it; draw a lasso or box to list tracks; click a point to open it. "
-    "Segments and Trajectory show each track's 3-s windows instead: click one to hear the track from there. "
-    "The projection “musicnn tags” places them by two tags instead (“guitar” across, “electronic” up).",
+    "Each point is a track, placed so that tracks the model finds similar sit close together. Rest the pointer "
+    "on a point to hear it, click it to open it there, draw a lasso or box to list tracks. Segments and "
+    "Trajectory show each track's 3-s windows; “musicnn tags” places points by two tags instead.",
     cache_entries=64)
 run = cached(q.run_row)(ctx.db, ctx.run_id)
 methods = cached(q.projection_methods)(ctx.db, ctx.run_id)

@@ -153,3 +153,20 @@ def test_tag_axes_follow_the_chosen_tags(page, server, planted):
         shown[(x_tag, y_tag)] = sorted((round(p["dx"], 4), round(p["dy"], 4)) for p in points)
         screenshot(tab, f"map_tags_{x_tag}_{y_tag}")
     assert len(set(map(tuple, shown.values()))) == 2  # other tags, other places
+
+
+def test_a_box_on_the_track_map_lists_its_tracks(page, server, planted):
+    tab, (db, run_id, _) = page, planted
+    _open_map(tab, f"{server}/map?run={quote(run_id)}")
+    frame, (left, top) = _map(tab)
+    frame.click('.modebar-btn[data-val="select"]')  # the box tool
+    box = frame.evaluate("""() => { const gd = document.querySelector('.js-plotly-plot'), fl = gd._fullLayout;
+      const r = gd.getBoundingClientRect();
+      return {x: r.left + fl.xaxis._offset, y: r.top + fl.yaxis._offset, w: fl.xaxis._length, h: fl.yaxis._length}; }""")
+    x0, y0 = left + box["x"] + 2, top + box["y"] + 2
+    tab.mouse.move(x0, y0)
+    tab.mouse.down()
+    tab.mouse.move(x0 + box["w"] - 4, y0 + box["h"] - 4, steps=8)  # the whole plot area: every track
+    tab.mouse.up()
+    n = len(q.projection(db, run_id, "tsne"))
+    tab.locator("h3", has_text=f"{n} selected tracks").wait_for()
