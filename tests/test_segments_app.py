@@ -25,7 +25,7 @@ def plant_segments(db_path, run_id: str) -> dict:
     """Windows for every track of `run_id` on its t-SNE map: 4 per predicted (test / val) track
     with window predictions (the track's own prediction, except window 3 of the first
     misclassified test track: its true genre), 1 per training track; each a step from its track's
-    point. Returns {"track": that first misclassified track, "n": its windows}."""
+    point, the second window (from 1.5 s) on it. Returns {"track": that first misclassified track, "n": its windows}."""
     store = open_store(db_path)
     classes = list(store.run(run_id)["classes"])
     preds = store.predictions(run_id)
@@ -38,7 +38,9 @@ def plant_segments(db_path, run_id: str) -> dict:
         row = preds[preds.track_id == track_id]
         starts = STARTS if len(row) else STARTS[:1]
         for i, start in enumerate(starts):
-            placed.append(dict(method="tsne", track_id=track_id, start_s=start, x=x + 1.2 * i, y=y + 0.8 * np.sin(i)))
+            step = i - 1  # window 2 (from 1.5 s) sits on its track's point: the track's most typical moment
+            placed.append(dict(method="tsne", track_id=track_id, start_s=start, x=x + 1.2 * step,
+                               y=y + 0.8 * np.sin(step)))
             if len(row):
                 genre = row.label.iloc[0] if (track_id == chosen and i == 2) else row.predicted.iloc[0]
                 windows.append(dict(track_id=track_id, start_s=start,

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, quote, urlparse
 import pytest
 
 from genre_core.app import queries as q
+from genre_core.app import segments
 from tests.helpers import CHROMIUM, serving_app, writable_copy
 from tests.test_segments_app import plant_segments, plant_taggrams
 
@@ -170,3 +171,18 @@ def test_a_box_on_the_track_map_lists_its_tracks(page, server, planted):
     tab.mouse.up()
     n = len(q.projection(db, run_id, "tsne"))
     tab.locator("h3", has_text=f"{n} selected tracks").wait_for()
+
+
+def test_resting_on_a_track_plays_it_from_its_most_typical_window(page, server, planted):
+    tab, (db, run_id, info) = page, planted
+    _open_map(tab, f"{server}/map?run={quote(run_id)}")
+    frame, _ = _map(tab)
+    tab.mouse.click(5, 5)
+    names = frame.evaluate("() => document.querySelector('.js-plotly-plot')._fullData.map(d => d.name)")
+    point = next(p for name in names for p in (_trace(tab, name) or []) if p["custom"][0] == info["track"])
+    tab.mouse.move(point["x"], point["y"])
+    frame.wait_for_function("() => window.glMap.clips > 0 && !document.getElementById('audio').paused")
+    heard = frame.evaluate(AUDIO_JS)
+    windows = q.segment_points(db, run_id, "tsne")
+    assert heard["track"] == info["track"]
+    assert float(heard["start"]) == segments.typical_start(windows, info["track"], point["dx"], point["dy"]) == 1.5
