@@ -87,10 +87,9 @@ def tagged_windows(db, run_id: str, method: str, x_tag: str, y_tag: str, window_
     return tagaxes.on_tag_axes(windows, values, x_tag, y_tag, on=("track_id", "start_s"))
 
 
-def track_points(method: str, axes: tuple | None):
-    if axes is None:
-        return shared(q.projection)(ctx.db, ctx.run_id, method)
-    return shared(tagged_tracks)(ctx.db, ctx.run_id, *axes)
+def track_points(db, run_id: str, method: str, axes: tuple | None):
+    """The tracks on this map: a projection's, or on the tag axes."""
+    return shared(q.projection)(db, run_id, method) if axes is None else shared(tagged_tracks)(db, run_id, *axes)
 
 
 def window_points(method: str, axes: tuple | None):
@@ -106,7 +105,7 @@ def map_figure(db, run_id: str, method: str, axes: tuple | None, colour_by: str,
                highlight: tuple, keep: tuple, max_points: int | None):
     """(the map figure, points drawn): built once per choice, since 50,000 points take a second
     to lay out, and shared read-only by every session."""
-    points = shared(q.projection)(db, run_id, method) if axes is None else shared(tagged_tracks)(db, run_id, *axes)
+    points = track_points(db, run_id, method, axes)
     drawn = state.sample_map(points, max_points=max_points or len(points), keep=keep)
     classes = list(cached(q.run_row)(db, run_id).classes)
     figure = charts.embedding_map(drawn, colour_by, classes, presentation=presentation, highlight=highlight)
@@ -262,7 +261,7 @@ if (view := view_control()) != "tracks":
     segment_view(view)
     st.stop()
 method, axes, colour_by, search, max_points = map_controls()
-points = track_points(method, axes)
+points = track_points(ctx.db, ctx.run_id, method, axes)
 if points.empty:
     st.info("This projection holds no points.")
     st.stop()
