@@ -218,7 +218,7 @@ def linked_view(link: dict) -> None:
         else:
             notify(links.notice("the projection", link["proj"], methods[0]))
     for key, what in (("tx", "map_tx"), ("ty", "map_ty")):
-        if key in link and link.get("proj") == tagaxes.TAGS:
+        if key in link and link.get("proj") == tagaxes.TAGS and tagaxes.TAGS in AXES:
             if link[key] in TAG_NAMES:
                 st.session_state[what] = link[key]
             else:

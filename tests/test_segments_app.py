@@ -247,3 +247,12 @@ def test_a_hover_on_a_track_plays_its_most_typical_window():
                             "x": [0.0, 5.0, 9.0, 5.0], "y": [0.0, 5.0, 9.0, 5.0]})
     assert segments.typical_start(windows, "a", 4.0, 4.5) == 1.5  # the window nearest the track's point
     assert segments.typical_start(windows, "c", 4.0, 4.5) == 0.0  # no windows: from the start
+
+
+def test_a_tag_link_to_a_run_without_taggrams_shows_the_map_with_one_notice(monkeypatch, planted):
+    db, run_id, _ = planted  # windows, no taggrams
+    at = _open(monkeypatch, db, run_id, proj="tags", tx="guitar", ty="electronic")
+    assert [w.value for w in at.warning if "tags" in w.value or "guitar" in w.value] == [
+        "This link asks for the projection “tags”, which is not here; showing tsne instead."]
+    assert "musicnn tags" not in at.radio(key="map_method").options
+    assert _figure(at)["data"] and not _figure(at)["layout"]["xaxis"].get("visible", False)
