@@ -39,6 +39,12 @@ DRAWN_JS = """(title) => {
   if (document.querySelector('[data-testid="stStatusWidget"], [data-testid="stSkeleton"]')) return false;
   if (document.querySelector('[data-stale="true"]')) return false;
   const plots = Array.from(document.querySelectorAll('.js-plotly-plot'));
+  // the Map draws its chart in a frame of its own (page_map_frame; same origin, so readable here)
+  for (const frame of document.querySelectorAll('iframe[src*="genrelens_map"]')) {
+    const doc = frame.contentDocument, gd = doc && doc.querySelector('.js-plotly-plot');
+    if (!gd) return false;
+    plots.push(gd);
+  }
   return plots.every(gd => gd._fullLayout && gd.querySelector('.main-svg'));
 }"""
 

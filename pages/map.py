@@ -3,44 +3,64 @@
 import streamlit as st
 
 from genre_core.app import links, state
-from genre_core.app import charts, segments
+from genre_core.app import charts, media, player, segments, tagaxes
 from genre_core.app import queries as q
-from genre_core.untrusted import markdown as md
+from genre_core.untrusted import markdown as md, plain
 from page_frame import open_page, table
 from page_links import keep, notify, take
+from page_map_frame import scatter
 
 COLOUR_BY = {"true genre": "label", "predicted genre": "predicted", "correct / wrong": "outcome",
              "fault kind": "fault"}
 
+CLIP_S = 3.0  # what a resting hover plays: a window's length at the baselines' and CNNs' setting
 SEARCH_LIMIT = 200  # matches ringed on the map; the Track page's search lists any track
 # Points drawn at most (a sample above, see state.sample_map). 20,000 by default: each point costs
 # the browser ~80 bytes of JSON and WebGL work, and 50,000 took 3-7 s a redraw at 100,000 tracks.
-METHOD_NAMES = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}
+METHOD_NAMES = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA", tagaxes.TAGS: "musicnn tags"}
 DENSITY = {"20,000": 20_000, "50,000": 50_000, "all": None}
 # The projection is read-only on this page: shared, it is not unpickled (100,000 rows) every rerun.
 shared = st.cache_resource(show_spinner=False, max_entries=8)
 
 ctx, cached = open_page("pages/map.py", "Map",
-    "Each point is a track, placed so that tracks the model finds similar sit close together. "
-    "Draw a lasso or box to list tracks; click a point to hear it and open it. Segments and Trajectory show "
-    "each track's 3-s windows instead: click one to hear the track from there.", cache_entries=64)
+    "Each point is a track, placed so that tracks the model finds similar sit close together. Rest the pointer "
+    "on a point to hear it, click it to open it there, draw a lasso or box to list tracks. Segments and "
+    "Trajectory show each track's 3-s windows; “musicnn tags” places points by two tags instead.",
+    cache_entries=64)
 run = cached(q.run_row)(ctx.db, ctx.run_id)
 methods = cached(q.projection_methods)(ctx.db, ctx.run_id)
 if not methods:
     st.info(f"Run {ctx.run_id} has no map yet. Compute it with `python -m training analyze --run {ctx.run_id}`.")
     st.stop()
+TAG_NAMES = tagaxes.tag_names(shared(q.taggrams)(ctx.db, ctx.run_id))
+# The tag axes stand beside the projections where analyze stored taggrams (its explained tracks).
+AXES = methods + ([tagaxes.TAGS] if tagaxes.default_axes(TAG_NAMES) else [])
+WINDOW_S = float(run.window_s) if run.window_s == run.window_s and run.window_s else 3.0  # NaN: imported
 
 
 def method_name(method: str) -> str:
     return METHOD_NAMES.get(method, method)
 
 
-def map_controls() -> tuple[str, str, str, int | None]:
-    """(projection method, column to colour by, search text, most points to draw; None: all)"""
+def tag_controls() -> tuple[str, str]:
+    """(the tag across, the tag up) of the tag axes."""
+    for key, default in zip(("map_tx", "map_ty"), tagaxes.default_axes(TAG_NAMES)):
+        if st.session_state.get(key) not in TAG_NAMES:
+            st.session_state[key] = default
+    across, up, _ = st.columns([1, 1, 2])
+    help_text = ("musicnn's probability of the tag, averaged over the track's frames (a window: over the "
+                 "frames it covers). Only the tracks analyze explained have taggrams.")
+    return (across.selectbox("Across", TAG_NAMES, key="map_tx", format_func=plain, help=help_text),
+            up.selectbox("Up", TAG_NAMES, key="map_ty", format_func=plain, help=help_text))
+
+
+def map_controls() -> tuple[str, tuple | None, str, str, int | None]:
+    """(projection method, its tag axes or None, column to colour by, search text, most points
+    to draw; None: all)"""
     box = st.expander("Controls") if ctx.presentation else st.container()
     with box:
         left, middle, right, density = st.columns([1, 2, 2, 1])
-        method = left.radio("Projection", methods, horizontal=True, key="map_method",
+        method = left.radio("Projection", AXES, horizontal=True, key="map_method",
                             format_func=method_name)
         colour = middle.radio("Colour by", list(COLOUR_BY), horizontal=True, key="map_colour")
         text = right.text_input("Find on the map", key="map_search", placeholder="id, artist, genre or file name",
@@ -48,18 +68,66 @@ def map_controls() -> tuple[str, str, str, int | None]:
         drawn = density.selectbox("Points drawn", list(DENSITY), key="map_density",
                                   help="At most; above, a share of every genre plus all misclassified, searched "
                                        "and selected tracks. More points redraw more slowly.")
-    return method, COLOUR_BY[colour], text, DENSITY[drawn]
+        axes = tag_controls() if method == tagaxes.TAGS else None
+    return method, axes, COLOUR_BY[colour], text, DENSITY[drawn]
+
+
+def tagged_tracks(db, run_id: str, x_tag: str, y_tag: str):
+    """The tracks with taggrams (rows as q.projection's) placed by two tags' track means."""
+    values = tagaxes.track_tags(shared(q.taggrams)(db, run_id), list(dict.fromkeys((x_tag, y_tag))))
+    return tagaxes.on_tag_axes(shared(q.projection)(db, run_id, methods[0]), values, x_tag, y_tag)
+
+
+def tagged_windows(db, run_id: str, method: str, x_tag: str, y_tag: str, window_s: float):
+    """The stored windows (rows as q.segment_points' of `method`) of tracks with taggrams,
+    placed by two tags' means over the frames each window covers."""
+    windows = shared(q.segment_points)(db, run_id, method)
+    values = tagaxes.segment_tags(shared(q.taggrams)(db, run_id), windows[["track_id", "start_s"]],
+                                  list(dict.fromkeys((x_tag, y_tag))), window_s)
+    return tagaxes.on_tag_axes(windows, values, x_tag, y_tag, on=("track_id", "start_s"))
+
+
+def track_points(db, run_id: str, method: str, axes: tuple | None):
+    """The tracks on this map: a projection's, or on the tag axes."""
+    return shared(q.projection)(db, run_id, method) if axes is None else shared(tagged_tracks)(db, run_id, *axes)
+
+
+def window_points(method: str, axes: tuple | None):
+    """The windows on this map: a projection's, or on the tag axes; None when it holds none."""
+    seg_methods = cached(q.segment_methods)(ctx.db, ctx.run_id)
+    if axes is not None and seg_methods:
+        return shared(tagged_windows)(ctx.db, ctx.run_id, seg_methods[0], *axes, WINDOW_S)
+    return shared(q.segment_points)(ctx.db, ctx.run_id, method) if method in seg_methods else None
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def map_figure(db, run_id: str, method: str, colour_by: str, presentation: bool, highlight: tuple,
-               keep: tuple, max_points: int | None):
+def map_figure(db, run_id: str, method: str, axes: tuple | None, colour_by: str, presentation: bool,
+               highlight: tuple, keep: tuple, max_points: int | None):
     """(the map figure, points drawn): built once per choice, since 50,000 points take a second
     to lay out, and shared read-only by every session."""
-    points = shared(q.projection)(db, run_id, method)
+    points = track_points(db, run_id, method, axes)
     drawn = state.sample_map(points, max_points=max_points or len(points), keep=keep)
     classes = list(cached(q.run_row)(db, run_id).classes)
-    return charts.ready(charts.embedding_map(drawn, colour_by, classes, presentation=presentation, highlight=highlight)), len(drawn)
+    figure = charts.embedding_map(drawn, colour_by, classes, presentation=presentation, highlight=highlight)
+    return charts.ready(tagaxes.titled(figure, axes)), len(drawn)
+
+
+def hover_clip(points, windows) -> callable:
+    """What a resting hover plays (page_map_frame.scatter's `clip`): CLIP_S of the track from a
+    window's start, or for a track (no start) from its typical moment (segments.typical_start
+    among `windows`, else 0)."""
+    def clip(track_id: str, start_s: float | None) -> dict:
+        if start_s is None:
+            row = points[points.track_id == track_id]
+            start_s = (segments.typical_start(windows, track_id, float(row.x.iloc[0]), float(row.y.iloc[0]))
+                       if windows is not None and len(row) else 0.0)
+        y = media.track_clip(ctx.db, int(run.dataset_id), track_id, float(start_s), CLIP_S, player.PLAYER_SR)
+        if y is None:
+            return {"audio": None, "track": track_id, "start": float(start_s), "said": media.NO_AUDIO}
+        data, mime = player.audio_bytes(y, player.PLAYER_SR)
+        return {"audio": player.data_uri(data, mime), "track": track_id, "start": float(start_s),
+                "said": f"♪ {plain(track_id)} from {segments.clock(start_s)}"}
+    return clip
 
 
 
@@ -73,17 +141,20 @@ def view_control() -> str:
                          "windows joined in time order.")
 
 
-def segment_controls(view: str, seg_methods: list[str]) -> tuple[str, str, str | None]:
-    """(projection, colour column, the trajectory's track or None) of the segment views."""
-    if st.session_state.get("map_method") not in seg_methods:
+def segment_controls(view: str, seg_methods: list[str]) -> tuple[str, tuple | None, str, str | None]:
+    """(projection, its tag axes or None, colour column, the trajectory's track or None) of the
+    segment views."""
+    options = seg_methods + [m for m in AXES if m == tagaxes.TAGS]
+    if st.session_state.get("map_method") not in options:
         st.session_state["map_method"] = seg_methods[0]  # UMAP cannot place windows (analyze's note)
     left, right = st.columns([1, 3])
-    method = left.radio("Projection", seg_methods, horizontal=True, key="map_method",
+    method = left.radio("Projection", options, horizontal=True, key="map_method",
                         format_func=method_name)
+    axes = tag_controls() if method == tagaxes.TAGS else None
     if view == "segments":
         colour = right.radio("Colour by", list(segments.SEGMENT_COLOURS), horizontal=True, key="map_seg_colour")
-        return method, segments.SEGMENT_COLOURS[colour], None
-    tracks = trajectory_tracks(method)
+        return method, axes, segments.SEGMENT_COLOURS[colour], None
+    tracks = trajectory_tracks(method, axes)
     if (asked := st.session_state.get("map_traj")) not in tracks:
         if asked is not None:
             notify(links.notice("the track", asked, "another track"))
@@ -91,14 +162,14 @@ def segment_controls(view: str, seg_methods: list[str]) -> tuple[str, str, str |
         st.session_state["map_traj"] = here if here in tracks else tracks.index[0]
     track = right.selectbox("Track", list(tracks.index), key="map_traj", format_func=tracks.get,
                             help="Misclassified test tracks first. Its windows are joined in time order.")
-    return method, "predicted", track
+    return method, axes, "predicted", track
 
 
-def trajectory_tracks(method: str):
+def trajectory_tracks(method: str, axes: tuple | None):
     """Label ("id · true → predicted") by track id of every track with windows on the map,
     misclassified predicted tracks first, then the other predicted ones, then training tracks."""
-    rows = shared(q.projection)(ctx.db, ctx.run_id, method)
-    here = set(shared(q.segment_points)(ctx.db, ctx.run_id, method).track_id)
+    rows = shared(q.projection)(ctx.db, ctx.run_id, methods[0] if axes else method)
+    here = set(window_points(method, axes).track_id)
     rows = rows[rows.track_id.isin(here)].assign(order=lambda r: r.outcome.map({"wrong": 0, "correct": 1}).fillna(2))
     rows = rows.sort_values(["order", "track_id"], kind="stable")
     return (rows.track_id + " · " + rows.label.astype(str) + " → " + rows.predicted.astype(str)).set_axis(rows.track_id)
@@ -107,19 +178,18 @@ def trajectory_tracks(method: str):
 def segment_view(view: str) -> None:
     """The Segments or Trajectory view; a click opens Track at the window's start."""
     seg_methods = cached(q.segment_methods)(ctx.db, ctx.run_id)
-    method, colour_by, track = segment_controls(view, seg_methods)
-    points = shared(q.segment_points)(ctx.db, ctx.run_id, method)
-    keep({"proj": method, "view": view, "track": track,
+    method, axes, colour_by, track = segment_controls(view, seg_methods)
+    points = window_points(method, axes)
+    keep({"proj": method, "view": view, "track": track, **tag_link(axes),
           "colour": links.slug(next(k for k, v in segments.SEGMENT_COLOURS.items() if v == colour_by))
           if view == "segments" else None},
          defaults={"proj": methods[0], "view": "tracks", "colour": links.slug(next(iter(COLOUR_BY)))})
     classes = list(run.classes)
-    window_s = float(run.window_s) if run.window_s == run.window_s and run.window_s else 3.0  # NaN: imported
-    figure = (segments.segment_map(points, colour_by, classes, window_s=window_s, presentation=ctx.presentation)
+    figure = (segments.segment_map(points, colour_by, classes, window_s=WINDOW_S, presentation=ctx.presentation)
               if track is None else
-              segments.trajectory_map(points, track, classes, window_s=window_s, presentation=ctx.presentation))
-    event = st.plotly_chart(figure, on_select="rerun", selection_mode=("points",), key=f"map_{view}_chart",
-                            theme=None, config=charts.plot_config(ctx.image_format, f"map_{view}_{method}"))
+              segments.trajectory_map(points, track, classes, window_s=WINDOW_S, presentation=ctx.presentation))
+    event = scatter(tagaxes.titled(figure, axes), key=f"map_{view}_chart", clip=hover_clip(points, points),
+                    config=charts.plot_config(ctx.image_format, f"map_{view}_{method}"))
     if (clicked := segments.clicked_segment(event)) is not None:
         state.open_track(st.session_state, int(run.dataset_id), clicked[0], autoplay=True)
         st.session_state[state.START] = clicked
@@ -127,7 +197,8 @@ def segment_view(view: str) -> None:
     if track is None:
         st.caption(f"{len(points):,} windows of {points.track_id.nunique():,} tracks · "
                    f"{method_name(method)}: every window of "
-                   "the test and validation tracks, every 4th of the training tracks.")
+                   "the test and validation tracks, every 4th of the training tracks"
+                   + (" that analyze explained (taggrams are stored for those only)." if axes else "."))
         return
     path = segments.trajectory(points, track)
     wrong = int(((path.predicted != segments.NOT_PREDICTED) & (path.predicted != path.label)).sum())
@@ -142,10 +213,16 @@ def linked_view(link: dict) -> None:
     """A link's projection, colouring and selection become the page's; a notice for each part
     that is not here (the page's default stands in for it)."""
     if "proj" in link:
-        if link["proj"] in methods:
+        if link["proj"] in AXES:
             st.session_state["map_method"] = link["proj"]
         else:
             notify(links.notice("the projection", link["proj"], methods[0]))
+    for key, what in (("tx", "map_tx"), ("ty", "map_ty")):
+        if key in link and link.get("proj") == tagaxes.TAGS and tagaxes.TAGS in AXES:
+            if link[key] in TAG_NAMES:
+                st.session_state[what] = link[key]
+            else:
+                notify(links.notice("the tag", link[key], "the default tags"))
     if link.get("view") in segments.VIEWS and cached(q.segment_methods)(ctx.db, ctx.run_id):
         st.session_state["map_view"] = link["view"]
     elif "view" in link:
@@ -173,29 +250,33 @@ def linked_view(link: dict) -> None:
                                                             int(run.dataset_id))
 
 
+def tag_link(axes: tuple | None) -> dict:
+    """The tag axes as link parameters (tx across, ty up); none off the tag axes."""
+    return dict(zip(("tx", "ty"), axes)) if axes else {}
+
+
 if link := take("map"):
     linked_view(link)
 if (view := view_control()) != "tracks":
     segment_view(view)
     st.stop()
-method, colour_by, search, max_points = map_controls()
-points = shared(q.projection)(ctx.db, ctx.run_id, method)
+method, axes, colour_by, search, max_points = map_controls()
+points = track_points(ctx.db, ctx.run_id, method, axes)
 if points.empty:
     st.info("This projection holds no points.")
     st.stop()
 found = cached(q.search_tracks)(ctx.db, ctx.run_id, search, SEARCH_LIMIT) if search.strip() else None
 highlight = [] if found is None else list(found.track_id)
 open_track = [ctx.track[1]] if ctx.track else []
-figure, n_drawn = map_figure(ctx.db, ctx.run_id, method, colour_by, ctx.presentation, tuple(highlight),
+figure, n_drawn = map_figure(ctx.db, ctx.run_id, method, axes, colour_by, ctx.presentation, tuple(highlight),
                              (*highlight, *open_track, *ctx.selection.track_ids), max_points)
 if found is not None:
     n_matches = int(found.n_matches.iloc[0]) if len(found) else 0
     shown = int(points.track_id.isin(set(highlight)).sum())
     st.caption(f"{n_matches:,} tracks match “{md(search.strip())}”; {shown} of the first {SEARCH_LIMIT} are on this "
                "map (ringed). Click one to open it.")
-event = st.plotly_chart(figure,
-                        on_select="rerun", selection_mode=("points", "box", "lasso"), key="map_chart",
-                        theme=None, config=charts.plot_config(ctx.image_format, f"map_{method}"))
+event = scatter(figure, key="map_chart", clip=hover_clip(points, window_points(method, axes)),
+                config=charts.plot_config(ctx.image_format, f"map_{method}"))
 ids = state.selected_track_ids(event)
 dataset_id = int(run.dataset_id)
 if state.is_single_click(event):
@@ -209,15 +290,16 @@ if len(ids) > 1:
 
 chosen = state.context(st.session_state).selection if len(ids) < 2 else st.session_state[state.SELECTION]
 on_map = chosen.source.startswith("Map") and len(chosen.track_ids) >= 2
-keep({"proj": method, "colour": links.slug(next(k for k, v in COLOUR_BY.items() if v == colour_by)),
+keep({"proj": method, **tag_link(axes), "colour": links.slug(next(k for k, v in COLOUR_BY.items() if v == colour_by)),
       "sel": links.join_ids(chosen.track_ids) if on_map else None},
      defaults={"proj": methods[0], "colour": links.slug(next(iter(COLOUR_BY)))})
 if not on_map:
     sampled = "" if n_drawn == len(points) else (
         f" ({n_drawn:,} drawn: a share of every genre, plus all misclassified, searched and selected tracks; "
         "draw more under “Points drawn”)")
-    st.caption(f"{len(points):,} tracks{sampled} · {method}. Tip: the lasso and box tools are in the chart's "
-               "top-right toolbar.")
+    tagged = " with a taggram (the tracks analyze explained)" if axes else ""
+    st.caption(f"{len(points):,} tracks{tagged}{sampled} · {method_name(method)}. Rest the pointer on a point to "
+               "hear it (from its most typical window); the lasso and box tools are in the chart's top-right toolbar.")
     st.stop()
 rows = state.filter_tracks(points, chosen.track_ids)
 st.subheader(f"{len(rows)} selected tracks")

@@ -112,10 +112,24 @@ def visit(tab, server: str, name: str) -> None:
     settle(tab)
 
 
+def plots(tab):
+    """(the document holding the page's plotly charts, its top-left corner in the page): the page
+    itself, or on the Map page the frame its scatter is drawn in (page_map_frame)."""
+    tab.wait_for_selector('.js-plotly-plot, iframe[src*="genrelens_map"]')
+    element = tab.query_selector('iframe[src*="genrelens_map"]')
+    if element is None:
+        return tab, (0.0, 0.0)
+    frame = element.content_frame()
+    frame.wait_for_selector(".js-plotly-plot .scatterlayer")
+    box = element.bounding_box()
+    return frame, (box["x"], box["y"])
+
+
 def click_point(tab, plot: int = 0, non_empty: bool = False) -> dict:
-    tab.wait_for_selector(".js-plotly-plot")
-    point = tab.evaluate(POINT_JS, [plot, non_empty])
+    where, (left, top) = plots(tab)
+    point = where.evaluate(POINT_JS, [plot, non_empty])
     assert point, "no point to click"
+    point = {**point, "x": point["x"] + left, "y": point["y"] + top}
     tab.mouse.move(point["x"], point["y"])
     time.sleep(0.3)
     tab.mouse.click(point["x"], point["y"])

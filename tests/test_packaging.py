@@ -78,7 +78,7 @@ def installed_wheel(tmp_path_factory) -> Path:
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (apt-get install -y chromium)")
 def test_genrelens_app_serves_every_page_from_an_installed_wheel(installed_wheel, app_db, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
-    from tests.test_browser import PAGES, no_errors, settle
+    from tests.test_browser import PAGES, no_errors, plots, settle
 
     env = {**os.environ, "PYTHONPATH": str(installed_wheel)}
     where = subprocess.run([sys.executable, "-c", "import genrelens_app, training; "
@@ -97,4 +97,6 @@ def test_genrelens_app_serves_every_page_from_an_installed_wheel(installed_wheel
             settle(tab)
             no_errors(tab)
             assert tab.inner_text("h1").strip()
+            if name == "map":  # its scatter frame and plotly.js are package data, served from the wheel
+                plots(tab)
         browser.close()

@@ -27,7 +27,7 @@ PAGES = ("Overview", "Confusion", "Failure patterns", "Map", "Track", "Faults", 
 
 # Every problem a hall would see, as one line each.
 PROBLEMS_JS = r"""() => {
-  const main = document.querySelector('[data-testid="stMain"]');
+  const main = document.querySelector('[data-testid="stMain"]') || document.body;  // or the Map's frame
   const bad = [];
   const visible = el => { const r = el.getBoundingClientRect(); return r.width > 0 && r.height > 0; };
   const boxes = '[data-testid="stTable"], [data-testid="stTable"] > div, button, label, th, td, h1, h2, h3, '
@@ -80,8 +80,9 @@ def _page_problems(tab, width: int, height: int) -> list[str]:
     full = tab.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
     tab.set_viewport_size({"width": width, "height": int(min(max(height, full + 20), 8000))})
     time.sleep(1.0)
-    try:
-        return tab.evaluate(PROBLEMS_JS)
+    try:  # the Map draws its chart in a frame of its own (page_map_frame): checked there
+        return [line for where in (tab, *(f for f in tab.frames if "genrelens_map" in f.url))
+                for line in where.evaluate(PROBLEMS_JS)]
     finally:
         tab.set_viewport_size({"width": width, "height": height})
 

@@ -1,18 +1,21 @@
-"""The Map page inside tracks (issue 29 item 2): the segment and trajectory views on a copy of
-the app database whose toy run holds planted windows (4 per predicted track, one of the first
-misclassified track's windows predicted wrong), the query behind them and the click."""
+"""The Map page inside tracks (issue 29 items 2 and 3): the segment and trajectory views on a copy
+of the app database whose toy run holds planted windows (4 per predicted track, one of the first
+misclassified track's windows predicted wrong) and planted taggrams, the query behind them, the
+click, the tag axes (track and window tag means, the choice and its link) and what a hover plays."""
 
 from __future__ import annotations
 
 import base64
+import io
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
+import soundfile as sf
 
 from genre_core.app import queries as q
-from genre_core.app import segments, state
+from genre_core.app import media, segments, state, tagaxes
 from genre_core.store import open_store
 
 STARTS = (0.0, 1.5, 3.0, 4.5)  # planted windows of each predicted track (a 6-s track at the 1.5-s hop)
@@ -22,7 +25,7 @@ def plant_segments(db_path, run_id: str) -> dict:
     """Windows for every track of `run_id` on its t-SNE map: 4 per predicted (test / val) track
     with window predictions (the track's own prediction, except window 3 of the first
     misclassified test track: its true genre), 1 per training track; each a step from its track's
-    point. Returns {"track": that first misclassified track, "n": its windows}."""
+    point, the second window (from 1.5 s) on it. Returns {"track": that first misclassified track, "n": its windows}."""
     store = open_store(db_path)
     classes = list(store.run(run_id)["classes"])
     preds = store.predictions(run_id)
@@ -35,7 +38,9 @@ def plant_segments(db_path, run_id: str) -> dict:
         row = preds[preds.track_id == track_id]
         starts = STARTS if len(row) else STARTS[:1]
         for i, start in enumerate(starts):
-            placed.append(dict(method="tsne", track_id=track_id, start_s=start, x=x + 1.2 * i, y=y + 0.8 * np.sin(i)))
+            step = i - 1  # window 2 (from 1.5 s) sits on its track's point: the track's most typical moment
+            placed.append(dict(method="tsne", track_id=track_id, start_s=start, x=x + 1.2 * step,
+                               y=y + 0.8 * np.sin(step)))
             if len(row):
                 genre = row.label.iloc[0] if (track_id == chosen and i == 2) else row.predicted.iloc[0]
                 windows.append(dict(track_id=track_id, start_s=start,
@@ -43,6 +48,40 @@ def plant_segments(db_path, run_id: str) -> dict:
     store.replace_run_rows(run_id, {"segment_predictions": pd.DataFrame(windows),
                                     "segment_projections": pd.DataFrame(placed)})
     return {"track": chosen, "n": len(STARTS)}
+
+
+PLANTED_TAGS = ("guitar", "piano", "electronic")
+FRAME_S = 187 * 256 / 16000  # one musicnn frame: 187 hops of 256 samples at 16 kHz
+
+
+class PlantedTags:
+    """Taggrams of 2 frames for every predicted track but the last: frame k of the i-th track
+    holds, for the j-th tag, 0.1 * (j + 1) + 0.01 * i + 0.4 * k, so every track, tag and frame
+    differs."""
+
+    def __init__(self, track_ids):
+        self.index = {t: i for i, t in enumerate(track_ids)}
+
+    def frame(self, track_id: str, k: int, tag: str) -> float:
+        return 0.1 * (PLANTED_TAGS.index(tag) + 1) + 0.01 * self.index[track_id] + 0.4 * k
+
+    def expected(self, track_id: str, start_s: float, tag: str, window_s: float = 3.0) -> float:
+        """A window's value: the frames' values weighted by the seconds each shares with it
+        (a window past the frames: the last frame's)."""
+        shares = [max(0.0, min(start_s + window_s, (k + 1) * FRAME_S) - max(start_s, k * FRAME_S)) for k in (0, 1)]
+        if sum(shares) == 0:
+            return self.frame(track_id, 1, tag)
+        return sum(s * self.frame(track_id, k, tag) for k, s in enumerate(shares)) / sum(shares)
+
+
+def plant_taggrams(db_path, run_id: str) -> PlantedTags:
+    store = open_store(db_path)
+    ids = sorted(store.predictions(run_id).track_id)[:-1]
+    planted = PlantedTags(ids)
+    rows = [dict(track_id=t, tag_names=list(PLANTED_TAGS), n_frames=2,
+                 values=[planted.frame(t, k, tag) for k in (0, 1) for tag in PLANTED_TAGS]) for t in ids]
+    store.replace_run_rows(run_id, {"taggrams": pd.DataFrame(rows)})
+    return planted
 
 
 @pytest.fixture
@@ -63,10 +102,15 @@ def _open(monkeypatch, db, run_id, **params):
     return at
 
 
+def _frame_args(at) -> dict:
+    """The arguments of the Map page's scatter (page_map_frame), as its frame receives them."""
+    frames = [c for c in at.get("component_instance") if c.proto.component_name.endswith("genrelens_map")]
+    assert frames, "no map drawn"
+    return json.loads(frames[-1].proto.json_args)
+
+
 def _figure(at) -> dict:
-    charts = at.get("plotly_chart")
-    assert charts, "no chart drawn"
-    return json.loads(charts[-1].proto.spec)
+    return json.loads(_frame_args(at)["figure"])
 
 
 def _n(values) -> int:
@@ -129,3 +173,86 @@ def test_a_click_on_a_segment_names_its_track_and_time():
     box = {"selection": {"points": click["selection"]["points"], "box": [{"x": [0, 1]}], "lasso": []}}
     assert segments.clicked_segment(box) is None and segments.clicked_segment(None) is None
     assert state.clicked_data(click)[0] == "blues.00003"
+
+
+def test_a_windows_tags_are_its_frames_weighted_by_the_seconds_they_share():
+    # frames of 2.992 s: a window from 1.5 s shares 1.492 s with the first, 1.508 s with the second
+    weights = tagaxes.overlap_weights(np.array([0.0, 1.5, 4.5, 9.0]), 3.0, 2)
+    assert weights[0] == pytest.approx([2.992 / 3.0, 0.008 / 3.0], abs=1e-6)  # 0.008 s of it in frame 1
+    assert weights[1] == pytest.approx([1.492 / 3.0, 1.508 / 3.0], abs=1e-6)
+    assert list(weights[2]) == [0.0, 1.0] and list(weights[3]) == [0.0, 1.0]  # past the end: the last frame
+
+
+def test_tag_axes_place_tracks_and_windows_by_their_tag_means(planted):
+    db, run_id, _ = planted
+    tags = plant_taggrams(db, run_id)
+    stored = q.taggrams(db, run_id)
+    assert tagaxes.tag_names(stored) == list(PLANTED_TAGS)
+    assert tagaxes.default_axes(tagaxes.tag_names(stored)) == ("guitar", "electronic")
+    means = tagaxes.track_tags(stored, ["guitar", "piano"]).set_index("track_id")
+    first = next(iter(tags.index))
+    assert means.loc[first, "piano"] == pytest.approx((tags.frame(first, 0, "piano") + tags.frame(first, 1, "piano")) / 2)
+    tracks = tagaxes.on_tag_axes(q.projection(db, run_id, "tsne"), means.reset_index(), "guitar", "piano")
+    assert set(tracks.track_id) == set(tags.index)  # the track without a taggram is left out
+    windows = q.segment_points(db, run_id, "tsne")
+    values = tagaxes.segment_tags(stored, windows[["track_id", "start_s"]], ["electronic", "guitar"], 3.0)
+    placed = tagaxes.on_tag_axes(windows, values, "electronic", "guitar", on=("track_id", "start_s"))
+    assert len(placed) == 4 * len(tags.index)  # 4 windows of each tagged track (all predicted)
+    for row in placed.itertuples():
+        assert row.x == pytest.approx(tags.expected(row.track_id, row.start_s, "electronic"))
+        assert row.y == pytest.approx(tags.expected(row.track_id, row.start_s, "guitar"))
+    assert set(placed.predicted) <= set(windows.predicted)  # colouring columns kept
+
+
+def test_the_tag_axes_are_a_projection_with_a_link(monkeypatch, planted):
+    db, run_id, info = planted
+    tags = plant_taggrams(db, run_id)
+    at = _open(monkeypatch, db, run_id, view="segments", proj="tags", tx="piano", ty="guitar")
+    figure = _figure(at)
+    assert figure["layout"]["xaxis"]["title"]["text"].startswith("piano")
+    assert figure["layout"]["yaxis"]["title"]["text"].startswith("guitar")
+    assert sum(_n(t["x"]) for t in figure["data"]) == 4 * len(tags.index)
+    at.selectbox(key="map_ty").set_value("electronic").run()
+    assert _figure(at)["layout"]["yaxis"]["title"]["text"].startswith("electronic")
+    assert (at.query_params["proj"], at.query_params["tx"], at.query_params["ty"]) == ("tags", "piano", "electronic")
+    at.radio(key="map_view").set_value("tracks").run()  # the same axes for the tracks
+    figure = _figure(at)
+    assert sum(_n(t["x"]) for t in figure["data"]) == len(tags.index)
+    assert figure["layout"]["xaxis"]["title"]["text"].startswith("piano")
+    at = _open(monkeypatch, db, run_id, view="trajectory", track=info["track"], proj="tags", tx="no-such-tag")
+    assert any("no-such-tag" in w.value for w in at.warning)
+    path = next(t for t in _figure(at)["data"] if t["name"] == "trajectory")
+    assert _n(path["x"]) == 4  # the trajectory on the default tags
+
+
+def test_a_hover_on_a_window_plays_the_track_from_its_start(monkeypatch, planted):
+    db, run_id, info = planted
+    at = _open(monkeypatch, db, run_id, view="trajectory", track=info["track"])
+    key = "map_trajectory_chart"
+    at.session_state[key] = {"kind": "hover", "track": info["track"], "start": 3.0, "n": 1}
+    at.run()
+    clip = _frame_args(at)["clip"]
+    assert clip["n"] == 1 and clip["start"] == 3.0 and clip["audio"].startswith("data:audio/wav;base64,")
+    heard, _ = sf.read(io.BytesIO(base64.b64decode(clip["audio"].split(",", 1)[1])), dtype="float32")
+    dataset_id = int(q.run_row(db, run_id).dataset_id)
+    whole = media.track_clip(db, dataset_id, info["track"], 0.0, 60.0, 22050)
+    from_3s = whole[3 * 22050:6 * 22050]  # up to 3 s of it: the toy tracks are shorter than 6 s
+    assert len(heard) == len(from_3s) > 0
+    assert np.abs(heard - from_3s).max() < 1e-3  # the track's own samples from 3 s on (16-bit)
+    assert np.abs(heard - whole[:len(heard)]).max() > 1e-2  # not its start
+
+
+def test_a_hover_on_a_track_plays_its_most_typical_window():
+    windows = pd.DataFrame({"track_id": ["a", "a", "a", "b"], "start_s": [0.0, 1.5, 3.0, 0.0],
+                            "x": [0.0, 5.0, 9.0, 5.0], "y": [0.0, 5.0, 9.0, 5.0]})
+    assert segments.typical_start(windows, "a", 4.0, 4.5) == 1.5  # the window nearest the track's point
+    assert segments.typical_start(windows, "c", 4.0, 4.5) == 0.0  # no windows: from the start
+
+
+def test_a_tag_link_to_a_run_without_taggrams_shows_the_map_with_one_notice(monkeypatch, planted):
+    db, run_id, _ = planted  # windows, no taggrams
+    at = _open(monkeypatch, db, run_id, proj="tags", tx="guitar", ty="electronic")
+    assert [w.value for w in at.warning if "tags" in w.value or "guitar" in w.value] == [
+        "This link asks for the projection “tags”, which is not here; showing tsne instead."]
+    assert "musicnn tags" not in at.radio(key="map_method").options
+    assert _figure(at)["data"] and not _figure(at)["layout"]["xaxis"].get("visible", False)

@@ -7,6 +7,7 @@ A view is the page (Streamlit's URL path, `/track`) plus a few parameters:
     /track?track=blues.00012&t=42     the track, and where its player starts (s, or m:ss)
     /map?proj=umap&colour=correct-wrong&sel=ID~ID   projection, colouring, the selected tracks
     /map?view=trajectory&track=ID     segments or one track's trajectory instead of the tracks
+    /map?proj=tags&tx=guitar&ty=electronic   the tag axes: musicnn tags across (tx) and up (ty)
     /faults?view=duplicates&group=G7  the view and the duplicate group (track=ID: another view's finding)
     /story?step=3                     the story's step
 
@@ -33,7 +34,7 @@ COMMON = ("db", "run")
 PAGE_KEYS = {
     "confusion": ("split", "true", "pred"),
     "track": ("track", "t"),
-    "map": ("proj", "colour", "sel", "view", "track"),
+    "map": ("proj", "colour", "sel", "view", "track", "tx", "ty"),
     "faults": ("view", "group", "track"),
     "story": ("step",),
 }

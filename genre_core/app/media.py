@@ -98,3 +98,17 @@ def track_mel(db, dataset_id: int, track_id: str, representation: str | None = "
     if y is None or y.size == 0:
         return None
     return mel_image(y, **settings)
+
+
+def track_clip(db, dataset_id: int, track_id: str, start_s: float, seconds: float, sr: int) -> np.ndarray | None:
+    """(N,) mono samples at `sr` of the track from `start_s` for `seconds` (shorter at its end;
+    a start past the end gives its last `seconds`), read as every page reads audio (only a
+    usable track inside its dataset's root); None when there is nothing to play."""
+    y = _signal(db, dataset_id, track_id, sr)
+    if y is None or y.size == 0:
+        return None
+    n = max(1, int(round(seconds * sr)))
+    first = max(0, int(round(start_s * sr)))
+    if first >= y.size:
+        first = max(0, y.size - n)
+    return y[first:first + n]

@@ -35,6 +35,17 @@ def trajectory(points: pd.DataFrame, track_id: str) -> pd.DataFrame:
     return rows.sort_values("start_s", kind="stable").reset_index(drop=True)
 
 
+def typical_start(windows: pd.DataFrame, track_id: str, x: float, y: float) -> float:
+    """The start (s) of the track's window that sits nearest its own point (x, y) on the same
+    map: the moment most like the track as a whole, what a hover on the track plays; 0 when
+    the map holds none of its windows."""
+    mine = windows[windows.track_id == track_id]
+    if mine.empty:
+        return 0.0
+    distance = np.hypot(mine.x.to_numpy(float) - x, mine.y.to_numpy(float) - y)
+    return float(mine.start_s.iloc[int(np.argmin(distance))])
+
+
 def clicked_segment(event: Any) -> tuple[str, float] | None:
     """(track_id, start_s) of a single click on a segment or trajectory point; None otherwise
     (nothing clicked, a box or lasso, a point without a time)."""

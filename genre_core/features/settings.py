@@ -10,6 +10,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+# musicnn's input (Pons & Serra, 2019): 16 kHz, 32-ms frames, 96 bands, 3-s windows.
+MUSICNN_SR = 16000
+MUSICNN_N_FFT = 512
+MUSICNN_HOP_LENGTH = 256
+MUSICNN_N_MELS = 96
+MUSICNN_WINDOW_FRAMES = 187  # musicnn's 3-s input: librosa.time_to_frames(3, ...) + 1
+
 
 @dataclass(frozen=True)
 class FeatureConfig:

@@ -20,6 +20,11 @@ import torchaudio
 from torch import nn
 
 from genre_core.features.settings import FeatureConfig
+# musicnn's input, defined in settings (torch-free: the app's tag axes read it too); named here
+# as well, where the code that computes features looks for it.
+from genre_core.features.settings import (  # noqa: F401
+    MUSICNN_HOP_LENGTH, MUSICNN_N_FFT, MUSICNN_N_MELS, MUSICNN_SR, MUSICNN_WINDOW_FRAMES,
+)
 
 
 # librosa.power_to_db's floor: power below this is treated as this (-100 dB), before top_db.
@@ -119,12 +124,6 @@ class MFCC(nn.Module):
         return torch.cat([mfcc, d1, d2], dim=2)  # (B, 1, 3 * n_mfcc, T)
 
 
-# musicnn's input (Pons & Serra, 2019): 16 kHz, 32-ms frames, 96 bands, 3-s windows.
-MUSICNN_SR = 16000
-MUSICNN_N_FFT = 512
-MUSICNN_HOP_LENGTH = 256
-MUSICNN_N_MELS = 96
-MUSICNN_WINDOW_FRAMES = 187  # musicnn's 3-s input: librosa.time_to_frames(3, ...) + 1
 _FLOAT16_MAX = 65504.0
 
 

@@ -322,6 +322,13 @@ def segment_points(db, run_id: str, method: str) -> pd.DataFrame:
         ORDER BY s.track_id, s.start_s""", [run_id, run_id, run_id, run_id, method])
 
 
+def taggrams(db, run_id: str) -> pd.DataFrame:
+    """Every stored musicnn taggram of the run (analyze keeps them for its explained tracks):
+    track_id, tag_names, n_frames, values (n_frames x tags, row-major), by track."""
+    return _df(db, """SELECT track_id, tag_names, n_frames, "values" FROM taggrams WHERE run_id = ?
+                      ORDER BY track_id""", [run_id]).drop_duplicates("track_id")
+
+
 # -- comparing runs ------------------------------------------------------------------------
 
 
