@@ -281,9 +281,9 @@ ids = state.selected_track_ids(event)
 dataset_id = int(run.dataset_id)
 if state.is_single_click(event):
     current = st.session_state.get(state.SELECTION)
-    keep = current if current is not None and ids[0] in current.track_ids else state.Selection(
+    around = current if current is not None and ids[0] in current.track_ids else state.Selection(
         f"Map: the 20 tracks nearest {ids[0]}", tuple(state.nearest_on_map(points, ids[0], 20)), dataset_id)
-    state.open_track(st.session_state, dataset_id, ids[0], keep, autoplay=True)
+    state.open_track(st.session_state, dataset_id, ids[0], around, autoplay=True)
     st.switch_page("pages/track.py")
 if len(ids) > 1:
     st.session_state[state.SELECTION] = state.Selection(f"Map: {len(ids)} tracks selected", tuple(ids), dataset_id)
