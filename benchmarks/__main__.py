@@ -19,7 +19,10 @@ Builds (or reuses) the demo corpus in its own database under data/bench/, then p
   masked-in and masked-out probability drops, CIs), and seconds to explain one track;
 - variants: the drop of the own genre's probability per musical variant and genre (the demo's
   true stems removed: hiphop and disco move more than classical), and how much of the true
-  drum stem HPSS's percussive part holds.
+  drum stem HPSS's percussive part holds;
+- labels: the label check's flags against the planted mislabels of three synthetic corpora,
+  with and without artists, and its own estimate of precision at k beside the real one
+  (`--label-kfold` adds a musicnn_probe k-fold run per corpus to the evidence).
 
 It ends with one table: each figure beside its baseline measured in the same run, the
 speed-up, and the issue's target where there is one, with the machine's load average.
@@ -43,7 +46,7 @@ import torch
 
 from benchmarks import accuracy, app_db, engines, faults, features, handcrafted, latency, probe, scale, throughput
 from benchmarks import explanations
-from benchmarks import variants
+from benchmarks import labels, variants
 from benchmarks.ratios import Ratios, load_line
 from genre_core.store import open_store
 from genre_core.workers import bound_heap_growth
@@ -60,6 +63,7 @@ SECTIONS = {
     "probe": probe.run,
     "explanations": explanations.run,  # faithfulness of cnn / musicnn_probe maps; explain one track
     "variants": variants.run,  # what changes its mind: true-stem removal per genre, HPSS vs the drum stem
+    "labels": labels.run,  # label flags vs planted mislabels on three synth corpora, estimated vs real precision at k
 }
 BENCH_ROOT = Path("data/bench")
 QUICK_ROOT = BENCH_ROOT / "quick"
@@ -96,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                         "1 is faster on a busy machine, where a second thread waits for its partner)")
     scale.add_arguments(parser)
     app_db.add_arguments(parser)
+    labels.add_arguments(parser)
     args = parser.parse_args(argv)
     bound_heap_growth()  # measure with the heap the CLI runs with
     if args.threads:

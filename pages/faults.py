@@ -17,7 +17,10 @@ from page_links import keep, notify, take
 EVIDENCE_WORDS = {"offset_s": "offset (s)", "matched_s": "matched (s)", "gain_db": "gain (dB)",
                   "similarity": "similarity", "partner": "copy of", "matched_by": "matched by",
                   "suggested": "suggested genre", "given": "given genre", "given_prob": "p(given)",
-                  "suggested_prob": "p(suggested)"}
+                  "suggested_prob": "p(suggested)", "audio_given_prob": "p(given) from the audio alone",
+                  "artist_other_genres": "the artist's other songs", "own_genres": "its genres",
+                  "sources": "evidence from"}
+HIDDEN_EVIDENCE = ("members", "reference", "rule", "label", "sweep")
 
 ctx, cached = open_page("pages/faults.py", "Dataset faults",
     "Duplicates, doubtful labels, damaged audio and artists repeated across the split all make "
@@ -49,8 +52,17 @@ if findings.empty:
 
 
 def evidence_text(evidence: dict) -> str:
-    return ", ".join(f"{EVIDENCE_WORDS.get(k, k.replace('_', ' '))}: {v}" for k, v in evidence.items()
-                     if v is not None and k not in ("members", "reference"))
+    return ", ".join(f"{EVIDENCE_WORDS.get(k, k.replace('_', ' '))}: {_value_text(v)}" for k, v in evidence.items()
+                     if v is not None and k not in HIDDEN_EVIDENCE)
+
+
+def _value_text(value) -> str:
+    """{'rock': 5} -> 'rock 5'; lists joined; anything else as it is."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value))
+    return str(value)
 
 
 # The finding chosen in each view ({view slug: track_id, "duplicates": group_id}) and notes typed
@@ -261,8 +273,11 @@ def label_view() -> None:
                            p_suggested=issues.evidence.map(lambda e: e.get("suggested_prob")))
     findings_table(issues, ["label", "suggested", "p_suggested", "score", "predicted", "confidence", "p_given",
                             "evidence"], "label_table", "label-issues")
-    st.caption("suggested / p_suggested: the detector's out-of-fold opinion; predicted / confidence / "
-               "p_given: the chosen run's, where it predicted the track (its validation and test sides).")
+    st.caption("score: the chance the label is wrong by the detector's out-of-fold evidence (its sources and the "
+               "artist's other songs); suggested / p_suggested: the genre it hears instead; predicted / "
+               "confidence / p_given: the chosen run's opinion, where it predicted the track (its validation and "
+               "test sides).")
+    st.markdown(md(q.label_flag_outlook(issues.score)))
     ids = list(issues.track_id)
     track = chosen("label-issues", ids, {r.track_id: f"{r.track_id} · labelled {r.label}"
                                          + (f", model says {r.predicted}" if isinstance(r.predicted, str) else "")

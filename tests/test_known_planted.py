@@ -24,9 +24,11 @@ from tests.helpers import open_app
 
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory):
-    """A 50-clip synthetic corpus (4-s clips), ingested and with its faults detected."""
+    """A 120-clip synthetic corpus (4-s clips), ingested and with its faults detected (the
+    smallest size at which the label check has enough of each genre to judge: at 50 clips it
+    missed the cross-genre copy)."""
     root = tmp_path_factory.mktemp("planted")
-    generate_corpus(root / "corpus", config=SynthConfig(per_genre=5, seconds=4.0, seed=3), progress=False)
+    generate_corpus(root / "corpus", config=SynthConfig(per_genre=12, seconds=4.0, seed=3), progress=False)
     store = open_store(root / "g.duckdb")
     ingest(store, "synth", root / "corpus", name="planted", progress=False)
     summary = detect_faults(store, "planted", progress=False)
@@ -98,3 +100,24 @@ def test_the_faults_page_shows_known_vs_detected_kind_by_kind(monkeypatch, plant
     assert {"fault", "found", "missed", "new", "precision", "note"} <= set(table.columns)
     assert "Damaged sound" in set(table.fault)
     assert any("planted" in c.value for c in at.caption)
+
+
+def test_the_label_view_says_how_many_top_flags_are_expected_real(monkeypatch, planted):
+    """Each flag's score is the evidence's chance that the label is wrong; the view sums them."""
+    store = planted["store"]
+    flags = store.faults("planted", "detected").query("kind == 'label_issue'")
+    assert len(flags) and (flags.score > 0.9).all()
+    at = open_app(monkeypatch, planted["db"]).switch_page("pages/faults.py").run()
+    at.segmented_control(key="faults_view").set_value("Label issues").run()
+    assert not at.exception, [e.value for e in at.exception]
+    outlook = next(m.value for m in at.markdown if "expected real" in m.value)
+    assert f"top {len(flags)}: ~{flags.score.sum():.1f} expected real" in outlook.replace("\\", "")  # markdown-escaped
+
+
+def test_the_default_label_check_flags_every_misfiled_clip_and_little_else(planted):
+    """No k-fold run: the quick check and the artists' other songs find every clip filed under
+    the wrong genre (planted mislabels and the cross-genre copy), with few false flags."""
+    misfiled = {r["track_id"] for r in planted["truth"] if r["kind"] == "label_issue"}
+    flags = planted["store"].faults("planted", "detected").query("kind == 'label_issue'")
+    assert len(misfiled) >= 3 and misfiled <= set(flags.track_id)
+    assert len(misfiled) / len(flags) >= 0.6

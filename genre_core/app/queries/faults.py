@@ -12,6 +12,7 @@ from genre_core.metrics import evaluation
 from genre_core.app.queries._db import _REVIEWS, _df
 from genre_core.faults.kinds import DUPLICATE_KINDS, fault_words
 from genre_core.faults.known import compare_faults, comparison_summary
+from genre_core.faults.labels import expected_real
 from genre_core.app.queries.runs import predictions, run_row
 
 # -- faults and reviews ---------------------------------------------------------------------
@@ -94,6 +95,18 @@ def label_issues(db, dataset_id: int, run_id: str | None) -> pd.DataFrame:
     preds = predictions(db, run_id, split=None).drop_duplicates("track_id")
     opinion = preds[["track_id", "predicted", "confidence", "p_true"]].rename(columns={"p_true": "p_given"})
     return frame.merge(opinion, on="track_id", how="left")
+
+
+def label_flag_outlook(scores: Sequence[float]) -> str:
+    """How many of the top flags are expected to be real mislabels, in one sentence (each
+    flag's score is the evidence's probability that its label is wrong; faults.labels)."""
+    table = expected_real(scores)
+    if table.empty:
+        return ""
+    parts = [f"top {r.k}: ~{r.expected_real:.1f} expected real" for r in table.itertuples()]
+    return ("Expected mislabels among the flags, if the evidence's probabilities are calibrated: "
+            + "; ".join(parts) + ". On planted corpora this estimate ran high for the audio alone and held "
+            "with artists known (docs/datasets.md, label issues).")
 
 
 def artists_across_split(db, dataset_id: int, run_id: str | None = None) -> pd.DataFrame:
