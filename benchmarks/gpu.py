@@ -15,7 +15,8 @@ printed), on `cuda` and then on `cpu`:
 
 The CPU side is sized small (CPU_SIZES: fewer epochs, a shorter mix); windows/s (tracks/s for
 analyze) is the figure that compares. Designed to finish in under 8 minutes on one datacenter
-GPU with its host's cores. Without CUDA it refuses in one line, exit 2, before any work;
+GPU with its host's cores. A failed step is reported with its command's last error line and
+the others still run (exit 1). Without CUDA it refuses in one line, exit 2, before any work;
 `--plan` prints the steps and their commands without running them (no CUDA needed).
 """
 
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -91,6 +93,7 @@ class Measure:
     count: int  # units processed
     unit: str
     seconds: float
+    run_id: str = ""  # the run a train step made
 
     @property
     def rate(self) -> float:
@@ -106,11 +109,16 @@ def _summary(done: subprocess.CompletedProcess) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def _number(pattern: str, line: str) -> float:
+def _text(pattern: str, line: str) -> str:
+    """The first group of `pattern` in a command's summary line (a changed line fails loudly)."""
     found = re.search(pattern, line)
     if found is None:
         raise RuntimeError(f"no {pattern!r} in the command's summary: {line[:200]}")
-    return float(found.group(1))
+    return found.group(1)
+
+
+def _number(pattern: str, line: str) -> float:
+    return float(_text(pattern, line))
 
 
 # --- steps: each takes the device, so a CPU test runs the code the GPU run runs -------------
@@ -130,19 +138,19 @@ def classify_argv(bench: Bench, mix: Path, run_id: str, device: str) -> list[str
             "--out", str(bench.work / f"timeline-{device}.csv"), "--db", str(bench.db)]
 
 
-def train(bench: Bench, model: str, device: str, epochs: int, *, ddp: bool = False) -> tuple[Measure, str]:
-    """Train `model` for `epochs` on `device` (ddp: under torchrun, one process); the measure
-    (training windows/s over its epochs) and the run id."""
+def train(bench: Bench, model: str, device: str, epochs: int, *, ddp: bool = False) -> Measure:
+    """Train `model` for `epochs` on `device` (ddp: under torchrun, one process): training
+    windows/s over its epochs, with the run's id."""
     argv = train_argv(bench, model, device, epochs)
     done = bench.cli(torchrun_command(1, argv) if ddp else argv)
     if ddp and "data-parallel: 1 process(es)" not in done.stderr:
         raise RuntimeError(f"{bench.commands[-1]} trained without joining a process group")
-    run_id = re.search(r"^run (\S+):", _summary(done)).group(1)
+    run_id = _text(r"^run (\S+):", _summary(done))
     store = open_store(bench.db, create=False)
     seconds = store.query("SELECT seconds FROM epochs WHERE run_id = ?", [run_id]).seconds
     windows = training_windows(store, TrainConfig.from_dict(store.run(run_id)["config"]))
     name = f"train {model}" + (" (torchrun, 1 process)" if ddp else "")
-    return Measure(name, device, windows * len(seconds), "training windows", float(seconds.sum())), run_id
+    return Measure(name, device, windows * len(seconds), "training windows", float(seconds.sum()), run_id)
 
 
 def analyze(bench: Bench, run_id: str, device: str) -> Measure:
@@ -194,26 +202,33 @@ def plan(bench: Bench, sizes: dict[str, Sizes]) -> list[tuple[str, str]]:
     return [(d, shown(cmd)) for d, cmd in rows]
 
 
-def measure_all(bench: Bench, sizes: dict[str, Sizes]) -> list[Measure]:
-    """Every step on every device of `sizes` (the first device's cnn run is analysed and classifies)."""
-    measures, cnn_run = [], None
+def measure_all(bench: Bench, sizes: dict[str, Sizes]) -> tuple[list[Measure], list[str]]:
+    """Every step on every device of `sizes`, in `plan`'s order (the first device's cnn run is
+    analysed and classifies); (measures, one line per failed step). A step that fails is
+    reported and the rest still run: one broken path on a first GPU must not cost the others."""
+    measures, failures = [], []
+    first = next(iter(sizes))
 
-    def note(m: Measure) -> None:
+    def cnn_run() -> str:
+        found = [m.run_id for m in measures if m.step == "train cnn" and m.device == first]
+        if not found:
+            raise RuntimeError(f"no cnn run trained on {first} to analyze or classify with")
+        return found[0]
+
+    steps = [(d, partial(train, bench, model, d, s.epochs)) for model in TRAINED for d, s in sizes.items()]
+    steps += [(d, partial(train, bench, "cnn", d, s.epochs, ddp=True)) for d, s in sizes.items()]
+    steps += [(d, lambda d=d: analyze(bench, cnn_run(), d)) for d in sizes]
+    steps += [(d, lambda d=d, s=s: classify(bench, cnn_run(), d, s.mix_minutes)) for d, s in sizes.items()]
+    for device, step in steps:
+        try:
+            m = step()
+        except (RuntimeError, ValueError, OSError) as exc:
+            failures.append(f"{device}: {exc}")
+            print(f"  FAILED on {failures[-1]}", flush=True)
+            continue
         measures.append(m)
         print(f"  {m.step} on {m.device}: {m.rate:.1f} {m.unit}/s ({m.count} in {m.seconds:.1f} s)", flush=True)
-
-    for model in TRAINED:
-        for device, s in sizes.items():
-            m, run_id = train(bench, model, device, s.epochs)
-            note(m)
-            cnn_run = cnn_run or (run_id if model == "cnn" else None)
-    for device, s in sizes.items():
-        note(train(bench, "cnn", device, s.epochs, ddp=True)[0])
-    for device in sizes:
-        note(analyze(bench, cnn_run, device))
-    for device, s in sizes.items():
-        note(classify(bench, cnn_run, device, s.mix_minutes))
-    return measures
+    return measures, failures
 
 
 def table(measures: list[Measure]) -> str:
@@ -240,11 +255,14 @@ def run(args) -> int:
     started = time.perf_counter()
     ensure_demo(open_store(db), db.parent / "demo", args.per_genre, args.seconds)
     print(f"# GPU check — {torch.cuda.get_device_name(0)}, {os.cpu_count()} CPUs, demo corpus in {db.parent / 'demo'}")
-    measures = measure_all(bench, sizes)
-    print("\n" + table(measures))
+    measures, failures = measure_all(bench, sizes)
+    if measures:
+        print("\n" + table(measures))
     print("\ncommands run:\n" + "\n".join(f"  {c}" for c in bench.commands))
+    if failures:
+        print("\nfailed steps:\n" + "\n".join(f"  {f}" for f in failures))
     print(f"\n(whole check: {time.perf_counter() - started:.0f} s, {load_line()})")
-    return 0
+    return 1 if failures else 0
 
 
 def add_arguments(parser) -> None:

@@ -55,15 +55,46 @@ def test_speed_up_is_cuda_rate_over_cpu_rate_per_step():
     assert [float(r[-2]) for r in rows] == [20.0, 15.0]  # 400/20 and 600/40
 
 
+def test_a_failed_step_is_reported_and_the_others_still_run(monkeypatch, tmp_path, capsys):
+    """A first GPU session is short: musicnn_finetune failing on CUDA must not cost the other
+    figures; without a cnn run, analyze and classify say why instead of running."""
+    def fake_train(bench, model, device, epochs, ddp=False):
+        if model == "musicnn_finetune" and device == "cuda":
+            raise RuntimeError("python -m training train ... exited with status 1: bf16 unsupported")
+        if model == "cnn" and not ddp and fail_cnn:
+            raise RuntimeError("python -m training train ... exited with status 1: out of memory")
+        name = f"train {model}" + (" (torchrun, 1 process)" if ddp else "")  # as gpu.train names them
+        return gpu.Measure(name, device, 10 * epochs, "training windows", 1.0, f"{model}-{device}")
+
+    used = []
+    monkeypatch.setattr(gpu, "train", fake_train)
+    monkeypatch.setattr(gpu, "analyze", lambda bench, run, d: used.append(run) or gpu.Measure("analyze", d, 5, "tracks", 1.0))
+    monkeypatch.setattr(gpu, "classify", lambda bench, run, d, m: used.append(run) or gpu.Measure("classify", d, 9, "windows", 1.0))
+    sizes = {"cuda": gpu.GPU_SIZES, "cpu": gpu.CPU_SIZES}
+    bench = gpu.Bench(tmp_path / "b.duckdb", tmp_path)
+
+    fail_cnn = False
+    measures, failures = gpu.measure_all(bench, sizes)
+    assert len(measures) == 11 and failures == ["cuda: python -m training train ... exited with status 1: bf16 unsupported"]
+    assert used == ["cnn-cuda"] * 4  # the CUDA cnn run is analysed and classifies on both devices
+    assert "FAILED on cuda: python -m training train" in capsys.readouterr().out
+
+    fail_cnn, used[:] = True, []
+    measures, failures = gpu.measure_all(bench, sizes)
+    assert used == [] and len(measures) == 5  # resnet x2, musicnn_finetune on cpu, torchrun x2
+    assert len(failures) == 3 + 4 and sum("no cnn run trained on cuda" in f for f in failures) == 4
+
+
 @pytest.mark.slow
 def test_steps_on_cpu_measure_what_the_commands_did(writable_toy_db, tmp_path):
     """Train (plain and under torchrun), analyze and classify on the toy corpus with --device
     cpu: the same functions, arguments and parsing the CUDA run uses."""
     bench = gpu.Bench(writable_toy_db, tmp_path, dataset="toy", split="random")
-    plain, run_id = gpu.train(bench, "cnn", "cpu", 1)
-    ddp, ddp_run = gpu.train(bench, "cnn", "cpu", 1, ddp=True)  # fails unless it joined a gloo group
+    plain = gpu.train(bench, "cnn", "cpu", 1)
+    ddp = gpu.train(bench, "cnn", "cpu", 1, ddp=True)  # fails unless it joined a gloo group
+    run_id = plain.run_id
     store = open_store(writable_toy_db, create=False)
-    assert {store.run(r)["status"] for r in (run_id, ddp_run)} == {"complete"}
+    assert {store.run(r)["status"] for r in (run_id, ddp.run_id)} == {"complete"} and run_id != ddp.run_id
     assert plain.count == ddp.count > 0  # one epoch of the same split's windows either way
     assert 0 < plain.seconds < 120 and plain.unit == "training windows"
 
