@@ -36,6 +36,7 @@ import soundfile as sf
 import torch
 
 from benchmarks.ratios import load_line
+from genre_core import paths
 from genre_core.audio import stream_blocks
 from genre_core.features.spectral import FeatureConfig
 from genre_core.runs.demo import DemoConfig
@@ -178,13 +179,11 @@ def mix_file(bench: Bench, run_id: str, minutes: float) -> Path:
     if path.is_file():
         return path
     sr = FeatureConfig().sr
-    tmp = path.with_suffix(".tmp.wav")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with sf.SoundFile(tmp, "w", samplerate=sr, channels=1, subtype="PCM_16") as out:
+    with paths.atomic_write(path) as tmp, sf.SoundFile(tmp, "w", samplerate=sr, channels=1, format="WAV",
+                                                       subtype="PCM_16") as out:
         for clip, _ in _mix_clips(open_store(bench.db, create=False), run_id, minutes):
             for block in stream_blocks(clip, sr):
                 out.write(block)
-    os.replace(tmp, path)
     return path
 
 
