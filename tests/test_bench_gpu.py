@@ -86,9 +86,11 @@ def test_a_failed_step_is_reported_and_the_others_still_run(monkeypatch, tmp_pat
 
 
 @pytest.mark.slow
-def test_steps_on_cpu_measure_what_the_commands_did(writable_toy_db, tmp_path):
+def test_steps_on_cpu_measure_what_the_commands_did(writable_toy_db, tmp_path, scratch_cache_dir):
     """Train (plain and under torchrun), analyze and classify on the toy corpus with --device
     cpu: the same functions, arguments and parsing the CUDA run uses."""
+    # scratch_cache_dir: analyze converts the musicnn tagger's weights into the cache, which
+    # would otherwise be the checkout's data/cache
     bench = gpu.Bench(writable_toy_db, tmp_path, dataset="toy", split="random")
     plain = gpu.train(bench, "cnn", "cpu", 1)
     ddp = gpu.train(bench, "cnn", "cpu", 1, ddp=True)  # fails unless it joined a gloo group
