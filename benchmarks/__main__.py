@@ -29,6 +29,11 @@ speed-up, and the issue's target where there is one, with the machine's load ave
 `--quick` (a few minutes): an 80-clip corpus in data/bench/quick/, one model per family trained
 one epoch, and the sections accuracy, features, handcrafted, latency (6-minute mix).
 
+`gpu` runs only when named (`python -m benchmarks gpu`, or `make bench-gpu`): training cnn,
+resnet and musicnn_finetune, a one-process torchrun (DDP) launch, analyze with Grad-CAM and
+classify of a 60-minute mix, on CUDA beside the same step on the CPU, in windows/s and
+speed-ups; without CUDA it exits 2 with one line (`--plan` prints its steps instead).
+
 `scale` runs only when named (`python -m benchmarks scale --tracks N --seconds S`): the
 whole pipeline on N generated clips of S seconds, one process per stage under
 `--ulimit-n` open files, with wall time, tracks/s, peak RSS, peak open files and disk.
@@ -45,7 +50,7 @@ from pathlib import Path
 import torch
 
 from benchmarks import accuracy, app_db, engines, faults, features, handcrafted, latency, probe, scale, throughput
-from benchmarks import explanations
+from benchmarks import explanations, gpu
 from benchmarks import labels, variants
 from benchmarks.ratios import Ratios, load_line
 from genre_core.store import open_store
@@ -87,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sections", nargs="*", default=[],
-                        help=f"any of {', '.join(SECTIONS)} (default: all), or scale (alone)")
+                        help=f"any of {', '.join(SECTIONS)} (default: all), or scale or gpu (alone)")
     parser.add_argument("--db", type=Path, default=BENCH_ROOT / "bench.duckdb")
     parser.add_argument("--epochs", type=int, default=12, help="epochs per torch model (accuracy)")
     parser.add_argument("--models", nargs="*", help="restrict the accuracy table to these models")
@@ -101,7 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     scale.add_arguments(parser)
     app_db.add_arguments(parser)
     labels.add_arguments(parser)
+    gpu.add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.sections == ["gpu"]:  # first: without CUDA it refuses before any work
+        return gpu.run(args)
     bound_heap_growth()  # measure with the heap the CLI runs with
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -13,6 +13,7 @@ weights, so a run resumes in a single process, or in several, from either.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import subprocess
@@ -23,16 +24,21 @@ import numpy as np
 import torch
 import torch.distributed as torch_dist
 
+log = logging.getLogger("genrelens")
+
 
 @dataclass(frozen=True)
 class Ranks:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    # Started by torchrun: in a process group even when alone in it, so a one-GPU launch
+    # (`torchrun --nproc-per-node 1`) runs the NCCL/DDP path that N GPUs run.
+    launched: bool = False
 
     @property
     def enabled(self) -> bool:
-        return self.world > 1
+        return self.launched or self.world > 1
 
     @property
     def is_main(self) -> bool:
@@ -41,10 +47,10 @@ class Ranks:
 
 def ranks() -> Ranks:
     """This process's place, from torchrun's environment (a single process without it)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return Ranks()
-    return Ranks(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    return Ranks(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0")),
+                 launched=True)
 
 
 def start(device_name: str) -> tuple[Ranks, str]:
@@ -53,12 +59,13 @@ def start(device_name: str) -> tuple[Ranks, str]:
     if not here.enabled:
         return here, device_name
     cuda = device_name != "cpu" and torch.cuda.is_available()
+    if cuda:  # before the group: NCCL binds each rank to the GPU current when it joins
+        torch.cuda.set_device(here.local_rank)
     if not torch_dist.is_initialized():
         torch_dist.init_process_group("nccl" if cuda else "gloo")
-    if cuda:
-        torch.cuda.set_device(here.local_rank)
-        return here, f"cuda:{here.local_rank}"
-    return here, "cpu"
+        if here.is_main:  # the launch's proof that it trains data-parallel (benchmarks gpu checks it)
+            log.info(f"data-parallel: {here.world} process(es), {torch_dist.get_backend()} backend")
+    return here, f"cuda:{here.local_rank}" if cuda else "cpu"
 
 
 def stop() -> None:
@@ -93,7 +100,9 @@ def all_sum(values: list[float], here: Ranks) -> list[float]:
     """Element-wise sum over ranks (epoch loss and accuracy over the whole epoch, not one share)."""
     if not here.enabled:
         return values
-    tensor = torch.tensor(values, dtype=torch.float64)
+    # NCCL reduces CUDA tensors only (a CPU tensor is refused); gloo takes CPU ones
+    device = f"cuda:{torch.cuda.current_device()}" if torch_dist.get_backend() == "nccl" else "cpu"
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
     torch_dist.all_reduce(tensor)
     return tensor.tolist()
 
@@ -115,8 +124,12 @@ def wrap(model: torch.nn.Module, device: torch.device, here: Ranks) -> torch.nn.
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 
+def torchrun_command(n_processes: int, argv: list[str]) -> list[str]:
+    """`python -m training ARGV` under torchrun with N processes on this node."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n_processes}",
+            "-m", "training", *argv]
+
+
 def launch(n_processes: int, argv: list[str]) -> int:
     """`train ... --gpus N`: re-run this command under torchrun with N processes per node."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n_processes}",
-               "-m", "training", *argv]
-    return subprocess.call(command)
+    return subprocess.call(torchrun_command(n_processes, argv))

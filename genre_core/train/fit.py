@@ -223,6 +223,15 @@ def _windows(data: Sides, cache, sr: int, config: TrainConfig, progress: bool) -
     }
 
 
+def training_windows(store: Store, config: TrainConfig) -> int:
+    """Windows one epoch of a torch run of `config` trains on (all ranks together): the same
+    split and windowing as fit, read from the cache the run filled (benchmarks gpu divides
+    epoch seconds by it)."""
+    data = prepare(store, config)
+    _, sr, _ = input_pipeline(_representation(config), config.features)
+    return len(_windows(data, ShardCache(paths.cache_dir(store.path)), sr, config, progress=False)["train"])
+
+
 def _fit_baseline(config: TrainConfig, data: Sides, cache, run_dir: Path, progress: bool) -> Outputs:
     started = time.perf_counter()
     # The handcrafted table has no use for overlap: one feature row per 3-s window.
