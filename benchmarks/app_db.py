@@ -192,6 +192,8 @@ def _faults(tracks: pd.DataFrame, dataset_id: int, rng: np.random.Generator) -> 
         for t in members:
             rows.append(dict(track_id=t, kind="artist_repeat", group_id=f"artist:{artist}", score=float(len(members)),
                              evidence=json.dumps({"artist": artist, "tracks": len(members)}), source="detected"))
+    rows.append(dict(track_id=next(pick), kind="not_music", group_id=None, score=4.0,  # after every draw above
+                     evidence=json.dumps({"outlier_score": 4.0, "threshold": 3.0}), source="detected"))
     frame = pd.DataFrame(rows)
     frame.insert(0, "dataset_id", dataset_id)
     label_of = dict(zip(tracks.track_id, tracks.label))

@@ -19,7 +19,8 @@ EVIDENCE_WORDS = {"offset_s": "offset (s)", "matched_s": "matched (s)", "gain_db
                   "suggested": "suggested genre", "given": "given genre", "given_prob": "p(given)",
                   "suggested_prob": "p(suggested)", "audio_given_prob": "p(given) from the audio alone",
                   "artist_other_genres": "the artist's other songs", "own_genres": "its genres",
-                  "sources": "evidence from"}
+                  "sources": "evidence from", "outlier_score": "outlier score",
+                  "nearest": "nearest clip", "robust_z": "robust z"}
 HIDDEN_EVIDENCE = ("members", "reference", "rule", "label", "sweep")
 
 ctx, cached = open_page("pages/faults.py", "Dataset faults",
@@ -312,6 +313,21 @@ def damage_view() -> None:
     open_button(ids, track, "damage")
 
 
+def not_music_view() -> None:
+    """Clips that sound like no music (speech, noise, test tones), each with its player and verdict."""
+    odd = cached(q.faults)(ctx.db, dataset_id, kinds=["not_music"], source="detected")
+    if odd.empty:
+        st.info("No clip stands out as not music.")
+        return
+    st.caption("Clips far from every other clip in how noisy, pulsed and pitched they sound (outlier score: "
+               "distance to their nearest clips over the corpus' usual distance). Most outlying first.")
+    findings_table(odd, ["label", "score", "evidence"], "not_music_table", "not-music")
+    track = chosen("not-music", list(odd.track_id))
+    play(track, key="not_music")
+    verdict_panel(odd[odd.track_id == track].head(1), "not_music", f"{track}: not music")
+    open_button(list(odd.track_id), track, "not_music")
+
+
 def artist_view() -> None:
     """Every artist with several tracks, the fault rule, and how the chosen run's split places them."""
     artists = cached(q.artists_across_split)(ctx.db, dataset_id, run_id)
@@ -391,8 +407,9 @@ def fair_view() -> None:
                                     "macro_f1": st.column_config.NumberColumn("macro-F1", format="%.3f")})
 
 
-VIEWS = {"Duplicates": duplicates_view, "Label issues": label_view, "Distortion & silence": damage_view,
-         "Artist repetition": artist_view, "Known vs detected": known_view, "Fairer evaluation": fair_view}
+VIEWS = {"Duplicates": duplicates_view, "Label issues": label_view, "Not music": not_music_view,
+         "Distortion & silence": damage_view, "Artist repetition": artist_view, "Known vs detected": known_view,
+         "Fairer evaluation": fair_view}
 
 
 def linked_view(link: dict) -> None:
@@ -419,7 +436,7 @@ def linked_view(link: dict) -> None:
 
 if link := take("faults"):
     linked_view(link)
-# One view at a time: st.tabs ran (and sent) all six on every rerun, 3-7 s at 100,000 tracks.
+# One view at a time: st.tabs ran (and sent) all six (now seven) on every rerun, 3-7 s at 100,000 tracks.
 st.session_state.setdefault("faults_view", "Duplicates")  # not default=: a link may set the view
 view = st.segmented_control("View", list(VIEWS), key="faults_view",
                             label_visibility="collapsed") or "Duplicates"

@@ -15,7 +15,7 @@ from genre_core.datasets.synth.corpus import CROSSOVER_SHARE, GENRES, SynthConfi
 from genre_core.datasets.synth.music import render_clip
 from genre_core.datasets.synth.soundfont import PROGRAMS, sf2_path
 from genre_core.datasets.synth.styles import STYLES, make_artist
-from genre_core.faults.kinds import CLIP_KINDS
+from genre_core.faults.kinds import PLANTED_KINDS
 
 CONFIG = SynthConfig(per_genre=5, seconds=4.0, seed=0)
 
@@ -24,8 +24,16 @@ CONFIG = SynthConfig(per_genre=5, seconds=4.0, seed=0)
 def corpus(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth") / "corpus"
     summary = generate_corpus(out, config=CONFIG, progress=False)
-    assert summary.n_files == len(GENRES) * CONFIG.per_genre
+    assert summary.n_files == len(GENRES) * CONFIG.per_genre + _EXTRAS
     return out
+
+
+_EXTRAS = 2  # at per_genre=5: one version and one non-music clip, numbered after a genre's clips
+
+
+def _extra_ids(root: Path) -> set[str]:
+    return {r["track_id"] for r in _csv(root / "faults_truth.csv")
+            if r["kind"] == "not_music" or (r["kind"] == "version" and r["source_track_id"])}
 
 
 def _csv(path: Path) -> list[dict[str, str]]:
@@ -66,7 +74,11 @@ def _aligned_correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_every_manifest_row_has_its_file(corpus):
     meta = _csv(corpus / "metadata.csv")
-    assert [r["track_id"] for r in meta] == [f"{g}.{i:05d}" for g in GENRES for i in range(CONFIG.per_genre)]
+    extras = _extra_ids(corpus)
+    assert len(extras) == _EXTRAS and all(int(t.split(".")[1]) >= CONFIG.per_genre for t in extras)
+    assert [r["track_id"] for r in meta if r["track_id"] not in extras] == [
+        f"{g}.{i:05d}" for g in GENRES for i in range(CONFIG.per_genre)]
+    assert [r["track_id"] for r in meta] == sorted(r["track_id"] for r in meta)  # GTZAN order, extras in place
     for r in meta:
         assert r["track_id"].startswith(r["label"] + ".") and _wav(corpus, r["track_id"]).is_file()
     assert len(list((corpus / "genres_original").rglob("*.wav"))) == len(meta)
@@ -86,7 +98,7 @@ def test_artists_have_several_clips_each(corpus):
 def test_faults_truth_names_tracks_and_every_kind(corpus):
     tracks = {r["track_id"] for r in _csv(corpus / "metadata.csv")}
     rows = _csv(corpus / "faults_truth.csv")
-    assert {r["kind"] for r in rows} == set(CLIP_KINDS)
+    assert {r["kind"] for r in rows} == set(PLANTED_KINDS)
     assert all(r["track_id"] in tracks and r["detail"] for r in rows)
     copies = [r for r in rows if r["source_track_id"]]
     originals = {r["track_id"]: r for r in rows if r["group_id"] and not r["source_track_id"]}
@@ -153,7 +165,7 @@ def test_mislabels_are_filed_under_another_genre(corpus):
 
 def test_clean_clips_have_a_sane_peak(corpus):
     faulty = {r["track_id"] for r in _csv(corpus / "faults_truth.csv") if r["source_track_id"] or
-              r["kind"] in ("distortion", "silence", "unreadable")}
+              r["kind"] in ("distortion", "silence", "unreadable", "not_music")}
     for r in _csv(corpus / "metadata.csv"):
         if r["track_id"] not in faulty:
             y = _read_int16(_wav(corpus, r["track_id"]))
@@ -173,9 +185,10 @@ def test_clean_clips_are_music_not_silence_or_clipping(corpus):
             assert quiet < 0.2, r["track_id"]  # no long gaps: every part keeps playing
 
 
-def test_each_genre_folder_holds_per_genre_clips(corpus):
+def test_each_genre_folder_holds_per_genre_clips_and_its_extras(corpus):
+    extras = collections.Counter(t.split(".")[0] for t in _extra_ids(corpus))
     for genre in GENRES:
-        assert len(list((corpus / "genres_original" / genre).glob("*.wav"))) == CONFIG.per_genre
+        assert len(list((corpus / "genres_original" / genre).glob("*.wav"))) == CONFIG.per_genre + extras[genre]
 
 
 def test_crossovers_name_a_neighbouring_genre_in_also(corpus):
@@ -215,9 +228,10 @@ def test_fault_counts_scale_with_corpus_size():
         slots = _plan(SynthConfig(per_genre=per_genre))  # the plan only: nothing is rendered
         return dict(collections.Counter(s.kind for s in slots if s.kind and not s.original))
 
-    assert counts(24) == {"exact_duplicate": 3, "recording_duplicate": 4, "label_issue": 4,
-                          "distortion": 4, "silence": 1, "unreadable": 1}
-    assert set(counts(4)) == set(CLIP_KINDS)
+    assert counts(24) == {"exact_duplicate": 3, "recording_duplicate": 4, "version": 4, "label_issue": 4,
+                          "not_music": 3, "distortion": 4, "silence": 1, "unreadable": 1}
+    assert counts(48)["version"] == 8 and counts(48)["not_music"] == 6
+    assert set(counts(4)) == set(PLANTED_KINDS)
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
@@ -289,3 +303,39 @@ def test_refuses_a_folder_that_is_not_a_synth_corpus(tmp_path):
     with pytest.raises(ValueError, match="not an earlier synth corpus"):
         generate_corpus(tmp_path, config=SynthConfig(per_genre=4, seconds=3.0), progress=False)
     assert (tmp_path / "thesis.tex").read_text() == "precious"
+
+
+def test_a_version_plays_its_originals_notes_at_another_tempo_with_other_sounds():
+    """What makes a version one to a listener: the same chords, bass line and melody, note for
+    note in the bar, by another artist (slower, other instruments)."""
+    from genre_core.datasets.synth.corpus import _CLIP
+    from genre_core.datasets.synth.music import _arrange
+
+    config = SynthConfig()
+    versions = [s for s in _plan(config) if s.kind == "version" and not s.original]
+    assert len(versions) == 4
+    for version in versions:
+        original = version.source
+        assert version.title == original.title and version.artist.name != original.artist.name
+        assert version.artist.tempo <= 0.9 * original.artist.tempo and version.artist.programs != original.artist.programs
+
+        def arranged(artist, **kw):
+            rng = np.random.default_rng([config.seed, _CLIP, GENRES.index(original.genre), original.index])
+            return _arrange(original.genre, artist, config.n_samples, sr=config.sr, rng=rng, also=None, **kw)
+
+        a, b = arranged(original.artist), arranged(version.artist, bars_at=original.artist.tempo)
+        assert a.chords == b.chords and a.key == b.key
+        for bus in ("bass", "lead"):  # (sixteenth of the song, MIDI key): the slower version fits fewer bars
+            here = {(round((n.start - a.pre) / a.sr / a.bar * 16), n.key) for n in a.notes[bus]}
+            there = [(round((n.start - b.pre) / b.sr / b.bar * 16), n.key) for n in b.notes[bus]]
+            # humanised timing may round a note to the next sixteenth, never further or to another key
+            assert all((t, k) in here or (t - 1, k) in here or (t + 1, k) in here for t, k in there), (version.track_id, bus)
+            assert len(there) >= 0.7 * len(here)
+
+
+def test_non_music_clips_are_not_music(corpus):
+    for r in _faults(corpus, "not_music"):
+        y = _read_int16(_wav(corpus, r["track_id"])).astype(float) / 32767
+        assert len(y) == CONFIG.n_samples and 0.45 <= np.abs(y).max() <= 0.85
+        meta = next(m for m in _csv(corpus / "metadata.csv") if m["track_id"] == r["track_id"])
+        assert meta["true_genre"] == "" and meta["label"] in GENRES

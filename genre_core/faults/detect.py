@@ -1,5 +1,6 @@
-"""Faults of a dataset: duplicates, distortions, silence, unreadable files, label issues and
-artist repetition -- detected, joined by the published ones, and stored in the faults table.
+"""Faults of a dataset: duplicates, distortions, silence, unreadable files, label issues, clips
+that are not music (genre_core.faults.outliers) and artist repetition -- detected, joined by the
+published ones, and stored in the faults table.
 
 Every detector returns rows (track_id, kind, group_id, score, evidence) whose evidence says
 in numbers why the track was flagged, so a person can judge each one in the app.
@@ -29,6 +30,7 @@ from genre_core.faults.kinds import ARTIST_MAX_SHARE, FAULT_KINDS
 from genre_core.faults.known import FAULT_COLUMNS, listed_faults
 from genre_core.faults.labels import QUICK_SWEEP, OutOfFold, combine, kfold_sources, label_issues, quick_out_of_fold
 from genre_core.faults.landmark_index import DiskLandmarkIndex
+from genre_core.faults.outliers import outlier_faults
 from genre_core.store import Store, to_json
 from genre_core.features.cache import ShardCache, worker_cache
 
@@ -356,6 +358,7 @@ def detect_faults(store: Store, dataset_name: str, *, progress: bool = True, sr:
         scans = _scan_all(usable, cache, sr, progress, index, engine)
         parts = [_scan_rows(ids, file_keys, scans, index, load, sr, progress), status_faults(every),
                  artist_repeats(usable)]
+    parts.append(outlier_faults(usable, cache, engine, progress))
     quick = quick_out_of_fold(usable, cache, progress=progress, engine=engine, device=device)
     oof = combine([*kfold_sources(store.kfold_test_predictions(dataset_id)), quick])
     if oof is not None:

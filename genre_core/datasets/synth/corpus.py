@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import math
+from dataclasses import replace
 import re
 import shutil
 import time
@@ -42,7 +43,7 @@ from tqdm import tqdm
 from genre_core.datasets.synth.music import render_clip
 from genre_core.datasets.synth.styles import STYLES, Artist, artist_name, make_artist, title
 from genre_core.engine import EngineOptions, map_chunks
-from genre_core.faults.kinds import CLIP_KINDS
+from genre_core.faults.kinds import DUPLICATE_KINDS, PLANTED_KINDS
 
 GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
 
@@ -53,8 +54,14 @@ _EXACT = (("metal", "rock"), ("pop", "pop"), ("reggae", "reggae"))  # (filed in,
 _RECORDING = (("pop", "shift"), ("hiphop", "regain"), ("disco", "resample"), ("reggae", "trim"))
 _MISLABEL = (("metal", "rock"), ("blues", "jazz"), ("pop", "disco"), ("rock", "country"))  # (filed as, is)
 _CLIPPED, _DROPOUT, _SILENT, _UNREADABLE = ("pop", "metal"), ("classical", "jazz"), "reggae", "jazz"
+# Extra clips after a genre's per_genre slots (so every other clip stays byte for byte): versions
+# (a clean song of the genre played again by another artist of it: slower, with that artist's
+# sounds and production) and clips that are no music at all, filed under a genre.
+_VERSION = ("blues", "country", "jazz", "pop")
+_NOT_MUSIC = (("classical", "babble"), ("hiphop", "noise"), ("disco", "sweep"))
 _DEFAULT_PER_GENRE = 24  # the fault counts above are for this size and scale with per_genre
-_PLAN, _ARTIST, _CLIP, _CROSS, _GUEST = 1, 2, 3, 4, 5  # seed streams: adding draws to one leaves the others alone
+_PLAN, _ARTIST, _CLIP, _CROSS, _GUEST, _EXTRA = 1, 2, 3, 4, 5, 6  # seed streams: adding draws to one leaves the others alone
+VERSION_SLOWER = 0.9  # a version plays at most this share of its original's tempo
 CROSSOVER_SHARE = 0.1  # of the clean clips, rendered from two genres and labelled with both
 _CHUNK = 4  # clips per task handed to a worker process
 
@@ -126,8 +133,8 @@ class _Slot:
     true_genre: str             # what was synthesized
     artist: Artist
     title: str
-    kind: str = ""              # one of CLIP_KINDS, or "" for a clean clip
-    variant: str = ""           # regain | shift | resample | trim | clip | dropout
+    kind: str = ""              # one of PLANTED_KINDS, or "" for a clean clip
+    variant: str = ""           # regain | shift | resample | trim | clip | dropout | babble | noise | sweep
     source: _Slot | None = None
     group: str = ""
     detail: str = ""
@@ -140,6 +147,11 @@ class _Slot:
     @property
     def track_id(self) -> str:
         return f"{self.genre}.{self.index:05d}"
+
+    @property
+    def copy(self) -> bool:
+        """A duplicate made from its source's file or render (after it, in the main process)."""
+        return self.source is not None and self.kind in DUPLICATE_KINDS
 
 
 def generate_corpus(out: Path, *, config: SynthConfig = SynthConfig(), progress: bool = True,
@@ -154,7 +166,7 @@ def generate_corpus(out: Path, *, config: SynthConfig = SynthConfig(), progress:
     _prepare(out)
     slots = _plan(config)
     by_id = {s.track_id: s for s in slots}
-    rendered = [s for s in slots if s.source is None]  # copies after their sources, in this process
+    rendered = [s for s in slots if not s.copy]  # copies after their sources, in this process
     chunks = [rendered[i:i + _CHUNK] for i in range(0, len(rendered), _CHUNK)]
     held: dict[str, np.ndarray] = {}  # source track_id -> its longer render, for recording copies
     options = EngineOptions(workers=workers, preload=("genre_core.datasets.synth.music",))
@@ -166,7 +178,7 @@ def generate_corpus(out: Path, *, config: SynthConfig = SynthConfig(), progress:
                     held[track_id] = y
             bar.update(len(results))
         for slot in slots:
-            if slot.source is not None:
+            if slot.copy:
                 _write_slot(out, slot, config, held)
                 bar.update(1)
     _write_manifests(out, slots, config)
@@ -212,8 +224,9 @@ def _plan(config: SynthConfig) -> list[_Slot]:
                 slots[genre, i] = _Slot(genre, i, genre, artists[genre][a], title(genre, rng))
     _plant(slots, artists, config, rng)
     _cross(list(slots.values()), config)
+    _add_extras(slots, artists, config)  # before guests: a guest list changes no version's original
     _invite(slots, config, names)
-    return list(slots.values())
+    return sorted(slots.values(), key=lambda s: (GENRES.index(s.genre), s.index))
 
 
 def _invite(slots: dict, config: SynthConfig, names: set[str]) -> None:
@@ -250,7 +263,7 @@ def _plant(slots: dict, artists: dict[str, list[Artist]], config: SynthConfig, r
         return slots[genre, free[genre].pop(int(rng.integers(len(free[genre]))))]
 
     def count(hosts: tuple) -> range:
-        return range(max(1, round(len(hosts) * config.per_genre / _DEFAULT_PER_GENRE)))
+        return _count(hosts, config)
 
     for i in count(_EXACT):
         host, origin = _EXACT[i % len(_EXACT)]
@@ -276,6 +289,61 @@ def _plant(slots: dict, artists: dict[str, list[Artist]], config: SynthConfig, r
             slot.kind, slot.variant = "distortion", variant  # detail once the damage is measured
     take(_SILENT).kind = "silence"
     take(_UNREADABLE).kind = "unreadable"
+
+
+def _count(hosts: tuple, config: SynthConfig) -> range:
+    """How many of a fault to plant: len(hosts) at the default size, scaled, at least one."""
+    return range(max(1, round(len(hosts) * config.per_genre / _DEFAULT_PER_GENRE)))
+
+
+def _add_extras(slots: dict, artists: dict[str, list[Artist]], config: SynthConfig) -> None:
+    """Versions and non-music clips as new slots numbered after each genre's per_genre (their
+    draws from their own seed stream, after crossovers are chosen: nothing else moves). A
+    version's original is a clean single-genre clip of its genre (a guest may not take it)."""
+    rng = np.random.default_rng([config.seed, _EXTRA])
+    taken = {genre: config.per_genre for genre in GENRES}
+
+    def new_slot(genre: str, artist: Artist, name: str) -> _Slot:
+        slot = _Slot(genre, taken[genre], genre, artist, name)
+        taken[genre] += 1
+        slots[genre, slot.index] = slot
+        return slot
+
+    for i in _count(_VERSION, config):
+        genre = _VERSION[i % len(_VERSION)]
+        originals = [s for s in slots.values() if s.genre == genre and s.index < config.per_genre and not s.kind
+                     and not s.also]
+        source = originals[int(rng.integers(len(originals)))]
+        others = [a for a in artists[genre] if a is not source.artist]
+        cover = _cover(source.artist, others[int(rng.integers(len(others)))])
+        version = new_slot(genre, cover, source.title)
+        group = f"version-{i + 1:02d}"
+        version.kind, version.group, version.source = "version", group, source
+        version.detail = (f"{source.title!r} as played by {cover.name}: {cover.tempo:.0f} bpm against "
+                          f"{source.artist.tempo:.0f}, other instruments and production")
+        source.kind, source.group, source.original = "version", group, True
+        source.detail = f"original of {group}"
+    for i in _count(_NOT_MUSIC, config):
+        genre, variant = _NOT_MUSIC[i % len(_NOT_MUSIC)]
+        slot = new_slot(genre, artists[genre][int(rng.integers(len(artists[genre])))], title(genre, rng))
+        slot.kind, slot.variant, slot.true_genre = "not_music", variant, ""
+        slot.detail = _NOISES[variant]
+
+
+def _cover(original: Artist, other: Artist) -> Artist:
+    """`other` playing `original`'s song: the composition's choices (progressions, neighbour
+    and borrowing, drum groove, key: the melody walks over a fixed register, so another key
+    would bend it) are the original's, so a render from the original's seed draws the same
+    notes; tempo (slower: see render_clip's bars_at), sounds, kit, feel and production are
+    `other`'s."""
+    return replace(other, progressions=original.progressions, neighbour=original.neighbour,
+                   borrow=original.borrow, groove=original.groove, key=original.key,
+                   tempo=min(other.tempo, VERSION_SLOWER * original.tempo))
+
+
+_NOISES = {"babble": "speech-like babble: a voiced buzz through moving vowel formants, in syllables",
+           "noise": "broadband noise, pink, slowly swelling",
+           "sweep": "a test tone, then a logarithmic sine sweep from 50 Hz to 8 kHz"}
 
 
 def _duplicate(source: _Slot, copy: _Slot, kind: str, group: str, detail: str) -> None:
@@ -324,6 +392,10 @@ def _write_slot(out: Path, slot: _Slot, config: SynthConfig, held: dict[str, np.
         return
     if slot.kind == "recording_duplicate" and not slot.original:
         y = _rerecord(held[slot.source.track_id], slot, config, rng)
+    elif slot.kind == "version" and not slot.original:
+        y = _render_version(slot, config)
+    elif slot.kind == "not_music":
+        y = _not_music(slot.variant, config, rng)
     elif slot.kind == "silence":
         y = np.zeros(config.n_samples)
         slot.detail = "digital silence: every sample is 0"
@@ -337,6 +409,58 @@ def _write_slot(out: Path, slot: _Slot, config: SynthConfig, held: dict[str, np.
         if slot.kind == "distortion":
             y = _damage(y.copy(), slot, config.sr, rng)
     _write_wav(path, y, config.sr)
+
+
+def _render_version(slot: _Slot, config: SynthConfig) -> np.ndarray:
+    """The version's song: its original's Generator, so the same composition, in `slot`'s
+    artist's hands (see _cover). (N,)"""
+    source = slot.source
+    rng = np.random.default_rng([config.seed, _CLIP, GENRES.index(source.genre), source.index])
+    return render_clip(source.true_genre, slot.artist, config.n_samples, sr=config.sr, rng=rng,
+                       bars_at=source.artist.tempo)
+
+
+def _not_music(variant: str, config: SynthConfig, rng: np.random.Generator) -> np.ndarray:
+    """A clip that is no music, at a music clip's loudness (peak 0.5-0.8). (N,)"""
+    n, sr = config.n_samples, config.sr
+    t = np.arange(n) / sr
+    if variant == "babble":
+        y = _babble(n, sr, rng)
+    elif variant == "noise":  # pink: white noise with a 1/f power spectrum, swelling twice
+        spec = np.fft.rfft(rng.standard_normal(n))
+        spec /= np.sqrt(np.maximum(np.fft.rfftfreq(n, 1 / sr), 20.0))
+        y = np.fft.irfft(spec, n) * (1.2 + np.sin(2 * np.pi * t / config.seconds * 2))
+    else:  # a 1-kHz tone for a fifth, then a log sweep 50 Hz -> 8 kHz
+        cut = n // 5
+        rest = t[cut:] - t[cut]
+        span = rest[-1] + 1 / sr
+        k = np.log(8000 / 50)
+        sweep = np.sin(2 * np.pi * 50 * span / k * (np.exp(k * rest / span) - 1))
+        y = np.concatenate([np.sin(2 * np.pi * 1000 * t[:cut]), sweep])
+    return y / np.max(np.abs(y)) * rng.uniform(0.5, 0.8)
+
+
+def _babble(n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """Speech-like babble: a glottal pulse train (pitch gliding around 120 Hz) through three
+    formant resonances that jump between vowels, cut into syllables of 0.1-0.3 s. (N,)"""
+    from scipy.signal import lfilter
+
+    vowels = ((730, 1090, 2440), (270, 2290, 3010), (300, 870, 2240), (530, 1840, 2480), (570, 840, 2410))
+    y, pos = np.zeros(n), 0
+    while pos < n:
+        length = min(n - pos, int(sr * rng.uniform(0.1, 0.3)))
+        pitch = 120 * np.exp(rng.normal(0, 0.15)) * np.linspace(1.05, 0.95, length)
+        phase = np.cumsum(pitch / sr)
+        source = np.diff(np.floor(phase), prepend=0.0)  # one pulse per pitch period
+        voiced = np.zeros(length)
+        for f, bw in zip(vowels[int(rng.integers(len(vowels)))], (80, 100, 120)):
+            r = np.exp(-np.pi * bw / sr)  # a two-pole resonance per formant
+            voiced += lfilter([1 - r], [1, -2 * r * np.cos(2 * np.pi * f / sr), r * r], source)
+        envelope = np.sin(np.pi * np.arange(length) / length) ** 0.5
+        pause = int(sr * rng.uniform(0.02, 0.15)) if rng.random() < 0.8 else int(sr * rng.uniform(0.2, 0.4))
+        y[pos:pos + length] = voiced * envelope
+        pos += length + pause
+    return y + 0.003 * rng.standard_normal(n) * np.max(np.abs(y))
 
 
 def _rerecord(y: np.ndarray, slot: _Slot, config: SynthConfig, rng: np.random.Generator) -> np.ndarray:
@@ -390,7 +514,7 @@ def _write_wav(path: Path, y: np.ndarray, sr: int) -> None:
 
 def _write_manifests(out: Path, slots: list[_Slot], config: SynthConfig) -> None:
     """faults_truth.csv and artists.txt, then metadata.csv last: its presence means "complete"."""
-    kinds = {kind: i for i, kind in enumerate(CLIP_KINDS)}
+    kinds = {kind: i for i, kind in enumerate(PLANTED_KINDS)}
     faulty = sorted((s for s in slots if s.kind),
                     key=lambda s: (kinds[s.kind], s.group, not s.original, s.track_id))
     rows = [(s.track_id, s.kind, s.group, s.source.track_id if s.source else "", s.detail) for s in faulty]

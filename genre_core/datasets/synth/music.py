@@ -25,25 +25,30 @@ _DRUM_LEN = {"crash": 1.5, "ride": 0.8, "ohat": 0.4, "timp": 1.2}  # s held; oth
 
 
 def render_clip(genre: str, artist: Artist, n: int, *, sr: int, rng: np.random.Generator,
-                also: str | None = None) -> np.ndarray:
+                also: str | None = None, bars_at: float | None = None) -> np.ndarray:
     """`n` samples of a `genre` song played by `artist`, mastered, float64 (peaks < 0.9). (n,)
 
     An artist with a neighbour genre borrows each element - progression, drums, chord parts,
     bass, lead - from it with probability `artist.borrow` (genres share material). A crossover
     (`also` = another genre) takes two or three of the five elements from `also` for certain.
+
+    `bars_at` (bpm, None: the artist's tempo) sets how many bars are composed: a version (the
+    same song by another, slower artist, from a Generator seeded like the original's) composes
+    as many bars as the original, so it draws the very same numbers - the same chords, bass
+    and drum pattern choices and melody - and plays them at its own tempo, key and sounds.
     """
-    clip = _arrange(genre, artist, n, sr=sr, rng=rng, also=also)
+    clip = _arrange(genre, artist, n, sr=sr, rng=rng, also=also, bars_at=bars_at)
     return clip.master(clip.mix())
 
 
 def render_parts(genre: str, artist: Artist, n: int, *, sr: int, rng: np.random.Generator,
-                 also: str | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                 also: str | None = None, bars_at: float | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """`render_clip` (the very same samples, same rng draws) and its true parts, each (n,)
     float64 through the same production: "drums", "bass", "chords", "lead" (the buses that
     played) and "noise" (the noise floor). The room, EQ and filters are linear and the
     compressor and limiter gains are the mix's, applied to every part, so the parts sum to the
     mix up to float rounding (~1e-15 of full scale)."""
-    clip = _arrange(genre, artist, n, sr=sr, rng=rng, also=also)
+    clip = _arrange(genre, artist, n, sr=sr, rng=rng, also=also, bars_at=bars_at)
     buses = clip.buses()
     y = np.zeros(n)
     for bus in buses.values():  # the order and arithmetic of mix(): the same samples
@@ -52,7 +57,7 @@ def render_parts(genre: str, artist: Artist, n: int, *, sr: int, rng: np.random.
 
 
 def _arrange(genre: str, artist: Artist, n: int, *, sr: int, rng: np.random.Generator,
-             also: str | None) -> _Clip:
+             also: str | None, bars_at: float | None = None) -> _Clip:
     """Every note of the clip, on its bus (see render_clip); nothing rendered yet."""
     own = STYLES[genre]
     if also is not None:
@@ -62,7 +67,7 @@ def _arrange(genre: str, artist: Artist, n: int, *, sr: int, rng: np.random.Gene
         other = STYLES[artist.neighbour] if artist.neighbour else own
         sources = [other if rng.random() < artist.borrow else own for _ in range(5)]
     progressions = artist.progressions if sources[0] is own else sources[0].progressions
-    clip = _Clip(own, artist, progressions, n, sr, rng)
+    clip = _Clip(own, artist, progressions, n, sr, rng, bars_at)
     clip.drums(sources[1])
     for i, part in enumerate(sources[2].chords):
         if i == 0 and sources[2] is own and artist.swap:  # the artist's own instrument instead
@@ -90,11 +95,15 @@ class _Clip:
     """One clip being rendered: its timing, harmony and the notes of each bus."""
 
     def __init__(self, style: Style, artist: Artist, progressions: tuple[str, ...], n: int, sr: int,
-                 rng: np.random.Generator):
+                 rng: np.random.Generator, bars_at: float | None = None):
         self.style, self.artist, self.n, self.sr, self.rng = style, artist, n, sr, rng
-        self.bar = 240.0 / (artist.tempo * np.exp(rng.normal(0, 0.03)))  # s per 4/4 bar
+        jitter = np.exp(rng.normal(0, 0.03))
+        self.bar = 240.0 / (artist.tempo * jitter)  # s per 4/4 bar
         self.offset = rng.uniform(0, self.bar)  # clips start anywhere, not on a downbeat
         self.n_bars = int((n / sr + self.offset) / self.bar) + 2
+        if bars_at is not None:  # as many bars as the same draws give at that tempo
+            bar = 240.0 / (bars_at * jitter)
+            self.n_bars = int((n / sr + self.offset / self.bar * bar) / bar) + 2
         prog = str(rng.choice(progressions)).split()
         turn = int(rng.integers(len(prog)))
         prog = prog[turn:] + prog[:turn]

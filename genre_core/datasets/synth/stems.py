@@ -87,7 +87,7 @@ def _seeded(slot: _Slot, config: SynthConfig) -> np.random.Generator:
 
 def _slot_parts(slot: _Slot, config: SynthConfig) -> dict[str, np.ndarray] | None:
     """What corpus._write_slot wrote for `slot`, part by part (None where it is not linear)."""
-    if slot.kind in ("unreadable", "silence") or (slot.kind == "distortion" and slot.variant == "clip"):
+    if slot.kind in ("unreadable", "silence", "not_music") or (slot.kind == "distortion" and slot.variant == "clip"):
         return None
     if slot.kind == "exact_duplicate" and not slot.original:
         return _slot_parts(slot.source, config)
@@ -108,6 +108,11 @@ def _slot_parts(slot: _Slot, config: SynthConfig) -> dict[str, np.ndarray] | Non
 def _render(slot: _Slot, config: SynthConfig) -> tuple[dict[str, np.ndarray], np.random.Generator]:
     """The slot's parts as rendered before any fault (n_samples + extra long), and its
     Generator after the render (where a dropout's draws continue)."""
+    if slot.kind == "version" and not slot.original:  # the original's draws (corpus._render_version)
+        rng = _seeded(slot.source, config)
+        _, parts = render_parts(slot.source.true_genre, slot.artist, config.n_samples, sr=config.sr, rng=rng,
+                                bars_at=slot.source.artist.tempo)
+        return parts, rng
     rng = _seeded(slot, config)
     _, parts = render_parts(slot.true_genre, slot.artist, config.n_samples + slot.extra, sr=config.sr,
                             rng=rng, also=slot.also or None)
