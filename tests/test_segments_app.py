@@ -234,6 +234,9 @@ def test_a_hover_on_a_window_plays_the_track_from_its_start(monkeypatch, planted
     at.run()
     args = _frame_args(at)
     assert args["figure"] is None and args["figure_id"] == figure_id  # the frame keeps its plot: only the clip goes
+    at.session_state[key] = {"kind": "need", "has": None, "n": 2}  # a new frame under the old key asks for it
+    at.run()
+    assert json.loads(_frame_args(at)["figure"])["data"] and _frame_args(at)["clip"]["n"] == 1
     clip = args["clip"]
     assert clip["n"] == 1 and clip["start"] == 3.0 and clip["audio"].startswith("data:audio/wav;base64,")
     heard, _ = sf.read(io.BytesIO(base64.b64decode(clip["audio"].split(",", 1)[1])), dtype="float32")
