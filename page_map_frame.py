@@ -54,8 +54,12 @@ def scatter(figure, *, key: str, config: dict, clip: Callable[[str, float | None
         answer = st.session_state[f"{key}.clip"] = {**clip(str(value.get("track")), value.get("start")),
                                                    "n": value.get("n")}
     text, figure_id = _figure_json(figure)
-    value = _frame(figure=text, figure_id=figure_id, config=config, clip=answer, key=key, default=None,
-                   plotly_js=f"../{_plotly.name}/plotly.min.js")
+    # Streamlit sends a component's arguments whole on every rerun, so a hover's answer would
+    # carry the 1.4 MB of a 20,000-point figure again: the frame says which figure it holds
+    # ("has"), and while that is this one only its digest goes (a frame that lost it asks anew).
+    held = value.get("has") if isinstance(value, dict) else None
+    value = _frame(figure=None if held == figure_id else text, figure_id=figure_id, config=config, clip=answer,
+                   key=key, default=None, plotly_js=f"../{_plotly.name}/plotly.min.js")
     if not isinstance(value, dict) or value.get("kind") not in ("click", "select"):
         return None
     if value["kind"] == "click":

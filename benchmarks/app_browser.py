@@ -2,8 +2,12 @@
 drawn, in a real browser (Debian's chromium through playwright) against `streamlit run app.py`.
 
     python -m benchmarks.app_browser [--db PATH] [--tracks 100000] [--runs 20] [--rounds 3]
+    python -m benchmarks.app_browser --tracks 20000 --runs 2 --segments 10 --map-views
 
-Builds the database with `benchmarks.app_db.build` when it is missing. The first round runs on
+Builds the database with `benchmarks.app_db.build` when it is missing (`--segments N`: N windows
+of every track on each run's map). `--map-views` times, instead of the sidebar, the Map page's
+View radio: a click on Segments, then on Tracks, until that view's figure is drawn in its frame,
+and reports the streamlit process's peak resident memory (VmHWM). The first round runs on
 a fresh server (every query uncached); later rounds hit st.cache_data, as every later visit
 does. Target: every page < 1.5 s warm.
 """
@@ -94,7 +98,31 @@ def _click(tab, cdp, server_pid: int, name: str) -> tuple[float, float, float]:
     return wall, _cpu_s(server_pid) - cpu, _busy_s(cdp) - busy
 
 
-def time_pages(db_path: Path, rounds: int = 3) -> pd.DataFrame:
+MAP_VIEWS = ("Segments", "Tracks")
+# The frame holds the figure it drew last (glMap.figureId): a view is drawn once that changed.
+FIGURE_JS = """() => { const f = document.querySelector('iframe[src*="genrelens_map"]');
+  const w = f && f.contentWindow; return (w && w.glMap && w.glMap.figureId) || null; }"""
+
+
+def _click_view(tab, cdp, server_pid: int, view: str) -> tuple[float, float, float]:
+    """As `_click`, for a click on the Map page's View radio: until the new view is drawn."""
+    before = tab.evaluate(FIGURE_JS)
+    cpu, busy = _cpu_s(server_pid), _busy_s(cdp)
+    started = time.perf_counter()
+    tab.locator('[data-testid="stRadio"] label', has_text=view).first.click()
+    tab.wait_for_function(f"(before) => ({FIGURE_JS})() !== before", arg=before, timeout=180_000, polling=50)
+    tab.wait_for_function(DRAWN_JS, arg=PAGES["map"], timeout=180_000, polling=50)
+    wall = time.perf_counter() - started
+    return wall, _cpu_s(server_pid) - cpu, _busy_s(cdp) - busy
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory so far (MB; Linux VmHWM: psutil reports only the current)."""
+    line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
+
+
+def time_pages(db_path: Path, rounds: int = 3, map_views: bool = False) -> pd.DataFrame:
     """Per page: the deep link (first open of a fresh server), the first click (cold caches) and
     the median of the later clicks (warm), in seconds; for the warm clicks also the median CPU
     seconds of the server and busy seconds of the browser tab (see `_click`)."""
@@ -111,11 +139,16 @@ def time_pages(db_path: Path, rounds: int = 3) -> pd.DataFrame:
             tab.goto(url)
             tab.wait_for_function(DRAWN_JS, arg=PAGES["overview"], timeout=300_000, polling=50)
             deep_link = time.perf_counter() - started
-            times: dict[str, list[tuple[float, float, float]]] = {name: [] for name in PAGES}
+            if map_views:
+                _click(tab, cdp, proc.pid, "map")
+            names = MAP_VIEWS if map_views else [*list(PAGES)[1:], "overview"]
+            times: dict[str, list[tuple[float, float, float]]] = {name: [] for name in names}
             for _ in range(rounds):
-                for name in [*list(PAGES)[1:], "overview"]:
-                    times[name].append(_click(tab, cdp, proc.pid, name))
+                for name in names:
+                    times[name].append(_click_view(tab, cdp, proc.pid, name) if map_views
+                                       else _click(tab, cdp, proc.pid, name))
             browser.close()
+        peak_mb = _peak_rss_mb(proc.pid)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -124,6 +157,7 @@ def time_pages(db_path: Path, rounds: int = 3) -> pd.DataFrame:
             for name, t in times.items()]
     frame = pd.DataFrame(rows)
     frame.attrs["deep_link_s"] = deep_link
+    frame.attrs["peak_rss_mb"] = peak_mb
     return frame
 
 
@@ -139,22 +173,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--db", type=Path, help="default: data/bench/app_<tracks>x<runs>.duckdb")
     parser.add_argument("--rounds", type=int, default=3, help="visits per page (the first is cold)")
+    parser.add_argument("--segments", type=int, default=0, help="windows per track on each run's map (built)")
+    parser.add_argument("--map-views", action="store_true", help="time the Map page's views, not the pages")
     args = parser.parse_args(argv)
-    path = args.db or Path("data/bench") / f"app_{args.tracks}x{args.runs}.duckdb"
+    seg = f"_seg{args.segments}" if args.segments else ""
+    path = args.db or Path("data/bench") / f"app_{args.tracks}x{args.runs}{seg}.duckdb"
     if not path.is_file():
         started = time.perf_counter()
-        build(open_store(path), "bench", n_tracks=args.tracks, n_runs=args.runs)
+        build(open_store(path), "bench", n_tracks=args.tracks, n_runs=args.runs, segments_per_track=args.segments)
         print(f"built {path} ({args.tracks} tracks, {args.runs} runs) in {time.perf_counter() - started:.0f} s")
-    print_table(path, time_pages(path, args.rounds), args.rounds)
+    print_table(path, time_pages(path, args.rounds, args.map_views), args.rounds)
     return 0
 
 
 def print_table(path: Path, frame: pd.DataFrame, rounds: int) -> None:
     """The table, headed by what it measured and the machine's load (timings queue behind it)."""
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"{path}: seconds from a sidebar click until the page's charts are drawn, warm = median of "
+    print(f"{path}: seconds from a click until the page's (view's) charts are drawn, warm = median of "
           f"{rounds - 1} later clicks; deep link to a fresh server {frame.attrs['deep_link_s']:.1f} s; "
-          f"load average {load} on {os.cpu_count()} cores")
+          f"server peak RSS {frame.attrs['peak_rss_mb']:,.0f} MB; load average {load} on {os.cpu_count()} cores")
     print(frame.to_markdown(index=False, floatfmt=".2f"))
 
 

@@ -112,7 +112,10 @@ def _run_results(tracks: pd.DataFrame, split: dict, classes, skill: float, secon
 
 
 def fake_analysis(tracks: pd.DataFrame, preds: pd.DataFrame, classes, seconds: float, n_explained: int,
-              taggrams: bool, rng: np.random.Generator) -> dict[str, pd.DataFrame]:
+                  taggrams: bool, rng: np.random.Generator, segments_per_track: int = 0) -> dict[str, pd.DataFrame]:
+    """The analysis tables of one run; with `segments_per_track`, that many windows of every
+    track (from 0 s at the 1.5-s hop, so test and validation windows have their predictions)
+    on the t-SNE map, scattered around their track's point (segment_projections)."""
     ok = tracks[tracks.status == "ok"].reset_index(drop=True)
     g = ok.label.map({c: i for i, c in enumerate(classes)}).to_numpy()
     angle = 2 * np.pi * g / len(classes)
@@ -151,6 +154,13 @@ def fake_analysis(tracks: pd.DataFrame, preds: pd.DataFrame, classes, seconds: f
         out["taggrams"] = pd.DataFrame([dict(track_id=t, tag_names=list(TAGS), n_frames=n_windows,
                                              values=rng.random(n_windows * len(TAGS)).astype(np.float32))
                                         for t in test.track_id])
+    if segments_per_track:
+        tsne, k = projections[0], segments_per_track
+        out["segment_projections"] = pd.DataFrame({
+            "method": "tsne", "track_id": np.repeat(tsne.track_id.to_numpy(), k),
+            "start_s": np.tile(np.arange(k) * 1.5, len(tsne)),
+            "x": np.repeat(tsne.x.to_numpy(), k) + rng.normal(0, 1.0, len(tsne) * k),
+            "y": np.repeat(tsne.y.to_numpy(), k) + rng.normal(0, 1.0, len(tsne) * k)})
     return out
 
 
@@ -210,9 +220,10 @@ def _faults(tracks: pd.DataFrame, dataset_id: int, rng: np.random.Generator) -> 
 
 def build(store: Store, name: str = "bench", genres=GENRES10, n_tracks: int = 10_000, n_runs: int = 20,
           audio_dir: Path | None = None, seconds: float = 30.0, files_per_genre: int = 4,
-          n_explained: int = 60, seed: int = 0) -> pd.DataFrame:
+          n_explained: int = 60, seed: int = 0, segments_per_track: int = 0) -> pd.DataFrame:
     """Add dataset `name` with `n_runs` complete runs (plus one running, one failed) and their
-    analysis and faults to `store`. Returns the runs it wrote (run_id, model, sweep)."""
+    analysis (with `segments_per_track` windows of every track on each run's t-SNE map) and
+    faults to `store`. Returns the runs it wrote (run_id, model, sweep)."""
     rng = np.random.default_rng(seed)
     # Absolute: the app serves audio only from inside a dataset's absolute root (app.access).
     audio_dir = Path(audio_dir or store.path.parent / f"{name}_audio").resolve()
@@ -241,7 +252,8 @@ def build(store: Store, name: str = "bench", genres=GENRES10, n_tracks: int = 10
         store.finish_run(run_id, results)
         torchy = rep != "handcrafted"  # sklearn baselines have no Grad-CAM
         store.replace_run_rows(run_id, fake_analysis(tracks, results["predictions"], list(genres), seconds,
-                                                 n_explained if torchy else 0, rep == "musicnn", rng))
+                                                 n_explained if torchy else 0, rep == "musicnn", rng,
+                                                 segments_per_track))
         written.append(dict(run_id=run_id, model=model, sweep=sweep if in_sweep else None))
     store.start_run(dict(run_id=f"{name}-running", dataset_id=dataset_id, model="cnn", split="random",
                          config={}, seed=0, classes=list(genres)))

@@ -573,6 +573,11 @@ class Store:
         return self.query("SELECT method, track_id, x, y FROM projections WHERE run_id = ? "
                           "ORDER BY method, track_id", [run_id])
 
+    def segment_projections(self, run_id: str) -> pd.DataFrame:
+        """A run's windows on its maps (method, track_id, start_s, x, y) by method, track and start."""
+        return self.query("SELECT method, track_id, start_s, x, y FROM segment_projections WHERE run_id = ? "
+                          "ORDER BY method, track_id, start_s", [run_id])
+
     def embedding_rows(self, run_id: str) -> pd.DataFrame:
         """A run's stored track vectors (track_id, kind, vector) by kind and track_id."""
         return self.query("SELECT track_id, kind, vector FROM embeddings WHERE run_id = ? "

@@ -65,11 +65,17 @@ def map_controls() -> tuple[str, tuple | None, str, str, int | None]:
         colour = middle.radio("Colour by", list(COLOUR_BY), horizontal=True, key="map_colour")
         text = right.text_input("Find on the map", key="map_search", placeholder="id, artist, genre or file name",
                                 help=f"Rings up to {SEARCH_LIMIT} matching tracks; they are always drawn")
-        drawn = density.selectbox("Points drawn", list(DENSITY), key="map_density",
-                                  help="At most; above, a share of every genre plus all misclassified, searched "
-                                       "and selected tracks. More points redraw more slowly.")
+        drawn = density_control(density, "a share of every genre plus all misclassified, searched and selected "
+                                          "tracks")
         axes = tag_controls() if method == tagaxes.TAGS else None
-    return method, axes, COLOUR_BY[colour], text, DENSITY[drawn]
+    return method, axes, COLOUR_BY[colour], text, drawn
+
+
+def density_control(column, above: str) -> int | None:
+    """The most points to draw (None: all), chosen in `column`; `above` says what is drawn above it."""
+    drawn = column.selectbox("Points drawn", list(DENSITY), key="map_density",
+                             help=f"At most; above, {above}. More points redraw more slowly.")
+    return DENSITY[drawn]
 
 
 def tagged_tracks(db, run_id: str, x_tag: str, y_tag: str):
@@ -92,12 +98,29 @@ def track_points(db, run_id: str, method: str, axes: tuple | None):
     return shared(q.projection)(db, run_id, method) if axes is None else shared(tagged_tracks)(db, run_id, *axes)
 
 
-def window_points(method: str, axes: tuple | None):
+def window_points(db, run_id: str, method: str, axes: tuple | None):
     """The windows on this map: a projection's, or on the tag axes; None when it holds none."""
-    seg_methods = cached(q.segment_methods)(ctx.db, ctx.run_id)
+    seg_methods = cached(q.segment_methods)(db, run_id)
     if axes is not None and seg_methods:
-        return shared(tagged_windows)(ctx.db, ctx.run_id, seg_methods[0], *axes, WINDOW_S)
-    return shared(q.segment_points)(ctx.db, ctx.run_id, method) if method in seg_methods else None
+        return shared(tagged_windows)(db, run_id, seg_methods[0], *axes, WINDOW_S)
+    return shared(q.segment_points)(db, run_id, method) if method in seg_methods else None
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def segment_figure(db, run_id: str, method: str, axes: tuple | None, colour_by: str, track: str | None,
+                   presentation: bool, keep: tuple, max_points: int | None):
+    """(the Segments map, or `track`'s trajectory over the other windows; windows drawn): built
+    once per choice and shared read-only, so a rerun (a hover's answer) neither rebuilds nor
+    re-serialises 200,000 windows. Above `max_points` a share of every genre is drawn, plus every
+    window of the tracks in `keep` and of `track`."""
+    points = window_points(db, run_id, method, axes)
+    drawn = state.sample_map(points, max_points=max_points or len(points), keep=(*keep, *([track] if track else [])),
+                             keep_wrong=False)
+    classes = list(cached(q.run_row)(db, run_id).classes)
+    figure = (segments.segment_map(drawn, colour_by, classes, window_s=WINDOW_S, presentation=presentation)
+              if track is None else
+              segments.trajectory_map(drawn, track, classes, window_s=WINDOW_S, presentation=presentation))
+    return charts.ready(tagaxes.titled(figure, axes)), len(drawn)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -141,19 +164,21 @@ def view_control() -> str:
                          "windows joined in time order.")
 
 
-def segment_controls(view: str, seg_methods: list[str]) -> tuple[str, tuple | None, str, str | None]:
-    """(projection, its tag axes or None, colour column, the trajectory's track or None) of the
-    segment views."""
+def segment_controls(view: str, seg_methods: list[str]) -> tuple[str, tuple | None, str, str | None, int | None]:
+    """(projection, its tag axes or None, colour column, the trajectory's track or None, most
+    windows to draw or None: all) of the segment views."""
     options = seg_methods + [m for m in AXES if m == tagaxes.TAGS]
     if st.session_state.get("map_method") not in options:
         st.session_state["map_method"] = seg_methods[0]  # UMAP cannot place windows (analyze's note)
-    left, right = st.columns([1, 3])
+    left, right, density = st.columns([1, 3, 1])
     method = left.radio("Projection", options, horizontal=True, key="map_method",
                         format_func=method_name)
+    drawn = density_control(density, "a share of every genre plus every window of the open, selected and "
+                                     "trajectory tracks")
     axes = tag_controls() if method == tagaxes.TAGS else None
     if view == "segments":
         colour = right.radio("Colour by", list(segments.SEGMENT_COLOURS), horizontal=True, key="map_seg_colour")
-        return method, axes, segments.SEGMENT_COLOURS[colour], None
+        return method, axes, segments.SEGMENT_COLOURS[colour], None, drawn
     tracks = trajectory_tracks(method, axes)
     if (asked := st.session_state.get("map_traj")) not in tracks:
         if asked is not None:
@@ -162,14 +187,14 @@ def segment_controls(view: str, seg_methods: list[str]) -> tuple[str, tuple | No
         st.session_state["map_traj"] = here if here in tracks else tracks.index[0]
     track = right.selectbox("Track", list(tracks.index), key="map_traj", format_func=tracks.get,
                             help="Misclassified test tracks first. Its windows are joined in time order.")
-    return method, axes, "predicted", track
+    return method, axes, "predicted", track, drawn
 
 
 def trajectory_tracks(method: str, axes: tuple | None):
     """Label ("id · true → predicted") by track id of every track with windows on the map,
     misclassified predicted tracks first, then the other predicted ones, then training tracks."""
     rows = shared(q.projection)(ctx.db, ctx.run_id, methods[0] if axes else method)
-    here = set(window_points(method, axes).track_id)
+    here = set(window_points(ctx.db, ctx.run_id, method, axes).track_id)
     rows = rows[rows.track_id.isin(here)].assign(order=lambda r: r.outcome.map({"wrong": 0, "correct": 1}).fillna(2))
     rows = rows.sort_values(["order", "track_id"], kind="stable")
     return (rows.track_id + " · " + rows.label.astype(str) + " → " + rows.predicted.astype(str)).set_axis(rows.track_id)
@@ -178,24 +203,25 @@ def trajectory_tracks(method: str, axes: tuple | None):
 def segment_view(view: str) -> None:
     """The Segments or Trajectory view; a click opens Track at the window's start."""
     seg_methods = cached(q.segment_methods)(ctx.db, ctx.run_id)
-    method, axes, colour_by, track = segment_controls(view, seg_methods)
-    points = window_points(method, axes)
+    method, axes, colour_by, track, max_points = segment_controls(view, seg_methods)
+    points = window_points(ctx.db, ctx.run_id, method, axes)
     keep({"proj": method, "view": view, "track": track, **tag_link(axes),
           "colour": links.slug(next(k for k, v in segments.SEGMENT_COLOURS.items() if v == colour_by))
           if view == "segments" else None},
          defaults={"proj": methods[0], "view": "tracks", "colour": links.slug(next(iter(COLOUR_BY)))})
-    classes = list(run.classes)
-    figure = (segments.segment_map(points, colour_by, classes, window_s=WINDOW_S, presentation=ctx.presentation)
-              if track is None else
-              segments.trajectory_map(points, track, classes, window_s=WINDOW_S, presentation=ctx.presentation))
-    event = scatter(tagaxes.titled(figure, axes), key=f"map_{view}_chart", clip=hover_clip(points, points),
+    figure, n_drawn = segment_figure(ctx.db, ctx.run_id, method, axes, colour_by, track, ctx.presentation,
+                                     (*([ctx.track[1]] if ctx.track else []), *ctx.selection.track_ids), max_points)
+    event = scatter(figure, key=f"map_{view}_chart", clip=hover_clip(points, points),
                     config=charts.plot_config(ctx.image_format, f"map_{view}_{method}"))
     if (clicked := segments.clicked_segment(event)) is not None:
         state.open_track(st.session_state, int(run.dataset_id), clicked[0], autoplay=True)
         st.session_state[state.START] = clicked
         st.switch_page("pages/track.py")
+    sampled = "" if n_drawn == len(points) else (
+        f" ({n_drawn:,} drawn: a share of every genre, plus every window of the open, selected and trajectory "
+        "tracks; draw more under “Points drawn”)")
     if track is None:
-        st.caption(f"{len(points):,} windows of {points.track_id.nunique():,} tracks · "
+        st.caption(f"{len(points):,} windows of {points.track_id.nunique():,} tracks{sampled} · "
                    f"{method_name(method)}: every window of "
                    "the test and validation tracks, every 4th of the training tracks"
                    + (" that analyze explained (taggrams are stored for those only)." if axes else "."))
@@ -206,7 +232,7 @@ def segment_view(view: str) -> None:
                f"{segments.clock(path.start_s.iloc[-1])}; {wrong} predicted other than {md(str(path.label.iloc[0]))} "
                "(ringed red). Its markers are coloured by each window's prediction and point the way the track "
                "goes; other tracks' windows are faint, in their true genre's colour. Click a window to hear it from "
-               "there; double-click the map to see all of it.")
+               f"there; double-click the map to see all of it.{sampled}")
 
 
 def linked_view(link: dict) -> None:
@@ -275,7 +301,7 @@ if found is not None:
     shown = int(points.track_id.isin(set(highlight)).sum())
     st.caption(f"{n_matches:,} tracks match “{md(search.strip())}”; {shown} of the first {SEARCH_LIMIT} are on this "
                "map (ringed). Click one to open it.")
-event = scatter(figure, key="map_chart", clip=hover_clip(points, window_points(method, axes)),
+event = scatter(figure, key="map_chart", clip=hover_clip(points, window_points(ctx.db, ctx.run_id, method, axes)),
                 config=charts.plot_config(ctx.image_format, f"map_{method}"))
 ids = state.selected_track_ids(event)
 dataset_id = int(run.dataset_id)

@@ -13,14 +13,17 @@ import pytest
 from genre_core.runs.export import export_run
 from genre_core.store import StoreError, open_store
 from tests.helpers import writable_copy
+from tests.test_segments_app import plant_segments
 
 
 @pytest.fixture(scope="module")
 def store(app_db, tmp_path_factory):
-    """A copy of the app fixture database whose toy run also has stored embeddings (the
-    fixture's fake analysis writes maps but no vectors)."""
-    store = open_store(writable_copy(app_db["db"], tmp_path_factory.mktemp("export")), create=False)
+    """A copy of the app fixture database whose toy run also has stored embeddings and windows
+    on its t-SNE map (the fixture's fake analysis writes track maps only)."""
+    path = writable_copy(app_db["db"], tmp_path_factory.mktemp("export"))
     run_id = app_db["toy_run"]
+    plant_segments(path, run_id)
+    store = open_store(path, create=False)
     ids = store.predictions(run_id)["track_id"].unique()
     vectors = np.random.default_rng(0).normal(size=(len(ids), 16)).astype(np.float32)
     store.replace_run_rows(run_id, {"embeddings": pd.DataFrame(
@@ -48,6 +51,12 @@ def test_parquet_tables_hold_the_run_as_stored(store, app_db, tmp_path):
     assert len(embeddings) > 0 and len({len(v) for v in embeddings["embedding"]}) == 1
     projections = pd.read_parquet(tmp_path / "projections.parquet")
     assert set(projections["track_id"]) <= set(tracks["track_id"])
+    # The run's windows, each placed on a map beside its track, as analyze stored them.
+    windows = pd.read_parquet(tmp_path / "segment_projections.parquet")
+    stored_windows = store.segment_projections(run_id)
+    assert len(windows) == manifest["tables"]["segment_projections"]["rows"] == len(stored_windows) > 0
+    pd.testing.assert_frame_equal(windows, stored_windows, check_dtype=False)
+    assert set(windows["track_id"]) <= set(projections["track_id"])
     for name, info in manifest["tables"].items():
         assert list(pd.read_parquet(tmp_path / info["file"]).columns) == info["columns"], name
 
@@ -59,6 +68,8 @@ def test_csv_matches_parquet(store, app_db, tmp_path):
     a = pd.read_parquet(tmp_path / "p" / "predictions.parquet")
     b = pd.read_csv(tmp_path / "c" / "predictions.csv")
     pd.testing.assert_frame_equal(a.reset_index(drop=True), b, check_dtype=False, atol=1e-6)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "p" / "segment_projections.parquet"),
+                                  pd.read_csv(tmp_path / "c" / "segment_projections.csv"), check_dtype=False)
     emb = pd.read_csv(tmp_path / "c" / "embeddings.csv")
     first = np.array(emb["embedding"].iloc[0].split(), dtype=np.float32)
     np.testing.assert_allclose(first, pd.read_parquet(tmp_path / "p" / "embeddings.parquet")["embedding"].iloc[0],

@@ -229,9 +229,15 @@ def test_a_hover_on_a_window_plays_the_track_from_its_start(monkeypatch, planted
     db, run_id, info = planted
     at = _open(monkeypatch, db, run_id, view="trajectory", track=info["track"])
     key = "map_trajectory_chart"
-    at.session_state[key] = {"kind": "hover", "track": info["track"], "start": 3.0, "n": 1}
+    figure_id = _frame_args(at)["figure_id"]
+    at.session_state[key] = {"kind": "hover", "track": info["track"], "start": 3.0, "n": 1, "has": figure_id}
     at.run()
-    clip = _frame_args(at)["clip"]
+    args = _frame_args(at)
+    assert args["figure"] is None and args["figure_id"] == figure_id  # the frame keeps its plot: only the clip goes
+    at.session_state[key] = {"kind": "need", "has": None, "n": 2}  # a new frame under the old key asks for it
+    at.run()
+    assert json.loads(_frame_args(at)["figure"])["data"] and _frame_args(at)["clip"]["n"] == 1
+    clip = args["clip"]
     assert clip["n"] == 1 and clip["start"] == 3.0 and clip["audio"].startswith("data:audio/wav;base64,")
     heard, _ = sf.read(io.BytesIO(base64.b64decode(clip["audio"].split(",", 1)[1])), dtype="float32")
     dataset_id = int(q.run_row(db, run_id).dataset_id)
@@ -256,3 +262,53 @@ def test_a_tag_link_to_a_run_without_taggrams_shows_the_map_with_one_notice(monk
         "This link asks for the projection “tags”, which is not here; showing tsne instead."]
     assert "musicnn tags" not in at.radio(key="map_method").options
     assert _figure(at)["data"] and not _figure(at)["layout"]["xaxis"].get("visible", False)
+
+
+def test_above_the_cap_a_sample_is_drawn_that_keeps_every_window_of_the_selected_tracks(monkeypatch, app_db,
+                                                                                         writable_app_db):
+    """Issue 29 at size: 25,000 windows (planted, a few hundred per track) are more than the
+    default 20,000 drawn; the sample keeps every window of the selected tracks and of the
+    trajectory's track, says so, and "all" draws every window."""
+    run_id = app_db["toy_run"]
+    store = open_store(writable_app_db)
+    points = store.projections(run_id)
+    points = points[points.method == "tsne"].reset_index(drop=True)
+    per_track = -(-25_000 // len(points))
+    starts = np.arange(per_track) * 1.5
+    store.replace_run_rows(run_id, {"segment_projections": pd.DataFrame({
+        "method": "tsne", "track_id": np.repeat(points.track_id.to_numpy(), per_track),
+        "start_s": np.tile(starts, len(points)), "x": np.repeat(points.x.to_numpy(), per_track) + np.tile(starts, len(points)) / 100,
+        "y": np.repeat(points.y.to_numpy(), per_track)})})
+    total = per_track * len(points)
+    chosen = tuple(points.track_id.iloc[[3, 7]])
+    dataset_id = int(q.run_row(writable_app_db, run_id).dataset_id)
+    monkeypatch.setenv("GENRELENS_DB", str(writable_app_db))
+    from streamlit.testing.v1 import AppTest
+
+    from tests.helpers import APP
+
+    at = AppTest.from_file(str(APP), default_timeout=180)
+    at.query_params.update({"run": run_id, "view": "segments"})
+    at.session_state[state.SELECTION] = state.Selection("Map: 2 tracks selected", chosen, dataset_id)
+    at = at.switch_page("pages/map.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+
+    def drawn(figure) -> list[tuple[str, float]]:
+        return [(c[0], c[1]) for t in figure["data"] for c in t.get("customdata") or []]
+
+    windows = drawn(_figure(at))
+    assert 19_000 <= len(windows) <= 20_000 < total
+    for track_id in chosen:
+        assert sorted(s for t, s in windows if t == track_id) == list(starts)
+    assert any(c.value.startswith(f"{total:,} windows of {len(points):,} tracks ({len(windows):,} drawn: ")
+               for c in at.caption)
+    at.selectbox(key="map_density").set_value("all").run()
+    assert len(drawn(_figure(at))) == total
+    assert not any(" drawn: " in c.value for c in at.caption)
+
+    at.selectbox(key="map_density").set_value("20,000")
+    at.radio(key="map_view").set_value("trajectory").run()
+    path = next(t for t in _figure(at)["data"] if t["name"] == "trajectory")
+    assert [c[1] for c in path["customdata"]] == list(starts)  # the followed track: every window
+    assert any(c.value.startswith(f"{per_track} windows of ") and " drawn: " in c.value for c in at.caption), \
+        [c.value for c in at.caption]

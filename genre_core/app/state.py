@@ -167,15 +167,18 @@ MAP_MIN_PER_LABEL = 200  # a rare genre keeps at least this many sampled points 
 
 
 def sample_map(points: pd.DataFrame, *, max_points: int = MAP_MAX_POINTS, keep: Iterable[str] = (),
-               seed: int = 0) -> pd.DataFrame:
-    """The points of a map to draw: all of them up to `max_points`; above, every track in `keep`
-    (the open track, search matches, the current selection) and every misclassified one, plus a
-    random share of each true genre in proportion to its size, at least MAP_MIN_PER_LABEL of
-    each, so the map keeps its shape and every genre. Rows keep their order; same seed, same
-    sample."""
+               seed: int = 0, keep_wrong: bool = True) -> pd.DataFrame:
+    """The points of a map to draw: all of them up to `max_points`; above, every point of the
+    tracks in `keep` (the open track, search matches, the current selection) and, with
+    `keep_wrong`, every misclassified one, plus a random share of each true genre in proportion
+    to its size, at least MAP_MIN_PER_LABEL of each, so the map keeps its shape and every genre.
+    Rows keep their order; same seed, same sample. (The segment views pass keep_wrong=False:
+    a third of 200,000 windows can be predicted wrong, more than a browser should draw.)"""
     if len(points) <= max_points:
         return points
-    forced = points["track_id"].isin(set(keep)).to_numpy() | (points["outcome"] == "wrong").to_numpy()
+    forced = points["track_id"].isin(set(keep)).to_numpy()
+    if keep_wrong:
+        forced = forced | (points["outcome"] == "wrong").to_numpy()
     rest = np.flatnonzero(~forced)
     budget = max(0, max_points - int(forced.sum()))
     labels = points["label"].fillna("?").to_numpy()[rest]
@@ -183,7 +186,7 @@ def sample_map(points: pd.DataFrame, *, max_points: int = MAP_MAX_POINTS, keep: 
     chosen = forced.copy()
     for label in np.unique(labels):
         members = rest[labels == label]
-        n = min(len(members), max(MAP_MIN_PER_LABEL, round(budget * len(members) / len(rest))))
+        n = min(len(members), max(MAP_MIN_PER_LABEL, budget * len(members) // len(rest)))  # floor: within the cap
         chosen[rng.choice(members, size=n, replace=False)] = True
     return points[chosen]
 

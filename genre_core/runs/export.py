@@ -10,6 +10,8 @@ Tables (parquet column types in brackets; CSV writes lists as space-separated nu
     metrics      split, name, value, ci_low, ci_high
     embeddings   track_id, kind, embedding [list<float32>]      (written by `analyze`)
     projections  method, track_id, x, y                           (t-SNE / UMAP maps)
+    segment_projections  method, track_id, start_s, x, y          (the run's windows on those
+                 maps, by start time in the track: written by `analyze`)
     faults       track_id, kind, group_id, score, source, evidence [JSON text]
     reviews      track_id, kind, decision, note, decided_at
 
@@ -92,6 +94,7 @@ def run_tables(store: Store, run: dict) -> dict[str, pd.DataFrame]:
         "metrics": store.metrics(run_id),
         "embeddings": _embeddings(store.embedding_rows(run_id)),
         "projections": store.projections(run_id),
+        "segment_projections": store.segment_projections(run_id),
         "faults": store.fault_rows(dataset_id),
         "reviews": store.reviews(dataset_id),
     }
