@@ -28,7 +28,7 @@ def planted(tmp_path_factory):
     smallest size at which the label check has enough of each genre to judge: at 50 clips it
     missed the cross-genre copy)."""
     root = tmp_path_factory.mktemp("planted")
-    generate_corpus(root / "corpus", config=SynthConfig(per_genre=12, seconds=4.0, seed=3), progress=False)
+    generate_corpus(root / "corpus", config=SynthConfig(per_genre=12, seconds=4.0, seed=3, extras=True), progress=False)
     store = open_store(root / "g.duckdb")
     ingest(store, "synth", root / "corpus", name="planted", progress=False)
     summary = detect_faults(store, "planted", progress=False)

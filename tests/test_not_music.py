@@ -25,7 +25,7 @@ def planted(tmp_path_factory):
     """124 clips of 10 s (two not music, two version pairs), ingested, faults detected: the outlier score
     needs a corpus of some size to have a typical neighbourhood."""
     root = tmp_path_factory.mktemp("not_music")
-    generate_corpus(root / "corpus", config=SynthConfig(per_genre=12, seconds=10.0, seed=3), progress=False)
+    generate_corpus(root / "corpus", config=SynthConfig(per_genre=12, seconds=10.0, seed=3, extras=True), progress=False)
     store = open_store(root / "g.duckdb")
     ingest(store, "synth", root / "corpus", name="planted", progress=False)
     detect_faults(store, "planted", progress=False)

@@ -17,7 +17,7 @@ from genre_core.datasets.synth.soundfont import PROGRAMS, sf2_path
 from genre_core.datasets.synth.styles import STYLES, make_artist
 from genre_core.faults.kinds import PLANTED_KINDS
 
-CONFIG = SynthConfig(per_genre=5, seconds=4.0, seed=0)
+CONFIG = SynthConfig(per_genre=5, seconds=4.0, seed=0, extras=True)
 
 
 @pytest.fixture(scope="module")
@@ -225,13 +225,15 @@ def test_a_render_does_not_depend_on_the_renders_before_it():
 
 def test_fault_counts_scale_with_corpus_size():
     def counts(per_genre: int) -> dict[str, int]:
-        slots = _plan(SynthConfig(per_genre=per_genre))  # the plan only: nothing is rendered
+        slots = _plan(SynthConfig(per_genre=per_genre, extras=True))  # the plan only: nothing is rendered
         return dict(collections.Counter(s.kind for s in slots if s.kind and not s.original))
 
     assert counts(24) == {"exact_duplicate": 3, "recording_duplicate": 4, "version": 4, "label_issue": 4,
                           "not_music": 3, "distortion": 4, "silence": 1, "unreadable": 1}
     assert counts(48)["version"] == 8 and counts(48)["not_music"] == 6
     assert set(counts(4)) == set(PLANTED_KINDS)
+    default = {s.track_id for s in _plan(SynthConfig())}  # the demo corpus: no extras, its 240 clips as ever
+    assert len(default) == 240 and {s.track_id for s in _plan(SynthConfig(extras=True))} > default
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
@@ -311,7 +313,7 @@ def test_a_version_plays_its_originals_notes_at_another_tempo_with_other_sounds(
     from genre_core.datasets.synth.corpus import _CLIP
     from genre_core.datasets.synth.music import _arrange
 
-    config = SynthConfig()
+    config = SynthConfig(extras=True)
     versions = [s for s in _plan(config) if s.kind == "version" and not s.original]
     assert len(versions) == 4
     for version in versions:

@@ -30,7 +30,7 @@ SIGPIPE_STATUS = 141  # 128 + SIGPIPE: how `cat`, `grep`... end when their reade
 def cmd_synth(args: argparse.Namespace) -> str:
     from genre_core.datasets.synth.corpus import SynthConfig, generate_corpus
 
-    config = SynthConfig(per_genre=args.per_genre, seconds=args.seconds, seed=args.seed)
+    config = SynthConfig(per_genre=args.per_genre, seconds=args.seconds, seed=args.seed, extras=args.extras)
     return generate_corpus(Path(args.out), config=config, progress=True).line()
 
 
@@ -315,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="folder to write the corpus into")
     _corpus_size_args(p)
     p.add_argument("--seed", type=_nonnegative_int, default=0, help="the corpus is a function of the seed (default 0)")
+    p.add_argument("--extras", action="store_true",
+                   help="also plant versions and non-music clips (extra clips after each genre's; not in the demo)")
 
     p = command("ingest", cmd_ingest, "scan a corpus, check every file, store its tracks")
     p.add_argument("--dataset", required=True, choices=sorted(DATASETS))

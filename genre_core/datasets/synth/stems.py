@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genre_core.datasets.synth.corpus import _CLIP, GENRES, SynthConfig, _damage, _plan, _rerecord, _Slot
+from genre_core.datasets.synth.corpus import _CLIP, EXTRAS_NOTE, GENRES, SynthConfig, _damage, _plan, _rerecord, _Slot
 from genre_core.datasets.synth.music import render_parts
 
 PARTS = ("drums", "bass", "chords", "lead")  # the musical parts; "noise" is the noise floor
@@ -33,7 +33,7 @@ PARTS = ("drums", "bass", "chords", "lead")  # the musical parts; "noise" is the
 # (~1e-15) on top.
 FILE_TOLERANCE = 0.5 / 32767 + 1e-9
 _HEADER = re.compile(r"## GenreLens synthetic demo corpus: seed (\d+), (\d+) clips per genre, "
-                     r"([0-9.eE+-]+) s at (\d+) Hz")
+                     r"([0-9.eE+-]+) s at (\d+) Hz(" + re.escape(EXTRAS_NOTE) + ")?")
 
 
 def corpus_config(root: str | Path) -> SynthConfig | None:
@@ -47,7 +47,8 @@ def corpus_config(root: str | Path) -> SynthConfig | None:
     if match is None:
         return None
     try:
-        return SynthConfig(per_genre=int(match[2]), seconds=float(match[3]), sr=int(match[4]), seed=int(match[1]))
+        return SynthConfig(per_genre=int(match[2]), seconds=float(match[3]), sr=int(match[4]), seed=int(match[1]),
+                           extras=bool(match[5]))
     except ValueError:
         return None
 
