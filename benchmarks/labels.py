@@ -20,6 +20,7 @@ import pandas as pd
 
 from genre_core import paths
 from genre_core.faults import labels as label_check
+from genre_core.faults.known import planted_faults
 from genre_core.features.cache import ShardCache
 from genre_core.store import open_store
 
@@ -86,12 +87,11 @@ def _evidence(store, args) -> label_check.OutOfFold:
 
 
 def _wrongly_labelled(root: str, track_ids: list[str]) -> tuple[set[str], set[str]]:
-    """(misfiled music: another genre's, the mislabels to find; clips that are not music at
-    all, no true genre: a flag on one is right, but finding them is the not_music check's job)."""
-    meta = pd.read_csv(Path(root) / "metadata.csv", dtype=str, keep_default_na=False)
-    meta = meta[meta.track_id.isin(set(track_ids))]
-    wrong = meta.true_genre != meta.label
-    return set(meta.track_id[wrong & (meta.true_genre != "")]), set(meta.track_id[meta.true_genre == ""])
+    """(misfiled music: the corpus' known label issues -- planted mislabels and cross-genre
+    copies, faults.known -- the mislabels to find; clips that are not music at all: a flag on
+    one is right, but finding them is the not_music check's job)."""
+    known = planted_faults(root, track_ids)
+    return set(known.track_id[known.kind == "label_issue"]), set(known.track_id[known.kind == "not_music"])
 
 
 def add_arguments(parser) -> None:

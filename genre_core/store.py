@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from genre_core import paths
@@ -832,6 +833,11 @@ def _check_version(path: Path) -> int:
             "move the file aside and re-run ingest"
         )
     return version
+
+
+def taggram_grid(values: Sequence[float], n_frames: int, tag_names: Sequence[str], dtype=np.float32) -> np.ndarray:
+    """A stored taggram (its row-major `values`, taggrams table) as (n_frames, n_tags)."""
+    return np.asarray(values, dtype=dtype).reshape(int(n_frames), len(tag_names))
 
 
 def to_json(value: Any) -> str:

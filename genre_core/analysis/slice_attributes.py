@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from genre_core.faults.kinds import SEVERITY
+from genre_core.store import taggram_grid
 
 # Descriptor column (analysis.descriptors) -> (attribute name, how an edge's number is
 # written, its unit).
@@ -75,7 +76,7 @@ def tag_means(taggrams: pd.DataFrame | None) -> pd.DataFrame:
     rows = {}
     for row in taggrams.itertuples():
         names = list(row.tag_names)
-        scores = np.asarray(row.values, dtype=np.float64).reshape(int(row.n_frames), len(names)).mean(axis=0)
+        scores = taggram_grid(row.values, row.n_frames, names, dtype=np.float64).mean(axis=0)
         rows[row.track_id] = {attr: max((scores[names.index(t)] for t in tags if t in names), default=np.nan)
                               for attr, tags in TAG_ATTRIBUTES.items()}
     return pd.DataFrame.from_dict(rows, orient="index", columns=columns).rename_axis("track_id")

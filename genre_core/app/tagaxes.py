@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from genre_core.features.settings import MUSICNN_HOP_LENGTH, MUSICNN_SR, MUSICNN_WINDOW_FRAMES
+from genre_core.store import taggram_grid
 from genre_core.untrusted import chart as shown
 
 TAGS = "tags"  # the projection word (URL proj=tags) for the tag axes
@@ -38,7 +39,7 @@ def default_axes(tags: Sequence[str]) -> tuple[str, str] | None:
 
 def _grid(row) -> np.ndarray:
     """One stored taggram as (n_frames, n_tags)."""
-    return np.asarray(row["values"], dtype=np.float32).reshape(int(row["n_frames"]), len(row["tag_names"]))
+    return taggram_grid(row["values"], row["n_frames"], row["tag_names"])
 
 
 def _columns(taggrams: pd.DataFrame, tags: Sequence[str]) -> list[int]:

@@ -143,7 +143,7 @@ def label_issues(oof: OutOfFold, tracks: pd.DataFrame | None = None,
                         audio_given_prob=round(float(np.where(own_genres[i], audio[i], 0.0).sum()), 4),
                         own_genres=[oof.classes[j] for j in np.flatnonzero(own_genres[i])],
                         sources=oof.sweep, rule=f"own genres below {FLAG_BELOW:g}, out-of-fold")
-        evidence.update(_artist_evidence(info, ids[i], labels, ids))
+        evidence.update(_artist_evidence(info, ids[i], labels))
         out.append(dict(track_id=ids[i], label=labels[i], suggested=oof.classes[s], score=float(1.0 - own[i]),
                         evidence=to_json(evidence)))
     frame = pd.DataFrame(out, columns=["track_id", "label", "suggested", "score", "evidence"])
@@ -161,7 +161,7 @@ def _own_genres(ids: list[str], labels: list[str], genres: pd.DataFrame | None, 
     return own
 
 
-def _artist_evidence(info: pd.DataFrame, track_id: str, labels: list[str], ids: list[str]) -> dict:
+def _artist_evidence(info: pd.DataFrame, track_id: str, labels: list[str]) -> dict:
     """The artist and how their other recordings are filed, for the reviewer to see."""
     artist, sha1 = info.at[track_id, "artist"], info.at[track_id, "sha1"]
     if not isinstance(artist, str) or not artist.strip():

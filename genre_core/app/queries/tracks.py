@@ -10,6 +10,7 @@ import pandas as pd
 
 from genre_core.app.access import servable_audio
 from genre_core.app.queries._db import _df
+from genre_core.store import taggram_grid
 
 # -- one track ------------------------------------------------------------------------------
 
@@ -98,7 +99,7 @@ def taggram(db, run_id: str, track_id: str) -> dict | None:
         return None
     row = frame.iloc[0]
     tags = list(row.tag_names)
-    return {"tags": tags, "values": np.asarray(row["values"], dtype=np.float32).reshape(int(row.n_frames), len(tags))}
+    return {"tags": tags, "values": taggram_grid(row["values"], row.n_frames, tags)}
 
 
 def neighbours(db, run_id: str, track_id: str) -> pd.DataFrame:
