@@ -19,6 +19,11 @@ SEARCH_LIMIT = 200  # matches ringed on the map; the Track page's search lists a
 # the browser ~80 bytes of JSON and WebGL work, and 50,000 took 3-7 s a redraw at 100,000 tracks.
 METHOD_NAMES = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA", tagaxes.TAGS: "musicnn tags"}
 DENSITY = {"20,000": 20_000, "50,000": 50_000, "all": None}
+
+
+def density_slug(name: str) -> str:
+    """A "Points drawn" choice as the link writes it (pts=20000, pts=all)."""
+    return name.replace(",", "")
 # The projection is read-only on this page: shared, it is not unpickled (100,000 rows) every rerun.
 shared = st.cache_resource(show_spinner=False, max_entries=8)
 
@@ -205,10 +210,11 @@ def segment_view(view: str) -> None:
     seg_methods = cached(q.segment_methods)(ctx.db, ctx.run_id)
     method, axes, colour_by, track, max_points = segment_controls(view, seg_methods)
     points = window_points(ctx.db, ctx.run_id, method, axes)
-    keep({"proj": method, "view": view, "track": track, **tag_link(axes),
+    keep({"proj": method, "view": view, "track": track, **tag_link(axes), "pts": drawn_link(),
           "colour": links.slug(next(k for k, v in segments.SEGMENT_COLOURS.items() if v == colour_by))
           if view == "segments" else None},
-         defaults={"proj": methods[0], "view": "tracks", "colour": links.slug(next(iter(COLOUR_BY)))})
+         defaults={"proj": methods[0], "view": "tracks", "colour": links.slug(next(iter(COLOUR_BY))),
+                   "pts": density_slug(next(iter(DENSITY)))})
     figure, n_drawn = segment_figure(ctx.db, ctx.run_id, method, axes, colour_by, track, ctx.presentation,
                                      (*([ctx.track[1]] if ctx.track else []), *ctx.selection.track_ids), max_points)
     event = scatter(figure, key=f"map_{view}_chart", clip=hover_clip(points, points),
@@ -249,6 +255,12 @@ def linked_view(link: dict) -> None:
                 st.session_state[what] = link[key]
             else:
                 notify(links.notice("the tag", link[key], "the default tags"))
+    if "pts" in link:
+        chosen = next((name for name in DENSITY if density_slug(name) == link["pts"]), None)
+        if chosen:
+            st.session_state["map_density"] = chosen
+        else:
+            notify(links.notice("the number of points drawn", link["pts"], next(iter(DENSITY))))
     if link.get("view") in segments.VIEWS and cached(q.segment_methods)(ctx.db, ctx.run_id):
         st.session_state["map_view"] = link["view"]
     elif "view" in link:
@@ -274,6 +286,11 @@ def linked_view(link: dict) -> None:
             notify(links.notice("the selected track", missing, "the others" if found else "no selection"))
         st.session_state[state.SELECTION] = state.Selection(f"Map: {len(found)} tracks selected", found,
                                                             int(run.dataset_id))
+
+
+def drawn_link() -> str:
+    """The "Points drawn" choice as a link parameter (the default is left out by keep)."""
+    return density_slug(st.session_state.get("map_density", next(iter(DENSITY))))
 
 
 def tag_link(axes: tuple | None) -> dict:
@@ -316,9 +333,10 @@ if len(ids) > 1:
 
 chosen = state.context(st.session_state).selection if len(ids) < 2 else st.session_state[state.SELECTION]
 on_map = chosen.source.startswith("Map") and len(chosen.track_ids) >= 2
-keep({"proj": method, **tag_link(axes), "colour": links.slug(next(k for k, v in COLOUR_BY.items() if v == colour_by)),
+keep({"proj": method, **tag_link(axes), "pts": drawn_link(),
+      "colour": links.slug(next(k for k, v in COLOUR_BY.items() if v == colour_by)),
       "sel": links.join_ids(chosen.track_ids) if on_map else None},
-     defaults={"proj": methods[0], "colour": links.slug(next(iter(COLOUR_BY)))})
+     defaults={"proj": methods[0], "colour": links.slug(next(iter(COLOUR_BY))), "pts": density_slug(next(iter(DENSITY)))})
 if not on_map:
     sampled = "" if n_drawn == len(points) else (
         f" ({n_drawn:,} drawn: a share of every genre, plus all misclassified, searched and selected tracks; "

@@ -225,6 +225,21 @@ def test_the_tag_axes_are_a_projection_with_a_link(monkeypatch, planted):
     assert _n(path["x"]) == 4  # the trajectory on the default tags
 
 
+def test_the_points_drawn_travel_in_the_link(monkeypatch, planted):
+    """A shared link keeps "Points drawn": a colleague opening it sees as many points."""
+    db, run_id, info = planted
+    at = _open(monkeypatch, db, run_id, view="segments", pts="all")
+    assert at.selectbox(key="map_density").value == "all"
+    assert at.query_params["pts"] == "all"
+    at.selectbox(key="map_density").set_value("50,000").run()
+    assert at.query_params["pts"] == "50000"
+    at.selectbox(key="map_density").set_value("20,000").run()
+    assert "pts" not in at.query_params  # the default stays out of the link
+    at = _open(monkeypatch, db, run_id, pts="lots")
+    assert any("lots" in w.value for w in at.warning)
+    assert at.selectbox(key="map_density").value == "20,000"
+
+
 def test_a_hover_on_a_window_plays_the_track_from_its_start(monkeypatch, planted):
     db, run_id, info = planted
     at = _open(monkeypatch, db, run_id, view="trajectory", track=info["track"])

@@ -34,7 +34,7 @@ COMMON = ("db", "run")
 PAGE_KEYS = {
     "confusion": ("split", "true", "pred"),
     "track": ("track", "t"),
-    "map": ("proj", "colour", "sel", "view", "track", "tx", "ty"),
+    "map": ("proj", "colour", "sel", "view", "track", "tx", "ty", "pts"),
     "faults": ("view", "group", "track"),
     "story": ("step",),
 }
