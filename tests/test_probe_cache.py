@@ -79,6 +79,23 @@ def test_the_second_run_reuses_the_embeddings_and_matches_the_first(probe_store,
     assert np.allclose(_probs(probe_store, first.run_id), _probs(probe_store, second.run_id), atol=1e-6)
 
 
+def test_a_memory_mapped_embedding_set_trains_the_same_probe(probe_store, monkeypatch):
+    """Above IN_RAM_BYTES the embeddings live in a mapped scratch file (FMA-full's ~15 GB would
+    not fit in RAM); the probe it trains predicts exactly what the in-memory one does."""
+    from genre_core.features import embedding_cache
+
+    in_ram = fit(probe_store, _config(), progress=False)
+    sets = []
+    assemble = embedding_cache._assemble
+    monkeypatch.setattr(embedding_cache, "IN_RAM_BYTES", 0)
+    monkeypatch.setattr(embedding_cache, "_assemble", lambda *a: sets.append(assemble(*a)) or sets[-1])
+    mapped = fit(probe_store, _config(), progress=False)
+    assert sets and all(isinstance(v, np.memmap) for v in sets)
+    scratch = Path(os.environ["GENRELENS_CACHE_DIR"])
+    assert not list(scratch.rglob("embedding-set-*"))  # unlinked: nothing left behind
+    assert np.array_equal(_probs(probe_store, in_ram.run_id), _probs(probe_store, mapped.run_id))
+
+
 def test_another_process_reuses_the_cache(probe_store):
     script = (
         "import json, sys\n"

@@ -10,8 +10,11 @@ with the `.batch(rows)` interface of the `WindowSet` it was built from, row for 
 
 from __future__ import annotations
 
+import itertools
+import tempfile
 from dataclasses import dataclass
-from typing import Sequence
+from pathlib import Path
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -22,6 +25,9 @@ from genre_core.features.cache import ShardCache
 from genre_core.features.windows import WindowSet
 
 EMBEDDING_VERSION = 1  # bump when a backbone's weights or front end change its output
+# Embedding sets larger than this are memory-mapped (see _assemble): 1.5-s hops of GTZAN's
+# 1,000 clips take 15 MB, FMA-full's 106,574 about 15 GB.
+IN_RAM_BYTES = 1 << 30
 
 
 def embedding_key(backbone_id: str, sha1: str, sr: int, *, window_len: int, starts: np.ndarray) -> str:
@@ -35,8 +41,9 @@ def embedding_key(backbone_id: str, sha1: str, sr: int, *, window_len: int, star
 class EmbeddingSet:
     """The windows of a `WindowSet` as backbone embeddings, in the same row order.
 
-    Held in memory: (W, D) float32 is 800 bytes per musicnn window, 15 MB for GTZAN at
-    1.5-s hops, so batches need no cache reads (and no loader workers).
+    (W, D) float32, 800 bytes per musicnn window: in memory up to IN_RAM_BYTES (15 MB for
+    GTZAN at 1.5-s hops), so batches need no cache reads (and no loader workers); a
+    memory-mapped scratch file above it.
     """
 
     windows: WindowSet
@@ -76,9 +83,30 @@ def embed_windows(model: nn.Module, frontend: nn.Module, windows: WindowSet, *, 
     todo = [pos for pos, key in enumerate(keys) if not cache.has_table(key)]
     if todo:
         _extract(model, frontend, windows, todo, keys, shas, cache, device, batch_size, progress, desc)
-    tables = [cache.table(key, _vanished, sha1=sha1) for key, sha1 in zip(keys, shas)]
-    vectors = np.concatenate(tables) if tables else np.zeros((0, 0), dtype=np.float32)
-    return EmbeddingSet(windows, vectors.astype(np.float32, copy=False))
+    tables = (cache.table(key, _vanished, sha1=sha1) for key, sha1 in zip(keys, shas))
+    return EmbeddingSet(windows, _assemble(tables, len(windows), cache.root))
+
+
+def _assemble(tables: Iterator[np.ndarray], n_rows: int, scratch: Path) -> np.ndarray:
+    """The tracks' (n_windows, D) tables stacked into one (n_rows, D) float32 array, read one
+    table at a time. Up to IN_RAM_BYTES it is an ordinary array; above, a memory-mapped file in
+    `scratch` (unlinked at once, so nothing is left behind), so that the page cache, not the
+    process, holds FMA-full's ~15 GB of musicnn windows."""
+    first = next(tables, None)
+    if first is None:
+        return np.zeros((0, 0), dtype=np.float32)
+    shape = (n_rows, first.shape[1])
+    if shape[0] * shape[1] * 4 <= IN_RAM_BYTES:
+        vectors = np.empty(shape, dtype=np.float32)
+    else:
+        scratch.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=scratch, prefix="embedding-set-") as file:
+            vectors = np.memmap(file, dtype=np.float32, mode="w+", shape=shape)  # maps the open file
+    row = 0
+    for table in itertools.chain([first], tables):
+        vectors[row : row + len(table)] = table
+        row += len(table)
+    return vectors
 
 
 @torch.no_grad()
