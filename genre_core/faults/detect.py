@@ -30,7 +30,7 @@ from genre_core.faults.kinds import ARTIST_MAX_SHARE, FAULT_KINDS
 from genre_core.faults.known import FAULT_COLUMNS, listed_faults
 from genre_core.faults.labels import QUICK_SWEEP, OutOfFold, combine, kfold_sources, label_issues, quick_out_of_fold
 from genre_core.faults.landmark_index import DiskLandmarkIndex
-from genre_core.faults.outliers import outlier_faults
+from genre_core.faults import outliers
 from genre_core.store import Store, to_json
 from genre_core.features.cache import ShardCache, worker_cache
 
@@ -219,12 +219,14 @@ def _label_rows(oof: OutOfFold, tracks: pd.DataFrame, genres: pd.DataFrame) -> p
 
 @dataclass
 class _Scan:
-    """What one pass over a track's audio leaves: its fingerprint, keys and distortions."""
+    """What one pass over a track's audio leaves: its fingerprint, keys, distortions and the
+    not-music check's descriptors (None: too short or silent)."""
 
     fingerprint: fp.Fingerprint | None = None
     decoded: str | None = None
     findings: list[dict] = field(default_factory=list)
     error: str | None = None
+    descriptors: list[float] | None = None
 
 
 def _native_audio(track, cache: ShardCache) -> tuple[np.ndarray, int]:
@@ -241,8 +243,11 @@ def _scan_track(track, cache: ShardCache, sr: int) -> _Scan:
         y, native = _native_audio(track, cache)
     except audio.AudioError as exc:  # changed on disk since ingest
         return _Scan(error=exc.reason)
-    return _Scan(fp.fingerprint(audio.resample(np.asarray(y), native, sr)), fp.decoded_key(y, native),
-                 distortions(y, native))
+    at_sr = audio.resample(np.asarray(y), native, sr)
+    described = outliers.descriptors(at_sr if sr == outliers.OUTLIER_SR else
+                                     audio.resample(np.asarray(y), native, outliers.OUTLIER_SR), outliers.OUTLIER_SR)
+    return _Scan(fp.fingerprint(at_sr), fp.decoded_key(y, native), distortions(y, native),
+                 descriptors=None if described is None else described.tolist())
 
 
 # -- the whole pass ------------------------------------------------------------------------------
@@ -297,7 +302,7 @@ def scan_chunk(items: list[tuple[int, str, str | None, int]], cache_root: str, s
         scan = _scan_track(SimpleNamespace(path=path, sha1=sha1, sample_rate=rate), cache, sr)
         found = scan.fingerprint
         rows.append({"pos": pos, "decoded": scan.decoded, "error": scan.error,
-                     "findings": to_json(scan.findings),
+                     "findings": to_json(scan.findings), "descriptors": scan.descriptors,
                      "hashes": None if found is None else found.hashes.tolist(),
                      "times": None if found is None else found.times.tolist(),
                      "n_frames": None if found is None else int(found.n_frames)})
@@ -324,7 +329,8 @@ def _scan_all(tracks: pd.DataFrame, cache: ShardCache, sr: int, progress: bool,
                     index.add(row["pos"], fp.Fingerprint(np.asarray(row["hashes"], dtype=np.int64),
                                                          np.asarray(row["times"], dtype=np.int32),
                                                          int(row["n_frames"])))
-                done[row["pos"]] = _Scan(None, row["decoded"], json.loads(row["findings"]), row["error"])
+                done[row["pos"]] = _Scan(None, row["decoded"], json.loads(row["findings"]), row["error"],
+                                         row["descriptors"])
             bar.update(len(rows))
     return [done[first[sha1 if isinstance(sha1, str) else f"row-{pos}"]]
             for pos, sha1 in enumerate(tracks["sha1"])]
@@ -358,7 +364,7 @@ def detect_faults(store: Store, dataset_name: str, *, progress: bool = True, sr:
         scans = _scan_all(usable, cache, sr, progress, index, engine)
         parts = [_scan_rows(ids, file_keys, scans, index, load, sr, progress), status_faults(every),
                  artist_repeats(usable)]
-    parts.append(outlier_faults(usable, cache, engine, progress))
+    parts.append(outliers.outlier_faults(ids, [scan.descriptors for scan in scans]))
     quick = quick_out_of_fold(usable, cache, progress=progress, engine=engine, device=device)
     oof = combine([*kfold_sources(store.kfold_test_predictions(dataset_id)), quick])
     if oof is not None:

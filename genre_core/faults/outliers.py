@@ -20,9 +20,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
-from genre_core import audio
 
 OUTLIER_SR = 11025  # the fingerprints' rate: pulse, pitch and noisiness need no more
 HOP = 512  # 46-ms frames
@@ -91,42 +89,16 @@ def outlier_rows(ids: Sequence[str], table: np.ndarray, min_score: float = OUTLI
     return rows
 
 
-DESCRIBE_CHUNK = 8  # tracks per worker task
-
-
-def describe_chunk(items: list[tuple[int, str, str | None, int]], cache_root: str) -> list[dict]:
-    """Worker: {"pos", "descriptors" (list or None)} per (position, path, sha1, rate), the
-    audio read through the cache at the file's rate, as the faults scan reads it."""
-    from genre_core.features.cache import worker_cache
-
-    cache, rows = worker_cache(cache_root), []
-    for pos, path, sha1, rate in items:
-        try:
-            y = cache.load(path, sha1, rate) if sha1 else audio.load(path, sr=None)
-        except audio.AudioError:  # changed on disk since ingest: the scan reports it
-            rows.append({"pos": pos, "descriptors": None})
-            continue
-        found = descriptors(audio.resample(np.asarray(y), rate, OUTLIER_SR), OUTLIER_SR)
-        rows.append({"pos": pos, "descriptors": None if found is None else found.tolist()})
-    return rows
-
-
-def outlier_faults(tracks: pd.DataFrame, cache, engine, progress: bool = False) -> pd.DataFrame:
-    """`outlier_rows` of the usable `tracks` (track_id, path, sha1, sample_rate), described in
-    `engine`'s workers, as FAULT_COLUMNS rows with JSON evidence."""
-    from genre_core.engine import chunked, map_chunks, sized
+def outlier_faults(ids: Sequence[str], described: Sequence[Sequence[float] | None]) -> pd.DataFrame:
+    """`outlier_rows` of tracks `ids` from their `descriptors` (None: not described; the faults
+    scan computes them in the same pass over the audio as the fingerprints), as FAULT_COLUMNS
+    rows with JSON evidence."""
     from genre_core.faults.known import FAULT_COLUMNS
     from genre_core.store import to_json
 
-    items = [(pos, str(t.path), t.sha1 if isinstance(t.sha1, str) else None, int(t.sample_rate))
-             for pos, t in enumerate(tracks.itertuples())]
-    table = np.full((len(items), len(DESCRIPTORS)), np.nan)
-    with tqdm(total=len(items), desc="not-music check", unit="track", disable=not progress) as bar:
-        for _, rows in map_chunks(describe_chunk, chunked(items, DESCRIBE_CHUNK), args=(str(cache.root),),
-                                  options=sized(engine, len(items))):
-            for row in rows:
-                if row["descriptors"] is not None:
-                    table[row["pos"]] = row["descriptors"]
-            bar.update(len(rows))
-    rows = outlier_rows(list(tracks["track_id"]), table)
+    table = np.full((len(ids), len(DESCRIPTORS)), np.nan)
+    for pos, found in enumerate(described):
+        if found is not None:
+            table[pos] = found
+    rows = outlier_rows(list(ids), table)
     return pd.DataFrame([dict(r, evidence=to_json(r["evidence"])) for r in rows], columns=FAULT_COLUMNS)
