@@ -168,3 +168,36 @@ def test_a_pretraining_on_too_few_tracks_is_refused(tmp_path):
     with pytest.raises(ValueError, match="at least 4"):
         pretrain(small, _config(), progress=False)
     assert small.runs().empty
+
+
+def test_a_label_share_keeps_that_share_of_each_genres_training_tracks_only(store):
+    from genre_core.train.config import TrainConfig
+    from genre_core.train.fit import prepare
+
+    full = prepare(store, TrainConfig("toy", "cnn", seed=2))
+    few = prepare(store, TrainConfig("toy", "cnn", seed=2, label_share=0.5))
+    assert set(few.split.train) < set(full.split.train)
+    per_genre = full.tracks["train"].label.value_counts()
+    kept = few.tracks["train"].label.value_counts().sort_index()
+    assert kept.to_dict() == (per_genre * 0.5).round().clip(lower=1).astype(int).sort_index().to_dict()
+    assert few.split.val == full.split.val and few.split.test == full.split.test  # scored on the same tracks
+    with pytest.raises(ValueError, match="label_share"):
+        TrainConfig("toy", "cnn", label_share=0.0)
+
+
+@pytest.mark.slow
+def test_a_two_process_ddp_pretraining_is_stored_once(store, tmp_path):
+    from genre_core.store import open_store
+    from tests.helpers import writable_copy
+    from tests.test_distributed import _cli
+
+    db = writable_copy(store.path, tmp_path)
+    before = set(open_store(db, create=False).runs().run_id)
+    done = _cli(["pretrain", "--db", str(db), "--dataset", "toy", "--tiny", "--batch-size", "4", "--device", "cpu"],
+                world=2)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = open_store(db, create=False).runs()
+    runs = runs[~runs.run_id.isin(before)]
+    assert len(runs) == 1 and runs.status.iloc[0] == "complete" and runs.model.iloc[0] == "ssl_pretrain"
+    backbone = paths.run_dir(db, runs.run_id.iloc[0]) / paths.BACKBONE_FILE
+    assert read_backbone(backbone)["run_id"] == runs.run_id.iloc[0]

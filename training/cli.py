@@ -81,7 +81,7 @@ def cmd_train(args: argparse.Namespace) -> str:
     if args.resume:
         return resume_run(store, args.resume).summary
     overrides = _given(args, ("split", "epochs", "device", "seed", "batch_size", "lr", "k", "window_s", "hop_s",
-                              "representation", "task"))
+                              "representation", "task", "label_share"))
     return train_command(store, args.dataset, args.model, fold=args.fold, tiny=args.tiny,
                          augment=not args.no_augment, backbone=args.backbone, **overrides)
 
@@ -436,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the same as --task multilabel")
     p.add_argument("--tiny", action="store_true", help="tiny model, 2 epochs: a smoke run in seconds")
     p.add_argument("--no-augment", action="store_true", help="switch every augmentation off")
+    p.add_argument("--label-share", type=_share, help="use the labels of only this share of each genre's "
+                                                       "training tracks, e.g. 0.1 (default 1)")
     p.add_argument("--backbone", metavar="RUN|PATH",
                    help="ssl_probe / ssl_finetune: the pretrained encoder, a pretrain run id or backbone file")
     p.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run from its checkpoint")
@@ -567,6 +569,13 @@ def _model_name(text: str) -> str:
         return get_spec(text).name
     except ValueError as exc:  # names the valid models
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _share(text: str) -> float:
+    value = _positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 1], got {value}")
+    return value
 
 
 def _encoder_name(text: str) -> str:

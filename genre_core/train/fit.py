@@ -25,7 +25,7 @@ from genre_core.metrics import evaluation, multilabel as ml_metrics
 from genre_core.engine import EngineOptions
 from genre_core.features.augment import AugmentConfig
 from genre_core.features.pipeline import input_pipeline
-from genre_core.datasets.splits import SPLITS, Split, kfold_splits
+from genre_core.datasets.splits import SPLITS, Split, kfold_splits, labelled_share
 from genre_core.models import build_model, get_spec
 from genre_core.runs.record import new_run_id
 from genre_core.store import BACKBONE_REPRESENTATION, Store
@@ -80,6 +80,10 @@ def prepare(store: Store, config: TrainConfig) -> Sides:
     if tracks.empty:
         raise ValueError(f"dataset {config.dataset!r} has no usable tracks")
     split = choose_split(config, tracks)
+    if config.label_share < 1:
+        train = tracks.set_index("track_id").loc[list(split.train)]
+        split = dataclasses.replace(split, train=labelled_share(train.index, train.label, config.label_share,
+                                                                seed=config.seed))
     by_id = tracks.set_index("track_id", drop=False)
     sides = {side: by_id.loc[list(getattr(split, side))] for side in ("train", "val", "test")}
     if sides["train"].empty or sides["test"].empty:
