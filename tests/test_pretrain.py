@@ -201,3 +201,18 @@ def test_a_two_process_ddp_pretraining_is_stored_once(store, tmp_path):
     assert len(runs) == 1 and runs.status.iloc[0] == "complete" and runs.model.iloc[0] == "ssl_pretrain"
     backbone = paths.run_dir(db, runs.run_id.iloc[0]) / paths.BACKBONE_FILE
     assert read_backbone(backbone)["run_id"] == runs.run_id.iloc[0]
+
+
+def test_the_pretrain_command_writes_a_backbone_a_train_command_loads(store, tmp_path, capsys):
+    out = tmp_path / "shared" / "encoder.pt"
+    code = main(["pretrain", "--db", str(store.path), "--dataset", "toy", "--tiny", "--batch-size", "4",
+                 "--out", str(out), "-q"])
+    assert code == 0, capsys.readouterr().err
+    summary = capsys.readouterr().out
+    assert str(out) in summary and "ssl_probe --backbone" in summary
+    assert read_backbone(out)["encoder"] == "cnn"
+    run_id = read_backbone(out)["run_id"]
+    assert main(["pretrain", "--db", str(store.path), "--resume", run_id, "-q"]) == 2  # complete: nothing to resume
+    assert "already complete" in capsys.readouterr().err
+    assert main(["train", "--db", str(store.path), "--dataset", "toy", "--model", "ssl_probe", "--backbone", str(out),
+                 "--tiny", "--epochs", "1", "-q"]) == 0
