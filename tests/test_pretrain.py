@@ -216,3 +216,12 @@ def test_the_pretrain_command_writes_a_backbone_a_train_command_loads(store, tmp
     assert "already complete" in capsys.readouterr().err
     assert main(["train", "--db", str(store.path), "--dataset", "toy", "--model", "ssl_probe", "--backbone", str(out),
                  "--tiny", "--epochs", "1", "-q"]) == 0
+
+
+def test_a_sweep_refuses_the_models_that_need_a_backbone(tmp_path):
+    from genre_core.train.sweep import load_sweep
+
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps({"dataset": "toy", "models": ["cnn", "ssl_probe"]}))
+    with pytest.raises(ValueError, match="ssl_probe needs a pretrained encoder"):
+        load_sweep(path)
