@@ -22,7 +22,10 @@ Builds (or reuses) the demo corpus in its own database under data/bench/, then p
   drum stem HPSS's percussive part holds;
 - labels: the label check's flags against the planted mislabels of three synthetic corpora,
   with and without artists, and its own estimate of precision at k beside the real one
-  (`--label-kfold` adds a musicnn_probe k-fold run per corpus to the evidence).
+  (`--label-kfold` adds a musicnn_probe k-fold run per corpus to the evidence);
+- pretraining: one self-supervised `pretrain` on the demo's training audio, then with 100%,
+  25% and 10% of the training labels ssl_probe vs the same encoder randomly initialised vs
+  cnn from scratch vs musicnn_probe, track accuracy with CIs and McNemar against ssl_probe.
 
 It ends with one table: each figure beside its baseline measured in the same run, the
 speed-up, and the issue's target where there is one, with the machine's load average.
@@ -51,7 +54,7 @@ import torch
 
 from benchmarks import accuracy, app_db, engines, faults, features, handcrafted, latency, probe, scale, throughput
 from benchmarks import explanations, gpu
-from benchmarks import labels, variants
+from benchmarks import labels, pretraining, variants
 from benchmarks.ratios import Ratios, load_line
 from genre_core.store import open_store
 from genre_core.workers import bound_heap_growth
@@ -69,6 +72,7 @@ SECTIONS = {
     "explanations": explanations.run,  # faithfulness of cnn / musicnn_probe maps; explain one track
     "variants": variants.run,  # what changes its mind: true-stem removal per genre, HPSS vs the drum stem
     "labels": labels.run,  # label flags vs planted mislabels on three synth corpora, estimated vs real precision at k
+    "pretraining": pretraining.run,  # ssl_probe vs a random encoder, cnn, musicnn_probe at 100/25/10% of labels
 }
 BENCH_ROOT = Path("data/bench")
 QUICK_ROOT = BENCH_ROOT / "quick"

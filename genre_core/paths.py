@@ -16,6 +16,7 @@ CACHE_ENV = "GENRELENS_CACHE_DIR"
 MODEL_FILE = "model.pt"  # best weights of a torch run
 BASELINE_FILE = "model.joblib"  # a fitted sklearn estimator
 CHECKPOINT_FILE = "checkpoint.pt"  # the last finished epoch, for --resume
+BACKBONE_FILE = "backbone.pt"  # a pretraining run's encoder (train/backbone.py)
 
 
 def cache_dir(db_path: Path | str) -> Path:
@@ -103,3 +104,12 @@ def atomic_write(path: Path | str) -> Iterator[Path]:
             os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def atomic_copy(source: Path | str, path: Path | str) -> Path:
+    """A copy of `source` at `path`, written as `atomic_write` writes."""
+    import shutil
+
+    with atomic_write(path) as tmp:
+        shutil.copyfile(source, tmp)
+    return Path(path)

@@ -32,6 +32,9 @@ LOCK_WAIT_S = 30.0  # a run's final write takes well under a second; 30 s covers
 # 'running' run whose heartbeat is older than STALE_AFTER_S, or whose process is gone from
 # this host, was killed (kill -9, power loss) and is reported as 'interrupted'.
 HEARTBEAT_S = 20.0
+# runs.representation of a pretraining run (train/pretrain.py): complete, but its result is an
+# encoder, not predictions; the app lists genre classifiers only.
+BACKBONE_REPRESENTATION = "backbone"
 STALE_AFTER_S = 6 * HEARTBEAT_S  # generous: a loaded machine may delay a beat by a lock wait
 
 SCHEMA = """

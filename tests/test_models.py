@@ -47,7 +47,7 @@ def test_registry_is_consistent():
     )
     for name, spec in MODELS.items():
         assert spec.name == name
-        assert spec.family in {"baseline", "cnn", "rnn", "crnn", "transformer", "pretrained", "fusion"}
+        assert spec.family in {"baseline", "cnn", "rnn", "crnn", "transformer", "pretrained", "fusion", "ssl"}
 
 
 def test_unknown_name_lists_valid_ones():

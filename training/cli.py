@@ -54,23 +54,50 @@ def _engine_args(p: argparse.ArgumentParser) -> None:
                                          "(default: start a local Ray instance)")
 
 
-def cmd_train(args: argparse.Namespace) -> str:
+def _relaunched(gpus: int) -> str | None:
+    """`--gpus N` outside torchrun: this command re-run under torchrun with N processes; its
+    summary line. None when there is nothing to relaunch (one process, or already a rank)."""
     from genre_core.train import distributed
+
+    if gpus <= 1 or distributed.ranks().enabled:
+        return None
+    code = distributed.launch(gpus, _without_option(sys.argv[1:], "--gpus"))
+    if code:
+        raise ValueError(f"torchrun with {gpus} processes exited with status {code}")
+    return f"trained with {gpus} processes (torchrun; rank 0 stored the run)"
+
+
+def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict:
+    """The options among `names` given on the command line: config overrides of the defaults."""
+    return {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+
+
+def cmd_train(args: argparse.Namespace) -> str:
     from genre_core.train.fit import resume_run, train_command
 
-    if args.gpus > 1 and not distributed.ranks().enabled:  # relaunch this command under torchrun
-        code = distributed.launch(args.gpus, _without_option(sys.argv[1:], "--gpus"))
-        if code:
-            raise ValueError(f"torchrun with {args.gpus} processes exited with status {code}")
-        return f"trained with {args.gpus} processes (torchrun; rank 0 stored the run)"
+    if relaunched := _relaunched(args.gpus):
+        return relaunched
     store = open_store(args.db)
     if args.resume:
         return resume_run(store, args.resume).summary
-    overrides = {k: v for k, v in vars(args).items()
-                 if k in ("split", "epochs", "device", "seed", "batch_size", "lr", "k", "window_s", "hop_s",
-                          "representation", "task") and v is not None}
+    overrides = _given(args, ("split", "epochs", "device", "seed", "batch_size", "lr", "k", "window_s", "hop_s",
+                              "representation", "task", "label_share"))
     return train_command(store, args.dataset, args.model, fold=args.fold, tiny=args.tiny,
-                         augment=not args.no_augment, **overrides)
+                         augment=not args.no_augment, backbone=args.backbone, **overrides)
+
+
+def cmd_pretrain(args: argparse.Namespace) -> str:
+    from genre_core.train.pretrain import pretrain_command, resume_pretraining
+
+    if relaunched := _relaunched(args.gpus):
+        return relaunched
+    store = open_store(args.db)
+    if args.resume:
+        return resume_pretraining(store, args.resume).summary
+    overrides = _given(args, ("encoder", "split", "epochs", "batch_size", "lr", "device", "seed", "window_s",
+                              "temperature", "pairs_per_track"))
+    return pretrain_command(store, args.dataset, out=args.out, tiny=args.tiny, augment=not args.no_augment,
+                            **overrides)
 
 
 def _without_option(argv: list[str], name: str) -> list[str]:
@@ -290,6 +317,42 @@ def program_name() -> str:
     return "genrelens" if Path(sys.argv[0]).name == "genrelens" else "python -m training"
 
 
+def _pretrain_parser(command) -> None:
+    from genre_core.train.config import PretrainConfig
+
+    defaults = PretrainConfig(dataset="")
+    p = command("pretrain", cmd_pretrain, "self-supervised pretraining of an encoder on a dataset's audio, "
+                                          "no labels (for train --model ssl_probe --backbone RUN)")
+    _cache_args(p)
+    p.add_argument("--dataset", help="dataset name in the database (see: datasets)")
+    p.add_argument("--encoder", type=_encoder_name, metavar="ENCODER",
+                   help=f"a CNN-family model of the list under train --help: cnn_small, cnn, vgg, resnet "
+                        f"(default {defaults.encoder})")
+    p.add_argument("--split", choices=[s for s in SPLITS if s != "kfold"],
+                   help="learn only from this split's train and val tracks, never its test tracks "
+                        "(default: every track)")
+    p.add_argument("--epochs", type=_positive_int, help=f"maximum epochs, early stopping on the held-out "
+                                                         f"contrastive loss (default {defaults.epochs})")
+    p.add_argument("--batch-size", type=lambda text: _int_at_least(text, 2), help=f"pairs of segments per batch; the other pairs are "
+                                                            f"the negatives (default {defaults.batch_size})")
+    p.add_argument("--pairs-per-track", type=_positive_int,
+                   help=f"pairs drawn from each track per epoch (default {defaults.pairs_per_track})")
+    p.add_argument("--temperature", type=_positive_float, help=f"NT-Xent temperature (default {defaults.temperature:g})")
+    p.add_argument("--lr", type=_positive_float, help=f"peak learning rate of AdamW (default {defaults.lr:g})")
+    p.add_argument("--window", dest="window_s", type=_positive_float,
+                   help=f"segment length in s (default {defaults.window_s:g})")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"],
+                   help="auto: CUDA when present (bf16 autocast), else CPU (default auto)")
+    p.add_argument("--seed", type=_nonnegative_int, help=f"seeds the pairs, weights and augmentation "
+                                                         f"(default {defaults.seed})")
+    p.add_argument("--gpus", type=_positive_int, default=1,
+                   help="data-parallel processes (DDP via torchrun); --batch-size stays the total (default 1)")
+    p.add_argument("--tiny", action="store_true", help="tiny encoder, 2 epochs: a smoke run in seconds")
+    p.add_argument("--no-augment", action="store_true", help="pairs differ only in where the segments start")
+    p.add_argument("--out", type=Path, help="also write the backbone file here (load it with --backbone PATH)")
+    p.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted pretraining from its checkpoint")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from genre_core import __version__
 
@@ -373,7 +436,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the same as --task multilabel")
     p.add_argument("--tiny", action="store_true", help="tiny model, 2 epochs: a smoke run in seconds")
     p.add_argument("--no-augment", action="store_true", help="switch every augmentation off")
+    p.add_argument("--label-share", type=_share, help="use the labels of only this share of each genre's "
+                                                       "training tracks, e.g. 0.1 (default 1)")
+    p.add_argument("--backbone", metavar="RUN|PATH",
+                   help="ssl_probe / ssl_finetune: the pretrained encoder, a pretrain run id or backbone file")
     p.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run from its checkpoint")
+
+    _pretrain_parser(command)
 
     p = command("sweep", cmd_sweep, "ablation sweep: representation x augmentation x model")
     _cache_args(p)
@@ -500,6 +569,21 @@ def _model_name(text: str) -> str:
         return get_spec(text).name
     except ValueError as exc:  # names the valid models
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _share(text: str) -> float:
+    value = _positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 1], got {value}")
+    return value
+
+
+def _encoder_name(text: str) -> str:
+    from genre_core.models.ssl import ENCODERS  # here, not at import: the registry imports torch
+
+    if text not in ENCODERS:
+        raise argparse.ArgumentTypeError(f"unknown encoder {text!r}; valid encoders: {', '.join(ENCODERS)}")
+    return text
 
 
 def _model_list() -> str:

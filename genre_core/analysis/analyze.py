@@ -84,8 +84,8 @@ def analyze(store: Store, run_id: str, *, progress: bool = True, gradcam_split: 
     in this process.
     """
     started = time.perf_counter()
-    if reason := store.run(run_id)["config"].get("no_model"):  # an imported run
-        raise ValueError(f"run {run_id} cannot be analysed: {reason} (its maps were made at import)")
+    if reason := store.run(run_id)["config"].get("no_model"):  # imported, pooled, ensembled, a pretraining
+        raise ValueError(f"run {run_id} cannot be analysed: {reason}")
     loaded = load_run(store, run_id, device)
     summary = AnalyzeSummary(run_id)
     tracks = _usable_tracks(store, loaded, summary)

@@ -98,6 +98,19 @@ def random_split(
     return _make("random", train_ids, val_ids, test_ids)
 
 
+def labelled_share(track_ids: Sequence[str], labels: Sequence[str], share: float, *, seed: int = 0) -> tuple[str, ...]:
+    """The training tracks whose labels a few-label run may use: `share` of each genre's
+    tracks (at least one), drawn with `seed`, in their given order. The rest of the side is
+    not used at all (a self-supervised backbone may still have heard it, without labels)."""
+    ids, y = np.asarray(track_ids), np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    keep = np.zeros(len(ids), dtype=bool)
+    for genre in np.unique(y):
+        members = np.flatnonzero(y == genre)
+        keep[rng.choice(members, size=max(1, round(share * len(members))), replace=False)] = True
+    return tuple(ids[keep])
+
+
 def kfold_splits(
     track_ids: Sequence[str], labels: Sequence[str], *, k: int = 5, val: float = 0.15, seed: int = 0,
     dataset: str | None = None,

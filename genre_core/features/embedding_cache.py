@@ -78,7 +78,8 @@ def embed_windows(model: nn.Module, frontend: nn.Module, windows: WindowSet, *, 
     """Every window of `windows` through `frontend` and `model.embed`, extracted only for tracks
     not yet cached. `shas[p]` is track p's file sha1; `model` follows the frozen-backbone
     protocol of genre_core.models.base.GenreModel."""
-    keys = [embedding_key(model.backbone_id, sha1, windows.sr, window_len=windows.window_len,
+    backbone_id = model.backbone_id  # once: an ssl encoder's id is a digest of its weights
+    keys = [embedding_key(backbone_id, sha1, windows.sr, window_len=windows.window_len,
                           starts=windows.index[windows.rows_of(pos), 1]) for pos, sha1 in enumerate(shas)]
     todo = [pos for pos, key in enumerate(keys) if not cache.has_table(key)]
     if todo:

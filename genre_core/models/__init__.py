@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from genre_core.models import baselines, cnn, crnn, fusion, rnn, transformer
+from genre_core.models import baselines, cnn, crnn, fusion, rnn, ssl, transformer
 
 from genre_core.models.musicnn import net as musicnn
 from genre_core.models.base import GenreModel, ModelOutput, ModelSpec
@@ -21,6 +21,7 @@ MODELS: dict[str, ModelSpec] = {
     **transformer.SPECS,
     **musicnn.SPECS,
     **fusion.SPECS,
+    **ssl.SPECS,
 }
 
 TORCH_MODEL_NAMES: tuple[str, ...] = tuple(name for name, spec in MODELS.items() if spec.is_torch)
@@ -36,7 +37,8 @@ def get_spec(name: str) -> ModelSpec:
 
 
 def build_model(
-    name: str, n_classes: int, n_features: int, tiny: bool = False, *, seed: int = 0
+    name: str, n_classes: int, n_features: int, tiny: bool = False, *, seed: int = 0,
+    backbone: dict | None = None,
 ) -> Any:
     """A fresh, untrained model.
 
@@ -44,10 +46,13 @@ def build_model(
     logits; `tiny` shrinks it to train in seconds on a CPU; seed torch yourself.
     Baselines: an unfitted sklearn Pipeline with `random_state=seed` (classes and feature
     count come from the data at fit time, so n_classes / n_features / tiny are unused).
+    `backbone` (TrainConfig.backbone): the encoder of the models that need one (ssl_*).
     """
     spec = get_spec(name)
     if not spec.is_torch:
         return spec.build(seed)
+    if spec.needs_backbone:
+        return spec.build(n_classes, n_features, tiny, backbone)
     return spec.build(n_classes, n_features, tiny)
 
 

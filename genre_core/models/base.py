@@ -59,10 +59,13 @@ class ModelSpec:
     """
 
     name: str
-    family: str  # "baseline" | "cnn" | "rnn" | "crnn" | "transformer" | "pretrained" | "fusion"
+    family: str  # "baseline" | "cnn" | "rnn" | "crnn" | "transformer" | "pretrained" | "fusion" | "ssl"
     input_kind: str
     build: Callable[..., Any]
     description: str = ""
+    # Built on a pretrained encoder: `build(n_classes, n_features, tiny, backbone)` takes
+    # TrainConfig.backbone, and `train` asks for --backbone (models/ssl.py).
+    needs_backbone: bool = False
 
     @property
     def is_torch(self) -> bool:

@@ -93,15 +93,21 @@ class ConvNet(GenreModel):
         self.input_norm = nn.BatchNorm2d(1)
         self.features = features
         self.pool = pool
+        self.pooled_dim = pooled_dim
         self.head = EmbeddingHead(pooled_dim, emb_dim, n_classes, dropout)
         if self.channels_last:
             self.to(memory_format=torch.channels_last)  # 4-D weights; loaded weights keep it
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
+        return self.head(self.pooled(x))
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """The conv stack's pooled output, what the head reads: (B, 1, F, T) -> (B, pooled_dim)
+        (the encoder of the self-supervised models, models/ssl.py)."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)  # same values, NHWC strides
         z = self.features(self.input_norm(x))  # (B, C, F', T')
-        return self.head(self.pool(z))
+        return self.pool(z)
 
 
 class SmallCNN(ConvNet):

@@ -16,7 +16,8 @@ Tables (parquet column types in brackets; CSV writes lists as space-separated nu
     reviews      track_id, kind, decision, note, decided_at
 
 `manifest.json` names the run, its model, dataset and classes, and each table's file, rows and
-columns. Tables with no rows (a run not analysed yet) are written empty with their columns, so a
+columns. A pretraining run (`pretrain`) also exports its encoder, backbone.pt, which
+`train --model ssl_probe --backbone PATH` loads (PATH: the file or this folder). Tables with no rows (a run not analysed yet) are written empty with their columns, so a
 reader's code does not depend on what happened to be computed.
 
 The projector layout (`--format tensorboard`): vectors.tsv (one embedding per line, tab-separated,
@@ -38,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from genre_core import paths, untrusted
+from genre_core.audio import file_digest
 from genre_core.store import Store, StoreError
 
 FORMATS = ("parquet", "csv", "tensorboard")
@@ -81,7 +83,10 @@ def export_run(store: Store, run_id: str, out: Path, *, fmt: str = "parquet") ->
             path = out / f"{name}.{fmt}"
             _write_table(frame, path, fmt)
             summary.files[path.name] = len(frame)
-        _write_manifest(out, run, tables, fmt)
+        backbone = _copy_backbone(store, run_id, out)
+        if backbone is not None:
+            summary.files[paths.BACKBONE_FILE] = 1
+        _write_manifest(out, run, tables, fmt, backbone)
     return summary
 
 
@@ -137,13 +142,32 @@ def _write_frame(frame: pd.DataFrame, tmp: Path, fmt: str) -> None:
         untrusted.cells(flat).to_csv(tmp, index=False)  # names a spreadsheet must not run as formulas
 
 
-def _write_manifest(out: Path, run: dict, tables: dict[str, pd.DataFrame], fmt: str) -> None:
+def _copy_backbone(store: Store, run_id: str, out: Path) -> dict | None:
+    """A pretraining run's backbone file copied to `out` (load it with --backbone PATH), checked
+    against the sha256 the run recorded; its manifest entry. None for a run without one."""
+    expected = store.run_file_sha256(run_id, paths.BACKBONE_FILE)
+    if expected is None:
+        return None
+    source = paths.run_dir(store.path, run_id) / paths.BACKBONE_FILE
+    if not source.is_file():
+        raise StoreError(f"run {run_id}: its backbone file {source} is missing")
+    if file_digest(source, "sha256") != expected:
+        raise StoreError(f"{source}: refusing to export: its sha256 differs from the one recorded "
+                         "when the run completed (file replaced or damaged)")
+    paths.atomic_copy(source, out / paths.BACKBONE_FILE)
+    return {"file": paths.BACKBONE_FILE, "sha256": expected}
+
+
+def _write_manifest(out: Path, run: dict, tables: dict[str, pd.DataFrame], fmt: str,
+                    backbone: dict | None = None) -> None:
     manifest = {
         "run_id": run["run_id"], "model": run["model"], "split": run["split"],
         "dataset_id": int(run["dataset_id"]), "classes": list(run["classes"]),
         "tables": {name: {"file": f"{name}.{fmt}", "rows": len(frame), "columns": list(frame.columns)}
                    for name, frame in tables.items()},
     }
+    if backbone is not None:
+        manifest["backbone"] = backbone
     with paths.atomic_write(out / COMPLETE_FILE[fmt]) as tmp:
         tmp.write_text(json.dumps(manifest, indent=1))
 

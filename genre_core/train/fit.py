@@ -12,7 +12,6 @@ import logging
 import random
 import secrets
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,15 +25,16 @@ from genre_core.metrics import evaluation, multilabel as ml_metrics
 from genre_core.engine import EngineOptions
 from genre_core.features.augment import AugmentConfig
 from genre_core.features.pipeline import input_pipeline
-from genre_core.datasets.splits import SPLITS, Split, kfold_splits
+from genre_core.datasets.splits import SPLITS, Split, kfold_splits, labelled_share
 from genre_core.models import build_model, get_spec
 from genre_core.runs.record import new_run_id
-from genre_core.store import Store
+from genre_core.store import BACKBONE_REPRESENTATION, Store
 from genre_core.train import distributed, multilabel, probe
+from genre_core.train.backbone import load_encoder_weights, resolve_backbone
 from genre_core.train.config import TrainConfig
 from genre_core.train.inference import file_sha256
-from genre_core.train.lifecycle import Heartbeat
-from genre_core.train.loop import Interrupted, LoopSettings, NonFiniteLoss, Trainer, resolve_device, save_file
+from genre_core.train.lifecycle import Heartbeat, recorded
+from genre_core.train.loop import LoopSettings, Trainer, save_file, start_device
 from genre_core.features.cache import ShardCache
 from genre_core.features.windows import WindowSet, build_windows, handcrafted_sides, servable_tracks
 
@@ -80,6 +80,10 @@ def prepare(store: Store, config: TrainConfig) -> Sides:
     if tracks.empty:
         raise ValueError(f"dataset {config.dataset!r} has no usable tracks")
     split = choose_split(config, tracks)
+    if config.label_share < 1:
+        train = tracks.set_index("track_id").loc[list(split.train)]
+        split = dataclasses.replace(split, train=labelled_share(train.index, train.label, config.label_share,
+                                                                seed=config.seed))
     by_id = tracks.set_index("track_id", drop=False)
     sides = {side: by_id.loc[list(getattr(split, side))] for side in ("train", "val", "test")}
     if sides["train"].empty or sides["test"].empty:
@@ -95,10 +99,10 @@ def fit(store: Store, config: TrainConfig, *, run_id: str | None = None, resume:
     """Train and evaluate one model; the run ends 'complete' with all results, 'failed' when it
     raises, or 'interrupted' (resumable) on Ctrl-C / SIGTERM."""
     spec = get_spec(config.model)
-    here, device_name = distributed.start(config.device)
+    here, device = start_device(config.device)
     if here.enabled and not spec.is_torch:
+        distributed.stop()
         raise ValueError(f"{config.model} is a scikit-learn baseline: train it in one process, not under torchrun")
-    device = torch.device(device_name) if here.enabled else resolve_device(config.device)
     try:
         seed_everything(config.seed)
         data = prepare(store, config)
@@ -118,34 +122,24 @@ def _fit_and_store(store: Store, config: TrainConfig, spec, data: Sides, run_id:
                    progress: bool, stop_after_epoch: int | None, sweep: str | None, device: torch.device,
                    here: distributed.Ranks) -> RunResult:
     _start(store, config, data, run_id, resume, sweep, device)
-    if progress:  # printed now, so a run that is killed can still be found and resumed
-        how = ("started" if not resume else "resumed" if _checkpoint(store, run_id).is_file()
-               else "resumed from epoch 1 (it stopped before its first checkpoint)")
-        log.info(f"run {run_id}: {how} (if stopped, continue with: python -m training train --resume {run_id})")
-    try:
-        with Heartbeat(store, run_id) as heartbeat:
-            cache = ShardCache(paths.cache_dir(store.path))
-            run_dir = paths.run_dir(store.path, run_id)
-            if spec.is_torch:
-                outputs = _fit_torch(config, data, cache, run_dir, resume, progress, stop_after_epoch,
-                                     heartbeat.nudge, device, here)
-            else:
-                outputs = _fit_baseline(config, data, cache, run_dir, progress)
-            return _evaluate_and_store(store, run_id, config, data, outputs, heartbeat)
-    except (Interrupted, KeyboardInterrupt) as exc:
-        store.interrupt_run(run_id, f"interrupted ({exc or 'Ctrl-C'}); continue with --resume {run_id}")
-        raise
-    except Exception as exc:
-        store.fail_run(run_id, _failure(exc))
-        raise
+    if progress:
+        announce(store, run_id, resume, "train")
+    with recorded(store, run_id) as heartbeat:
+        cache = ShardCache(paths.cache_dir(store.path))
+        run_dir = paths.run_dir(store.path, run_id)
+        if spec.is_torch:
+            outputs = _fit_torch(config, data, cache, run_dir, resume, progress, stop_after_epoch,
+                                 heartbeat.nudge, device, here)
+        else:
+            outputs = _fit_baseline(config, data, cache, run_dir, progress)
+        return _evaluate_and_store(store, run_id, config, data, outputs, heartbeat)
 
 
-def _failure(exc: Exception) -> str:
-    """What a failed run's row says: an expected end (the loss became NaN) its one line; any
-    other exception also where it was raised."""
-    if isinstance(exc, NonFiniteLoss):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
+def announce(store: Store, run_id: str, resume: bool, command: str) -> None:
+    """Printed as the run starts, so a run that is killed can still be found and resumed."""
+    how = ("started" if not resume else "resumed" if _checkpoint(store, run_id).is_file()
+           else "resumed from epoch 1 (it stopped before its first checkpoint)")
+    log.info(f"run {run_id}: {how} (if stopped, continue with: python -m training {command} --resume {run_id})")
 
 
 def _start(store: Store, config: TrainConfig, data: Sides, run_id: str, resume: bool,
@@ -181,7 +175,9 @@ def _fit_torch(config, data: Sides, cache, run_dir: Path, resume, progress, stop
     windows = _windows(data, cache, sr, config, progress)
     if config.task == "multilabel":  # labels become (n_tracks, C) multi-hot targets
         windows = multilabel.multi_hot_windows(windows, data.genres, data.classes)
-    model = build_model(config.model, len(data.classes), n_bins, tiny=config.tiny)
+    model = build_model(config.model, len(data.classes), n_bins, tiny=config.tiny, backbone=config.backbone)
+    if config.backbone and config.backbone.get("file"):  # a pretrained encoder, not a random one
+        load_encoder_weights(model, config.backbone)
     settings = LoopSettings(config.epochs, config.batch_size, config.lr, config.weight_decay,
                             config.warmup_epochs, config.patience, config.grad_clip,
                             config.augment, config.seed, stop_after_epoch)
@@ -280,8 +276,7 @@ def _full_log_proba(estimator, table: np.ndarray, n_classes: int) -> np.ndarray:
 
 def _evaluate_and_store(store: Store, run_id: str, config: TrainConfig, data: Sides,
                         outputs: Outputs, heartbeat: Heartbeat) -> RunResult:
-    epochs = pd.DataFrame(outputs.epochs, columns=["epoch", "train_loss", "val_loss", "train_acc",
-                                                   "val_acc", "lr", "seconds"])
+    epochs = epochs_frame(outputs.epochs)
     if config.task == "multilabel":
         primary = {t: lab for side in data.tracks.values() for t, lab in zip(side.track_id, side.label)}
         tables, report, ci = multilabel.results(outputs.windows, outputs.log_probs, data.classes, primary=primary,
@@ -325,6 +320,11 @@ def _evaluate_and_store(store: Store, run_id: str, config: TrainConfig, data: Si
     return RunResult(run_id, "complete", report, ci, _summary_line(run_id, config, report, ci))
 
 
+def epochs_frame(history: list[dict]) -> pd.DataFrame:
+    """The loop's per-epoch history as rows of the epochs table."""
+    return pd.DataFrame(history, columns=["epoch", "train_loss", "val_loss", "train_acc", "val_acc", "lr", "seconds"])
+
+
 def _summary_line(run_id: str, config: TrainConfig, report, ci: dict) -> str:
     low, high = ci.get("accuracy", (float("nan"), float("nan")))
     return (f"run {run_id}: {config.model} on {config.dataset} ({config.split}) — track accuracy "
@@ -335,23 +335,37 @@ def _summary_line(run_id: str, config: TrainConfig, report, ci: dict) -> str:
 def resume_run(store: Store, run_id: str, progress: bool = True) -> RunResult:
     """Continue an interrupted (or failed) run from its last checkpoint (from the start when
     it was stopped before its first one); refused while the run's process is alive."""
+    config = TrainConfig.from_dict(resumable_run(store, run_id, pretraining=False)["config"])
+    if get_spec(config.model).is_torch:
+        require_checkpoint(store, run_id)
+    return fit(store, config, run_id=run_id, resume=True, progress=progress)
+
+
+def resumable_run(store: Store, run_id: str, *, pretraining: bool) -> dict:
+    """The row of a run `train --resume` (`pretrain --resume` when `pretraining`) may continue:
+    not complete, of that command, and not running in another process."""
     row = store.run(run_id)
     if row["status"] == "complete":
         raise ValueError(f"run {run_id} is already complete")
+    if (row.get("representation") == BACKBONE_REPRESENTATION) != pretraining:
+        raise ValueError(f"run {run_id} is a {'pretraining' if not pretraining else 'training'} run: continue it "
+                         f"with {'pretrain' if not pretraining else 'train'} --resume {run_id}")
     # Two processes must never write one run's checkpoint (torchrun followers only read it).
     if row["status"] == "running" and distributed.ranks().is_main:
         raise ValueError(f"run {run_id} is still running (pid {int(row['pid'])} on {row['host']}); "
                          "stop it first")
-    config = TrainConfig.from_dict(row["config"])
+    return row
+
+
+def require_checkpoint(store: Store, run_id: str) -> None:
+    """The run's folder is made by its first checkpoint (Trainer.save): a folder without one
+    means the checkpoint was removed, and quietly training from epoch 1 under the word
+    "resumed" would pass a new run off as the old one. No folder: it stopped before its first
+    checkpoint, and epoch 1 is where it continues (the seeds make that the same run)."""
     checkpoint = _checkpoint(store, run_id)
-    # The run's folder is made by its first checkpoint (Trainer.save): a folder without one
-    # means the checkpoint was removed, and quietly training from epoch 1 under the word
-    # "resumed" would pass a new run off as the old one. No folder: it stopped before its first
-    # checkpoint, and epoch 1 is where it continues (the seeds make that the same run).
-    if get_spec(config.model).is_torch and checkpoint.parent.is_dir() and not checkpoint.is_file():
+    if checkpoint.parent.is_dir() and not checkpoint.is_file():
         raise ValueError(f"cannot resume run {run_id}: its checkpoint is missing (expected at {checkpoint}); "
                          "start a new run instead")
-    return fit(store, config, run_id=run_id, resume=True, progress=progress)
 
 
 def _checkpoint(store: Store, run_id: str) -> Path:
@@ -359,12 +373,19 @@ def _checkpoint(store: Store, run_id: str) -> Path:
 
 
 def train_command(store: Store, dataset: str | None, model: str | None, *, fold: int | None = None,
-                  tiny: bool = False, augment: bool = True, **overrides) -> str:
+                  tiny: bool = False, augment: bool = True, backbone: str | None = None, **overrides) -> str:
     """What `python -m training train` does: one run, or one run per fold for k-fold.
     Prints the compact report of each run; returns the one-line summary."""
     if not dataset or not model:
         raise ValueError("train needs --dataset and --model (or --resume RUN_ID)")
-    get_spec(model)  # fail fast on an unknown name, before touching the data
+    spec = get_spec(model)  # fail fast on an unknown name, before touching the data
+    if spec.needs_backbone != bool(backbone):
+        raise ValueError(f"{model} needs --backbone RUN|PATH (a pretraining run or backbone file: see pretrain)"
+                         if spec.needs_backbone else f"--backbone is for the ssl_* models, not {model}")
+    if backbone and overrides.get("representation") not in (None, "logmel"):
+        raise ValueError(f"{model} reads log-mel images, as its encoder was pretrained on: drop --representation")
+    if backbone:  # the encoder is read with the log-mel settings it was pretrained on
+        overrides["backbone"], overrides["features"] = resolve_backbone(store, backbone)
     if not augment:
         overrides["augment"] = AugmentConfig.none()
     make = TrainConfig.tiny_preset if tiny else TrainConfig

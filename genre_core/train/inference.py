@@ -113,7 +113,7 @@ def load_run(store: Store, run_id: str | None = None, device: str = "auto") -> L
                          estimator=joblib.load(path))
     representation = row.get("representation") or spec.input_kind
     frontend, sr, bins = input_pipeline(representation, config.features)
-    model = build_model(config.model, len(classes), bins, tiny=config.tiny)
+    model = build_model(config.model, len(classes), bins, tiny=config.tiny, backbone=config.backbone)
     path = verified_file(store, run_id, folder / paths.MODEL_FILE, required=False)
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return LoadedRun(run_id, config, classes, sr, config.window_s, dev,

@@ -1,4 +1,5 @@
-"""A run's life as the database sees it: a heartbeat while it trains, and signals as interrupts.
+"""A run's life as the database sees it: a heartbeat while it trains, signals as interrupts,
+and how it ends (`recorded`: interrupted or failed, and resumable).
 
 A process killed with SIGKILL (or a lost machine) cannot write its own end; the heartbeat lets
 every reader tell such a run from a live one (Store.runs reports it 'interrupted'). SIGTERM is
@@ -10,10 +11,21 @@ from __future__ import annotations
 
 import signal
 import threading
+import traceback
 from contextlib import contextmanager
 from typing import Iterator
 
 from genre_core.store import HEARTBEAT_S, Store, StoreError
+
+
+class Interrupted(Exception):
+    """Raised after `stop_after_epoch`: the checkpoint is on disk, the run can be resumed."""
+
+
+class NonFiniteLoss(ValueError):
+    """The training loss became NaN or infinite: nothing trained from then on means anything,
+    so the run fails instead of completing (a NaN loss once stored a 'complete' run at chance
+    accuracy). Raised before that epoch's checkpoint, so the last one kept is the last sound one."""
 
 
 class Heartbeat:
@@ -62,6 +74,30 @@ class Heartbeat:
         self._stop.set()
         self._wake.set()
         self._thread.join()
+
+
+@contextmanager
+def recorded(store: Store, run_id: str) -> Iterator[Heartbeat]:
+    """The life of a started run: a heartbeat while the block runs; a stop (Ctrl-C, SIGTERM,
+    a test's stop_after_epoch) marks it 'interrupted' and an exception 'failed', both
+    resumable with --resume, and both re-raised."""
+    try:
+        with Heartbeat(store, run_id) as heartbeat:
+            yield heartbeat
+    except (Interrupted, KeyboardInterrupt) as exc:
+        store.interrupt_run(run_id, f"interrupted ({exc or 'Ctrl-C'}); continue with --resume {run_id}")
+        raise
+    except Exception as exc:
+        store.fail_run(run_id, failure(exc))
+        raise
+
+
+def failure(exc: Exception) -> str:
+    """What a failed run's row says: an expected end (the loss became NaN) its one line; any
+    other exception also where it was raised."""
+    if isinstance(exc, NonFiniteLoss):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
 
 
 def _terminate_as_interrupt(signum, frame) -> None:

@@ -24,6 +24,7 @@ from genre_core.features.windows import WindowSet
 from genre_core.models.base import fold_batch_norms
 from genre_core.train import distributed
 from genre_core.train.distributed import Ranks
+from genre_core.train.lifecycle import Interrupted, NonFiniteLoss  # noqa: F401 (raised here; tests import it here)
 
 WORKERS_ENV = "GENRELENS_LOADER_WORKERS"  # override the automatic DataLoader worker count
 MIN_BATCHES_FOR_WORKERS = 8  # fewer batches than this: forking workers costs more than it saves
@@ -36,6 +37,12 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda asked for, but torch sees no CUDA device (use --device auto)")
     return torch.device(name)
+
+
+def start_device(name: str) -> tuple[Ranks, torch.device]:
+    """This process's place among torchrun's ranks (joining their group) and its device."""
+    here, device_name = distributed.start(name)
+    return here, torch.device(device_name) if here.enabled else resolve_device(name)
 
 
 class _WindowBatches(torch.utils.data.Dataset):
@@ -120,7 +127,7 @@ class LoopState:
 CHECKPOINT_KEYS = {"model", "best", "optimizer", "scheduler", "generator", "torch_rng", "state"}
 
 
-def _load_reason(exc: Exception) -> str:
+def load_reason(exc: Exception) -> str:
     """The part of a torch.load error that says why: what follows "WeightsUnpickler error:"
     (the refused global or opcode); torch's own first line would suggest weights_only=False."""
     text = str(exc)
@@ -135,16 +142,6 @@ def save_file(payload, path: Path) -> None:
     a Python file: torch's own writer reports a full disk only as "unexpected pos N vs M"."""
     with paths.atomic_write(path) as tmp, open(tmp, "wb") as f:
         torch.save(payload, f)
-
-
-class Interrupted(Exception):
-    """Raised after `stop_after_epoch`: the checkpoint is on disk, the run can be resumed."""
-
-
-class NonFiniteLoss(ValueError):
-    """The training loss became NaN or infinite: nothing trained from then on means anything,
-    so the run fails instead of completing (a NaN loss once stored a 'complete' run at chance
-    accuracy). Raised before that epoch's checkpoint, so the last one kept is the last sound one."""
 
 
 def _require_finite(train_loss: float, epoch: int) -> None:
@@ -202,12 +199,16 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             logits = self.net(x).logits
         loss = self._loss(logits.float(), target)
+        self._optimise(loss)
+        return float(loss.detach()) * len(labels), self._correct(logits.detach().cpu(), labels)
+
+    def _optimise(self, loss: torch.Tensor) -> None:
+        """One optimiser step on `loss`: gradients clipped, the schedule advanced."""
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
-        return float(loss.detach()) * len(labels), self._correct(logits.detach().cpu(), labels)
 
     # The task: one genre per window (softmax). train/multilabel.py overrides these four.
     def _target(self, labels: torch.Tensor) -> torch.Tensor:
@@ -234,15 +235,7 @@ class Trainer:
         while self.state.epoch < s.epochs:
             started = time.perf_counter()
             self.model.train()
-            order = torch.randperm(len(train), generator=self.generator).numpy()
-            mine, batch_size = distributed.shard(order, s.batch_size, self.ranks)
-            loss_sum, correct = 0.0, 0
-            for audio, labels, _ in tqdm(window_loader(train, mine, batch_size, device=self.device),
-                                         desc=f"epoch {self.state.epoch + 1}/{s.epochs}", unit="batch",
-                                         disable=not progress, leave=False):
-                batch_loss, batch_correct = self._train_step(audio, labels)
-                loss_sum, correct = loss_sum + batch_loss, correct + batch_correct
-            loss_sum, correct, seen = distributed.all_sum([loss_sum, correct, len(mine)], self.ranks)
+            loss_sum, correct, seen = distributed.all_sum(self._train_epoch(train, progress), self.ranks)
             _require_finite(loss_sum / seen, self.state.epoch + 1)  # before this epoch's checkpoint
             distributed.sync_buffers(self.model, self.ranks)
             val_loss, val_acc = self.evaluate_loss(val)  # every rank: one model, one answer
@@ -262,6 +255,20 @@ class Trainer:
                 break
         self.model.load_state_dict(self.best_weights)
         return self.state
+
+    def _train_epoch(self, train: WindowSet, progress: bool) -> list[float]:
+        """One pass over this rank's share of a shuffled epoch: [loss sum, correct, items]."""
+        order = torch.randperm(len(train), generator=self.generator).numpy()
+        mine, batch_size = distributed.shard(order, self.settings.batch_size, self.ranks)
+        loss_sum, correct = 0.0, 0
+        for audio, labels, _ in tqdm(window_loader(train, mine, batch_size, device=self.device),
+                                     desc=self._epoch_desc(), unit="batch", disable=not progress, leave=False):
+            batch_loss, batch_correct = self._train_step(audio, labels)
+            loss_sum, correct = loss_sum + batch_loss, correct + batch_correct
+        return [loss_sum, correct, len(mine)]
+
+    def _epoch_desc(self) -> str:
+        return f"epoch {self.state.epoch + 1}/{self.settings.epochs}"
 
     def _end_epoch(self, train_loss, train_acc, val_loss, val_acc, seconds) -> None:
         st = self.state
@@ -323,7 +330,7 @@ class Trainer:
                 payload = torch.load(path, map_location=self.device, weights_only=True)
         except Exception as exc:  # weights_only refuses code; any other failure: unusable too
             raise ValueError(f"{path}: refusing to resume from it: not a GenreLens checkpoint "
-                             f"({_load_reason(exc)})") from None
+                             f"({load_reason(exc)})") from None
         if not isinstance(payload, dict) or not CHECKPOINT_KEYS <= payload.keys():
             raise ValueError(f"{path}: refusing to resume from it: not a GenreLens checkpoint")
         self.model.load_state_dict(payload["model"])

@@ -80,7 +80,9 @@ def load_sweep(path: Path) -> SweepSpec:
                 else dataclasses.replace(AugmentConfig.default(), **_tuples(fields))
                 for name, fields in (raw.get("augment") or {"default": {}}).items()}
     for model in raw["models"]:
-        get_spec(model)
+        if get_spec(model).needs_backbone:  # a sweep would train it on a random encoder, unsaid
+            raise ValueError(f"{path}: {model} needs a pretrained encoder, which sweeps do not take: "
+                             f"train it with train --model {model} --backbone RUN")
     reference = raw.get("reference")
     if reference is not None and reference not in raw["models"]:
         raise ValueError(f"{path}: reference {reference!r} is not one of the sweep's models")

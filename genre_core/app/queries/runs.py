@@ -11,7 +11,7 @@ import pandas as pd
 from genre_core.metrics import evaluation
 from genre_core.app.queries._db import _REVIEWS, _df, _path
 from genre_core.faults.kinds import SEVERITY
-from genre_core.store import SCHEMA_VERSION
+from genre_core.store import BACKBONE_REPRESENTATION, SCHEMA_VERSION
 
 # -- the database itself --------------------------------------------------------------------
 
@@ -53,7 +53,8 @@ def _database_state(path, fill: str) -> tuple[str, str]:
     try:
         version = _df(path, "SELECT value FROM meta WHERE key = 'schema_version'")
         counts = _df(path, "SELECT (SELECT count(*) FROM datasets) AS d, "
-                           "(SELECT count(*) FROM runs WHERE status = 'complete') AS r")
+                           "(SELECT count(*) FROM runs WHERE status = 'complete' "
+                           "AND coalesce(representation, '') != ?) AS r", [BACKBONE_REPRESENTATION])
     except Exception as exc:  # not DuckDB, or not ours: say so rather than crash
         return "invalid", f"`{path}` is not a GenreLens database ({str(exc).splitlines()[0]})."
     found_version = _schema_version(version)
@@ -132,7 +133,8 @@ def datasets(db) -> pd.DataFrame:
 
 
 def runs(db) -> pd.DataFrame:
-    """Complete runs, newest first, with their test-set track-level headline metrics."""
+    """Complete runs, newest first, with their test-set track-level headline metrics (genre
+    classifiers: not pretraining runs, whose result is an encoder)."""
     return _df(db, """
         WITH m AS (
             SELECT run_id,
@@ -155,8 +157,8 @@ def runs(db) -> pd.DataFrame:
                coalesce(n.n_test, 0) AS n_test, n.test_set
         FROM runs r JOIN datasets d USING (dataset_id)
         LEFT JOIN m USING (run_id) LEFT JOIN n USING (run_id)
-        WHERE r.status = 'complete'
-        ORDER BY r.finished_at DESC, r.run_id""")
+        WHERE r.status = 'complete' AND coalesce(r.representation, '') != ?
+        ORDER BY r.finished_at DESC, r.run_id""", [BACKBONE_REPRESENTATION])
 
 
 def leaderboard(db, dataset_id: int | None = None) -> pd.DataFrame:
