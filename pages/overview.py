@@ -48,7 +48,7 @@ leaderboard = board.assign(sweep=board.sweep.fillna(""),
     test_set=board.comparable.map({True: "", False: "other test set"}),
     accuracy_ci=[state.format_pct(a, lo, hi) for a, lo, hi in zip(board.accuracy, board.ci_low, board.ci_high)],
 )
-columns = ["star", "dataset", "model", "representation", "split", "accuracy_ci", "fold_spread", "test_set",
+columns = ["star", "dataset", "model", "representation", "trained_with", "split", "accuracy_ci", "fold_spread", "test_set",
            "macro_f1", "top2", "n_test", "sweep", "finished_at", "run_id"]
 
 
@@ -66,7 +66,7 @@ def _pick(run_ids: list) -> None:
 
 # Projected, the board keeps what a hall reads (fold spreads, sweeps and run ids are bookkeeping).
 LAY_COLUMNS = {"star": "★", "dataset": "dataset", "model": "model", "representation": "listens to",
-               "split": "split", "accuracy_ci": "accuracy [95% CI]", "macro_f1": "macro-F1", "n_test": "test songs"}
+               "trained_with": "trained with", "split": "split", "accuracy_ci": "accuracy [95% CI]", "macro_f1": "macro-F1", "n_test": "test songs"}
 table(ctx,
     leaderboard[columns].style.apply(_highlight, axis=1).format({"macro_f1": "{:.3f}", "top2": "{:.3f}"}, na_rep="–"),
     lay_columns=LAY_COLUMNS,
@@ -74,7 +74,7 @@ table(ctx,
     key="leaderboard",
     column_config={"star": st.column_config.TextColumn("", width="small"),
                    "accuracy_ci": "track accuracy [95% CI]", "fold_spread": "per fold (mean ± sd)",
-                   "test_set": "comparable?", "macro_f1": "macro-F1", "top2": "top-2",
+                   "test_set": "comparable?", "trained_with": "trained with", "macro_f1": "macro-F1", "top2": "top-2",
                    "n_test": "test tracks",
                    "finished_at": st.column_config.DatetimeColumn("finished", format="YYYY-MM-DD HH:mm")})
 

@@ -122,14 +122,28 @@ def test_an_ssl_probe_run_is_analysed_classified_and_exported(store, probe_run, 
     assert out.files["embeddings.parquet"] == len(store.tracks("toy"))
 
 
-def test_an_ssl_probe_run_opens_on_every_page_of_the_app(monkeypatch, store, probe_run):
+def test_an_ssl_probe_run_opens_on_every_page_of_the_app(monkeypatch, store, pretrained, probe_run):
     from genre_core.analysis.analyze import analyze
 
     analyze(store, probe_run, progress=False, taggrams=False, methods=("pca",), device="cpu")
     at = open_app(monkeypatch, store.path, **{state.RUN: probe_run})
+    board = next(d.value for d in at.dataframe if "trained_with" in d.value.columns)  # the leaderboard
+    # names the encoder behind the run
+    row = board[board.run_id == probe_run].iloc[0]
+    assert row.trained_with == f"encoder of pretraining {pretrained.run_id}"
     for page in PAGES:
         at = at.switch_page(f"pages/{page}.py").run()
         assert not at.exception, (page, [e.value for e in at.exception])
+
+
+def test_what_a_run_was_trained_with_reads_from_its_config():
+    from genre_core.app.queries.runs import trained_with
+
+    assert trained_with({"model": "cnn"}) == ""
+    assert trained_with({"label_share": 0.25, "backbone": {"encoder": "cnn", "tiny": True}}) == \
+        "25% of the labels; random encoder (no pretraining)"
+    assert trained_with(json.dumps({"label_share": 1.0, "backbone": {"file": "/x/backbone.pt", "run_id": "r1"}})) == \
+        "encoder of pretraining r1"
 
 
 def test_an_exported_pretraining_carries_its_backbone(store, pretrained, tmp_path):

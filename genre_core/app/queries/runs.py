@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -178,7 +179,27 @@ def leaderboard(db, dataset_id: int | None = None) -> pd.DataFrame:
     best_set = frame[frame.best].set_index("dataset_id")["test_set"]
     frame["comparable"] = frame["test_set"].eq(frame["dataset_id"].map(best_set)).to_numpy()
     frame["fold_spread"] = [_fold_spread(c) for c in frame["config"]]
+    frame["trained_with"] = [trained_with(c) for c in frame["config"]]
     return frame.reset_index(drop=True)
+
+
+def trained_with(config) -> str:
+    """What sets a run apart beyond its model's name: the share of training labels it saw
+    (train --label-share) and, for the ssl_* models, whose encoder ('pretraining 20261208-...'
+    or a random one, the benchmark's control); '' for a plain run."""
+    config = json.loads(config) if isinstance(config, str) else (config or {})
+    parts = []
+    share = config.get("label_share")
+    if share is not None and float(share) < 1:
+        parts.append(f"{float(share):.0%} of the labels")
+    backbone = config.get("backbone")
+    if isinstance(backbone, dict):
+        if backbone.get("file"):
+            source = backbone.get("run_id") or Path(str(backbone["file"])).name
+            parts.append(f"encoder of pretraining {source}")
+        else:
+            parts.append("random encoder (no pretraining)")
+    return "; ".join(parts)
 
 
 def _fold_spread(config) -> str:
