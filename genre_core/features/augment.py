@@ -185,7 +185,7 @@ def _span_mask(starts: torch.Tensor, widths: torch.Tensor, size: int) -> torch.T
 
 def spec_augment(
     x: torch.Tensor, config: AugmentConfig, generator: torch.Generator | int,
-    *, image_bands: int | None = None,
+    *, image_bands: int | None = None, fill_per_row: bool = False,
 ) -> torch.Tensor:
     """SpecAugment on feature images `x` (B, 1, F, T); returns a new tensor of the same shape.
 
@@ -195,6 +195,11 @@ def spec_augment(
     Masked bins/frames take the example's mean rather than zero: log-mel values sit far below
     zero (e.g. -80 dB for silence), so a zero band would be a loud artificial stripe. Time spans
     are drawn first, then frequency spans, each with `mask_spans`.
+
+    `fill_per_row`: each row takes its own mean over time instead, for features whose rows sit
+    on different scales. MFCC rows do (c0 near -130, c1 near +110, deltas near 0): the one mean
+    of the example (~1) put c0 and c1 3-4 standard deviations off in every masked frame, an
+    artefact the recurrent model then met in every training window and in no test window.
     """
     # Off means a no-op for any shape: a probe's head trains on (B, D) embeddings in the loop.
     if config.spec_time_masks == 0 and config.spec_freq_masks == 0:
@@ -202,7 +207,7 @@ def spec_augment(
     if x.ndim != 4:
         raise ValueError(f"spec_augment expects (B, 1, F, T), got {tuple(x.shape)}")
     if image_bands is not None and image_bands < x.shape[2]:
-        image = spec_augment(x[:, :, :image_bands], config, generator)  # (B, 1, F, T)
+        image = spec_augment(x[:, :, :image_bands], config, generator, fill_per_row=fill_per_row)  # (B, 1, F, T)
         return torch.cat([image, x[:, :, image_bands:]], dim=2)
     g = _as_generator(generator)
     batch, _, n_freq, n_time = x.shape
@@ -211,7 +216,8 @@ def spec_augment(
     t_mask = _span_mask(*t_spans, n_time).to(x.device)  # (B, T)
     f_mask = _span_mask(*f_spans, n_freq).to(x.device)  # (B, F)
     mask = t_mask[:, None, None, :] | f_mask[:, None, :, None]  # (B, 1, F, T)
-    fill = x.mean(dim=(1, 2, 3), keepdim=True)  # (B, 1, 1, 1), before masking
+    # Before masking: (B, 1, F, 1) per row, or (B, 1, 1, 1) per example.
+    fill = x.mean(dim=-1 if fill_per_row else (1, 2, 3), keepdim=True)
     return torch.where(mask, fill, x)
 
 

@@ -106,6 +106,10 @@ class MFCC(nn.Module):
     delta-deltas are deltas of the deltas (the HTK / Kaldi convention).
     """
 
+    # Coefficients sit on their own scales (c0 in the hundreds, deltas near 0): SpecAugment
+    # fills a masked span of each row with that row's mean (features.augment.spec_augment).
+    rows_on_own_scales = True
+
     def __init__(self, config: FeatureConfig | None = None) -> None:
         super().__init__()
         self.config = config = config or FeatureConfig()

@@ -72,6 +72,22 @@ class ModelSpec:
         return not self.input_kind.startswith("handcrafted")  # the sklearn tables
 
 
+def load_weights(model: nn.Module, state: dict, source: str) -> None:
+    """`model.load_state_dict(state)`, or a one-line ValueError naming `source` when the weights
+    do not fit: a run trained before its family's architecture changed (the rnn's width, the
+    transformer's convolutional stem) must say so and ask for a retrain, not print torch's list
+    of every missing and unexpected key."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError:
+        ours = model.state_dict()
+        missing, unexpected = ours.keys() - state.keys(), state.keys() - ours.keys()
+        reshaped = [k for k in ours.keys() & state.keys() if ours[k].shape != state[k].shape]
+        raise ValueError(f"{source}: its weights do not fit today's {type(model).__name__} "
+                         f"({len(missing)} missing, {len(unexpected)} unexpected, {len(reshaped)} reshaped "
+                         "tensors): trained before this model family changed; retrain it") from None
+
+
 _FOLDABLE = ((nn.Conv1d, nn.BatchNorm1d), (nn.Conv2d, nn.BatchNorm2d))
 
 

@@ -12,7 +12,7 @@ import torch
 from genre_core import paths
 from genre_core.audio import file_digest
 from genre_core.models import build_model, get_spec
-from genre_core.models.base import fold_batch_norms
+from genre_core.models.base import fold_batch_norms, load_weights
 from genre_core.store import Store, StoreError
 from genre_core.features.pipeline import input_pipeline
 from genre_core.train.config import TrainConfig
@@ -115,7 +115,10 @@ def load_run(store: Store, run_id: str | None = None, device: str = "auto") -> L
     frontend, sr, bins = input_pipeline(representation, config.features)
     model = build_model(config.model, len(classes), bins, tiny=config.tiny, backbone=config.backbone)
     path = verified_file(store, run_id, folder / paths.MODEL_FILE, required=False)
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    try:
+        load_weights(model, torch.load(path, map_location="cpu", weights_only=True), f"run {run_id} ({path})")
+    except ValueError as exc:
+        raise StoreError(str(exc)) from None
     return LoadedRun(run_id, config, classes, sr, config.window_s, dev,
                      model=fold_batch_norms(model).to(dev), frontend=frontend.to(dev).eval())
 

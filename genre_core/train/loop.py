@@ -21,7 +21,7 @@ from tqdm import tqdm
 from genre_core import paths
 from genre_core.features.augment import AugmentConfig, augment_waveform, mixup, spec_augment
 from genre_core.features.windows import WindowSet
-from genre_core.models.base import fold_batch_norms
+from genre_core.models.base import fold_batch_norms, load_weights
 from genre_core.train import distributed
 from genre_core.train.distributed import Ranks
 from genre_core.train.lifecycle import Interrupted, NonFiniteLoss  # noqa: F401 (raised here; tests import it here)
@@ -187,7 +187,8 @@ class Trainer:
             x = self.frontend(y.float())  # (B, 1, F, T), features in fp32
         if train:
             x = spec_augment(x, self.settings.augment, self.generator,
-                             image_bands=getattr(self.model, "image_bands", None))
+                             image_bands=getattr(self.model, "image_bands", None),
+                             fill_per_row=getattr(self.frontend, "rows_on_own_scales", False))
         return x
 
     def _train_step(self, audio: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
@@ -333,7 +334,7 @@ class Trainer:
                              f"({load_reason(exc)})") from None
         if not isinstance(payload, dict) or not CHECKPOINT_KEYS <= payload.keys():
             raise ValueError(f"{path}: refusing to resume from it: not a GenreLens checkpoint")
-        self.model.load_state_dict(payload["model"])
+        load_weights(self.model, payload["model"], f"{path}: refusing to resume from it")
         self.best_weights = payload["best"]
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
