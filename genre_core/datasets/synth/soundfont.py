@@ -42,11 +42,29 @@ PROGRAMS: dict[str, tuple[int, ...]] = {
     "eguitar": (29, 27, 30, 26),   # overdriven, clean, distortion, jazz guitar
     "timp": (47,),                 # timpani, played as a pitched part of the drum bus
 }
+# Roles only the unseen-genre recipes play (styles.UNSEEN_STYLES). Kept apart from PROGRAMS:
+# make_artist draws one program per role in table order, so a role added there would move
+# every later draw of every demo artist, and with it every demo clip.
+UNSEEN_PROGRAMS: dict[str, tuple[int, ...]] = {
+    "accordion": (21, 23, 22),     # accordion, tango accordion, harmonica
+    "tuba": (58, 57),              # tuba, trombone
+    "nylon": (24, 25),             # nylon and steel acoustic guitar
+    "harp": (46, 6, 15),           # harp, harpsichord, dulcimer
+    "mallet": (11, 12, 13, 9),     # vibraphone, marimba, xylophone, glockenspiel
+    "gongs": (14, 11, 108),        # tubular bells, vibraphone, kalimba
+    "violin": (40, 110, 41),       # violin, fiddle, viola
+    "brass": (61, 57, 60),         # brass section, trombone, French horn
+    "trumpet": (56, 60, 59),       # trumpet, French horn, muted trumpet
+}
+ALL_PROGRAMS = {**PROGRAMS, **UNSEEN_PROGRAMS}
 # Drum kits in bank 128 of TimGM6mb (all present in the file)
 KITS = {"standard": 0, "room": 8, "power": 16, "electronic": 24, "808": 25, "jazz": 32, "brush": 40}
 # A drum name of styles.py -> GM percussion key
 DRUM_KEYS = {"kick": 36, "snare": 38, "hat": 42, "ohat": 46, "ride": 51, "crash": 49, "rim": 37,
-             "clap": 39, "brush": 38}
+             "clap": 39, "brush": 38,
+             # hand percussion of the unseen-genre recipes
+             "conga": 63, "lowconga": 64, "bongo": 60, "bell": 67, "cowbell": 56, "shaker": 70,
+             "tamb": 54, "clave": 75, "block": 76, "tom": 45, "china": 52}
 
 
 class SoundFontMissing(RuntimeError):
