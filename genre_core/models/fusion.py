@@ -24,6 +24,7 @@ from genre_core.models.base import GenreModel, ModelOutput, ModelSpec
 from genre_core.models.cnn import EmbeddingHead, GlobalMeanMax, conv_block
 
 BRANCHES = ("mel", "hc")
+HC_DROP = 0.5  # share of training windows whose handcrafted projection the head does not see
 
 
 class TrainStandardise(nn.Module):
@@ -119,7 +120,13 @@ class FusionNet(GenreModel):
         if "mel" in self.branches:
             parts.append(self.mel_branch(image))  # (B, P)
         if "hc" in self.branches:
-            parts.append(self.hc_branch(vector).to(parts[0].dtype if parts else vector.dtype))  # (B, P)
+            hc = self.hc_branch(vector).to(parts[0].dtype if parts else vector.dtype)  # (B, P)
+            if self.training and len(self.branches) > 1:
+                # Branch dropout: the handcrafted branch fits the training artists within 3
+                # epochs, and a head that can lean on it stops asking the mel branch; hiding it
+                # from half the training windows keeps the mel branch learning.
+                hc = hc * (torch.rand(len(hc), 1, device=hc.device) >= HC_DROP).to(hc.dtype)
+            parts.append(hc)
         return self.head(torch.cat(parts, dim=1))  # (B, P * n_branches) -> logits, embedding
 
 
