@@ -13,8 +13,8 @@ import soundfile as sf
 
 from genre_core.datasets.synth.corpus import CROSSOVER_SHARE, GENRES, SynthConfig, _plan, generate_corpus
 from genre_core.datasets.synth.music import render_clip
-from genre_core.datasets.synth.soundfont import PROGRAMS, sf2_path
-from genre_core.datasets.synth.styles import STYLES, make_artist
+from genre_core.datasets.synth.soundfont import ALL_PROGRAMS, DRUM_KEYS, PROGRAMS, sf2_path
+from genre_core.datasets.synth.styles import DEMO_STYLES, STYLES, UNSEEN_STYLES, make_artist
 from genre_core.faults.kinds import PLANTED_KINDS
 
 CONFIG = SynthConfig(per_genre=5, seconds=4.0, seed=0, extras=True)
@@ -206,10 +206,15 @@ def test_crossovers_name_a_neighbouring_genre_in_also(corpus):
 
 def test_soundfont_is_found_and_covers_every_role():
     assert sf2_path().name == "TimGM6mb.sf2" and sf2_path().stat().st_size > 1_000_000
-    assert all(0 <= p < 128 for options in PROGRAMS.values() for p in options)
-    roles = {part.inst for s in STYLES.values() for part in (*s.chords, s.bass, s.lead) if part} | {
-        role for s in STYLES.values() for role in s.swap}
-    assert roles <= set(PROGRAMS)
+    assert all(0 <= p < 128 for options in ALL_PROGRAMS.values() for p in options)
+
+    def roles(styles) -> set[str]:
+        return {part.inst for s in styles.values() for part in (*s.chords, s.bass, s.lead) if part} | {
+            role for s in styles.values() for role in s.swap}
+
+    # demo artists draw programs for PROGRAMS' roles only (so the demo's bytes never move)
+    assert roles(DEMO_STYLES) <= set(PROGRAMS) and roles(UNSEEN_STYLES) <= set(ALL_PROGRAMS)
+    assert {drum for s in STYLES.values() for drum, _ in s.drums} <= set(DRUM_KEYS) | {"timp"}
 
 
 def test_a_render_does_not_depend_on_the_renders_before_it():
