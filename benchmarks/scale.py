@@ -70,6 +70,7 @@ class StageResult:
     # forked DataLoader or worker process's pages shared with its parent count once in total.
     # None in results recorded before PSS was measured.
     peak_pss_gb: float | None = None
+    trained_on: int | None = None  # the train stage: tracks of its --sample (None: recorded before samples)
 
 
 def _load_results(path: Path) -> dict[str, StageResult]:
@@ -258,7 +259,7 @@ def run_corpus(args, tracks: int) -> dict[str, StageResult]:
     results = _load_results(record)
     sample = min(args.train_sample, tracks)
     plan = stages(args, db, corpus, sample)
-    if tracks >= ESTIMATE_FROM and (line := estimate(args, tracks, [name for name, _ in plan])):
+    if tracks >= ESTIMATE_FROM and (line := estimate(args, tracks, sample, [name for name, _ in plan])):
         print(line)
     for name, cmd in plan:
         if name == "analyze":
@@ -270,7 +271,7 @@ def run_corpus(args, tracks: int) -> dict[str, StageResult]:
             name, seconds, tracks / seconds, rss / 2**30, fds,
             disk_bytes(db, work / "cache", work / "runs") / 1e9,
             "ok" if status == 0 else f"exit {status}: {tail[0][:120]}", time.strftime("%Y-%m-%d %H:%M"),
-            pss / 2**30))
+            pss / 2**30, sample if name == "train" else None))
         print(f"{name}: {tail[0][:160]}")
         if status != 0:
             break
@@ -282,20 +283,24 @@ def run_corpus(args, tracks: int) -> dict[str, StageResult]:
 ESTIMATE_FROM = 50_000  # a run this large takes hours: say how many before starting
 
 
-def estimate(args, tracks: int, planned: list[str]) -> str | None:
-    """'estimated N min ...' for the planned stages at `tracks`, scaled linearly from the
-    largest smaller corpus of the same clip length with all of them recorded; None without one."""
+def estimate(args, tracks: int, sample: int, planned: list[str]) -> str | None:
+    """'estimated N min ...' for the planned stages at `tracks` (training on `sample`), from
+    the largest smaller corpus of the same clip length with all of them recorded: each stage
+    scaled linearly in the tracks it works on (the train stage: its sample); None without one."""
     measured_sizes = []
     for record in Path(args.scale_root).glob(f"*x{args.seconds:g}/results.json"):
         size = int(record.parent.name.split("x")[0])
         results = _load_results(record)
         if size < tracks and all(name in results and results[name].status == "ok" for name in planned):
-            measured_sizes.append((size, sum(results[name].seconds for name in planned)))
+            measured_sizes.append((size, [results[name] for name in planned]))
     if not measured_sizes:
         return None
-    size, seconds = max(measured_sizes)
-    return (f"estimated {seconds * tracks / size / 60:.0f} min from the last measured size "
-            f"({size:,} tracks: {seconds / 60:.0f} min for {', '.join(planned)}; scaled linearly)")
+    size, stages_then = max(measured_sizes, key=lambda item: item[0])
+    then = sum(r.seconds for r in stages_then)
+    now = sum(r.seconds * (sample / (r.trained_on or size) if r.stage == "train" else tracks / size)
+              for r in stages_then)
+    return (f"estimated {now / 60:.0f} min from the last measured size ({size:,} tracks: {then / 60:.0f} min "
+            f"for {', '.join(planned)}; linear in tracks, the train stage in its sample)")
 
 
 def _print_table(results: list[StageResult], args, tracks: int, sample: int) -> None:

@@ -81,12 +81,15 @@ def test_the_tiny_scale_benchmark_runs_every_stage_and_prints_pss(tiny_run):
 def test_a_large_run_is_estimated_from_the_last_measured_size(tiny_run):
     root, _ = tiny_run
     recorded = scale._load_results(root / "70x2" / "results.json")
+    assert recorded["train"].trained_on == 70
     args = argparse.Namespace(scale_root=str(root), seconds=2.0)
-    line = scale.estimate(args, 100_000, ["analyze", "faults"])
-    minutes = (recorded["analyze"].seconds + recorded["faults"].seconds) * 100_000 / 70 / 60
+    line = scale.estimate(args, 100_000, 140, ["train", "analyze", "faults"])
+    # analyze and faults scale with the tracks, training with its sample (70 -> 140)
+    minutes = (recorded["train"].seconds * 2 + (recorded["analyze"].seconds + recorded["faults"].seconds)
+               * 100_000 / 70) / 60
     assert line.startswith(f"estimated {minutes:.0f} min from the last measured size (70 tracks: ")
-    assert scale.estimate(args, 60, ["analyze"]) is None  # nothing smaller was measured
-    assert scale.estimate(argparse.Namespace(scale_root=str(root), seconds=5.0), 100_000, ["analyze"]) is None
+    assert scale.estimate(args, 60, 60, ["analyze"]) is None  # nothing smaller was measured
+    assert scale.estimate(argparse.Namespace(scale_root=str(root), seconds=5.0), 100_000, 70, ["analyze"]) is None
 
 
 def _stage(name: str, pss: float | None, status: str = "ok") -> scale.StageResult:
