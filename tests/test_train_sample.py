@@ -58,6 +58,19 @@ def test_a_sample_takes_whole_artists_where_artists_are_known():
         assert sorted(counts.values()) == [4] * 6, counts
 
 
+def test_an_artist_split_inside_a_sample_keeps_every_artist_on_one_side():
+    from genre_core.datasets.splits import artist_split
+
+    ids, labels, artists = _corpus({"rock": 60, "jazz": 60, "blues": 60}, tracks_per_artist=3)
+    chosen = set(stratified_sample(ids, labels, artists, 90, seed=1))
+    kept = [i for i, t in enumerate(ids) if t in chosen]
+    split = artist_split([ids[i] for i in kept], [labels[i] for i in kept], [artists[i] for i in kept], seed=1)
+    artist_of = dict(zip(ids, artists))
+    sides = [{artist_of[t] for t in getattr(split, side)} for side in ("train", "val", "test")]
+    assert not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
+    assert set(split.train) | set(split.val) | set(split.test) == chosen
+
+
 @pytest.mark.parametrize("n", [5, 102])
 def test_a_sample_outside_two_per_genre_to_every_track_is_refused_naming_the_dataset(n):
     ids, labels, artists = _corpus({"rock": 60, "jazz": 30, "blues": 11})
