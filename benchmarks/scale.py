@@ -71,6 +71,7 @@ class StageResult:
     # None in results recorded before PSS was measured.
     peak_pss_gb: float | None = None
     trained_on: int | None = None  # the train stage: tracks of its --sample (None: recorded before samples)
+    load: float | None = None  # 1-min load average as the stage ended: the table may show older stages
 
 
 def _load_results(path: Path) -> dict[str, StageResult]:
@@ -271,7 +272,7 @@ def run_corpus(args, tracks: int) -> dict[str, StageResult]:
             name, seconds, tracks / seconds, rss / 2**30, fds,
             disk_bytes(db, work / "cache", work / "runs") / 1e9,
             "ok" if status == 0 else f"exit {status}: {tail[0][:120]}", time.strftime("%Y-%m-%d %H:%M"),
-            pss / 2**30, sample if name == "train" else None))
+            pss / 2**30, sample if name == "train" else None, os.getloadavg()[0]))
         print(f"{name}: {tail[0][:160]}")
         if status != 0:
             break
@@ -310,12 +311,12 @@ def _print_table(results: list[StageResult], args, tracks: int, sample: int) -> 
         print(f"\n{tracks} tracks x {args.seconds:g} s: no stage recorded yet")
         return
     print(f"\n{tracks} tracks x {args.seconds:g} s, trained on a sample of {sample}, ulimit -n {args.ulimit_n}, "
-          f"{os.cpu_count()} CPUs, cache {args.cache_dtype}, load {os.getloadavg()[0]:.1f}\n")
+          f"{os.cpu_count()} CPUs, cache {args.cache_dtype}\n")
     frame = pd.DataFrame([vars(r) for r in results]).rename(columns={
         "seconds": "wall s", "tracks_per_s": "tracks/s", "peak_pss_gb": "peak PSS GiB", "peak_rss_gb": "peak RSS GiB",
         "peak_open_files": "peak open files", "disk_gb": "disk GB after"})
     columns = ["stage", "wall s", "tracks/s", "peak PSS GiB", "peak RSS GiB", "peak open files", "disk GB after",
-               "status", "measured"]
+               "status", "measured", "load"]
     print(frame[columns].to_markdown(index=False, floatfmt=".2f"))
     total = sum(r.seconds for r in results)
     print(f"\ntotal of the stages: {total:.0f} s ({total / 60:.1f} min)")
@@ -334,7 +335,8 @@ def memory_table(by_size: dict[int, dict[str, StageResult]]) -> str:
     if base != sizes[-1]:
         frame[f"growth {base:,} -> {sizes[-1]:,}"] = [
             f"{top / low - 1:+.0%}" if low and top else "" for low, top in zip(peaks[base], peaks[sizes[-1]])]
-    return "\npeak PSS GiB by stage and corpus size (tracks)\n\n" + frame.rename_axis("stage").to_markdown(disable_numparse=True)
+    return "\npeak PSS GiB by stage and corpus size (tracks)\n\n" + frame.rename_axis("stage").to_markdown(
+        disable_numparse=True, colalign=["left"] + ["right"] * len(frame.columns))
 
 
 def _gib(value: float | None) -> str:
