@@ -38,9 +38,11 @@ resnet and musicnn_finetune, a one-process torchrun (DDP) launch, analyze with G
 classify of a 60-minute mix, on CUDA beside the same step on the CPU, in windows/s and
 speed-ups; without CUDA it exits 2 with one line (`--plan` prints its steps instead).
 
-`scale` runs only when named (`python -m benchmarks scale --tracks N --seconds S`): the
-whole pipeline on N generated clips of S seconds, one process per stage under
-`--ulimit-n` open files, with wall time, tracks/s, peak RSS, peak open files and disk.
+`scale` runs only when named (`python -m benchmarks scale --tracks N [N ...] --seconds S`):
+the whole pipeline on N generated clips of S seconds, one process per stage under
+`--ulimit-n` open files, training on a sample (`--train-sample`, default 5,000) while analyze
+and faults cover every clip, with wall time, tracks/s, peak PSS and RSS, peak open files and
+disk; several sizes add a memory-vs-size table (`--plot` draws it).
 """
 
 from __future__ import annotations

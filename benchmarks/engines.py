@@ -47,7 +47,8 @@ def measure(corpus: Path, work: Path, engine: str, workers: int) -> dict:
 
 
 def run(store, args) -> None:
-    n, seconds = args.tracks, args.seconds if args.seconds != 15.0 else 5.0  # 15 s: the demo default
+    # --tracks is scale's list of sizes: engines measures one corpus, of the first size
+    n, seconds = args.tracks[0], args.seconds if args.seconds != 15.0 else 5.0  # 15 s: the demo default
     work = Path(tempfile.mkdtemp(prefix="genrelens-engines-"))
     saved = os.environ.get(paths.CACHE_ENV)
     try:

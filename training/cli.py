@@ -85,7 +85,7 @@ def cmd_train(args: argparse.Namespace) -> str:
     if args.resume:
         return resume_run(store, args.resume).summary
     overrides = _given(args, ("split", "epochs", "device", "seed", "batch_size", "lr", "k", "window_s", "hop_s",
-                              "representation", "task", "label_share"))
+                              "representation", "task", "label_share", "sample"))
     return train_command(store, args.dataset, args.model, fold=args.fold, tiny=args.tiny,
                          augment=not args.no_augment, backbone=args.backbone, **overrides)
 
@@ -446,6 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-augment", action="store_true", help="switch every augmentation off")
     p.add_argument("--label-share", type=_share, help="use the labels of only this share of each genre's "
                                                        "training tracks, e.g. 0.1 (default 1)")
+    p.add_argument("--sample", type=_positive_int, metavar="N",
+                   help="train, validate and test on a seeded, genre-stratified sample of N of the dataset's "
+                        "tracks (whole artists where known; split inside it); analyze still covers every track")
     p.add_argument("--backbone", metavar="RUN|PATH",
                    help="ssl_probe / ssl_finetune: the pretrained encoder, a pretrain run id or backbone file")
     p.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run from its checkpoint")

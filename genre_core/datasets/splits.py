@@ -111,6 +111,44 @@ def labelled_share(track_ids: Sequence[str], labels: Sequence[str], share: float
     return tuple(ids[keep])
 
 
+def stratified_sample(
+    track_ids: Sequence[str], labels: Sequence[str], artists: Sequence[str | None] | None, n: int, *,
+    seed: int = 0, dataset: str | None = None,
+) -> tuple[str, ...]:
+    """`n` of the tracks (train --sample), in their given order: each genre's share of the
+    corpus (largest remainders; at least 2 of each genre, so every genre the corpus has stays a
+    class of the run), drawn with `seed`. Artist-aware: within a genre whole artists are taken
+    in a seeded order (tracks of unknown artist each on their own), so a sample keeps the
+    corpus' tracks-per-artist and an artist split inside it still has something to hold apart."""
+    ids, y = np.asarray(track_ids), np.asarray(labels)
+    genres, counts = np.unique(y, return_counts=True)
+    if not 2 * len(genres) <= n <= len(ids):
+        raise DatasetError(f"{_named(dataset)} cannot train on a sample of {n} tracks: it has {len(ids)} usable "
+                           f"tracks in {len(genres)} genres, and a sample takes 2 per genre up to every track "
+                           f"(--sample {2 * len(genres)}..{len(ids)})")
+    rng = np.random.default_rng(seed)
+    groups = artist_groups(ids, artists if artists is not None else [None] * len(ids))
+    names, group_of = np.unique(groups, return_inverse=True)
+    group_rank = rng.permutation(len(names))[group_of]
+    order = np.lexsort((rng.random(len(ids)), group_rank))  # by artist, in a seeded order
+    keep = np.zeros(len(ids), dtype=bool)
+    for genre, quota in zip(genres, _quotas(counts, n)):
+        keep[order[y[order] == genre][:quota]] = True
+    return tuple(ids[keep])
+
+
+def _quotas(counts: np.ndarray, n: int) -> np.ndarray:
+    """(G,) tracks per genre summing to n: 2 each (fewer where a genre has fewer), the rest in
+    proportion to what each genre has left, rounded by largest remainder (never above a
+    genre's count: a share with a remainder lies below it)."""
+    base = np.minimum(counts, 2)
+    extra = counts - base
+    share = (n - base.sum()) * extra / max(extra.sum(), 1)
+    quota = np.floor(share).astype(int)
+    quota[np.argsort(quota - share, kind="stable")[:n - base.sum() - quota.sum()]] += 1
+    return base + quota
+
+
 def kfold_splits(
     track_ids: Sequence[str], labels: Sequence[str], *, k: int = 5, val: float = 0.15, seed: int = 0,
     dataset: str | None = None,

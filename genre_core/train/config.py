@@ -40,6 +40,10 @@ class TrainConfig:
     # Share of each genre's training tracks whose labels are used (seeded); val and test keep
     # all theirs. Below 1: few-label experiments (benchmarks pretraining).
     label_share: float = 1.0
+    # Tracks of the dataset the run trains, validates and tests on (train --sample; seeded,
+    # genre-stratified, whole artists; split inside the sample). None: every usable track.
+    # analyze still embeds every track of the dataset: a model fitted on 5,000 of 100,000.
+    sample: int | None = None
 
     def __post_init__(self) -> None:
         # Checked here, not only by the CLI: sweeps and the API build configs too, and a bad
@@ -57,6 +61,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value}")
+        if self.sample is not None and self.sample < 2:
+            raise ValueError(f"sample must be >= 2 tracks, got {self.sample}")
         if not 0 < self.label_share <= 1:
             raise ValueError(f"label_share must lie in (0, 1], got {self.label_share}")
         for name in ("weight_decay", "warmup_epochs", "patience"):

@@ -25,7 +25,8 @@ from genre_core.metrics import evaluation, multilabel as ml_metrics
 from genre_core.engine import EngineOptions
 from genre_core.features.augment import AugmentConfig
 from genre_core.features.pipeline import input_pipeline
-from genre_core.datasets.splits import SPLITS, Split, kfold_splits, labelled_share
+from genre_core.datasets.base import DatasetError
+from genre_core.datasets.splits import SPLITS, Split, kfold_splits, labelled_share, stratified_sample
 from genre_core.models import build_model, get_spec
 from genre_core.runs.record import new_run_id
 from genre_core.store import BACKBONE_REPRESENTATION, Store
@@ -79,7 +80,9 @@ def prepare(store: Store, config: TrainConfig) -> Sides:
     tracks = store.tracks(config.dataset)
     if tracks.empty:
         raise ValueError(f"dataset {config.dataset!r} has no usable tracks")
-    split = choose_split(config, tracks)
+    if config.sample is not None:
+        tracks = _sampled(tracks, config)
+    split = _split_of_sample(config, tracks)
     if config.label_share < 1:
         train = tracks.set_index("track_id").loc[list(split.train)]
         split = dataclasses.replace(split, train=labelled_share(train.index, train.label, config.label_share,
@@ -92,6 +95,23 @@ def prepare(store: Store, config: TrainConfig) -> Sides:
         genres = multilabel.genre_sets(store, config.dataset, tracks)
         return Sides(multilabel.classes_of(genres), split, sides, genres)
     return Sides(sorted(tracks.label.unique()), split, sides)
+
+
+def _sampled(tracks: pd.DataFrame, config: TrainConfig) -> pd.DataFrame:
+    """The tracks of train --sample (splits.stratified_sample), in the dataset's order."""
+    chosen = stratified_sample(tracks.track_id, tracks.label, tracks.get("artist"), config.sample,
+                               seed=config.seed, dataset=config.dataset)
+    return tracks[tracks.track_id.isin(chosen)].reset_index(drop=True)
+
+
+def _split_of_sample(config: TrainConfig, tracks: pd.DataFrame) -> Split:
+    """choose_split; a sample too small for the split says that the sample is, not the dataset."""
+    try:
+        return choose_split(config, tracks)
+    except DatasetError as exc:
+        if config.sample is None:
+            raise
+        raise DatasetError(f"{exc} (the run's --sample {config.sample} is that set: take a larger sample)") from exc
 
 
 def fit(store: Store, config: TrainConfig, *, run_id: str | None = None, resume: bool = False,
