@@ -185,8 +185,9 @@ def leaderboard(db, dataset_id: int | None = None) -> pd.DataFrame:
 
 def trained_with(config) -> str:
     """What sets a run apart beyond its model's name: the sample of the dataset it was fitted
-    and tested on (train --sample), the share of training labels it saw (train --label-share) and, for the ssl_* models, whose encoder ('pretraining 20261208-...'
-    or a random one, the benchmark's control); '' for a plain run."""
+    and tested on (train --sample), the share of training labels it saw (train --label-share)
+    and, for the ssl_* models, whose encoder ('pretraining 20261208-...' or a random one, the
+    benchmark's control); '' for a plain run."""
     config = json.loads(config) if isinstance(config, str) else (config or {})
     parts = [f"sample of {int(config['sample']):,} tracks"] if config.get("sample") else []
     share = config.get("label_share")
